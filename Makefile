@@ -1,0 +1,44 @@
+# tasker-runner. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+GO       ?= go
+BIN      := bin/tasker-runner
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+TESTFLAGS ?=
+
+.PHONY: help run test bench build lint generate clean postgres
+
+help: ## list the targets
+	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/tasker-runner
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tasker-runner
+
+postgres: ## make sure PostgreSQL server binaries are present (installs them with apt as root)
+	@bash .ci/ensure-postgres
+
+run: build postgres ## start a throwaway PostgreSQL and the runner (uses DATABASE_URL when set); Ctrl-C stops it all
+	./$(BIN) dev
+
+test: lint ## run every test with the race detector against real PostgreSQL
+	@bash .ci/ensure-postgres --for-tests
+	$(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./...
+
+bench: build postgres ## run the benchmarks: prints a table and writes bench-results.json
+	./$(BIN) bench --out bench-results.json
+
+lint: ## gofmt, go vet and the import-direction check
+	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*')); \
+	if [[ -n "$$out" ]]; then echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@bash .ci/check-imports
+
+generate: ## regenerate committed generated code
+	$(GO) generate ./...
+
+clean: ## remove build outputs and cached test results
+	rm -rf bin bench-results.json
+	$(GO) clean -testcache

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/tasker-runner/tasker-runner/runner/store"
+	"github.com/tasker-runner/tasker-runner/runner/store/pgcluster"
+)
+
+func runDev(ctx context.Context, env *environment, args []string) error {
+	fs := newFlagSet(env, "dev")
+	configPath := fs.String("config", "", "path of the TOML configuration file (default $TASKER_CONFIG_PATH; none: built-in defaults)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	cfg, err := loadConfig(env, *configPath)
+	if err != nil {
+		return err
+	}
+
+	var cluster *pgcluster.Cluster
+	if cfg.Database.URL == "" {
+		env.logger.Info("no DATABASE_URL given: starting a throwaway PostgreSQL cluster")
+		cluster, err = pgcluster.Start(ctx, pgcluster.Config{})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := cluster.Stop(); err != nil {
+				env.logger.Error("removing the throwaway cluster", "dir", cluster.Dir(), "err", err)
+				return
+			}
+			env.logger.Info("throwaway PostgreSQL cluster stopped and removed", "dir", cluster.Dir())
+		}()
+		cfg.Database.URL = cluster.URL("postgres")
+	}
+
+	return serve(ctx, env, cfg, true, func(apiAddr string) {
+		fmt.Fprintf(env.stdout, "\ntasker-runner %s is up\n", buildVersion())
+		fmt.Fprintf(env.stdout, "  database  %s\n", store.RedactURL(cfg.Database.URL))
+		if cluster != nil {
+			fmt.Fprintf(env.stdout, "            (throwaway cluster in %s, removed on exit; psql %q)\n", cluster.Dir(), cluster.URL("postgres"))
+		}
+		if apiAddr != "" {
+			fmt.Fprintf(env.stdout, "  health    http://%s/health\n", localAddr(apiAddr))
+			fmt.Fprintf(env.stdout, "  spec      http://%s/openapi.yaml\n", localAddr(apiAddr))
+		}
+		fmt.Fprintf(env.stdout, "Press Ctrl-C to stop.\n\n")
+	})
+}
+
+// localAddr turns a wildcard listen address into one a browser can open.
+func localAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}

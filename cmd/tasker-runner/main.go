@@ -1,0 +1,165 @@
+// Command tasker-runner runs Tasker-style workflow steps kept in PostgreSQL by
+// calling their handlers. Run "tasker-runner help" for its subcommands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/sethvargo/go-envconfig"
+)
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	usage   string // after "tasker-runner <name> "
+	run     func(ctx context.Context, env *environment, args []string) error
+}
+
+// environment is what a subcommand may touch; tests replace its parts.
+type environment struct {
+	stdout io.Writer
+	stderr io.Writer
+	lookup envconfig.Lookuper
+	logger *slog.Logger
+}
+
+// errUsage marks an error caused by how the command was called (exit 2).
+var errUsage = errors.New("usage")
+
+func commands() []command {
+	return []command{
+		{name: "serve", summary: "run the runner and its API against a PostgreSQL database", usage: "[--config PATH] [--migrate]", run: runServe},
+		{name: "migrate", summary: "apply or show the database schema migrations", usage: "[--config PATH] up|status", run: runMigrate},
+		{name: "dev", summary: "start a throwaway PostgreSQL (unless DATABASE_URL is set), migrate, and serve", usage: "[--config PATH] [--keep]", run: runDev},
+		{name: "version", summary: "print the version", usage: "", run: runVersion},
+	}
+}
+
+func main() {
+	env := &environment{stdout: os.Stdout, stderr: os.Stderr, lookup: envconfig.OsLookuper()}
+	env.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(os.Getenv("TASKER_LOG_LEVEL"))}))
+
+	// The first SIGINT/SIGTERM starts a graceful stop; once it is under way
+	// the default handling is restored, so a second one ends the process.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	code := run(ctx, env, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, env *environment, args []string) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		if len(args) > 1 {
+			if c, ok := findCommand(args[1]); ok {
+				printCommandUsage(env.stdout, c, nil)
+				return 0
+			}
+		}
+		printUsage(env.stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := findCommand(args[0])
+	if !ok {
+		fmt.Fprintf(env.stderr, "tasker-runner: unknown command %q\n\n", args[0])
+		printUsage(env.stderr)
+		return 2
+	}
+	err := c.run(ctx, env, args[1:])
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(env.stderr, "tasker-runner %s: %v\n", c.name, err)
+		fmt.Fprintf(env.stderr, "run 'tasker-runner %s --help' for usage\n", c.name)
+		return 2
+	default:
+		fmt.Fprintf(env.stderr, "tasker-runner %s: %v\n", c.name, err)
+		return 1
+	}
+}
+
+func findCommand(name string) (command, bool) {
+	for _, c := range commands() {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintf(w, "tasker-runner runs Tasker-style workflow steps kept in PostgreSQL.\n\nUsage:\n  tasker-runner <command> [flags]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun 'tasker-runner <command> --help' for a command's flags.\n")
+}
+
+func printCommandUsage(w io.Writer, c command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: tasker-runner %s %s\n\n%s.\n", c.name, c.usage, upperFirst(c.summary))
+	if fs != nil {
+		var b strings.Builder
+		fs.SetOutput(&b)
+		fs.PrintDefaults()
+		if b.Len() > 0 {
+			fmt.Fprintf(w, "\nFlags:\n%s", b.String())
+		}
+	}
+}
+
+// newFlagSet returns a flag set that prints the command's usage on --help
+// and returns errors instead of exiting.
+func newFlagSet(env *environment, name string) *flag.FlagSet {
+	c, _ := findCommand(name)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() { printCommandUsage(env.stdout, c, fs) }
+	return fs
+}
+
+// parseFlags parses args, printing usage for --help and wrapping other
+// problems as usage errors.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
