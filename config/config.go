@@ -1,0 +1,465 @@
+package config
+
+import (
+	"net"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Every field carries two tags: toml names the key in the file and env names
+// the variable segment. They must spell the same thing (the env name is the
+// upper-cased TOML path); a test walks the types to keep them from drifting.
+
+// Config is the whole runner configuration.
+type Config struct {
+	// Database is the PostgreSQL connection pool.
+	Database Database `toml:"database" env:",prefix=DATABASE_"`
+	// Worker is everything about the runner process itself.
+	Worker Worker `toml:"worker" env:",prefix=WORKER_"`
+}
+
+// Database configures the PostgreSQL connection pool.
+type Database struct {
+	// URL is a PostgreSQL connection string (URL or key=value form). It is not
+	// required by [Config.Validate] because `dev` starts its own database;
+	// commands that need it call [Config.RequireDatabase].
+	URL string `toml:"url" env:"URL"`
+	// MaxConns is the largest number of pooled connections. Default 20.
+	MaxConns int `toml:"max_conns" env:"MAX_CONNS"`
+	// MinConns is the number of connections kept open when idle. Default 2.
+	MinConns int `toml:"min_conns" env:"MIN_CONNS"`
+	// ConnectTimeoutSeconds bounds establishing one connection. Default 10.
+	ConnectTimeoutSeconds int `toml:"connect_timeout_seconds" env:"CONNECT_TIMEOUT_SECONDS"`
+	// MigrateOnStart applies pending migrations when `serve` starts.
+	// Default false: schema changes are usually a deliberate deploy step.
+	MigrateOnStart bool `toml:"migrate_on_start" env:"MIGRATE_ON_START"`
+}
+
+// ConnectTimeout returns ConnectTimeoutSeconds as a duration.
+func (d Database) ConnectTimeout() time.Duration { return seconds(d.ConnectTimeoutSeconds) }
+
+// Worker configures the runner process.
+type Worker struct {
+	// WorkerID names this runner in leases and audit rows. Empty (the default)
+	// means hostname+pid, derived at run time.
+	WorkerID string `toml:"worker_id" env:"WORKER_ID"`
+	// Namespaces restricts the runner to these namespaces. Empty (the default)
+	// serves all of them.
+	Namespaces []string `toml:"namespaces" env:"NAMESPACES"`
+	// ShutdownTimeoutSeconds is how long in-flight steps may run after SIGTERM
+	// before their leases are released. Default 30; 0 releases at once.
+	ShutdownTimeoutSeconds int `toml:"shutdown_timeout_seconds" env:"SHUTDOWN_TIMEOUT_SECONDS"`
+
+	// Web is the REST management API.
+	Web Web `toml:"web" env:",prefix=WEB_"`
+	// GRPC is the Connect/gRPC management API.
+	GRPC GRPC `toml:"grpc" env:",prefix=GRPC_"`
+	// EventSystems is how the runner learns that steps are ready.
+	EventSystems EventSystems `toml:"event_systems" env:",prefix=EVENT_SYSTEMS_"`
+	// Leases configures step leases.
+	Leases Leases `toml:"leases" env:",prefix=LEASES_"`
+	// Completion configures the batched result writer.
+	Completion Completion `toml:"completion" env:",prefix=COMPLETION_"`
+	// Retry holds retry defaults for templates that do not set their own.
+	Retry Retry `toml:"retry" env:",prefix=RETRY_"`
+	// Callout holds defaults for calling handlers.
+	Callout Callout `toml:"callout" env:",prefix=CALLOUT_"`
+	// Handlers registers handler endpoints at start-up (more can be added at
+	// run time through the API).
+	Handlers Endpoints `toml:"handlers" env:"HANDLERS"`
+}
+
+// ShutdownTimeout returns ShutdownTimeoutSeconds as a duration.
+func (w Worker) ShutdownTimeout() time.Duration { return seconds(w.ShutdownTimeoutSeconds) }
+
+// Web configures the REST management API server.
+type Web struct {
+	// Enabled starts the server. Default true.
+	Enabled bool `toml:"enabled" env:"ENABLED"`
+	// Host is the listen address. Default "0.0.0.0".
+	Host string `toml:"host" env:"HOST"`
+	// Port is the listen port. Default 8081.
+	Port int `toml:"port" env:"PORT"`
+	// MaxRequestBytes caps request bodies so one client cannot exhaust
+	// memory. Default 1 MiB.
+	MaxRequestBytes int `toml:"max_request_bytes" env:"MAX_REQUEST_BYTES"`
+	// Auth protects the /v1 operations.
+	Auth Auth `toml:"auth" env:",prefix=AUTH_"`
+}
+
+// Addr returns the host:port to listen on.
+func (w Web) Addr() string { return net.JoinHostPort(w.Host, strconv.Itoa(w.Port)) }
+
+// Auth configures authentication of the management API.
+type Auth struct {
+	// Enabled turns authentication on. Default false, which suits a runner
+	// reachable only inside a private network; enable it anywhere else.
+	Enabled bool `toml:"enabled" env:"ENABLED"`
+	// PublicHealth keeps the /health endpoints open when auth is on, so
+	// orchestrator probes need no credentials. Default true.
+	PublicHealth bool `toml:"public_health" env:"PUBLIC_HEALTH"`
+	// PublicMetrics keeps /metrics open when auth is on, so scrapers need no
+	// credentials. Default true.
+	PublicMetrics bool `toml:"public_metrics" env:"PUBLIC_METRICS"`
+	// APIKeys are the accepted static keys.
+	APIKeys APIKeys `toml:"api_keys" env:"API_KEYS"`
+	// JWT accepts bearer tokens.
+	JWT JWT `toml:"jwt" env:",prefix=JWT_"`
+}
+
+// Scope is what a credential may do.
+type Scope string
+
+// Scopes. Admin includes read.
+const (
+	// ScopeRead allows reading state.
+	ScopeRead Scope = "read"
+	// ScopeAdmin allows every operation.
+	ScopeAdmin Scope = "admin"
+)
+
+// scopes lists the valid scopes, in the order error messages show them.
+var scopes = []Scope{ScopeRead, ScopeAdmin}
+
+// Valid reports whether s is one of the scopes.
+func (s Scope) Valid() bool { return slices.Contains(scopes, s) }
+
+// APIKey is one accepted API key. Only its hash is configured, so the file
+// holds nothing that would let a reader call the API.
+type APIKey struct {
+	// Name identifies the key in logs and audit rows.
+	Name string `toml:"name"`
+	// Hash is "sha256:" followed by the 64 hex digits of the SHA-256 of the key.
+	Hash string `toml:"hash"`
+	// Scope is ScopeRead or ScopeAdmin.
+	Scope Scope `toml:"scope"`
+}
+
+// APIKeys is a list of API keys. Its own type lets the environment set the
+// whole list as JSON (see [APIKeys.EnvDecode]).
+type APIKeys []APIKey
+
+// JWT configures bearer token authentication.
+type JWT struct {
+	// Enabled accepts JWT bearer tokens. Default false.
+	Enabled bool `toml:"enabled" env:"ENABLED"`
+	// Issuer is the required "iss" claim.
+	Issuer string `toml:"issuer" env:"ISSUER"`
+	// Audience is the required "aud" claim.
+	Audience string `toml:"audience" env:"AUDIENCE"`
+	// HS256Secret verifies HMAC-signed tokens; at least 32 bytes.
+	HS256Secret string `toml:"hs256_secret" env:"HS256_SECRET"`
+	// PublicKeyFiles are PEM files of public keys verifying RS256/ES256 tokens.
+	PublicKeyFiles []string `toml:"public_key_files" env:"PUBLIC_KEY_FILES"`
+	// ScopeClaim names the claim holding the scope ("read" or "admin").
+	// Default "scope".
+	ScopeClaim string `toml:"scope_claim" env:"SCOPE_CLAIM"`
+}
+
+// GRPC configures the Connect/gRPC management API server.
+type GRPC struct {
+	// Enabled starts the server. Default true.
+	Enabled bool `toml:"enabled" env:"ENABLED"`
+	// Host is the listen address. Default "0.0.0.0".
+	Host string `toml:"host" env:"HOST"`
+	// Port is the listen port. Default 9191.
+	Port int `toml:"port" env:"PORT"`
+}
+
+// Addr returns the host:port to listen on.
+func (g GRPC) Addr() string { return net.JoinHostPort(g.Host, strconv.Itoa(g.Port)) }
+
+// EventSystems groups the event systems. The nesting mirrors the Tasker
+// worker's configuration so its users find the keys where they expect them.
+type EventSystems struct {
+	// Worker is the event system that wakes the runner for ready steps.
+	Worker EventSystem `toml:"worker" env:",prefix=WORKER_"`
+}
+
+// DeploymentMode selects how the runner learns that steps are ready.
+type DeploymentMode string
+
+// Deployment modes.
+const (
+	// DeploymentModePollingOnly polls the database and never listens.
+	DeploymentModePollingOnly DeploymentMode = "polling_only"
+	// DeploymentModeEventDrivenOnly reacts to LISTEN/NOTIFY and never polls.
+	DeploymentModeEventDrivenOnly DeploymentMode = "event_driven_only"
+	// DeploymentModeHybrid listens and also polls, so a lost notification
+	// only delays a step by one poll interval. The default.
+	DeploymentModeHybrid DeploymentMode = "hybrid"
+)
+
+// deploymentModes lists the valid modes, in the order error messages show them.
+var deploymentModes = []DeploymentMode{DeploymentModePollingOnly, DeploymentModeEventDrivenOnly, DeploymentModeHybrid}
+
+// Valid reports whether m is one of the deployment modes.
+func (m DeploymentMode) Valid() bool { return slices.Contains(deploymentModes, m) }
+
+// Polls reports whether the mode runs the fallback poller.
+func (m DeploymentMode) Polls() bool {
+	return m == DeploymentModePollingOnly || m == DeploymentModeHybrid
+}
+
+// Listens reports whether the mode reacts to notifications.
+func (m DeploymentMode) Listens() bool {
+	return m == DeploymentModeEventDrivenOnly || m == DeploymentModeHybrid
+}
+
+// EventSystem configures one event system.
+type EventSystem struct {
+	// DeploymentMode is polling_only, event_driven_only or hybrid. Default hybrid.
+	DeploymentMode DeploymentMode `toml:"deployment_mode" env:"DEPLOYMENT_MODE"`
+	// Metadata holds the settings of the event system's parts.
+	Metadata EventSystemMetadata `toml:"metadata" env:",prefix=METADATA_"`
+}
+
+// EventSystemMetadata holds the settings of the event system's parts.
+type EventSystemMetadata struct {
+	// PushConsumer reacts to notifications and dispatches steps.
+	PushConsumer PushConsumer `toml:"push_consumer" env:",prefix=PUSH_CONSUMER_"`
+	// FallbackPoller finds ready steps that no notification announced.
+	FallbackPoller FallbackPoller `toml:"fallback_poller" env:",prefix=FALLBACK_POLLER_"`
+	// Listener is the dedicated LISTEN connection.
+	Listener Listener `toml:"listener" env:",prefix=LISTENER_"`
+}
+
+// PushConsumer configures the notification-driven dispatcher.
+type PushConsumer struct {
+	// Enabled turns notification-driven dispatch on. Default true.
+	Enabled bool `toml:"enabled" env:"ENABLED"`
+	// MaxConcurrentSteps is how many steps may run at once in this runner;
+	// claims never ask for more than the free permits. Default 500.
+	MaxConcurrentSteps int `toml:"max_concurrent_steps" env:"MAX_CONCURRENT_STEPS"`
+}
+
+// FallbackPoller configures the poller.
+type FallbackPoller struct {
+	// Enabled turns polling on. Default true.
+	Enabled bool `toml:"enabled" env:"ENABLED"`
+	// PollIntervalSeconds is the time between polls, fractions allowed
+	// (jitter is added at run time). Default 1.0.
+	PollIntervalSeconds float64 `toml:"poll_interval_seconds" env:"POLL_INTERVAL_SECONDS"`
+}
+
+// Interval returns PollIntervalSeconds as a duration.
+func (f FallbackPoller) Interval() time.Duration {
+	return time.Duration(f.PollIntervalSeconds * float64(time.Second))
+}
+
+// Listener configures the LISTEN connection's reconnect backoff.
+type Listener struct {
+	// ReconnectInitialMS is the first reconnect delay. Default 100.
+	ReconnectInitialMS int `toml:"reconnect_initial_ms" env:"RECONNECT_INITIAL_MS"`
+	// ReconnectMaxMS caps the doubling reconnect delay. Default 10000.
+	ReconnectMaxMS int `toml:"reconnect_max_ms" env:"RECONNECT_MAX_MS"`
+}
+
+// ReconnectInitial returns ReconnectInitialMS as a duration.
+func (l Listener) ReconnectInitial() time.Duration { return millis(l.ReconnectInitialMS) }
+
+// ReconnectMax returns ReconnectMaxMS as a duration.
+func (l Listener) ReconnectMax() time.Duration { return millis(l.ReconnectMaxMS) }
+
+// Leases configures step leases.
+type Leases struct {
+	// VisibilityTimeoutSeconds is how long a claimed step stays invisible to
+	// other runners; a crashed runner's steps come back after it. Default 30.
+	VisibilityTimeoutSeconds int `toml:"visibility_timeout_seconds" env:"VISIBILITY_TIMEOUT_SECONDS"`
+	// HeartbeatIntervalSeconds is how often leases of in-flight steps are
+	// extended; it must be well below the visibility timeout. Default 10.
+	HeartbeatIntervalSeconds int `toml:"heartbeat_interval_seconds" env:"HEARTBEAT_INTERVAL_SECONDS"`
+}
+
+// VisibilityTimeout returns VisibilityTimeoutSeconds as a duration.
+func (l Leases) VisibilityTimeout() time.Duration { return seconds(l.VisibilityTimeoutSeconds) }
+
+// HeartbeatInterval returns HeartbeatIntervalSeconds as a duration.
+func (l Leases) HeartbeatInterval() time.Duration { return seconds(l.HeartbeatIntervalSeconds) }
+
+// Completion configures the completer, which writes results in batches.
+type Completion struct {
+	// FlushIntervalMS is the longest a result waits before its batch is
+	// written. Default 1.
+	FlushIntervalMS int `toml:"flush_interval_ms" env:"FLUSH_INTERVAL_MS"`
+	// MaxBatch writes a batch as soon as it holds this many results.
+	// Default 100.
+	MaxBatch int `toml:"max_batch" env:"MAX_BATCH"`
+}
+
+// FlushInterval returns FlushIntervalMS as a duration.
+func (c Completion) FlushInterval() time.Duration { return millis(c.FlushIntervalMS) }
+
+// Retry holds retry defaults for template steps without a retry block.
+type Retry struct {
+	// MaxAttempts counts the first attempt. Default 3.
+	MaxAttempts int `toml:"max_attempts" env:"MAX_ATTEMPTS"`
+	// BackoffBaseMS is the first retry delay, doubled per attempt (with
+	// jitter). Default 1000.
+	BackoffBaseMS int `toml:"backoff_base_ms" env:"BACKOFF_BASE_MS"`
+	// MaxBackoffMS caps the retry delay. Default 60000.
+	MaxBackoffMS int `toml:"max_backoff_ms" env:"MAX_BACKOFF_MS"`
+}
+
+// BackoffBase returns BackoffBaseMS as a duration.
+func (r Retry) BackoffBase() time.Duration { return millis(r.BackoffBaseMS) }
+
+// MaxBackoff returns MaxBackoffMS as a duration.
+func (r Retry) MaxBackoff() time.Duration { return millis(r.MaxBackoffMS) }
+
+// Callout holds defaults for calling handlers.
+type Callout struct {
+	// DefaultTimeoutSeconds applies when neither the step nor its endpoint
+	// sets a timeout. Default 30.
+	DefaultTimeoutSeconds int `toml:"default_timeout_seconds" env:"DEFAULT_TIMEOUT_SECONDS"`
+	// MaxResponseBytes caps a handler response; larger ones fail the step
+	// permanently instead of exhausting memory. Default 4 MiB.
+	MaxResponseBytes int `toml:"max_response_bytes" env:"MAX_RESPONSE_BYTES"`
+	// MaxIdleConnsPerHost keeps this many keep-alive connections per handler
+	// host. Go's default of 2 would make most calls dial under load.
+	// Default 256.
+	MaxIdleConnsPerHost int `toml:"max_idle_conns_per_host" env:"MAX_IDLE_CONNS_PER_HOST"`
+	// Breaker holds the circuit breaker defaults for every endpoint.
+	Breaker Breaker `toml:"breaker" env:",prefix=BREAKER_"`
+}
+
+// DefaultTimeout returns DefaultTimeoutSeconds as a duration.
+func (c Callout) DefaultTimeout() time.Duration { return seconds(c.DefaultTimeoutSeconds) }
+
+// Breaker configures the per-endpoint circuit breakers (sony/gobreaker).
+type Breaker struct {
+	// MaxRequests is how many trial calls pass while half-open. Default 1.
+	MaxRequests int `toml:"max_requests" env:"MAX_REQUESTS"`
+	// IntervalSeconds is how often a closed breaker clears its counts;
+	// 0 never clears them. Default 60.
+	IntervalSeconds int `toml:"interval_seconds" env:"INTERVAL_SECONDS"`
+	// OpenTimeoutSeconds is how long an open breaker waits before going
+	// half-open. Default 30.
+	OpenTimeoutSeconds int `toml:"open_timeout_seconds" env:"OPEN_TIMEOUT_SECONDS"`
+	// ConsecutiveFailures opens the breaker. Default 5.
+	ConsecutiveFailures int `toml:"consecutive_failures" env:"CONSECUTIVE_FAILURES"`
+}
+
+// Interval returns IntervalSeconds as a duration.
+func (b Breaker) Interval() time.Duration { return seconds(b.IntervalSeconds) }
+
+// OpenTimeout returns OpenTimeoutSeconds as a duration.
+func (b Breaker) OpenTimeout() time.Duration { return seconds(b.OpenTimeoutSeconds) }
+
+// Protocol is how a handler endpoint is called.
+type Protocol string
+
+// Protocols.
+const (
+	// ProtocolHTTP posts JSON envelopes. The default.
+	ProtocolHTTP Protocol = "http"
+	// ProtocolConnect calls HandlerService with the Connect protocol.
+	ProtocolConnect Protocol = "connect"
+	// ProtocolGRPC calls HandlerService with the gRPC protocol.
+	ProtocolGRPC Protocol = "grpc"
+	// ProtocolGo calls a function registered in the same process; it has no URL.
+	ProtocolGo Protocol = "go"
+)
+
+// protocols lists the valid protocols, in the order error messages show them.
+var protocols = []Protocol{ProtocolHTTP, ProtocolConnect, ProtocolGRPC, ProtocolGo}
+
+// Valid reports whether p is one of the protocols.
+func (p Protocol) Valid() bool { return slices.Contains(protocols, p) }
+
+// Endpoint registers the handler service for the callables matching Pattern.
+type Endpoint struct {
+	// Pattern is a callable name or a glob (path.Match syntax) such as
+	// "payments.*". Required.
+	Pattern string `toml:"pattern"`
+	// Namespace limits the endpoint to one namespace; empty matches any.
+	Namespace string `toml:"namespace"`
+	// URL is the absolute http(s) URL to call; "{callable}" is replaced by
+	// the step's callable. Required unless Protocol is ProtocolGo.
+	URL string `toml:"url"`
+	// Protocol is http, connect, grpc or go. Default http.
+	Protocol Protocol `toml:"protocol"`
+	// TimeoutMS overrides the callout default timeout; 0 keeps it.
+	TimeoutMS int `toml:"timeout_ms"`
+	// MaxConcurrency limits calls in flight to this endpoint; 0 is unlimited.
+	MaxConcurrency int `toml:"max_concurrency"`
+	// BatchMax sends up to this many steps per call; 1 (the default) does
+	// not batch.
+	BatchMax int `toml:"batch_max"`
+	// BatchWindowMS is the longest a step waits for a batch to fill.
+	// Default 2.
+	BatchWindowMS int `toml:"batch_window_ms"`
+	// Headers are added to every request.
+	Headers map[string]string `toml:"headers"`
+	// Secret is a Standard Webhooks secret ("whsec_" + base64) used to sign
+	// requests; empty sends them unsigned.
+	Secret string `toml:"secret"`
+}
+
+// Timeout returns TimeoutMS as a duration; 0 means "use the callout default".
+func (e Endpoint) Timeout() time.Duration { return millis(e.TimeoutMS) }
+
+// BatchWindow returns BatchWindowMS as a duration.
+func (e Endpoint) BatchWindow() time.Duration { return millis(e.BatchWindowMS) }
+
+// Endpoints is a list of handler endpoints. Its own type lets the
+// environment set the whole list as JSON (see [Endpoints.EnvDecode]).
+type Endpoints []Endpoint
+
+// Default returns the configuration used when nothing else is set.
+func Default() Config {
+	return Config{
+		Database: Database{
+			MaxConns:              20,
+			MinConns:              2,
+			ConnectTimeoutSeconds: 10,
+		},
+		Worker: Worker{
+			ShutdownTimeoutSeconds: 30,
+			Web: Web{
+				Enabled:         true,
+				Host:            "0.0.0.0",
+				Port:            8081,
+				MaxRequestBytes: 1 << 20,
+				Auth: Auth{
+					PublicHealth:  true,
+					PublicMetrics: true,
+					JWT:           JWT{ScopeClaim: "scope"},
+				},
+			},
+			GRPC: GRPC{Enabled: true, Host: "0.0.0.0", Port: 9191},
+			EventSystems: EventSystems{Worker: EventSystem{
+				DeploymentMode: DeploymentModeHybrid,
+				Metadata: EventSystemMetadata{
+					PushConsumer:   PushConsumer{Enabled: true, MaxConcurrentSteps: 500},
+					FallbackPoller: FallbackPoller{Enabled: true, PollIntervalSeconds: 1.0},
+					Listener:       Listener{ReconnectInitialMS: 100, ReconnectMaxMS: 10_000},
+				},
+			}},
+			Leases:     Leases{VisibilityTimeoutSeconds: 30, HeartbeatIntervalSeconds: 10},
+			Completion: Completion{FlushIntervalMS: 1, MaxBatch: 100},
+			Retry:      Retry{MaxAttempts: 3, BackoffBaseMS: 1000, MaxBackoffMS: 60_000},
+			Callout: Callout{
+				DefaultTimeoutSeconds: 30,
+				MaxResponseBytes:      4 << 20,
+				MaxIdleConnsPerHost:   256,
+				Breaker: Breaker{
+					MaxRequests:         1,
+					IntervalSeconds:     60,
+					OpenTimeoutSeconds:  30,
+					ConsecutiveFailures: 5,
+				},
+			},
+		},
+	}
+}
+
+// DefaultEndpoint returns an Endpoint holding the defaults that every
+// [[worker.handlers]] entry starts from, before its own keys apply.
+func DefaultEndpoint() Endpoint {
+	return Endpoint{Protocol: ProtocolHTTP, BatchMax: 1, BatchWindowMS: 2}
+}
+
+func seconds(n int) time.Duration { return time.Duration(n) * time.Second }
+func millis(n int) time.Duration  { return time.Duration(n) * time.Millisecond }
