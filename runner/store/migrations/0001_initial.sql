@@ -1,9 +1,11 @@
 -- The initial schema: DESIGN.md §3. Every object lives in schema tasker (created by
 -- the migrator before this file runs, together with tasker.schema_migrations).
 
+-- A namespace name is at most 56 characters so that its LISTEN channel,
+-- 'tasker_' || name, fits PostgreSQL's 63-byte identifier limit.
 CREATE TABLE tasker.namespaces (
     name       text        PRIMARY KEY
-        CONSTRAINT namespaces_name_format CHECK (name ~ '^[a-z0-9_][a-z0-9_.-]{0,62}$'),
+        CONSTRAINT namespaces_name_format CHECK (name ~ '^[a-z0-9_][a-z0-9_.-]{0,55}$'),
     created_at timestamptz NOT NULL DEFAULT now()
 );
 

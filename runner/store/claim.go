@@ -1,0 +1,173 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// ClaimParams configures [Claim].
+type ClaimParams struct {
+	WorkerID string
+	// Namespaces to claim from; at least one.
+	Namespaces []string
+	// Limit is the most steps to claim: the runner's free permits.
+	Limit int
+	// Now is the claim time; steps whose run_at is later wait.
+	Now time.Time
+	// LeaseFor is how long the lease lasts before another runner may rescue it.
+	LeaseFor time.Duration
+}
+
+// ClaimedStep is a leased step hydrated with everything its handler needs.
+type ClaimedStep struct {
+	StepUUID         uuid.UUID
+	TaskUUID         uuid.UUID
+	Namespace        string
+	Name             string
+	TemplateStepName string
+	Handler          string
+	Type             string
+	// Attempt is this attempt's number (1 on the first run); completions
+	// must present it (the fence).
+	Attempt      int
+	MaxAttempts  int
+	Retryable    bool
+	RetryPolicy  json.RawMessage
+	TimeoutMs    int
+	Inputs       json.RawMessage
+	Checkpoint   json.RawMessage
+	LeaseExpires time.Time
+	// Rescued is true when the step's previous lease had expired.
+	Rescued bool
+	// EnqueuedAt is when the step became ready (its run_at).
+	EnqueuedAt time.Time
+
+	TemplateID          int64
+	TemplateName        string
+	TemplateVersion     string
+	Context             json.RawMessage
+	CorrelationID       uuid.UUID
+	ParentCorrelationID uuid.NullUUID
+	Priority            int
+	Tags                []string
+	// DependencyResults maps each completed ancestor's name to its result.
+	DependencyResults map[string]json.RawMessage
+}
+
+// claimSQL leases up to $3 steps in one round trip: ready steps (enqueued,
+// or waiting_for_retry whose run_at passed) of the given namespaces in
+// priority then run_at order, and in_progress steps whose lease expired (a
+// runner died). Each gets a new attempt and lease; the statement returns it
+// joined with its task and every ancestor's result. The per-namespace
+// LATERAL keeps each scan on the claim index in index order.
+const claimSQL = `
+WITH ready AS (
+	SELECT r.step_uuid, r.priority, r.run_at, r.state
+	FROM unnest($2::text[]) AS ns(name),
+	LATERAL (
+		SELECT s.step_uuid, s.priority, s.run_at, s.state
+		FROM tasker.steps s
+		WHERE s.namespace = ns.name
+		  AND s.state IN ('enqueued', 'waiting_for_retry')
+		  AND s.run_at <= $4
+		ORDER BY s.priority DESC, s.run_at
+		LIMIT $3
+		FOR UPDATE SKIP LOCKED
+	) r
+),
+expired AS (
+	SELECT s.step_uuid, s.priority, s.run_at, s.state
+	FROM tasker.steps s
+	WHERE s.state = 'in_progress' AND s.lease_expires_at <= $4 AND s.namespace = ANY($2)
+	ORDER BY s.lease_expires_at
+	LIMIT $3
+	FOR UPDATE SKIP LOCKED
+),
+picked AS (
+	SELECT step_uuid, state FROM (
+		SELECT * FROM expired UNION ALL SELECT * FROM ready
+	) c
+	ORDER BY priority DESC, run_at
+	LIMIT $3
+),
+claimed AS (
+	UPDATE tasker.steps s SET
+		state = 'in_progress',
+		attempts = s.attempts + 1,
+		lease_owner = $1,
+		lease_expires_at = $4 + $5::interval,
+		last_attempted_at = $4,
+		updated_at = $4
+	FROM picked p
+	WHERE s.step_uuid = p.step_uuid
+	RETURNING s.step_uuid, s.task_uuid, s.namespace, s.name, s.template_step_name, s.handler, s.type,
+	          s.attempts, s.max_attempts, s.retryable, s.retry_policy, coalesce(s.timeout_ms, 0) AS timeout_ms,
+	          s.inputs, s.checkpoint, s.lease_expires_at, p.state = 'in_progress' AS rescued, s.run_at, s.ancestors
+)
+SELECT c.step_uuid, c.task_uuid, c.namespace, c.name, c.template_step_name, c.handler, c.type,
+       c.attempts, c.max_attempts, c.retryable, c.retry_policy, c.timeout_ms, c.inputs, c.checkpoint,
+       c.lease_expires_at, c.rescued, c.run_at,
+       t.template_id, t.template_name, t.template_version, t.context, t.correlation_id, t.parent_correlation_id,
+       t.priority, t.tags,
+       CASE WHEN cardinality(c.ancestors) = 0 THEN NULL ELSE (
+           SELECT jsonb_object_agg(a.name, a.results)
+           FROM tasker.steps a
+           WHERE a.step_uuid = ANY(c.ancestors) AND a.state IN ('complete', 'resolved_manually')
+       ) END AS dependency_results
+FROM claimed c JOIN tasker.tasks t ON t.task_uuid = c.task_uuid`
+
+// Claim leases up to p.Limit claimable steps for p.WorkerID and returns them
+// hydrated. It is one statement and one round trip whatever the count.
+func Claim(ctx context.Context, db DB, p ClaimParams) ([]ClaimedStep, error) {
+	if p.Limit <= 0 || len(p.Namespaces) == 0 {
+		return nil, nil
+	}
+	rows, err := db.Query(ctx, claimSQL, p.WorkerID, p.Namespaces, p.Limit, p.Now, p.LeaseFor)
+	if err != nil {
+		return nil, fmt.Errorf("store: claiming steps: %w", err)
+	}
+	var (
+		out  []ClaimedStep
+		c    ClaimedStep
+		deps []byte
+	)
+	_, err = pgx.ForEachRow(rows, []any{
+		&c.StepUUID, &c.TaskUUID, &c.Namespace, &c.Name, &c.TemplateStepName, &c.Handler, &c.Type,
+		&c.Attempt, &c.MaxAttempts, &c.Retryable, &c.RetryPolicy, &c.TimeoutMs, &c.Inputs, &c.Checkpoint,
+		&c.LeaseExpires, &c.Rescued, &c.EnqueuedAt,
+		&c.TemplateID, &c.TemplateName, &c.TemplateVersion, &c.Context, &c.CorrelationID, &c.ParentCorrelationID,
+		&c.Priority, &c.Tags, &deps,
+	}, func() error {
+		step := c
+		step.DependencyResults = nil
+		if len(deps) > 0 {
+			if err := json.Unmarshal(deps, &step.DependencyResults); err != nil {
+				return fmt.Errorf("decoding dependency results of step %s: %w", c.StepUUID, err)
+			}
+		}
+		// The scan targets are reused for every row: copy what they alias.
+		step.RetryPolicy = clone(c.RetryPolicy)
+		step.Inputs = clone(c.Inputs)
+		step.Checkpoint = clone(c.Checkpoint)
+		step.Context = clone(c.Context)
+		step.Tags = append([]string(nil), c.Tags...)
+		out = append(out, step)
+		return nil
+	})
+	if err != nil {
+		return out, fmt.Errorf("store: claiming steps: %w", err)
+	}
+	return out, nil
+}
+
+func clone(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}

@@ -1,0 +1,189 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Outcome states a [Completion] may move an in_progress step to.
+const (
+	StateComplete        = "complete"
+	StateWaitingForRetry = "waiting_for_retry"
+	StateError           = "error"
+	// StateEnqueued releases the step unrun: its attempt is given back.
+	StateEnqueued = "enqueued"
+)
+
+// Completion is the outcome of one attempt, decided by the runner.
+type Completion struct {
+	StepUUID uuid.UUID
+	// Attempt must equal the attempt the step was claimed with.
+	Attempt int
+	// State is one of [StateComplete], [StateWaitingForRetry], [StateError]
+	// or [StateEnqueued].
+	State string
+	// Results is the handler's result (stored for complete steps).
+	Results []byte
+	// Error describes a failure (stored for waiting_for_retry and error).
+	Error []byte
+	// RunAt is when a retried or released step becomes claimable again.
+	RunAt time.Time
+}
+
+// CompleteResult reports what a [Complete] call changed.
+type CompleteResult struct {
+	// Applied lists the completions that took effect, by step.
+	Applied map[uuid.UUID]string
+	// Stale counts completions refused by the fence: the lease was lost and
+	// the step is someone else's (or finished) now.
+	Stale int
+	// Enqueued counts children that became ready.
+	Enqueued int
+	// TasksFinished maps finished tasks to their new state.
+	TasksFinished map[uuid.UUID]string
+}
+
+// completeSQL applies a batch of completions in one statement: the fenced
+// step updates, then for completed steps the children's pending_parents
+// (enqueueing those that reach zero), then task counters and states, and a
+// single pg_notify per namespace that got ready steps. The state triggers
+// write every audit row.
+const completeSQL = `
+WITH input AS (
+	SELECT * FROM unnest($2::uuid[], $3::int[], $4::text[], $5::jsonb[], $6::jsonb[], $7::timestamptz[])
+	    AS i(step_uuid, attempt, new_state, results, err, run_at)
+),
+done AS (
+	UPDATE tasker.steps s SET
+		state = i.new_state,
+		results = CASE WHEN i.new_state = 'complete' THEN i.results ELSE s.results END,
+		last_error = CASE WHEN i.new_state IN ('waiting_for_retry', 'error') THEN i.err ELSE s.last_error END,
+		run_at = CASE WHEN i.new_state IN ('waiting_for_retry', 'enqueued') THEN coalesce(i.run_at, $8) ELSE s.run_at END,
+		attempts = CASE WHEN i.new_state = 'enqueued' THEN s.attempts - 1 ELSE s.attempts END,
+		lease_owner = NULL,
+		lease_expires_at = NULL,
+		completed_at = CASE WHEN i.new_state = 'complete' THEN $8 ELSE s.completed_at END,
+		updated_at = $8
+	FROM input i
+	WHERE s.step_uuid = i.step_uuid
+	  AND s.lease_owner = $1
+	  AND s.attempts = i.attempt
+	  AND s.state = 'in_progress'
+	RETURNING s.step_uuid, s.task_uuid, s.namespace, s.state
+),
+children AS (
+	UPDATE tasker.steps c SET
+		pending_parents = c.pending_parents - x.n,
+		state = CASE WHEN c.pending_parents = x.n THEN 'enqueued' ELSE c.state END,
+		run_at = CASE WHEN c.pending_parents = x.n THEN $8 ELSE c.run_at END,
+		updated_at = $8
+	FROM (
+		SELECT e.to_step, count(*)::int AS n
+		FROM tasker.step_edges e JOIN done d ON d.step_uuid = e.from_step
+		WHERE d.state = 'complete'
+		GROUP BY e.to_step
+	) x
+	WHERE c.step_uuid = x.to_step AND c.state = 'pending'
+	RETURNING c.step_uuid, c.namespace, c.state
+),
+task_delta AS (
+	SELECT task_uuid,
+	       count(*) FILTER (WHERE state = 'complete')::int AS completed,
+	       bool_or(state = 'error') AS failed
+	FROM done GROUP BY task_uuid
+),
+tasks_upd AS (
+	UPDATE tasker.tasks t SET
+		steps_done = t.steps_done + d.completed,
+		state = CASE
+			WHEN t.state IN ('steps_in_process', 'blocked_by_failures') AND t.steps_done + d.completed = t.steps_total THEN 'complete'
+			WHEN t.state = 'steps_in_process' AND d.failed THEN 'blocked_by_failures'
+			ELSE t.state END,
+		completed_at = CASE WHEN t.steps_done + d.completed = t.steps_total THEN $8 ELSE t.completed_at END,
+		updated_at = $8
+	FROM task_delta d
+	WHERE t.task_uuid = d.task_uuid AND (d.completed > 0 OR d.failed)
+	RETURNING t.task_uuid, t.state
+),
+notified AS (
+	SELECT count(pg_notify($9 || namespace, '')) AS n
+	FROM (SELECT DISTINCT namespace FROM children WHERE state = 'enqueued') ns
+)
+SELECT 'step' AS kind, step_uuid, state FROM done
+UNION ALL
+SELECT 'task', task_uuid, state FROM tasks_upd WHERE state IN ('complete', 'blocked_by_failures')
+UNION ALL
+SELECT 'ready', NULL, count(*)::text FROM children WHERE state = 'enqueued'
+UNION ALL
+SELECT 'notified', NULL, n::text FROM notified`
+
+// Complete applies a batch of completions for workerID in one statement
+// (one round trip, one transaction). Completions whose fence fails (lease
+// lost, attempt superseded, step no longer in progress) change nothing and
+// are counted as stale.
+func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []Completion) (CompleteResult, error) {
+	res := CompleteResult{Applied: make(map[uuid.UUID]string, len(cs))}
+	if len(cs) == 0 {
+		return res, nil
+	}
+	var (
+		ids      = make([]uuid.UUID, len(cs))
+		attempts = make([]int32, len(cs))
+		states   = make([]string, len(cs))
+		results  = make([][]byte, len(cs))
+		errs     = make([][]byte, len(cs))
+		runAt    = make([]*time.Time, len(cs))
+	)
+	for i, c := range cs {
+		switch c.State {
+		case StateComplete, StateWaitingForRetry, StateError, StateEnqueued:
+		default:
+			return res, fmt.Errorf("store: completion of step %s: state %q is not a completion state", c.StepUUID, c.State)
+		}
+		ids[i], attempts[i], states[i] = c.StepUUID, int32(c.Attempt), c.State
+		results[i], errs[i] = nullJSON(c.Results), nullJSON(c.Error)
+		if !c.RunAt.IsZero() {
+			t := c.RunAt
+			runAt[i] = &t
+		}
+	}
+	rows, err := db.Query(ctx, completeSQL, workerID, ids, attempts, states, results, errs, runAt, now, ChannelPrefix)
+	if err != nil {
+		return res, fmt.Errorf("store: completing %d steps: %w", len(cs), err)
+	}
+	var (
+		kind  string
+		id    uuid.NullUUID
+		state string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&kind, &id, &state}, func() error {
+		switch kind {
+		case "step":
+			res.Applied[id.UUID] = state
+		case "task":
+			if res.TasksFinished == nil {
+				res.TasksFinished = map[uuid.UUID]string{}
+			}
+			res.TasksFinished[id.UUID] = state
+		case "ready":
+			fmt.Sscan(state, &res.Enqueued)
+		}
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("store: completing %d steps: %w", len(cs), err)
+	}
+	res.Stale = len(cs) - len(res.Applied)
+	return res, nil
+}
+
+func nullJSON(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package pgtest
+
+// fastBaseDir returns "": only Linux is known to have a suitable tmpfs.
+func fastBaseDir() string { return "" }

@@ -1,0 +1,270 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// NewTask is one task to create with all of its initial steps.
+type NewTask struct {
+	TaskUUID            uuid.UUID
+	TemplateID          int64
+	Namespace           string
+	TemplateName        string
+	TemplateVersion     string
+	Context             []byte // JSON object
+	Priority            int
+	CorrelationID       uuid.UUID
+	ParentCorrelationID uuid.NullUUID
+	// IdempotencyKey, when set, makes a repeated submission return the task
+	// created first instead of creating another.
+	IdempotencyKey string
+	Initiator      string
+	SourceSystem   string
+	Reason         string
+	Tags           []string
+	Steps          []NewStep
+}
+
+// NewStep is one step of a [NewTask]. Parents and Ancestors index into the
+// task's Steps; a step without parents is created ready (enqueued).
+type NewStep struct {
+	StepUUID         uuid.UUID
+	Name             string
+	TemplateStepName string
+	Handler          string
+	Type             string
+	Parents          []int
+	Ancestors        []int
+	MaxAttempts      int
+	Retryable        bool
+	RetryPolicy      []byte // JSON; the template's retry block
+	TimeoutMs        int    // 0 = no step timeout (the callout default applies)
+	Inputs           []byte // JSON object or nil
+}
+
+// CreatedTask reports the outcome of one [NewTask].
+type CreatedTask struct {
+	TaskUUID uuid.UUID
+	// Created is false when an earlier task with the same idempotency key
+	// was returned instead.
+	Created bool
+}
+
+// CreateTasks creates tasks, their steps, edges and first transitions in one
+// transaction, and notifies each namespace that has ready steps when it
+// commits. Results are in the order of tasks. The work is set-based: a batch
+// of any size costs a fixed number of statements.
+func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]CreatedTask, error) {
+	if len(tasks) == 0 {
+		return nil, nil
+	}
+	var (
+		tUUID, tCorr                                 []uuid.UUID
+		tParent                                      []uuid.NullUUID
+		tTemplate                                    []int64
+		tNS, tName, tVersion, tKey, tInit, tSrc, tRs []string
+		tCtx                                         [][]byte
+		tPrio, tTotal                                []int32
+		tTags                                        []string // JSON arrays; pgx cannot send text[][]
+	)
+	var (
+		sUUID, sTask                    []uuid.UUID
+		sNS, sName, sTplName, sHandler  []string
+		sType, sState, sAncestors       []string
+		sPrio, sPending, sMax, sTimeout []int32
+		sRetryable                      []bool
+		sPolicy, sInputs                [][]byte
+		eTask, eFrom, eTo               []uuid.UUID
+	)
+	for ti, t := range tasks {
+		if len(t.Steps) == 0 {
+			return nil, fmt.Errorf("store: task %d (%s): a task needs at least one step", ti, t.TaskUUID)
+		}
+		tUUID = append(tUUID, t.TaskUUID)
+		tCorr = append(tCorr, t.CorrelationID)
+		tParent = append(tParent, t.ParentCorrelationID)
+		tTemplate = append(tTemplate, t.TemplateID)
+		tNS = append(tNS, t.Namespace)
+		tName = append(tName, t.TemplateName)
+		tVersion = append(tVersion, t.TemplateVersion)
+		tKey = append(tKey, t.IdempotencyKey)
+		tInit = append(tInit, t.Initiator)
+		tSrc = append(tSrc, t.SourceSystem)
+		tRs = append(tRs, t.Reason)
+		tCtx = append(tCtx, orJSON(t.Context, "{}"))
+		tPrio = append(tPrio, int32(t.Priority))
+		tTotal = append(tTotal, int32(len(t.Steps)))
+		tTags = append(tTags, jsonStrings(t.Tags))
+		for si, s := range t.Steps {
+			state := "enqueued"
+			if len(s.Parents) > 0 {
+				state = "pending"
+			}
+			anc := make([]string, 0, len(s.Ancestors))
+			for _, a := range s.Ancestors {
+				if a < 0 || a >= len(t.Steps) {
+					return nil, fmt.Errorf("store: task %s step %d: ancestor index %d out of range", t.TaskUUID, si, a)
+				}
+				anc = append(anc, t.Steps[a].StepUUID.String())
+			}
+			for _, p := range s.Parents {
+				if p < 0 || p >= len(t.Steps) || p == si {
+					return nil, fmt.Errorf("store: task %s step %d: parent index %d out of range", t.TaskUUID, si, p)
+				}
+				eTask = append(eTask, t.TaskUUID)
+				eFrom = append(eFrom, t.Steps[p].StepUUID)
+				eTo = append(eTo, s.StepUUID)
+			}
+			sUUID = append(sUUID, s.StepUUID)
+			sTask = append(sTask, t.TaskUUID)
+			sNS = append(sNS, t.Namespace)
+			sPrio = append(sPrio, int32(t.Priority))
+			sName = append(sName, s.Name)
+			sTplName = append(sTplName, s.TemplateStepName)
+			sHandler = append(sHandler, s.Handler)
+			sType = append(sType, orString(s.Type, "standard"))
+			sState = append(sState, state)
+			sPending = append(sPending, int32(len(s.Parents)))
+			sAncestors = append(sAncestors, "{"+joinComma(anc)+"}")
+			sMax = append(sMax, int32(max(s.MaxAttempts, 1)))
+			sRetryable = append(sRetryable, s.Retryable)
+			sPolicy = append(sPolicy, orJSON(s.RetryPolicy, "{}"))
+			sTimeout = append(sTimeout, int32(s.TimeoutMs))
+			sInputs = append(sInputs, orJSON(s.Inputs, "{}"))
+		}
+	}
+
+	out := make([]CreatedTask, len(tasks))
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		// Tasks first; ON CONFLICT skips those whose idempotency key exists
+		// (including a repeat within this batch).
+		rows, err := tx.Query(ctx, `
+			INSERT INTO tasker.tasks (task_uuid, template_id, namespace, template_name, template_version, context,
+			                          priority, correlation_id, parent_correlation_id, idempotency_key,
+			                          initiator, source_system, reason, tags, steps_total, created_at, updated_at)
+			SELECT u, tpl, ns, name, ver, ctx, prio, corr, parent, nullif(key, ''), ini, src, rsn,
+			       ARRAY(SELECT jsonb_array_elements_text(tags)), total, $16, $16
+			FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::int[],
+			            $8::uuid[], $9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], $14::jsonb[], $15::int[])
+			     AS t(u, tpl, ns, name, ver, ctx, prio, corr, parent, key, ini, src, rsn, tags, total)
+			ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+			RETURNING task_uuid`,
+			tUUID, tTemplate, tNS, tName, tVersion, tCtx, tPrio, tCorr, tParent, tKey, tInit, tSrc, tRs, tTags, tTotal, now)
+		if err != nil {
+			return fmt.Errorf("store: creating tasks: %w", err)
+		}
+		inserted, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		if err != nil {
+			return fmt.Errorf("store: creating tasks: %w", err)
+		}
+		created := make(map[uuid.UUID]bool, len(inserted))
+		for _, u := range inserted {
+			created[u] = true
+		}
+		var dupKeys []string
+		for i, t := range tasks {
+			out[i] = CreatedTask{TaskUUID: t.TaskUUID, Created: created[t.TaskUUID]}
+			if !out[i].Created {
+				if t.IdempotencyKey == "" {
+					return fmt.Errorf("store: task %s was not created", t.TaskUUID)
+				}
+				dupKeys = append(dupKeys, t.IdempotencyKey)
+			}
+		}
+		if len(dupKeys) > 0 {
+			existing := map[string]uuid.UUID{}
+			rows, err := tx.Query(ctx, `SELECT idempotency_key, task_uuid FROM tasker.tasks WHERE idempotency_key = ANY($1)`, dupKeys)
+			if err != nil {
+				return fmt.Errorf("store: resolving idempotency keys: %w", err)
+			}
+			var k string
+			var u uuid.UUID
+			if _, err := pgx.ForEachRow(rows, []any{&k, &u}, func() error { existing[k] = u; return nil }); err != nil {
+				return fmt.Errorf("store: resolving idempotency keys: %w", err)
+			}
+			for i := range out {
+				if !out[i].Created {
+					u, ok := existing[tasks[i].IdempotencyKey]
+					if !ok {
+						return fmt.Errorf("store: idempotency key %q conflicted but no task holds it", tasks[i].IdempotencyKey)
+					}
+					out[i].TaskUUID = u
+				}
+			}
+		}
+		if len(inserted) == 0 {
+			return nil
+		}
+
+		// Steps and edges only for the tasks just inserted.
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO tasker.steps (step_uuid, task_uuid, namespace, priority, name, template_step_name, handler, type,
+			                          state, pending_parents, ancestors, max_attempts, retryable, retry_policy,
+			                          timeout_ms, inputs, run_at, created_at, updated_at)
+			SELECT u, task, ns, prio, name, tname, handler, type, state, pending, anc::uuid[], maxa, retryable, policy,
+			       nullif(timeout, 0), inputs, $17, $17, $17
+			FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[],
+			            $9::text[], $10::int[], $11::text[], $12::int[], $13::bool[], $14::jsonb[], $15::int[], $16::jsonb[])
+			     AS s(u, task, ns, prio, name, tname, handler, type, state, pending, anc, maxa, retryable, policy, timeout, inputs)
+			WHERE task = ANY($18)`,
+			sUUID, sTask, sNS, sPrio, sName, sTplName, sHandler, sType, sState, sPending, sAncestors, sMax, sRetryable,
+			sPolicy, sTimeout, sInputs, now, inserted); err != nil {
+			return fmt.Errorf("store: creating steps: %w", err)
+		}
+		if len(eFrom) > 0 {
+			if _, err := tx.Exec(ctx, `
+				INSERT INTO tasker.step_edges (task_uuid, from_step, to_step)
+				SELECT task, f, t FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS e(task, f, t)
+				WHERE task = ANY($4)`, eTask, eFrom, eTo, inserted); err != nil {
+				return fmt.Errorf("store: creating step edges: %w", err)
+			}
+		}
+		// The steps are enqueued in the same transaction, so the tasks are in
+		// process from the start (Tasker: pending -> steps_in_process once its
+		// steps are enqueued). The update writes the audit rows.
+		if _, err := tx.Exec(ctx, `
+			WITH upd AS (
+				UPDATE tasker.tasks SET state = 'steps_in_process' WHERE task_uuid = ANY($1) RETURNING namespace
+			)
+			SELECT pg_notify($2 || namespace, '') FROM (SELECT DISTINCT namespace FROM upd) n`,
+			inserted, ChannelPrefix); err != nil {
+			return fmt.Errorf("store: starting tasks: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func orJSON(b []byte, def string) []byte {
+	if len(b) == 0 {
+		return []byte(def)
+	}
+	return b
+}
+
+func orString(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func joinComma(s []string) string { return strings.Join(s, ",") }
+
+func jsonStrings(s []string) string {
+	if len(s) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(s) // strings always marshal
+	return string(b)
+}
