@@ -1,0 +1,84 @@
+// Package workflow parses, validates and expands Tasker-format task templates.
+//
+// A task template is a YAML (or JSON) document describing a workflow: a DAG of
+// steps, each run by a handler. The format follows tasker-core's TaskTemplate so
+// that Tasker users' templates load unchanged:
+//
+//	name: order_processing
+//	namespace_name: ecommerce
+//	version: 1.0.0
+//	input_schema: {type: object, required: [order_id]}
+//	steps:
+//	  - name: validate
+//	    handler: {callable: Ecommerce::Validate}
+//	  - name: charge
+//	    dependencies: [validate]
+//	    handler: {callable: payments.charge, method: call, initialization: {gateway: stripe}}
+//	    retry: {retryable: true, max_attempts: 3, backoff: exponential, backoff_base_ms: 1000, max_backoff_ms: 30000}
+//	    timeout_seconds: 30
+//
+// [Parse] decodes and validates a template and returns one [*ValidationError]
+// listing every problem at its path (for example
+// `steps[2].dependencies[0]: unknown step "x"`). Keys are checked strictly: a
+// misspelt key anywhere in the structure the runner interprets is an error.
+// Tasker's top-level keys that the runner does not use (metadata, task_handler,
+// system_dependencies, domain_events, lifecycle, environments) and the unused
+// step keys (system_dependency, publishes_events, result_schema, lifecycle) are
+// accepted and preserved verbatim as JSON. Environment overrides are preserved but
+// not applied. Top-level keys starting with "x-" are ignored, so they can hold
+// YAML anchors; aliases and merge keys (`<<: *anchor`) are expanded.
+//
+// A parsed [Template] is immutable: it is safe for concurrent use and caches its
+// compiled input schema and dependency graph. It round-trips through
+// encoding/json (it is stored as jsonb): json.Marshal writes the canonical form
+// and json.Unmarshal re-validates it through [Parse].
+//
+// # Retries
+//
+// `retry.max_attempts` (Tasker's current name) and `retry.limit` (its older
+// name) are aliases; both count total attempts including the first one, so
+// `max_attempts: 1` means "run once, never retry". Setting both to different
+// values is an error, and so is 0 — except together with `retryable: false`,
+// which Tasker's templates use for "run once" and which loads as 1. Unset retry
+// fields take the operator's [RetryDefaults] when the task is planned.
+// [Retry.Backoff] computes the delay before the next attempt; see its
+// documentation for the jitter used.
+//
+// # Batches
+//
+// batch_config is allowed only on batchable and batch_worker steps. Both of
+// Tasker's layouts load: a batchable step with batch_config naming its
+// worker_template (a batch_worker step that depends on it), or, as in Tasker's
+// own examples, a batchable step without batch_config and a batch_worker step
+// depending on it (which may carry the batch_config itself). A batchable step
+// with neither is an error, a batch_worker must depend on exactly one batchable
+// step, and only deferred_convergence steps may depend on a batch_worker.
+//
+// # Plans and dynamic steps
+//
+// [Template.Plan] returns the steps created when a task is submitted, in
+// topological order, with parents, transitive ancestors and pending-parent
+// counts. Parts of a workflow are created later, by step outcomes, and are not
+// in the plan:
+//
+//   - steps of type batch_worker: they are templates, instantiated once per
+//     cursor by a batchable step's batch_processing_outcome;
+//   - every step reachable through dependencies from a decision step (its
+//     possible branches and what follows them), created by the decision's
+//     decision_point_outcome;
+//   - every step reachable from a batch_worker step (typically the
+//     deferred_convergence step that aggregates the workers), created with the
+//     workers.
+//
+// A step with any dependency outside the plan is therefore itself outside the
+// plan: the plan is closed under dependencies, so every parent of a planned step
+// is planned and pending-parent counts are exact at submit time. In particular a
+// deferred_convergence step that depends on a decision's branches is deferred
+// until the decision completes; one whose dependencies are all static is planned
+// like a standard step. Decision and batchable steps themselves are planned
+// unless they are downstream of another dynamic part.
+//
+// [Template.ExpandDecision] and [Template.ExpandBatch] compute, for an outcome,
+// which template steps to create next and their parents, using Tasker's
+// intersection semantics for deferred_convergence steps.
+package workflow
