@@ -1,0 +1,82 @@
+package runner
+
+import (
+	"context"
+	"time"
+
+	"github.com/tasker-runner/tasker-runner/runner/store"
+)
+
+// claimLoop claims whenever it is woken and permits are free. Wake-ups come
+// from notifications, the poller, finished handlers (when the last claim
+// was full), newly ready children and due retries.
+func (r *Runner) claimLoop(ctx context.Context) {
+	errDelay := 50 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wakeCh:
+		case <-r.retryTimer.C:
+			r.mu.Lock()
+			r.retryAt = time.Time{}
+			r.mu.Unlock()
+		}
+		for ctx.Err() == nil {
+			free, namespaces := r.freePermits()
+			if free == 0 || len(namespaces) == 0 {
+				break
+			}
+			steps, err := store.Claim(ctx, r.pool, store.ClaimParams{
+				WorkerID:   r.cfg.WorkerID,
+				Namespaces: namespaces,
+				Limit:      free,
+				Now:        r.cfg.Now(),
+				LeaseFor:   r.cfg.LeaseFor,
+			})
+			r.stats.claimQueries.Add(1)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				r.log.Error("claiming steps", "err", err)
+				// Try again shortly; the poller and notifications also wake us.
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(errDelay):
+				}
+				errDelay = min(2*errDelay, 5*time.Second)
+				continue
+			}
+			errDelay = 50 * time.Millisecond
+			r.mu.Lock()
+			r.more = len(steps) == free
+			r.mu.Unlock()
+			for _, s := range steps {
+				r.dispatch(s)
+			}
+			if len(steps) < free {
+				break
+			}
+		}
+	}
+}
+
+// freePermits returns how many steps may be claimed now, and from where.
+func (r *Runner) freePermits() (int, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cfg.MaxConcurrentSteps - r.active, r.namespaces
+}
+
+// scheduleWake makes the claim loop claim at t (for a retry's run_at).
+func (r *Runner) scheduleWake(t time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped.Load() || (!r.retryAt.IsZero() && !t.Before(r.retryAt)) {
+		return
+	}
+	r.retryAt = t
+	r.retryTimer.Reset(max(t.Sub(r.cfg.Now()), 0))
+}

@@ -1,0 +1,210 @@
+package runner
+
+import (
+	"context"
+	"time"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
+	"github.com/tasker-runner/tasker-runner/runner/store"
+)
+
+// Event reports one step outcome after it was written.
+type Event struct {
+	Step store.ClaimedStep
+	// State is the step's new state: complete, waiting_for_retry, error, or
+	// enqueued (lease released at shutdown).
+	State string
+	// Stale is true when the fence refused the write (the lease was lost).
+	Stale  bool
+	Result contracts.StepResult
+	// Started and Finished bound the handler call.
+	Started, Finished time.Time
+	// TaskState is set when this write finished the task: complete or
+	// blocked_by_failures.
+	TaskState string
+}
+
+type pendingOutcome struct {
+	completion store.Completion
+	step       store.ClaimedStep
+	result     contracts.StepResult
+	started    time.Time
+	finished   time.Time
+}
+
+// completer buffers outcomes and writes them in batches: one statement per
+// batch (store.Complete). A batch waits at most FlushInterval for company and
+// holds at most FlushBatch outcomes; under load, outcomes that arrive during
+// a write form the next batch.
+type completer struct {
+	r      *Runner
+	signal chan struct{}
+	stopCh chan struct{}
+	done   chan struct{}
+	buf    []pendingOutcome // guarded by r.mu
+}
+
+func newCompleter(r *Runner) *completer {
+	return &completer{r: r, signal: make(chan struct{}, 1), stopCh: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (c *completer) start(ctx context.Context) {
+	go func() {
+		defer close(c.done)
+		c.loop(ctx)
+	}()
+}
+
+func (c *completer) add(p pendingOutcome) {
+	if p.finished.IsZero() {
+		p.finished = c.r.cfg.Now()
+	}
+	c.r.mu.Lock()
+	c.buf = append(c.buf, p)
+	c.r.mu.Unlock()
+	select {
+	case c.signal <- struct{}{}:
+	default:
+	}
+}
+
+// stop writes everything buffered and ends the loop.
+func (c *completer) stop() error {
+	close(c.stopCh)
+	<-c.done
+	return nil
+}
+
+func (c *completer) loop(ctx context.Context) {
+	var timer *time.Timer
+	for {
+		stopping := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.stopCh:
+			stopping = true
+		case <-c.signal:
+		}
+		if !stopping && c.r.cfg.FlushInterval > 0 && c.buffered() < c.r.cfg.FlushBatch {
+			// Give concurrent outcomes a moment to share this write.
+			if timer == nil {
+				timer = time.NewTimer(c.r.cfg.FlushInterval)
+			} else {
+				timer.Reset(c.r.cfg.FlushInterval)
+			}
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-c.stopCh:
+				stopping = true
+			case <-timer.C:
+			}
+		}
+		for {
+			batch := c.take()
+			if len(batch) == 0 {
+				break
+			}
+			if !c.flush(ctx, batch) {
+				return
+			}
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+func (c *completer) buffered() int {
+	c.r.mu.Lock()
+	defer c.r.mu.Unlock()
+	return len(c.buf)
+}
+
+func (c *completer) take() []pendingOutcome {
+	c.r.mu.Lock()
+	defer c.r.mu.Unlock()
+	n := min(len(c.buf), c.r.cfg.FlushBatch)
+	if n == 0 {
+		return nil
+	}
+	batch := make([]pendingOutcome, n)
+	copy(batch, c.buf)
+	c.buf = append(c.buf[:0], c.buf[n:]...)
+	return batch
+}
+
+// flush writes one batch, retrying transient failures (deadlocks between
+// runners, a database restart) until it succeeds or ctx ends. It reports
+// false when ctx ended: the runner was hard-stopped and leases will expire.
+func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
+	r := c.r
+	cs := make([]store.Completion, len(batch))
+	for i, p := range batch {
+		cs[i] = p.completion
+	}
+	var (
+		res   store.CompleteResult
+		err   error
+		delay = 10 * time.Millisecond
+	)
+	for {
+		res, err = store.Complete(ctx, r.pool, r.cfg.WorkerID, r.cfg.Now(), cs)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		r.log.Warn("writing step outcomes; retrying", "count", len(cs), "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+	r.stats.flushes.Add(1)
+	r.stats.stale.Add(int64(res.Stale))
+
+	var earliestRetry time.Time
+	r.mu.Lock()
+	for _, p := range batch {
+		delete(r.inflight, p.completion.StepUUID)
+	}
+	r.mu.Unlock()
+	for _, p := range batch {
+		state, applied := res.Applied[p.completion.StepUUID]
+		if applied {
+			switch state {
+			case store.StateComplete:
+				r.stats.completed.Add(1)
+			case store.StateWaitingForRetry:
+				r.stats.retried.Add(1)
+				if earliestRetry.IsZero() || p.completion.RunAt.Before(earliestRetry) {
+					earliestRetry = p.completion.RunAt
+				}
+			case store.StateError:
+				r.stats.failed.Add(1)
+			case store.StateEnqueued:
+				r.stats.released.Add(1)
+			}
+		}
+		if r.cfg.OnEvent != nil {
+			r.cfg.OnEvent(Event{
+				Step: p.step, State: p.completion.State, Stale: !applied, Result: p.result,
+				Started: p.started, Finished: p.finished, TaskState: res.TasksFinished[p.step.TaskUUID],
+			})
+		}
+	}
+	if res.Enqueued > 0 {
+		// Ready children: claim now rather than wait for our own NOTIFY.
+		r.wake()
+	}
+	if !earliestRetry.IsZero() {
+		r.scheduleWake(earliestRetry)
+	}
+	return true
+}

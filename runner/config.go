@@ -1,0 +1,143 @@
+package runner
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/tasker-runner/tasker-runner/callout"
+)
+
+// Deployment modes: how a [Runner] learns that steps are ready.
+const (
+	ModePollingOnly     = "polling_only"
+	ModeEventDrivenOnly = "event_driven_only"
+	ModeHybrid          = "hybrid"
+)
+
+// Defaults of [Config].
+const (
+	MaxConcurrentStepsDefault = 500
+	PollIntervalDefault       = time.Second
+	ReconnectInitialDefault   = 100 * time.Millisecond
+	ReconnectMaxDefault       = 10 * time.Second
+	LeaseForDefault           = 30 * time.Second
+	HeartbeatIntervalDefault  = 10 * time.Second
+	FlushIntervalDefault      = time.Millisecond
+	FlushBatchDefault         = 100
+	ShutdownTimeoutDefault    = 30 * time.Second
+	StepTimeoutDefault        = 30 * time.Second
+)
+
+// Config configures a [Runner]. Zero values take the documented defaults.
+type Config struct {
+	// WorkerID names this runner in leases and audit rows. Default
+	// hostname-pid.
+	WorkerID string
+	// Namespaces to serve. Empty serves every namespace, including ones
+	// created while running.
+	Namespaces []string
+	// Mode is one of [ModePollingOnly], [ModeEventDrivenOnly], [ModeHybrid]
+	// (default).
+	Mode string
+	// MaxConcurrentSteps bounds the steps in flight. Default 500.
+	MaxConcurrentSteps int
+	// PollInterval is the fallback poller's mean interval (jittered ±20%).
+	// Default 1s.
+	PollInterval time.Duration
+	// ReconnectInitial and ReconnectMax bound the LISTEN reconnect backoff.
+	ReconnectInitial time.Duration
+	ReconnectMax     time.Duration
+	// LeaseFor is the visibility timeout: a claimed step's lease, extended
+	// every LeaseFor/3 while it runs. Default 30s.
+	LeaseFor time.Duration
+	// HeartbeatInterval is how often the worker registry row is refreshed.
+	HeartbeatInterval time.Duration
+	// FlushInterval is the longest a result waits for others to share its
+	// write; FlushBatch is the most results per write. Defaults 1ms and 100.
+	FlushInterval time.Duration
+	FlushBatch    int
+	// ShutdownTimeout is how long [Runner.Stop] lets in-flight steps finish
+	// before releasing their leases. Default 30s; negative releases at once.
+	ShutdownTimeout time.Duration
+	// StepTimeout bounds a step whose template sets no timeout. Default 30s.
+	StepTimeout time.Duration
+	// Handlers resolves a step's callable to its handler. Required.
+	Handlers callout.Resolver
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Now returns the current time; tests inject it. Default time.Now.
+	Now func() time.Time
+	// Rand returns a float in [0, 1) for jitter. Default math/rand/v2.
+	Rand func() float64
+	// Version is reported in the worker registry.
+	Version string
+	// OnEvent, when set, is called for every step outcome once written. It
+	// runs on the completer's goroutine and must return quickly.
+	OnEvent func(Event)
+}
+
+func (c *Config) withDefaults() error {
+	if c.WorkerID == "" {
+		host, _ := os.Hostname()
+		c.WorkerID = fmt.Sprintf("%s-%d", cmp.Or(host, "runner"), os.Getpid())
+	}
+	c.Mode = cmp.Or(c.Mode, ModeHybrid)
+	c.MaxConcurrentSteps = cmp.Or(c.MaxConcurrentSteps, MaxConcurrentStepsDefault)
+	c.PollInterval = cmp.Or(c.PollInterval, PollIntervalDefault)
+	c.ReconnectInitial = cmp.Or(c.ReconnectInitial, ReconnectInitialDefault)
+	c.ReconnectMax = cmp.Or(c.ReconnectMax, ReconnectMaxDefault)
+	c.LeaseFor = cmp.Or(c.LeaseFor, LeaseForDefault)
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, HeartbeatIntervalDefault)
+	c.FlushInterval = cmp.Or(c.FlushInterval, FlushIntervalDefault)
+	c.FlushBatch = cmp.Or(c.FlushBatch, FlushBatchDefault)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, ShutdownTimeoutDefault)
+	c.StepTimeout = cmp.Or(c.StepTimeout, StepTimeoutDefault)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Float64
+	}
+	return c.validate()
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	switch c.Mode {
+	case ModePollingOnly, ModeEventDrivenOnly, ModeHybrid:
+	default:
+		errs = append(errs, fmt.Errorf("mode %q is not one of %s, %s, %s", c.Mode, ModePollingOnly, ModeEventDrivenOnly, ModeHybrid))
+	}
+	if c.MaxConcurrentSteps < 1 {
+		errs = append(errs, fmt.Errorf("MaxConcurrentSteps must be >= 1, got %d", c.MaxConcurrentSteps))
+	}
+	if c.FlushBatch < 1 {
+		errs = append(errs, fmt.Errorf("FlushBatch must be >= 1, got %d", c.FlushBatch))
+	}
+	if c.LeaseFor < time.Second {
+		errs = append(errs, fmt.Errorf("LeaseFor must be at least 1s, got %s", c.LeaseFor))
+	}
+	if c.Handlers == nil {
+		errs = append(errs, errors.New("Handlers is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("runner: invalid config: %w", err)
+	}
+	return nil
+}
+
+func (c *Config) polls() bool   { return c.Mode != ModeEventDrivenOnly }
+func (c *Config) listens() bool { return c.Mode != ModePollingOnly }
+
+// jitter returns d scaled by a random factor in [1-f, 1+f).
+func (c *Config) jitter(d time.Duration, f float64) time.Duration {
+	return time.Duration(float64(d) * (1 - f + 2*f*c.Rand()))
+}

@@ -1,0 +1,138 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
+	"github.com/tasker-runner/tasker-runner/runner/store"
+)
+
+// dispatch runs one claimed step on its own goroutine. The permit it takes
+// is returned when the handler returns, before the outcome is written.
+func (r *Runner) dispatch(s store.ClaimedStep) {
+	f := &flight{step: s}
+	r.mu.Lock()
+	r.active++
+	r.inflight[s.StepUUID] = f
+	r.mu.Unlock()
+	r.stats.claimed.Add(1)
+	if s.Rescued {
+		r.stats.rescued.Add(1)
+	}
+	r.handlers.Add(1)
+	go func() {
+		defer r.handlers.Done()
+		r.run(f)
+	}()
+}
+
+func (r *Runner) run(f *flight) {
+	s := f.step
+	started := r.cfg.Now()
+	res := r.invoke(s)
+	c := decideOutcome(s, res, r.cfg.Now(), r.cfg.Rand)
+
+	r.mu.Lock()
+	r.active--
+	wakeAgain := r.more
+	released := f.released
+	if !released {
+		f.done = true
+	}
+	r.mu.Unlock()
+	if wakeAgain {
+		r.wake()
+	}
+	if released {
+		return
+	}
+	r.completer.add(pendingOutcome{completion: c, step: s, result: res, started: started})
+}
+
+// invoke builds the envelope and calls the handler, turning every problem
+// into a failed result.
+func (r *Runner) invoke(s store.ClaimedStep) contracts.StepResult {
+	if s.Attempt > s.MaxAttempts {
+		// The lease of the last attempt expired (its runner died): no
+		// attempts are left to run it again.
+		return contracts.Failure(contracts.ErrorTypeTimeout, "the lease of the last attempt expired before it finished (runner lost)", false)
+	}
+	tpl, err := r.tpls.get(r.handlerCtx, s.TemplateID)
+	if err != nil {
+		if r.handlerCtx.Err() != nil {
+			return contracts.Failure(contracts.ErrorTypeHandler, "runner stopping", true)
+		}
+		return contracts.Failure(contracts.ErrorTypeHandler, "loading the task template: "+err.Error(), true)
+	}
+	env := buildEnvelope(s, tpl)
+	inv, ok := r.cfg.Handlers.Resolve(env.StepDefinition.Handler.Callable)
+	if !ok {
+		return contracts.Failure(contracts.ErrorTypeNotFound, "no handler registered for callable \""+env.StepDefinition.Handler.Callable+"\"", true)
+	}
+	timeout := r.cfg.StepTimeout
+	if s.TimeoutMs > 0 {
+		timeout = time.Duration(s.TimeoutMs) * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(r.handlerCtx, timeout)
+	defer cancel()
+	return inv.Invoke(ctx, env)
+}
+
+func buildEnvelope(s store.ClaimedStep, tpl *cachedTemplate) *contracts.StepEnvelope {
+	env := &contracts.StepEnvelope{
+		EventID: uuid.Must(uuid.NewV7()).String(),
+		Task: contracts.TaskInfo{
+			TaskUUID:      s.TaskUUID.String(),
+			Namespace:     s.Namespace,
+			Name:          s.TemplateName,
+			Version:       s.TemplateVersion,
+			Context:       s.Context,
+			CorrelationID: s.CorrelationID.String(),
+			Priority:      s.Priority,
+			Tags:          s.Tags,
+		},
+		Step: contracts.StepInfo{
+			StepUUID:         s.StepUUID.String(),
+			Name:             s.Name,
+			TemplateStepName: s.TemplateStepName,
+			Attempts:         s.Attempt,
+			MaxAttempts:      s.MaxAttempts,
+			Retryable:        s.Retryable,
+			Inputs:           s.Inputs,
+			Checkpoint:       s.Checkpoint,
+		},
+		StepDefinition: contracts.StepDefinition{
+			Handler:        contracts.HandlerDefinition{Callable: s.Handler},
+			TimeoutSeconds: s.TimeoutMs / 1000,
+		},
+		DependencyResults: make(map[string]contracts.StepResult, len(s.DependencyResults)),
+	}
+	if s.ParentCorrelationID.Valid {
+		env.Task.ParentCorrelationID = s.ParentCorrelationID.UUID.String()
+	}
+	if env.Task.Tags == nil {
+		env.Task.Tags = []string{}
+	}
+	if def := tpl.tpl.Step(s.TemplateStepName); def != nil {
+		env.StepDefinition.Handler.Method = def.Handler.Method
+		env.StepDefinition.Handler.Initialization = def.Handler.Initialization
+		env.StepDefinition.Dependencies = def.Dependencies
+	}
+	if env.StepDefinition.Dependencies == nil {
+		env.StepDefinition.Dependencies = []string{}
+	}
+	for name, raw := range s.DependencyResults {
+		var sr contracts.StepResult
+		if err := json.Unmarshal(raw, &sr); err != nil || (!sr.Success && sr.Result == nil && sr.Error == nil) {
+			// A manually resolved step may hold any JSON: hand it over as
+			// the result of a success.
+			sr = contracts.StepResult{Success: true, Status: contracts.StatusCompleted, Result: raw}
+		}
+		env.DependencyResults[name] = sr
+	}
+	return env
+}

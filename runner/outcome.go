@@ -1,0 +1,76 @@
+package runner
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
+	"github.com/tasker-runner/tasker-runner/runner/store"
+	"github.com/tasker-runner/tasker-runner/runner/workflow"
+)
+
+// decideOutcome turns a handler's result into the step's next state: complete,
+// waiting_for_retry (with run_at from the backoff; a handler's requested
+// delay wins) or error (the dead-letter set) when the failure is permanent
+// or the attempts are used up.
+func decideOutcome(s store.ClaimedStep, res contracts.StepResult, now time.Time, rnd func() float64) store.Completion {
+	c := store.Completion{StepUUID: s.StepUUID, Attempt: s.Attempt}
+	res.StepUUID = ""
+	if res.Success && res.Status != contracts.StatusFailed && res.Status != contracts.StatusYielded {
+		if res.Status == "" {
+			res.Status = contracts.StatusCompleted
+		}
+		c.State = store.StateComplete
+		c.Results = mustJSON(res)
+		return c
+	}
+	if res.Status == contracts.StatusYielded {
+		res = contracts.Failure(contracts.ErrorTypeInvalidResponse, "status \"yielded\" (checkpoints) is not supported by this runner version", false)
+	}
+	if res.Error == nil {
+		res.Error = &contracts.StepError{Message: "handler reported failure without an error", ErrorType: contracts.ErrorTypeHandler, Retryable: true}
+	}
+	res.Success, res.Status = false, contracts.StatusFailed
+	c.Error = mustJSON(res)
+	if !s.Retryable || !res.Error.Retryable || s.Attempt >= s.MaxAttempts {
+		c.State = store.StateError
+		return c
+	}
+	c.State = store.StateWaitingForRetry
+	c.RunAt = now.Add(retryDelay(s, res, rnd))
+	return c
+}
+
+func retryDelay(s store.ClaimedStep, res contracts.StepResult, rnd func() float64) time.Duration {
+	if m := res.OrchestrationMetadata; m != nil {
+		if m.BackoffRequestSeconds != nil && *m.BackoffRequestSeconds >= 0 {
+			return seconds(*m.BackoffRequestSeconds)
+		}
+		if m.BackoffHint != nil && m.BackoffHint.DelaySeconds >= 0 {
+			return seconds(m.BackoffHint.DelaySeconds)
+		}
+	}
+	var policy workflow.Retry
+	if len(s.RetryPolicy) > 0 {
+		_ = json.Unmarshal(s.RetryPolicy, &policy) // written by us; defaults cover a bad one
+	}
+	return policy.Backoff(s.Attempt, rnd)
+}
+
+// maxRequestedDelay caps a handler's requested delay.
+const maxRequestedDelay = 24 * time.Hour
+
+func seconds(f float64) time.Duration {
+	d := time.Duration(f * float64(time.Second))
+	return min(d, maxRequestedDelay)
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only json.RawMessage fields can fail, and those come validated
+		// from a decoder or from us.
+		b, _ = json.Marshal(contracts.Failure(contracts.ErrorTypeInvalidResponse, "result is not valid JSON: "+err.Error(), false))
+	}
+	return b
+}

@@ -1,0 +1,45 @@
+package runner
+
+import "sync/atomic"
+
+// Stats are a runner's counters since it started.
+type Stats struct {
+	Claimed            int64 // steps claimed (attempts started)
+	Rescued            int64 // of which had an expired lease
+	Completed          int64 // steps written complete
+	Retried            int64 // steps written waiting_for_retry
+	Failed             int64 // steps written error (dead-lettered)
+	Released           int64 // leases given back unrun
+	Stale              int64 // outcomes refused by the fence (lease lost)
+	ClaimQueries       int64
+	Flushes            int64
+	ListenerReconnects int64
+	InFlight           int // claimed and not yet written
+	Active             int // handlers running
+}
+
+type stats struct {
+	claimed, rescued, completed, retried, failed, released, stale atomic.Int64
+	claimQueries, flushes, listenerReconnects                     atomic.Int64
+}
+
+// Stats returns a snapshot of the runner's counters.
+func (r *Runner) Stats() Stats {
+	r.mu.Lock()
+	inflight, active := len(r.inflight), r.active
+	r.mu.Unlock()
+	return Stats{
+		Claimed:            r.stats.claimed.Load(),
+		Rescued:            r.stats.rescued.Load(),
+		Completed:          r.stats.completed.Load(),
+		Retried:            r.stats.retried.Load(),
+		Failed:             r.stats.failed.Load(),
+		Released:           r.stats.released.Load(),
+		Stale:              r.stats.stale.Load(),
+		ClaimQueries:       r.stats.claimQueries.Load(),
+		Flushes:            r.stats.flushes.Load(),
+		ListenerReconnects: r.stats.listenerReconnects.Load(),
+		InFlight:           inflight,
+		Active:             active,
+	}
+}

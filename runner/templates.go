@@ -1,0 +1,72 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/tasker-runner/tasker-runner/runner/store"
+	"github.com/tasker-runner/tasker-runner/runner/workflow"
+)
+
+// templateCache keeps parsed templates by id. Template versions are
+// immutable (see store.RegisterTemplate), so entries never go stale.
+type templateCache struct {
+	db store.DB
+	mu sync.Mutex
+	m  map[int64]*cachedTemplate
+}
+
+type cachedTemplate struct {
+	row  store.Template
+	tpl  *workflow.Template
+	once sync.Once
+	err  error
+}
+
+func newTemplateCache(db store.DB) *templateCache {
+	return &templateCache{db: db, m: map[int64]*cachedTemplate{}}
+}
+
+func (c *templateCache) get(ctx context.Context, id int64) (*cachedTemplate, error) {
+	c.mu.Lock()
+	e, ok := c.m[id]
+	if !ok {
+		e = &cachedTemplate{}
+		c.m[id] = e
+	}
+	c.mu.Unlock()
+	e.once.Do(func() {
+		e.row, e.err = store.GetTemplateByID(ctx, c.db, id)
+		if e.err == nil {
+			e.tpl = new(workflow.Template)
+			if err := json.Unmarshal(e.row.Definition, e.tpl); err != nil {
+				e.err = fmt.Errorf("template %d: stored definition does not parse: %w", id, err)
+			}
+		}
+	})
+	if e.err != nil {
+		// Do not cache failures (the database may have been briefly away).
+		c.mu.Lock()
+		if c.m[id] == e {
+			delete(c.m, id)
+		}
+		c.mu.Unlock()
+		return nil, e.err
+	}
+	return e, nil
+}
+
+// put caches a template just registered or loaded.
+func (c *templateCache) put(row store.Template, tpl *workflow.Template) *cachedTemplate {
+	e := &cachedTemplate{row: row, tpl: tpl}
+	e.once.Do(func() {})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.m[row.ID]; ok && old.tpl != nil {
+		return old
+	}
+	c.m[row.ID] = e
+	return e
+}
