@@ -128,3 +128,5 @@ steps:
     dependencies: [b, c]
     handler: {callable: echo}
 `
+
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
