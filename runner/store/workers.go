@@ -19,6 +19,24 @@ type Worker struct {
 	StoppedAt   *time.Time
 }
 
+// StaleAfterHeartbeats is how many heartbeat intervals may pass before a
+// running worker is considered gone.
+const StaleAfterHeartbeats = 3
+
+// Status reports "stopped" for a worker that shut down gracefully, "stale"
+// for one whose heartbeat is older than [StaleAfterHeartbeats] intervals
+// (it probably died; its leases will be rescued), and "alive" otherwise.
+func (w Worker) Status(now time.Time, heartbeatInterval time.Duration) string {
+	switch {
+	case w.StoppedAt != nil:
+		return "stopped"
+	case now.Sub(w.HeartbeatAt) > StaleAfterHeartbeats*heartbeatInterval:
+		return "stale"
+	default:
+		return "alive"
+	}
+}
+
 // RegisterWorker records a runner as started (again, if the id is reused).
 func RegisterWorker(ctx context.Context, db DB, w Worker) error {
 	if w.Namespaces == nil {
