@@ -42,8 +42,9 @@ func (r *Funcs) Register(callable string, fn Func) {
 	r.funcs[callable] = fn
 }
 
-// Resolve implements [Resolver].
-func (r *Funcs) Resolve(callable string) (Invoker, bool) {
+// Resolve implements [Resolver]. Go handlers are registered per process,
+// so the namespace does not matter.
+func (r *Funcs) Resolve(_, callable string) (Invoker, bool) {
 	r.mu.RLock()
 	fn, ok := r.funcs[callable]
 	r.mu.RUnlock()

@@ -52,7 +52,7 @@ func TestFuncsTurnProblemsIntoResults(t *testing.T) {
 		{name: "ignores-deadline", errType: contracts.ErrorTypeTimeout, retryable: true, msg: "timeout"},
 		{name: "fails-quietly", errType: contracts.ErrorTypeHandler, retryable: true, msg: "without an error"},
 	} {
-		inv, ok := fs.Resolve(tc.name)
+		inv, ok := fs.Resolve("ns", tc.name)
 		if !ok {
 			t.Fatalf("%s not resolved", tc.name)
 		}
@@ -72,7 +72,7 @@ func TestFuncsTurnProblemsIntoResults(t *testing.T) {
 			t.Errorf("%s: error = %+v, want type %s retryable %v containing %q", tc.name, res.Error, tc.errType, tc.retryable, tc.msg)
 		}
 	}
-	if _, ok := fs.Resolve("missing"); ok {
+	if _, ok := fs.Resolve("ns", "missing"); ok {
 		t.Error("an unregistered callable resolved")
 	}
 	// The abandoned handler is still owned: Wait sees it finish.

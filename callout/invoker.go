@@ -15,6 +15,6 @@ type Invoker interface {
 
 // Resolver finds the [Invoker] for a handler's callable.
 type Resolver interface {
-	// Resolve returns false when no handler serves callable.
-	Resolve(callable string) (Invoker, bool)
+	// Resolve returns false when no handler serves callable in namespace.
+	Resolve(namespace, callable string) (Invoker, bool)
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // dispatch runs one claimed step on its own goroutine. The permit it takes
-// is returned when the handler returns, before the outcome is written.
+// is returned once the outcome is written (see [Runner.freePermits]).
 func (r *Runner) dispatch(s store.ClaimedStep) {
 	f := &flight{step: s}
 	r.mu.Lock()
@@ -38,15 +38,11 @@ func (r *Runner) run(f *flight) {
 
 	r.mu.Lock()
 	r.active--
-	wakeAgain := r.more
 	released := f.released
 	if !released {
 		f.done = true
 	}
 	r.mu.Unlock()
-	if wakeAgain {
-		r.wake()
-	}
 	if released {
 		return
 	}
@@ -69,7 +65,7 @@ func (r *Runner) invoke(s store.ClaimedStep) contracts.StepResult {
 		return contracts.Failure(contracts.ErrorTypeHandler, "loading the task template: "+err.Error(), true)
 	}
 	env := buildEnvelope(s, tpl)
-	inv, ok := r.cfg.Handlers.Resolve(env.StepDefinition.Handler.Callable)
+	inv, ok := r.cfg.Handlers.Resolve(s.Namespace, env.StepDefinition.Handler.Callable)
 	if !ok {
 		return contracts.Failure(contracts.ErrorTypeNotFound, "no handler registered for callable \""+env.StepDefinition.Handler.Callable+"\"", true)
 	}
