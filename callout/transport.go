@@ -1,0 +1,105 @@
+package callout
+
+import (
+	"crypto/tls"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// TransportOptions tunes the HTTP transport behind [HTTPInvoker]. The zero
+// value gives the defaults listed on each field.
+type TransportOptions struct {
+	// MaxIdleConnsPerHost is the keep-alive pool per handler host; default
+	// 256, so a busy runner reuses connections instead of dialling.
+	MaxIdleConnsPerHost int
+	// DialTimeout bounds connecting to a handler; default 5s.
+	DialTimeout time.Duration
+	// TLSHandshakeTimeout bounds the TLS handshake; default 10s.
+	TLSHandshakeTimeout time.Duration
+	// ResponseHeaderTimeout caps the wait for a response's headers after the
+	// request is written, as a safety net for calls without a deadline (the
+	// step deadline normally ends a call much earlier); default 1h.
+	ResponseHeaderTimeout time.Duration
+	// IdleConnTimeout closes pooled connections idle this long; default 90s.
+	IdleConnTimeout time.Duration
+	// MaxResponseHeaderBytes limits response headers; default 64 KiB.
+	MaxResponseHeaderBytes int64
+	// TLSClientConfig, when set, is used for https endpoints (custom roots,
+	// client certificates). HTTP/2 is still negotiated when offered.
+	TLSClientConfig *tls.Config
+}
+
+// Transport defaults.
+const (
+	DefaultMaxIdleConnsPerHost    = 256
+	defaultDialTimeout            = 5 * time.Second
+	defaultTLSHandshakeTimeout    = 10 * time.Second
+	defaultResponseHeaderTimeout  = time.Hour
+	defaultIdleConnTimeout        = 90 * time.Second
+	defaultMaxResponseHeaderBytes = 64 << 10
+)
+
+// NewTransport returns an [http.Transport] for calling handlers: a large
+// keep-alive pool, HTTP/2 when a TLS endpoint offers it (ALPN), bounded dial,
+// handshake and header waits, and proxies from the environment. Share one
+// transport between endpoints: the pool is per host anyway.
+func NewTransport(o TransportOptions) *http.Transport {
+	if o.MaxIdleConnsPerHost <= 0 {
+		o.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = defaultDialTimeout
+	}
+	if o.TLSHandshakeTimeout <= 0 {
+		o.TLSHandshakeTimeout = defaultTLSHandshakeTimeout
+	}
+	if o.ResponseHeaderTimeout <= 0 {
+		o.ResponseHeaderTimeout = defaultResponseHeaderTimeout
+	}
+	if o.IdleConnTimeout <= 0 {
+		o.IdleConnTimeout = defaultIdleConnTimeout
+	}
+	if o.MaxResponseHeaderBytes <= 0 {
+		o.MaxResponseHeaderBytes = defaultMaxResponseHeaderBytes
+	}
+	dialer := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		Proxy:                  http.ProxyFromEnvironment,
+		DialContext:            dialer.DialContext,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           0, // no global cap: the per-host pool bounds it
+		MaxIdleConnsPerHost:    o.MaxIdleConnsPerHost,
+		IdleConnTimeout:        o.IdleConnTimeout,
+		TLSHandshakeTimeout:    o.TLSHandshakeTimeout,
+		ResponseHeaderTimeout:  o.ResponseHeaderTimeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: o.MaxResponseHeaderBytes,
+	}
+	if o.TLSClientConfig != nil {
+		t.TLSClientConfig = o.TLSClientConfig.Clone()
+	}
+	return t
+}
+
+// NewClient wraps a transport in an [http.Client] suited to handler calls:
+// no client-wide timeout (each call carries its own deadline) and redirects
+// are not followed (a POST must not silently turn into a GET; a 3xx answer
+// is reported as a permanent failure naming the endpoint).
+func NewClient(t http.RoundTripper) *http.Client {
+	return &http.Client{
+		Transport: t,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+var sharedClient = sync.OnceValue(func() *http.Client {
+	return NewClient(NewTransport(TransportOptions{}))
+})
+
+// SharedClient is the client every [HTTPInvoker] uses unless configured
+// otherwise: one transport with default [TransportOptions] for the process.
+func SharedClient() *http.Client { return sharedClient() }
