@@ -329,9 +329,11 @@ func (h *HTTPInvoker) post(ctx context.Context, target, shown string, hdr http.H
 	req.Header = hdr
 	resp, err := h.client.Do(req)
 	if err != nil {
+		reportFault(ctx, true)
 		return HTTPResponse{}, nil, err
 	}
 	defer resp.Body.Close()
+	reportFault(ctx, resp.StatusCode >= 500 || resp.StatusCode == http.StatusRequestTimeout)
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	release := func() {
@@ -340,6 +342,7 @@ func (h *HTTPInvoker) post(ctx context.Context, target, shown string, hdr http.H
 		}
 	}
 	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, limit+1)); err != nil {
+		reportFault(ctx, true)
 		release()
 		return HTTPResponse{}, nil, fmt.Errorf("reading the response (%s): %w", statusText(resp.StatusCode), err)
 	}

@@ -18,6 +18,10 @@ const (
 	ErrorTypePanic           = "handler_panic"
 	ErrorTypeNotFound        = "handler_not_found"
 	ErrorTypeInvalidResponse = "invalid_handler_response"
+	// ErrorTypeCircuitOpen is never recorded: the runner did not call the
+	// handler because its endpoint's circuit breaker is open, and gives the
+	// step back (its attempt not consumed) until the breaker may close.
+	ErrorTypeCircuitOpen = "circuit_open"
 )
 
 // StepResult is what a handler answers: Tasker's StepExecutionResult.

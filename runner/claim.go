@@ -64,10 +64,14 @@ func (r *Runner) claimLoop(ctx context.Context) {
 }
 
 // freePermits returns how many steps may be claimed now, and from where.
+// A permit is held from the claim until the step's outcome is written, not
+// only while its handler runs: otherwise, whenever handlers finish faster
+// than outcomes are written, claimed steps pile up in the completer without
+// bound (memory, and leases that expire before their outcome is written).
 func (r *Runner) freePermits() (int, []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.cfg.MaxConcurrentSteps - r.active, r.namespaces
+	return r.cfg.MaxConcurrentSteps - len(r.inflight), r.namespaces
 }
 
 // scheduleWake makes the claim loop claim at t (for a retry's run_at).

@@ -174,7 +174,12 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 	for _, p := range batch {
 		delete(r.inflight, p.completion.StepUUID)
 	}
+	more := r.more
 	r.mu.Unlock()
+	if more {
+		// Permits were freed and the last claim was full.
+		r.wake()
+	}
 	for _, p := range batch {
 		state, applied := res.Applied[p.completion.StepUUID]
 		if applied {
@@ -190,6 +195,9 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 				r.stats.failed.Add(1)
 			case store.StateEnqueued:
 				r.stats.released.Add(1)
+				if p.completion.RunAt.After(p.finished) && (earliestRetry.IsZero() || p.completion.RunAt.Before(earliestRetry)) {
+					earliestRetry = p.completion.RunAt
+				}
 			}
 		}
 		if r.cfg.OnEvent != nil {

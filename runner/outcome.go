@@ -11,8 +11,9 @@ import (
 
 // decideOutcome turns a handler's result into the step's next state: complete,
 // waiting_for_retry (with run_at from the backoff; a handler's requested
-// delay wins) or error (the dead-letter set) when the failure is permanent
-// or the attempts are used up.
+// delay wins), error (the dead-letter set) when the failure is permanent or
+// the attempts are used up, or enqueued again with its attempt given back
+// when the handler was not called because its circuit breaker is open.
 func decideOutcome(s store.ClaimedStep, res contracts.StepResult, now time.Time, rnd func() float64) store.Completion {
 	c := store.Completion{StepUUID: s.StepUUID, Attempt: s.Attempt}
 	res.StepUUID = ""
@@ -22,6 +23,13 @@ func decideOutcome(s store.ClaimedStep, res contracts.StepResult, now time.Time,
 		}
 		c.State = store.StateComplete
 		c.Results = mustJSON(res)
+		return c
+	}
+	if res.Error != nil && res.Error.ErrorType == contracts.ErrorTypeCircuitOpen {
+		// Not called: the endpoint's breaker is open. Give the step back
+		// until the breaker may close, without consuming the attempt.
+		c.State = store.StateEnqueued
+		c.RunAt = now.Add(retryDelay(s, res, rnd))
 		return c
 	}
 	if res.Status == contracts.StatusYielded {

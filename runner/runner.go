@@ -30,8 +30,8 @@ type Runner struct {
 	wakeCh chan struct{}
 
 	mu         sync.Mutex
-	active     int                   // handlers running (permits in use)
-	inflight   map[uuid.UUID]*flight // claimed and not yet written
+	active     int                   // handlers running
+	inflight   map[uuid.UUID]*flight // claimed and not yet written (permits in use)
 	more       bool                  // the last claim was full: more may be waiting
 	retryAt    time.Time             // earliest scheduled retry wake-up
 	retryTimer *time.Timer

@@ -1,8 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -72,7 +74,12 @@ done AS (
 	WHERE s.step_uuid = i.step_uuid
 	  AND s.lease_owner = $1
 	  AND s.attempts = i.attempt
-	  AND s.state = 'in_progress'
+	  -- state = 'in_progress', spelled through steps_lease_consistent (a step
+	  -- is in progress exactly when it has a lease owner and expiry): written
+	  -- as the state, the planner may walk the in-progress index and test
+	  -- every input row against every leased step when its statistics say
+	  -- none are leased (quadratic), instead of looking each input up by key.
+	  AND s.lease_expires_at IS NOT NULL
 	RETURNING s.step_uuid, s.task_uuid, s.namespace, s.state
 ),
 children AS (
@@ -130,6 +137,11 @@ func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []C
 	if len(cs) == 0 {
 		return res, nil
 	}
+	// Present the rows in key order, the order ExtendLeases locks them in:
+	// with the input driving the update (the plan for batches this size)
+	// the two then wait for each other instead of deadlocking.
+	cs = slices.Clone(cs)
+	slices.SortFunc(cs, func(a, b Completion) int { return bytes.Compare(a.StepUUID[:], b.StepUUID[:]) })
 	var (
 		ids      = make([]uuid.UUID, len(cs))
 		attempts = make([]int32, len(cs))

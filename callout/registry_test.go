@@ -1,0 +1,188 @@
+package callout_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/contracts"
+)
+
+// named answers with its own name so a test can see which endpoint served.
+func named(t *testing.T, name string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"success": true, "result": map[string]string{"served_by": name, "path": r.URL.Path}})
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func servedBy(t *testing.T, inv callout.Invoker, callable string) string {
+	t.Helper()
+	res := inv.Invoke(t.Context(), &contracts.StepEnvelope{StepDefinition: contracts.StepDefinition{Handler: contracts.HandlerDefinition{Callable: callable}}})
+	if !res.Success {
+		t.Fatalf("%s: %+v", callable, res.Error)
+	}
+	var out struct {
+		ServedBy string `json:"served_by"`
+		Path     string
+	}
+	_ = json.Unmarshal(res.Result, &out)
+	return out.ServedBy + out.Path
+}
+
+func TestRegistryMatchingOrder(t *testing.T) {
+	t.Parallel()
+	var funcs callout.Funcs
+	funcs.Register("local.fn", func(context.Context, *contracts.StepEnvelope) (contracts.StepResult, error) {
+		return contracts.StepResult{Success: true, Result: json.RawMessage(`{"served_by":"go"}`)}, nil
+	})
+	reg := callout.NewRegistry(callout.RegistryConfig{Funcs: &funcs})
+	t.Cleanup(reg.Close)
+	exactShop, exactAny, glob, globLong, nsDefault := named(t, "exact-shop"), named(t, "exact-any"), named(t, "glob"), named(t, "glob-long"), named(t, "ns-default")
+	if err := reg.Set([]callout.Endpoint{
+		{Namespace: "shop", Pattern: "payments.refund", URL: exactShop.URL},
+		{Pattern: "payments.refund", URL: exactAny.URL},
+		{Pattern: "payments.*", URL: glob.URL + "/{callable}"},
+		{Pattern: "payments.cards.*", URL: globLong.URL},
+		{Namespace: "shop", Pattern: "*", URL: nsDefault.URL},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ ns, callable, want string }{
+		{"shop", "payments.refund", "exact-shop/"},
+		{"ops", "payments.refund", "exact-any/"},
+		{"ops", "payments.charge", "glob/payments.charge"},
+		{"ops", "payments.cards.verify", "glob-long/"},
+		{"shop", "local.fn", "go"},
+		{"shop", "inventory.reserve", "ns-default/"},
+	} {
+		inv, ok := reg.Resolve(tc.ns, tc.callable)
+		if !ok {
+			t.Fatalf("%s/%s: not resolved", tc.ns, tc.callable)
+		}
+		if got := servedBy(t, inv, tc.callable); got != tc.want {
+			t.Errorf("%s/%s served by %q, want %q", tc.ns, tc.callable, got, tc.want)
+		}
+	}
+	if _, ok := reg.Resolve("ops", "inventory.reserve"); ok {
+		t.Error("a callable matching nothing resolved")
+	}
+
+	// A bad set changes nothing and names every problem.
+	err := reg.Set([]callout.Endpoint{{Pattern: "x", URL: "ftp://nope"}, {Pattern: "y", Protocol: "smtp"}, {Pattern: "[", URL: glob.URL}})
+	if err == nil || !strings.Contains(err.Error(), "endpoints[0]") || !strings.Contains(err.Error(), `"smtp"`) || !strings.Contains(err.Error(), "endpoints[2]") {
+		t.Fatalf("bad set: %v", err)
+	}
+	if len(reg.Endpoints()) != 5 {
+		t.Fatalf("a rejected Set changed the registry: %+v", reg.Endpoints())
+	}
+}
+
+func TestBreakerOpensAndCloses(t *testing.T) {
+	t.Parallel()
+	var healthy atomic.Bool
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if !healthy.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte(`{"success":true}`))
+	}))
+	t.Cleanup(srv.Close)
+	reg := callout.NewRegistry(callout.RegistryConfig{})
+	t.Cleanup(reg.Close)
+	if err := reg.Set([]callout.Endpoint{{Pattern: "flaky", URL: srv.URL, Breaker: callout.BreakerSettings{ConsecutiveFailures: 3, OpenTimeout: 200 * time.Millisecond}}}); err != nil {
+		t.Fatal(err)
+	}
+	inv, _ := reg.Resolve("ns", "flaky")
+	call := func() contracts.StepResult { return inv.Invoke(t.Context(), &contracts.StepEnvelope{}) }
+
+	for range 3 {
+		if r := call(); r.Error == nil || r.Error.StatusCode != 503 {
+			t.Fatalf("while failing: %+v", r.Error)
+		}
+	}
+	r := call()
+	if r.Error == nil || r.Error.ErrorType != contracts.ErrorTypeCircuitOpen || *r.OrchestrationMetadata.BackoffRequestSeconds <= 0 {
+		t.Fatalf("after 3 failures: %+v, want circuit_open with a reopen delay", r.Error)
+	}
+	if calls.Load() != 3 {
+		t.Fatalf("the open breaker let a call through: %d calls", calls.Load())
+	}
+	st := reg.Endpoints()[0]
+	if st.BreakerState != "open" || st.Faults != 3 || st.Rejected != 1 {
+		t.Fatalf("status while open: %+v", st)
+	}
+	healthy.Store(true)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if r := call(); r.Success {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("breaker never closed after recovery")
+		}
+		time.Sleep(20 * time.Millisecond) // waiting out the open timeout, not synchronising
+	}
+	if st := reg.Endpoints()[0]; st.BreakerState != "closed" {
+		t.Fatalf("after recovery: %+v", st)
+	}
+}
+
+func TestEndpointConcurrencyLimit(t *testing.T) {
+	t.Parallel()
+	var now, peak atomic.Int64
+	release := make(chan struct{})
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := now.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		<-release
+		now.Add(-1)
+		_, _ = w.Write([]byte(`{"success":true}`))
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	reg := callout.NewRegistry(callout.RegistryConfig{})
+	t.Cleanup(reg.Close)
+	if err := reg.Set([]callout.Endpoint{{Pattern: "slow", URL: srv.URL, MaxConcurrency: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	inv, _ := reg.Resolve("", "slow")
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			inv.Invoke(context.Background(), &contracts.StepEnvelope{})
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for now.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("calls never started")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	once.Do(func() { close(release) })
+	wg.Wait()
+	if peak.Load() != 2 {
+		t.Fatalf("peak concurrent calls = %d, want 2", peak.Load())
+	}
+}
