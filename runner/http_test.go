@@ -1,0 +1,104 @@
+package runner_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/contracts"
+	"github.com/tasker-runner/tasker-runner/runner"
+	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
+)
+
+// A handler service that fails hard opens its breaker: its steps are not
+// burned while the breaker is open, steps of other endpoints keep running,
+// and once the service recovers the breaker closes and the work finishes.
+func TestBreakerDoesNotBurnAttempts(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.Pool(t)
+	client := runner.NewClient(pool, runner.ClientConfig{})
+	register(t, client, "name: pay\nnamespace_name: http\nversion: 1\nsteps:\n  - name: charge\n    handler: {callable: payments.charge}\n    retry: {max_attempts: 3, backoff_base_ms: 50}\n")
+	register(t, client, "name: mail\nnamespace_name: http\nversion: 1\nsteps:\n  - name: send\n    handler: {callable: mail.send}\n")
+
+	var healthy atomic.Bool
+	var paymentCalls atomic.Int64
+	payments := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paymentCalls.Add(1)
+		if !healthy.Load() {
+			http.Error(w, "database down", http.StatusServiceUnavailable)
+			return
+		}
+		var env contracts.StepEnvelope
+		_ = json.NewDecoder(r.Body).Decode(&env)
+		_ = json.NewEncoder(w).Encode(contracts.StepResult{Success: true, Result: json.RawMessage(`{"charged":true}`)})
+	}))
+	t.Cleanup(payments.Close)
+	mail := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(mail.Close)
+
+	reg := callout.NewRegistry(callout.RegistryConfig{})
+	t.Cleanup(reg.Close)
+	if err := reg.Set([]callout.Endpoint{
+		{Pattern: "payments.*", URL: payments.URL, Breaker: callout.BreakerSettings{ConsecutiveFailures: 2, OpenTimeout: 300 * time.Millisecond}},
+		{Pattern: "mail.*", URL: mail.URL},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	startRunner(t, pool, runner.Config{Handlers: reg, PollInterval: 50 * time.Millisecond})
+
+	var charges []uuid.UUID
+	for range 6 {
+		s, err := client.Submit(ctx, runner.SubmitRequest{Namespace: "http", Name: "pay"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		charges = append(charges, s.TaskUUID)
+	}
+	waitFor(t, 10*time.Second, "the payments breaker to open", func() bool {
+		st := reg.Endpoints()
+		return st[1].BreakerState == "open" && st[1].Rejected > 0
+	})
+	// Mail keeps working while payments is open.
+	m, err := client.Submit(ctx, runner.SubmitRequest{Namespace: "http", Name: "mail"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the mail task", func() bool { return taskState(t, pool, m.TaskUUID) == "complete" })
+
+	// While open, no step was burned: at most the two tripping calls
+	// consumed attempts (each of those steps has attempts left).
+	var errored, maxAttempts int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'error'), coalesce(max(attempts), 0) FROM tasker.steps WHERE handler = 'payments.charge'`).Scan(&errored, &maxAttempts); err != nil {
+		t.Fatal(err)
+	}
+	if errored != 0 || maxAttempts > 2 {
+		t.Fatalf("while the breaker was open: %d steps dead-lettered, max attempts %d", errored, maxAttempts)
+	}
+
+	healthy.Store(true)
+	for _, task := range charges {
+		waitFor(t, 15*time.Second, "payment tasks after recovery", func() bool { return taskState(t, pool, task) == "complete" })
+	}
+	if st := reg.Endpoints()[1]; st.BreakerState != "closed" {
+		t.Fatalf("payments breaker after recovery: %+v", st)
+	}
+	var burned int
+	if err := pool.QueryRow(ctx, `SELECT coalesce(sum(attempts), 0) FROM tasker.steps WHERE handler = 'payments.charge'`).Scan(&burned); err != nil {
+		t.Fatal(err)
+	}
+	// 6 successful attempts plus the (at most 2 per breaker generation)
+	// failures that tripped it; far fewer than the calls the open breaker refused.
+	if burned > 6+4 {
+		t.Fatalf("%d attempts consumed for 6 steps", burned)
+	}
+	t.Logf("payments: %d HTTP calls, %d attempts consumed, breaker refused %d", paymentCalls.Load(), burned, reg.Endpoints()[1].Rejected)
+}
