@@ -76,6 +76,9 @@ type Config struct {
 	Rand func() float64
 	// Version is reported in the worker registry.
 	Version string
+	// Endpoints, when set, is reloaded at start and whenever the database
+	// announces a change to handler_endpoints (the listener must be on).
+	Endpoints *Endpoints
 	// OnEvent, when set, is called for every step outcome once written. It
 	// runs on the completer's goroutine and must return quickly.
 	OnEvent func(Event)

@@ -13,6 +13,7 @@ import (
 	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner"
+	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
 )
 
@@ -101,4 +102,44 @@ func TestBreakerDoesNotBurnAttempts(t *testing.T) {
 		t.Fatalf("%d attempts consumed for 6 steps", burned)
 	}
 	t.Logf("payments: %d HTTP calls, %d attempts consumed, breaker refused %d", paymentCalls.Load(), burned, reg.Endpoints()[1].Rejected)
+}
+
+// Endpoints registered in the database take effect in running runners
+// without a restart; a callable that matches nothing fails with
+// handler_not_found until then.
+func TestDatabaseEndpointsTakeEffect(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.Pool(t)
+	client := runner.NewClient(pool, runner.ClientConfig{})
+	register(t, client, "name: late\nnamespace_name: dyn\nversion: 1\nsteps:\n  - name: only\n    handler: {callable: svc.work}\n    retry: {max_attempts: 5, backoff: fixed, backoff_base_ms: 100}\n")
+	var signed atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		signed.Store(r.Header.Get("webhook-signature") != "")
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	reg := callout.NewRegistry(callout.RegistryConfig{})
+	t.Cleanup(reg.Close)
+	eps := &runner.Endpoints{Registry: reg, DB: pool, LookupEnv: func(k string) (string, bool) {
+		return "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", k == "PAY_SECRET"
+	}}
+	startRunner(t, pool, runner.Config{Handlers: reg, Endpoints: eps, PollInterval: 50 * time.Millisecond})
+
+	s, err := client.Submit(ctx, runner.SubmitRequest{Namespace: "dyn", Name: "late"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a handler_not_found failure", func() bool {
+		var errType *string
+		_ = pool.QueryRow(ctx, `SELECT last_error->'error'->>'error_type' FROM tasker.steps WHERE task_uuid = $1`, s.TaskUUID).Scan(&errType)
+		return errType != nil && *errType == contracts.ErrorTypeNotFound
+	})
+	if _, err := store.PutEndpoint(ctx, pool, store.HandlerEndpoint{Pattern: "svc.*", URL: srv.URL, Protocol: "http", SecretRef: "env:PAY_SECRET"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the task to complete through the new endpoint", func() bool { return taskState(t, pool, s.TaskUUID) == "complete" })
+	if !signed.Load() {
+		t.Error("the endpoint's secret was not used to sign the call")
+	}
 }

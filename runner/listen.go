@@ -74,6 +74,13 @@ func (r *Runner) listenOnce(ctx context.Context) (connected bool, err error) {
 			return false, fmt.Errorf("LISTEN: %w", err)
 		}
 	}
+	if r.cfg.Endpoints != nil {
+		if err := listenTo(store.EndpointsChannel); err != nil {
+			return false, fmt.Errorf("LISTEN: %w", err)
+		}
+		// Changes made while disconnected were not announced to us.
+		r.reloadEndpoints(ctx)
+	}
 	r.listenerUp.Store(true)
 	defer r.listenerUp.Store(false)
 	r.wake()
@@ -81,6 +88,10 @@ func (r *Runner) listenOnce(ctx context.Context) (connected bool, err error) {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return true, err
+		}
+		if n.Channel == store.EndpointsChannel {
+			r.reloadEndpoints(ctx)
+			continue
 		}
 		if n.Channel == store.NamespacesChannel {
 			if r.addNamespace(n.Payload) {
@@ -111,5 +122,11 @@ func (r *Runner) poll(ctx context.Context) {
 			}
 		}
 		r.wake()
+	}
+}
+
+func (r *Runner) reloadEndpoints(ctx context.Context) {
+	if err := r.cfg.Endpoints.Reload(ctx); err != nil && ctx.Err() == nil {
+		r.log.Error("reloading handler endpoints; keeping the previous set", "err", err)
 	}
 }

@@ -102,6 +102,11 @@ func (r *Runner) Start(ctx context.Context) error {
 		return fmt.Errorf("runner: start: %w", err)
 	}
 
+	if r.cfg.Endpoints != nil {
+		if err := r.cfg.Endpoints.Reload(ctx); err != nil {
+			return fmt.Errorf("runner: start: %w", err)
+		}
+	}
 	r.runCtx = ctx
 	claimCtx, stopClaiming := context.WithCancel(ctx)
 	r.stopClaiming = stopClaiming
