@@ -252,6 +252,13 @@ func (r *Registry) build(ep Endpoint) (*endpoint, error) {
 			URL: ep.URL, Timeout: ep.Timeout, MaxResponseBytes: r.cfg.MaxResponseBytes,
 			Headers: ep.Headers, Sign: sign, Client: r.cfg.Client, Now: r.cfg.Now,
 		})
+	case ProtocolConnect, ProtocolGRPC:
+		// Signing (Standard Webhooks) covers HTTP+JSON bodies; Connect and
+		// gRPC handlers authenticate with headers or mTLS instead.
+		inner, err = NewConnect(ConnectConfig{
+			URL: ep.URL, Protocol: ep.Protocol, Timeout: ep.Timeout, MaxResponseBytes: r.cfg.MaxResponseBytes,
+			Headers: ep.Headers, Now: r.cfg.Now,
+		})
 	default:
 		err = fmt.Errorf("protocol %q is not one of %s, %s, %s, %s", ep.Protocol, ProtocolHTTP, ProtocolConnect, ProtocolGRPC, ProtocolGo)
 	}
