@@ -1,0 +1,1 @@
+DROP INDEX tasker.steps_task;
