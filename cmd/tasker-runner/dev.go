@@ -10,9 +10,9 @@ import (
 )
 
 func runDev(ctx context.Context, env *environment, args []string) error {
-	fs := newFlagSet(env, "dev")
+	fs := newFlagSet("dev")
 	configPath := fs.String("config", "", "path of the TOML configuration file (default $TASKER_CONFIG_PATH; none: built-in defaults)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(env, fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -28,7 +28,7 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 		env.logger.Info("no DATABASE_URL given: starting a throwaway PostgreSQL cluster")
 		cluster, err = pgcluster.Start(ctx, pgcluster.Config{})
 		if err != nil {
-			return err
+			return stoppedWhileStarting(ctx, env, err)
 		}
 		defer func() {
 			if err := cluster.Stop(); err != nil {

@@ -40,7 +40,8 @@ func commands() []command {
 	return []command{
 		{name: "serve", summary: "run the runner and its API against a PostgreSQL database", usage: "[--config PATH] [--migrate]", run: runServe},
 		{name: "migrate", summary: "apply or show the database schema migrations", usage: "[--config PATH] up|status", run: runMigrate},
-		{name: "dev", summary: "start a throwaway PostgreSQL (unless DATABASE_URL is set), migrate, and serve", usage: "[--config PATH] [--keep]", run: runDev},
+		{name: "dev", summary: "start a throwaway PostgreSQL (unless DATABASE_URL is set), migrate, and serve", usage: "[--config PATH]", run: runDev},
+		{name: "bench", summary: "measure throughput, latency and memory against the targets (make bench)", usage: "[--quick] [--json] [--out PATH] [flags]", run: runBench},
 		{name: "version", summary: "print the version", usage: "", run: runVersion},
 	}
 }
@@ -62,17 +63,23 @@ func main() {
 }
 
 func run(ctx context.Context, env *environment, args []string) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+	if len(args) == 0 {
+		// Called wrongly: the usage goes where errors go.
+		printUsage(env.stderr)
+		return 2
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
 		if len(args) > 1 {
-			if c, ok := findCommand(args[1]); ok {
-				printCommandUsage(env.stdout, c, nil)
-				return 0
+			c, ok := findCommand(args[1])
+			if !ok {
+				fmt.Fprintf(env.stderr, "tasker-runner help: unknown command %q\n\n", args[1])
+				printUsage(env.stderr)
+				return 2
 			}
+			// Through the command's own --help, so that its flags are listed.
+			return run(ctx, env, []string{c.name, "--help"})
 		}
 		printUsage(env.stdout)
-		if len(args) == 0 {
-			return 2
-		}
 		return 0
 	}
 	c, ok := findCommand(args[0])
@@ -115,7 +122,7 @@ func printUsage(w io.Writer) {
 }
 
 func printCommandUsage(w io.Writer, c command, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "Usage: tasker-runner %s %s\n\n%s.\n", c.name, c.usage, upperFirst(c.summary))
+	fmt.Fprintf(w, "Usage: %s\n\n%s.\n", strings.TrimSpace("tasker-runner "+c.name+" "+c.usage), upperFirst(c.summary))
 	if fs != nil {
 		var b strings.Builder
 		fs.SetOutput(&b)
@@ -126,22 +133,24 @@ func printCommandUsage(w io.Writer, c command, fs *flag.FlagSet) {
 	}
 }
 
-// newFlagSet returns a flag set that prints the command's usage on --help
-// and returns errors instead of exiting.
-func newFlagSet(env *environment, name string) *flag.FlagSet {
-	c, _ := findCommand(name)
+// newFlagSet returns a flag set for command name that returns errors
+// instead of printing them or exiting; [parseFlags] reports them.
+func newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Usage = func() { printCommandUsage(env.stdout, c, fs) }
+	// The flag package calls Usage on every parse error, not only on -h, and
+	// the usage must not land on stdout then: parseFlags prints it instead.
+	fs.Usage = func() {}
 	return fs
 }
 
-// parseFlags parses args, printing usage for --help and wrapping other
-// problems as usage errors.
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// parseFlags parses args, printing the command's usage to stdout for --help
+// and wrapping other problems as usage errors.
+func parseFlags(env *environment, fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+			c, _ := findCommand(fs.Name())
+			printCommandUsage(env.stdout, c, fs)
 			return err
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)

@@ -10,9 +10,9 @@ import (
 )
 
 func runMigrate(ctx context.Context, env *environment, args []string) error {
-	fs := newFlagSet(env, "migrate")
+	fs := newFlagSet("migrate")
 	configPath := fs.String("config", "", "path of the TOML configuration file (default $TASKER_CONFIG_PATH)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(env, fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 || (fs.Arg(0) != "up" && fs.Arg(0) != "status") {

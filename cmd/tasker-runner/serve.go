@@ -16,10 +16,10 @@ import (
 )
 
 func runServe(ctx context.Context, env *environment, args []string) error {
-	fs := newFlagSet(env, "serve")
+	fs := newFlagSet("serve")
 	configPath := fs.String("config", "", "path of the TOML configuration file (default $TASKER_CONFIG_PATH; none: built-in defaults)")
 	migrate := fs.Bool("migrate", false, "apply pending database migrations before serving (also database.migrate_on_start)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(env, fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -50,6 +50,21 @@ func openPool(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
 	})
 }
 
+// stoppedWhileStarting turns the error of a start-up that a stop request
+// (Ctrl-C, SIGTERM) cut short into a clean stop: the stop was asked for, and
+// what had started is undone by the caller's defers. Otherwise the user would
+// get exit 1 and the error of whatever was interrupted (for dev, a killed
+// initdb and its output). A migration cut short is rolled back by its
+// transaction, so the next start applies it again.
+func stoppedWhileStarting(ctx context.Context, env *environment, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	env.logger.Info("stopped while starting")
+	env.logger.Debug("start-up interrupted", "err", err)
+	return nil
+}
+
 // serve runs everything the runner is made of until ctx is done, then stops
 // it all gracefully. ready, when set, is called with the API's address once
 // it accepts connections.
@@ -57,7 +72,7 @@ func serve(ctx context.Context, env *environment, cfg config.Config, migrate boo
 	log := env.logger
 	pool, err := openPool(ctx, cfg)
 	if err != nil {
-		return err
+		return stoppedWhileStarting(ctx, env, err)
 	}
 	defer pool.Close()
 	log.Info("connected to database", "url", store.RedactURL(cfg.Database.URL))
@@ -65,7 +80,7 @@ func serve(ctx context.Context, env *environment, cfg config.Config, migrate boo
 	if migrate {
 		applied, err := store.NewMigrator(pool).Up(ctx)
 		if err != nil {
-			return err
+			return stoppedWhileStarting(ctx, env, err)
 		}
 		for _, m := range applied {
 			log.Info("applied migration", "version", m.Version, "name", m.Name)

@@ -21,8 +21,8 @@ func buildVersion() string {
 }
 
 func runVersion(_ context.Context, env *environment, args []string) error {
-	fs := newFlagSet(env, "version")
-	if err := parseFlags(fs, args); err != nil {
+	fs := newFlagSet("version")
+	if err := parseFlags(env, fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -1,0 +1,374 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"time"
+
+	"github.com/tasker-runner/tasker-runner/runner"
+)
+
+// The bench command measures the engine against the targets of DESIGN.md
+// §11: (a) work-down of a backlog of single-step tasks, (b) end-to-end and
+// enqueue-to-start latency of a 4-step linear workflow offered at a fixed
+// light rate, (c) the runner's peak memory during (a). The runner runs in
+// this process with in-process Go no-op handlers; PostgreSQL is a throwaway
+// cluster with fsync on, or the server named by DATABASE_URL.
+
+// Bench defaults. benchConcurrencyDefault was chosen by trying 200, 500,
+// 1000 and 2000 on a 2-core machine (see the closing note of issue 3).
+const (
+	benchStepsDefault       = 100_000
+	benchStepsQuick         = 20_000
+	benchRateDefault        = 200 // steps/s: 50 linear-4 tasks/s
+	benchDurationDefault    = 20 * time.Second
+	benchDurationQuick      = 5 * time.Second
+	benchConcurrencyDefault = runner.MaxConcurrentStepsDefault
+	benchPoolDefault        = 8
+	benchSubmitChunk        = 5_000
+	benchWarmupMax          = 2 * time.Second
+)
+
+// Targets from DESIGN.md §11.
+const (
+	targetBacklogStepsPerSec = 15_000
+	targetE2EP50Ms           = 25
+	targetE2SP50Ms           = 3
+	targetE2SP99Ms           = 15
+	targetRSSMB              = 150
+)
+
+type benchOptions struct {
+	out          string
+	jsonOut      bool
+	quick        bool
+	steps        int
+	concurrency  int
+	rate         float64
+	duration     time.Duration
+	repeat       int
+	poolSize     int
+	flushBatch   int
+	flushEvery   time.Duration
+	cpuProfile   string
+	databaseURL  string
+	progress     io.Writer
+	skipLatency  bool
+	skipBacklog  bool
+	scenarioTime time.Duration // upper bound for one scenario
+}
+
+func runBench(ctx context.Context, env *environment, args []string) error {
+	fs := newFlagSet("bench")
+	o := benchOptions{}
+	fs.StringVar(&o.out, "out", "", "write the results as JSON to `PATH`")
+	fs.BoolVar(&o.jsonOut, "json", false, "print the results as one JSON object on stdout (the table goes to stderr)")
+	fs.BoolVar(&o.quick, "quick", false, fmt.Sprintf("reduced run for fast comparisons: %d-step backlog, %s latency run", benchStepsQuick, benchDurationQuick))
+	fs.IntVar(&o.steps, "steps", benchStepsDefault, "backlog size: single-step tasks inserted before the runner starts")
+	fs.IntVar(&o.concurrency, "concurrency", benchConcurrencyDefault, "the runner's max_concurrent_steps")
+	fs.Float64Var(&o.rate, "rate", benchRateDefault, "steps/s offered in the latency scenario (4 steps per task)")
+	fs.DurationVar(&o.duration, "duration", benchDurationDefault, "length of the latency scenario, warm-up included")
+	fs.IntVar(&o.repeat, "repeat", 1, "run every scenario `N` times (each in a fresh database) and report medians")
+	fs.IntVar(&o.poolSize, "pool", benchPoolDefault, "tuning: the runner's connection pool size")
+	fs.IntVar(&o.flushBatch, "flush-batch", 0, "tuning: the completer's most outcomes per write (0: the runner's default)")
+	fs.DurationVar(&o.flushEvery, "flush-interval", 0, "tuning: the completer's longest wait for company (0: the runner's default)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "profiling: write a CPU profile of the backlog work-down to `PATH`")
+	fs.BoolVar(&o.skipLatency, "backlog-only", false, "run only the backlog scenario")
+	fs.BoolVar(&o.skipBacklog, "latency-only", false, "run only the latency scenario")
+	if err := parseFlags(env, fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.quick {
+		if !set["steps"] {
+			o.steps = benchStepsQuick
+		}
+		if !set["duration"] {
+			o.duration = benchDurationQuick
+		}
+	}
+	var problems []string
+	if o.steps < 1 {
+		problems = append(problems, fmt.Sprintf("--steps must be at least 1, got %d", o.steps))
+	}
+	if o.concurrency < 1 {
+		problems = append(problems, fmt.Sprintf("--concurrency must be at least 1, got %d", o.concurrency))
+	}
+	if o.rate <= 0 {
+		problems = append(problems, fmt.Sprintf("--rate must be positive, got %g", o.rate))
+	}
+	if o.duration < 100*time.Millisecond {
+		problems = append(problems, fmt.Sprintf("--duration must be at least 100ms, got %s", o.duration))
+	}
+	if o.repeat < 1 {
+		problems = append(problems, fmt.Sprintf("--repeat must be at least 1, got %d", o.repeat))
+	}
+	if o.poolSize < 2 {
+		problems = append(problems, fmt.Sprintf("--pool must be at least 2, got %d", o.poolSize))
+	}
+	if o.flushBatch < 0 || o.flushEvery < 0 {
+		problems = append(problems, "--flush-batch and --flush-interval must not be negative")
+	}
+	if o.skipBacklog && o.skipLatency {
+		problems = append(problems, "--backlog-only and --latency-only exclude each other")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", errUsage, joinLines(problems))
+	}
+	o.databaseURL, _ = env.lookup.Lookup("DATABASE_URL")
+	o.progress = env.stderr
+	o.scenarioTime = 10*time.Minute + time.Duration(o.steps/500)*time.Second
+
+	res, err := bench(ctx, env, o)
+	if err != nil {
+		return err
+	}
+
+	table := env.stdout
+	if o.jsonOut {
+		table = env.stderr
+	}
+	printBenchTable(table, res)
+	if o.jsonOut || o.out != "" {
+		b, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encoding the results: %w", err)
+		}
+		b = append(b, '\n')
+		if o.out != "" {
+			if err := os.WriteFile(o.out, b, 0o644); err != nil {
+				return fmt.Errorf("writing the results: %w", err)
+			}
+			fmt.Fprintf(table, "results written to %s\n", o.out)
+		}
+		if o.jsonOut {
+			if _, err := env.stdout.Write(b); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// bench runs the scenarios and gathers the results.
+func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults, error) {
+	started := time.Now()
+	srv, err := openBenchServer(ctx, env, o)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.close(env)
+
+	res := &benchResults{
+		Timestamp: started.UTC().Format(time.RFC3339),
+		Version:   buildVersion(),
+		Quick:     o.quick,
+		Machine:   machineInfo(),
+		Settings: benchSettings{
+			Steps: o.steps, Concurrency: o.concurrency, RateStepsPerSec: o.rate,
+			DurationSeconds: o.duration.Seconds(), WarmupSeconds: warmupFor(o.duration).Seconds(),
+			Repeat: o.repeat, PoolMaxConns: o.poolSize,
+			FlushBatch:      cmpOr(o.flushBatch, runner.FlushBatchDefault),
+			FlushIntervalMs: float64(cmpOr(o.flushEvery, runner.FlushIntervalDefault)) / float64(time.Millisecond),
+			Mode:            runner.ModeHybrid,
+		},
+	}
+	res.Machine.Postgres = srv.info
+
+	var profile *os.File
+	if o.cpuProfile != "" {
+		if profile, err = os.Create(o.cpuProfile); err != nil {
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer profile.Close()
+	}
+
+	var backlogs []backlogResult
+	var latencies []latencyResult
+	for i := range o.repeat {
+		if !o.skipBacklog {
+			fmt.Fprintf(o.progress, "bench: backlog work-down %d/%d: %d single-step tasks, max_concurrent_steps %d\n", i+1, o.repeat, o.steps, o.concurrency)
+			b, err := runBacklog(ctx, env, srv, o, profileIf(profile, i == 0))
+			if err != nil {
+				return nil, fmt.Errorf("backlog scenario: %w", err)
+			}
+			fmt.Fprintf(o.progress, "bench:   worked down in %.2fs: %.0f steps/s, runner CPU %.0f µs per step, peak RSS %.1f MB\n",
+				b.WorkDownSeconds, b.StepsPerSec, b.RunnerCPUMicrosPerStep, b.Memory.PeakRSSMB)
+			backlogs = append(backlogs, b)
+		}
+		if !o.skipLatency {
+			fmt.Fprintf(o.progress, "bench: linear-4 latency %d/%d: %.0f steps/s offered for %s (first %s discarded)\n", i+1, o.repeat, o.rate, o.duration, warmupFor(o.duration))
+			l, err := runLatency(ctx, env, srv, o)
+			if err != nil {
+				return nil, fmt.Errorf("latency scenario: %w", err)
+			}
+			fmt.Fprintf(o.progress, "bench:   %d tasks measured: end to end p50 %.2f ms, p99 %.2f ms; enqueue to start p50 %.2f ms, p99 %.2f ms\n",
+				l.TasksMeasured, l.EndToEndMs.P50, l.EndToEndMs.P99, l.EnqueueToStartMs.P50, l.EnqueueToStartMs.P99)
+			latencies = append(latencies, l)
+		}
+	}
+	if len(backlogs) > 0 {
+		b := medianBacklog(backlogs)
+		res.Backlog = &b
+		if len(backlogs) > 1 {
+			res.BacklogRuns = backlogs
+		}
+	}
+	if len(latencies) > 0 {
+		l := medianLatency(latencies)
+		res.Latency = &l
+		if len(latencies) > 1 {
+			res.LatencyRuns = latencies
+		}
+	}
+	res.Figures = figures(res)
+	res.Measured = describe(res, srv)
+	res.TotalSeconds = time.Since(started).Seconds()
+	return res, nil
+}
+
+func profileIf(f *os.File, ok bool) *os.File {
+	if ok {
+		return f
+	}
+	return nil
+}
+
+// startProfile starts a CPU profile into f when f is set and returns its stop.
+func startProfile(f *os.File) (func(), error) {
+	if f == nil {
+		return func() {}, nil
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return pprof.StopCPUProfile, nil
+}
+
+// warmupFor is the part of a latency run that is discarded.
+func warmupFor(d time.Duration) time.Duration { return min(benchWarmupMax, d/5) }
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+func joinLines(s []string) string {
+	out := ""
+	for i, p := range s {
+		if i > 0 {
+			out += "; "
+		}
+		out += p
+	}
+	return out
+}
+
+// median returns the median of xs (the mean of the middle two for an even
+// count); xs is not modified.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func medianOf[T any](runs []T, f func(T) float64) float64 {
+	xs := make([]float64, len(runs))
+	for i, r := range runs {
+		xs[i] = f(r)
+	}
+	return median(xs)
+}
+
+// medianBacklog reports the run with the median throughput, so that every
+// figure comes from one real run; memory is the highest peak of all runs.
+func medianBacklog(runs []backlogResult) backlogResult {
+	if len(runs) == 1 {
+		return runs[0]
+	}
+	s := slices.Clone(runs)
+	slices.SortFunc(s, func(a, b backlogResult) int {
+		switch {
+		case a.StepsPerSec < b.StepsPerSec:
+			return -1
+		case a.StepsPerSec > b.StepsPerSec:
+			return 1
+		}
+		return 0
+	})
+	m := s[(len(s)-1)/2]
+	m.StepsPerSec = medianOf(runs, func(r backlogResult) float64 { return r.StepsPerSec })
+	m.InsertTasksPerSec = medianOf(runs, func(r backlogResult) float64 { return r.InsertTasksPerSec })
+	for _, r := range runs {
+		m.Memory.PeakRSSMB = max(m.Memory.PeakRSSMB, r.Memory.PeakRSSMB)
+		m.Memory.PeakGoHeapMB = max(m.Memory.PeakGoHeapMB, r.Memory.PeakGoHeapMB)
+	}
+	m.MedianOf = len(runs)
+	return m
+}
+
+func medianLatency(runs []latencyResult) latencyResult {
+	if len(runs) == 1 {
+		return runs[0]
+	}
+	m := runs[0]
+	med := func(f func(latencyResult) float64) float64 { return medianOf(runs, f) }
+	m.EndToEndMs = percentiles{
+		P50: med(func(r latencyResult) float64 { return r.EndToEndMs.P50 }),
+		P95: med(func(r latencyResult) float64 { return r.EndToEndMs.P95 }),
+		P99: med(func(r latencyResult) float64 { return r.EndToEndMs.P99 }),
+		Max: med(func(r latencyResult) float64 { return r.EndToEndMs.Max }),
+	}
+	m.EnqueueToStartMs = percentiles{
+		P50: med(func(r latencyResult) float64 { return r.EnqueueToStartMs.P50 }),
+		P95: med(func(r latencyResult) float64 { return r.EnqueueToStartMs.P95 }),
+		P99: med(func(r latencyResult) float64 { return r.EnqueueToStartMs.P99 }),
+		Max: med(func(r latencyResult) float64 { return r.EnqueueToStartMs.Max }),
+	}
+	m.EnqueueToStartFirstStepMs = percentiles{
+		P50: med(func(r latencyResult) float64 { return r.EnqueueToStartFirstStepMs.P50 }),
+		P95: med(func(r latencyResult) float64 { return r.EnqueueToStartFirstStepMs.P95 }),
+		P99: med(func(r latencyResult) float64 { return r.EnqueueToStartFirstStepMs.P99 }),
+		Max: med(func(r latencyResult) float64 { return r.EnqueueToStartFirstStepMs.Max }),
+	}
+	m.EnqueueToStartChildMs = percentiles{
+		P50: med(func(r latencyResult) float64 { return r.EnqueueToStartChildMs.P50 }),
+		P95: med(func(r latencyResult) float64 { return r.EnqueueToStartChildMs.P95 }),
+		P99: med(func(r latencyResult) float64 { return r.EnqueueToStartChildMs.P99 }),
+		Max: med(func(r latencyResult) float64 { return r.EnqueueToStartChildMs.Max }),
+	}
+	m.SubmitMs = percentiles{
+		P50: med(func(r latencyResult) float64 { return r.SubmitMs.P50 }),
+		P95: med(func(r latencyResult) float64 { return r.SubmitMs.P95 }),
+		P99: med(func(r latencyResult) float64 { return r.SubmitMs.P99 }),
+		Max: med(func(r latencyResult) float64 { return r.SubmitMs.Max }),
+	}
+	m.TasksMeasured = int(med(func(r latencyResult) float64 { return float64(r.TasksMeasured) }))
+	m.MedianOf = len(runs)
+	return m
+}
+
+var errBenchTimeout = errors.New("timed out")
+
+func goVersion() string { return runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH }

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+)
+
+type benchResults struct {
+	Timestamp    string          `json:"timestamp"`
+	Version      string          `json:"version"`
+	Quick        bool            `json:"quick"`
+	Measured     string          `json:"measured"`
+	Machine      machine         `json:"machine"`
+	Settings     benchSettings   `json:"settings"`
+	Figures      []figure        `json:"figures"`
+	Backlog      *backlogResult  `json:"backlog,omitempty"`
+	BacklogRuns  []backlogResult `json:"backlog_runs,omitempty"`
+	Latency      *latencyResult  `json:"latency,omitempty"`
+	LatencyRuns  []latencyResult `json:"latency_runs,omitempty"`
+	TotalSeconds float64         `json:"total_seconds"`
+}
+
+type machine struct {
+	CPUModel   string       `json:"cpu_model"`
+	Cores      int          `json:"cores"`
+	GOMAXPROCS int          `json:"gomaxprocs"`
+	MemoryMB   float64      `json:"memory_mb,omitempty"`
+	Kernel     string       `json:"kernel,omitempty"`
+	Go         string       `json:"go"`
+	Postgres   postgresInfo `json:"postgres"`
+}
+
+type benchSettings struct {
+	Steps           int     `json:"steps"`
+	Concurrency     int     `json:"max_concurrent_steps"`
+	RateStepsPerSec float64 `json:"rate_steps_per_sec"`
+	DurationSeconds float64 `json:"duration_seconds"`
+	WarmupSeconds   float64 `json:"warmup_seconds"`
+	Repeat          int     `json:"repeat"`
+	PoolMaxConns    int     `json:"pool_max_conns"`
+	FlushBatch      int     `json:"flush_batch"`
+	FlushIntervalMs float64 `json:"flush_interval_ms"`
+	Mode            string  `json:"mode"`
+}
+
+// figure is one line of the table: a measured value next to its target.
+type figure struct {
+	Name   string  `json:"name"`
+	Value  float64 `json:"value"`
+	Unit   string  `json:"unit"`
+	Target string  `json:"target,omitempty"` // e.g. ">= 15000"
+	Met    *bool   `json:"met,omitempty"`
+	How    string  `json:"how"`
+}
+
+func atLeast(v, t float64) *bool { b := v >= t; return &b }
+func below(v, t float64) *bool   { b := v < t; return &b }
+
+func figures(r *benchResults) []figure {
+	var fs []figure
+	if b := r.Backlog; b != nil {
+		fs = append(fs,
+			figure{Name: "backlog work-down", Value: b.StepsPerSec, Unit: "steps/s",
+				Target: fmt.Sprintf(">= %d", targetBacklogStepsPerSec), Met: atLeast(b.StepsPerSec, targetBacklogStepsPerSec),
+				How: fmt.Sprintf("%d single-step tasks inserted first, then one runner (max_concurrent_steps %d) started; steps / (runner start -> last task-complete event)", b.Steps, r.Settings.Concurrency)},
+			figure{Name: "backlog insert", Value: b.InsertTasksPerSec, Unit: "tasks/s",
+				How: fmt.Sprintf("Client.SubmitMany, %d tasks per transaction, before the runner starts", b.InsertBatch)},
+			figure{Name: "runner peak RSS (backlog)", Value: b.Memory.PeakRSSMB, Unit: "MB",
+				Target: fmt.Sprintf("< %d", targetRSSMB), Met: below(b.Memory.PeakRSSMB, targetRSSMB),
+				How: b.Memory.PeakRSSSource + "; includes the bench's own bookkeeping"},
+			figure{Name: "runner peak Go heap (backlog)", Value: b.Memory.PeakGoHeapMB, Unit: "MB",
+				How: "highest live+unswept heap objects (runtime/metrics) sampled every 20ms"},
+		)
+	}
+	if l := r.Latency; l != nil {
+		how := fmt.Sprintf("%d linear-4 tasks (%.0f steps/s offered, open loop, %s mode, first %.1fs discarded)", l.TasksMeasured, l.OfferedStepsPerSec, l.Mode, l.WarmupSeconds)
+		fs = append(fs,
+			figure{Name: "linear-4 end to end p50", Value: l.EndToEndMs.P50, Unit: "ms",
+				Target: fmt.Sprintf("< %d", targetE2EP50Ms), Met: below(l.EndToEndMs.P50, targetE2EP50Ms),
+				How: "Submit called -> task-complete event; " + how},
+			figure{Name: "linear-4 end to end p95", Value: l.EndToEndMs.P95, Unit: "ms", How: "as p50"},
+			figure{Name: "linear-4 end to end p99", Value: l.EndToEndMs.P99, Unit: "ms", How: "as p50"},
+			figure{Name: "enqueue to handler start p50", Value: l.EnqueueToStartMs.P50, Unit: "ms",
+				Target: fmt.Sprintf("< %d", targetE2SP50Ms), Met: below(l.EnqueueToStartMs.P50, targetE2SP50Ms),
+				How: fmt.Sprintf("step run_at (ready time, set before the commit that made it ready) -> handler start, %d steps; %s", l.EnqueueToStartMs.N, how)},
+			figure{Name: "enqueue to handler start p99", Value: l.EnqueueToStartMs.P99, Unit: "ms",
+				Target: fmt.Sprintf("< %d", targetE2SP99Ms), Met: below(l.EnqueueToStartMs.P99, targetE2SP99Ms),
+				How: "as p50"},
+		)
+	}
+	return fs
+}
+
+// describe says what was measured, how and on what, in one line.
+func describe(r *benchResults, srv *benchServer) string {
+	m := r.Machine
+	pg := m.Postgres
+	dur := "fsync " + pg.Fsync + ", synchronous_commit " + pg.SynchronousCommit
+	return fmt.Sprintf("in-process runner with in-process Go no-op handlers (the runner is this process), hybrid mode; "+
+		"PostgreSQL %s (%s, %s, %s); %s, %d cores, %s",
+		pg.Version, pg.Source, pg.Isolation, dur, m.CPUModel, m.Cores, m.Go)
+}
+
+func printBenchTable(w io.Writer, r *benchResults) {
+	title := "tasker-runner bench"
+	if r.Quick {
+		title += " --quick"
+	}
+	fmt.Fprintf(w, "\n%s (%s, %s)\n", title, r.Version, r.Timestamp)
+	fmt.Fprintf(w, "measured: %s\n\n", r.Measured)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "FIGURE\tVALUE\tTARGET\t\n")
+	for _, f := range r.Figures {
+		met := ""
+		if f.Met != nil {
+			met = "ok"
+			if !*f.Met {
+				met = "MISSED"
+			}
+		}
+		target := f.Target
+		if target != "" {
+			target += " " + f.Unit
+		} else {
+			target = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\n", f.Name, formatValue(f.Value), f.Unit, target, met)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "\nhow:\n")
+	for _, f := range r.Figures {
+		if f.How != "as p50" {
+			fmt.Fprintf(w, "  %s: %s\n", f.Name, f.How)
+		}
+	}
+	if b := r.Backlog; b != nil {
+		fmt.Fprintf(w, "  backlog detail: insert %.2fs, work-down %.2fs, %d claims (%.0f steps each), %d completion writes (%.0f steps each), runner CPU %.0f µs per step",
+			b.InsertSeconds, b.WorkDownSeconds, b.ClaimQueries, b.MeanClaimSize, b.Flushes, b.MeanFlushSize, b.RunnerCPUMicrosPerStep)
+		if b.MedianOf > 1 {
+			fmt.Fprintf(w, "; median of %d runs", b.MedianOf)
+		}
+		fmt.Fprintln(w)
+	}
+	if l := r.Latency; l != nil {
+		fmt.Fprintf(w, "  latency detail: enqueue to start first step p50 %.2f / p99 %.2f ms, later steps p50 %.2f / p99 %.2f ms; Submit p50 %.2f ms; e2e max %.2f ms",
+			l.EnqueueToStartFirstStepMs.P50, l.EnqueueToStartFirstStepMs.P99, l.EnqueueToStartChildMs.P50, l.EnqueueToStartChildMs.P99, l.SubmitMs.P50, l.EndToEndMs.Max)
+		if l.MedianOf > 1 {
+			fmt.Fprintf(w, "; medians of %d runs", l.MedianOf)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
+}
+
+func formatValue(v float64) string {
+	switch {
+	case v >= 1000:
+		return groupThousands(int64(v + 0.5))
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+}
+
+func groupThousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func machineInfo() machine {
+	m := machine{Cores: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), Go: goVersion()}
+	m.CPUModel = cpuModel()
+	if kb := procFileKB("/proc/meminfo", "MemTotal"); kb > 0 {
+		m.MemoryMB = float64(kb) / 1024
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU (" + runtime.GOARCH + ")"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU (" + runtime.GOARCH + ")"
+}
+
+// procFileKB reads a "Key: N kB" line of a /proc file; 0 when absent.
+func procFileKB(path, key string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for line := range bytes.Lines(b) {
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok || string(k) != key {
+			continue
+		}
+		fields := strings.Fields(string(v))
+		if len(fields) == 0 {
+			return 0
+		}
+		n, _ := strconv.ParseInt(fields[0], 10, 64)
+		return n
+	}
+	return 0
+}
+
+// procStatusMB returns a memory figure of /proc/self/status in MB.
+func procStatusMB(key string) float64 {
+	return float64(procFileKB("/proc/self/status", key)) / 1024
+}
+
+// resetPeakRSS resets the process's VmHWM (Linux >= 4.0) so that it covers
+// only what follows. It reports whether that worked.
+func resetPeakRSS() bool {
+	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+}
+
+// memSampler records the highest Go heap and RSS seen while it runs.
+type memSampler struct {
+	stopCh   chan struct{}
+	wg       sync.WaitGroup
+	peakHeap uint64
+	peakRSS  float64
+}
+
+func startMemSampler(every time.Duration) *memSampler {
+	s := &memSampler{stopCh: make(chan struct{})}
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	read := func() {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			s.peakHeap = max(s.peakHeap, sample[0].Value.Uint64())
+		}
+		s.peakRSS = max(s.peakRSS, procStatusMB("VmRSS"))
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			read()
+			select {
+			case <-s.stopCh:
+				read()
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling and returns the peaks in MB.
+func (s *memSampler) stop() (heapMB, rssMB float64) {
+	close(s.stopCh)
+	s.wg.Wait()
+	return float64(s.peakHeap) / (1 << 20), s.peakRSS
+}

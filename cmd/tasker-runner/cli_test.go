@@ -1,0 +1,201 @@
+package main
+
+import (
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// commandNames returns every subcommand; those of issue 2 must be there.
+func commandNames(t *testing.T) []string {
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	for _, want := range []string{"serve", "migrate", "dev", "version"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("no %s command", want)
+		}
+	}
+	return names
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"help"}, {"--help"}, {"-help"}, {"-h"}} {
+		r := runCLI(t, nil, args...)
+		if r.code != 0 || r.stderr != "" {
+			t.Errorf("%v: want exit 0 and nothing on stderr, got %v", args, r)
+			continue
+		}
+		if !strings.Contains(r.stdout, "Usage:\n  tasker-runner <command>") {
+			t.Errorf("%v: no usage line in\n%s", args, r.stdout)
+		}
+		for _, name := range commandNames(t) {
+			if !regexp.MustCompile(`(?m)^  ` + name + ` +\S`).MatchString(r.stdout) {
+				t.Errorf("%v: command %s is not listed in\n%s", args, name, r.stdout)
+			}
+		}
+	}
+}
+
+func TestNoArgumentsPrintsUsageToStderr(t *testing.T) {
+	t.Parallel()
+	r := runCLI(t, nil)
+	if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "Usage:") {
+		t.Errorf("want exit 2 with the usage on stderr, got %v", r)
+	}
+}
+
+func TestCommandHelp(t *testing.T) {
+	t.Parallel()
+	flags := map[string][]string{
+		"serve":   {"-config", "-migrate"},
+		"migrate": {"-config", "up|status"},
+		"dev":     {"-config"},
+	}
+	for _, name := range commandNames(t) {
+		for _, args := range [][]string{{name, "--help"}, {name, "-h"}, {"help", name}} {
+			r := runCLI(t, nil, args...)
+			if r.code != 0 || r.stderr != "" {
+				t.Errorf("%v: want exit 0 and nothing on stderr, got %v", args, r)
+				continue
+			}
+			usage := "Usage: tasker-runner " + name
+			if !strings.HasPrefix(r.stdout, usage) {
+				t.Errorf("%v: stdout does not start with %q:\n%s", args, usage, r.stdout)
+			}
+			// The flag package calls Usage itself on -h: once is enough.
+			if n := strings.Count(r.stdout, "Usage:"); n != 1 {
+				t.Errorf("%v: usage printed %d times:\n%s", args, n, r.stdout)
+			}
+			for _, f := range flags[name] {
+				if !strings.Contains(r.stdout, f) {
+					t.Errorf("%v: %q not documented in\n%s", args, f, r.stdout)
+				}
+			}
+			// Every flag the usage line shows must exist.
+			line, _, _ := strings.Cut(r.stdout, "\n")
+			for _, m := range regexp.MustCompile(`--([a-z-]+)`).FindAllStringSubmatch(line, -1) {
+				if !strings.Contains(r.stdout, "  -"+m[1]) {
+					t.Errorf("%v: the usage line shows --%s, which is not a flag:\n%s", args, m[1], r.stdout)
+				}
+			}
+			if strings.HasSuffix(line, " ") {
+				t.Errorf("%v: trailing space in %q", args, line)
+			}
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		want []string // in stderr
+	}{
+		{[]string{"bogus"}, []string{`unknown command "bogus"`, "Usage:"}},
+		{[]string{"help", "bogus"}, []string{`unknown command "bogus"`}},
+		{[]string{"serve", "--bogus"}, []string{"tasker-runner serve:", "-bogus", "tasker-runner serve --help"}},
+		{[]string{"serve", "extra"}, []string{"tasker-runner serve:", `unexpected argument "extra"`}},
+		{[]string{"serve", "--migrate=maybe"}, []string{"tasker-runner serve:", "maybe", "-migrate"}},
+		{[]string{"serve", "--config"}, []string{"tasker-runner serve:", "flag needs an argument", "-config"}},
+		{[]string{"migrate"}, []string{"tasker-runner migrate:", "up, status"}},
+		{[]string{"migrate", "sideways"}, []string{"tasker-runner migrate:", "up, status"}},
+		{[]string{"migrate", "up", "status"}, []string{"tasker-runner migrate:", "up, status"}},
+		{[]string{"migrate", "--bogus", "up"}, []string{"tasker-runner migrate:", "-bogus"}},
+		{[]string{"dev", "--nope"}, []string{"tasker-runner dev:", "-nope"}},
+		{[]string{"dev", "extra"}, []string{"tasker-runner dev:", `unexpected argument "extra"`}},
+		{[]string{"version", "--short"}, []string{"tasker-runner version:", "-short"}},
+		{[]string{"version", "extra"}, []string{"tasker-runner version:", `unexpected argument "extra"`}},
+	}
+	for _, tt := range tests {
+		r := runCLI(t, nil, tt.args...)
+		if r.code != 2 {
+			t.Errorf("%v: want exit 2, got %v", tt.args, r)
+			continue
+		}
+		if r.stdout != "" {
+			t.Errorf("%v: want nothing on stdout, got %v", tt.args, r)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("%v: stderr lacks %q:\n%s", tt.args, w, r.stderr)
+			}
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	r := runCLI(t, nil, "version")
+	want := regexp.MustCompile(`^tasker-runner \S+ \(` + regexp.QuoteMeta(runtime.Version()+", "+runtime.GOOS+"/"+runtime.GOARCH) + `\)\n$`)
+	if r.code != 0 || r.stderr != "" || !want.MatchString(r.stdout) {
+		t.Errorf("want exit 0 and a line matching %s, got %v", want, r)
+	}
+}
+
+// TestVersionFromLinker checks the variable that `make build` sets with
+// -ldflags "-X main.version=...". Not parallel: it changes a global.
+func TestVersionFromLinker(t *testing.T) {
+	old := version
+	version = "v1.2.3-test"
+	t.Cleanup(func() { version = old })
+	r := runCLI(t, nil, "version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "tasker-runner v1.2.3-test (") {
+		t.Errorf("want the linker's version, got %v", r)
+	}
+}
+
+// TestConfigProblems: configuration problems are found before anything
+// starts, exit 1, and name the key or variable.
+func TestConfigProblems(t *testing.T) {
+	t.Parallel()
+	unknownKey := writeConfig(t, "[worker.web]\nprot = 9000\n")
+	badValue := writeConfig(t, "[worker.event_systems.worker]\ndeployment_mode = \"sometimes\"\n")
+	badSyntax := writeConfig(t, "[worker.web\nport = 1\n")
+	dbURL := map[string]string{"DATABASE_URL": "postgres://nobody@127.0.0.1:1/nothing"}
+	for _, cmd := range [][]string{{"serve"}, {"migrate", "status"}, {"dev"}} {
+		tests := []struct {
+			name string
+			vars map[string]string
+			args []string
+			want []string
+		}{
+			{"unknown key", dbURL, []string{"--config", unknownKey}, []string{unknownKey, "worker.web.prot"}},
+			{"bad value", dbURL, []string{"--config", badValue}, []string{"worker.event_systems.worker.deployment_mode", "sometimes", "polling_only"}},
+			{"bad syntax", dbURL, []string{"--config", badSyntax}, []string{badSyntax, "line"}},
+			{"missing file", dbURL, []string{"--config", "/nonexistent/worker.toml"}, []string{"/nonexistent/worker.toml"}},
+			{"missing file from TASKER_CONFIG_PATH",
+				map[string]string{"DATABASE_URL": dbURL["DATABASE_URL"], "TASKER_CONFIG_PATH": "/nonexistent/tasker.toml"},
+				nil, []string{"/nonexistent/tasker.toml"}},
+			{"bad env value",
+				map[string]string{"DATABASE_URL": dbURL["DATABASE_URL"], "TASKER_WORKER_WEB_PORT": "lots"},
+				nil, []string{"TASKER_WORKER_WEB_PORT", "worker.web.port"}},
+			{"all problems at once",
+				map[string]string{"DATABASE_URL": dbURL["DATABASE_URL"], "TASKER_WORKER_WEB_PORT": "lots"},
+				[]string{"--config", unknownKey}, []string{"worker.web.prot", "TASKER_WORKER_WEB_PORT"}},
+		}
+		for _, tt := range tests {
+			var args []string
+			args = append(args, cmd[0])
+			args = append(args, tt.args...)
+			args = append(args, cmd[1:]...)
+			r := runCLI(t, tt.vars, args...)
+			if r.code != 1 {
+				t.Errorf("%s: %v: want exit 1, got %v", tt.name, args, r)
+				continue
+			}
+			if !strings.HasPrefix(r.stderr, "tasker-runner "+cmd[0]+": ") {
+				t.Errorf("%s: %v: stderr does not name the command:\n%s", tt.name, args, r.stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("%s: %v: stderr lacks %q:\n%s", tt.name, args, w, r.stderr)
+				}
+			}
+		}
+	}
+}

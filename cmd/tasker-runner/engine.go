@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/config"
+	"github.com/tasker-runner/tasker-runner/runner"
+	"github.com/tasker-runner/tasker-runner/runner/workflow"
+)
+
+// engine is what `serve` runs besides the API: the handler registry, the
+// runner and a client for templates and tasks.
+type engine struct {
+	funcs    *callout.Funcs
+	registry *callout.Registry
+	runner   *runner.Runner
+	client   *runner.Client
+}
+
+// newEngine builds the engine from the configuration. funcs holds the
+// in-process Go handlers (the dev example registers some); onEvent, when
+// set, sees every step outcome.
+func newEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *callout.Funcs, onEvent func(runner.Event)) (*engine, error) {
+	if funcs == nil {
+		funcs = &callout.Funcs{}
+	}
+	w := cfg.Worker
+	reg := callout.NewRegistry(callout.RegistryConfig{
+		Funcs:            funcs,
+		Client:           callout.NewClient(callout.NewTransport(callout.TransportOptions{MaxIdleConnsPerHost: w.Callout.MaxIdleConnsPerHost})),
+		MaxResponseBytes: int64(w.Callout.MaxResponseBytes),
+		Breaker: callout.BreakerSettings{
+			ConsecutiveFailures: uint32(w.Callout.Breaker.ConsecutiveFailures),
+			OpenTimeout:         time.Duration(w.Callout.Breaker.OpenTimeoutSeconds) * time.Second,
+			Interval:            time.Duration(w.Callout.Breaker.IntervalSeconds) * time.Second,
+			MaxRequests:         uint32(w.Callout.Breaker.MaxRequests),
+		},
+	})
+	static := make([]callout.Endpoint, 0, len(w.Handlers))
+	for _, h := range w.Handlers {
+		ep := callout.Endpoint{
+			Namespace:      h.Namespace,
+			Pattern:        h.Pattern,
+			URL:            h.URL,
+			Protocol:       string(h.Protocol),
+			Timeout:        h.Timeout(),
+			MaxConcurrency: h.MaxConcurrency,
+			BatchMax:       h.BatchMax,
+			BatchWindow:    h.BatchWindow(),
+			Headers:        h.Headers,
+		}
+		if h.Secret != "" {
+			ep.Secrets = []string{h.Secret}
+		}
+		static = append(static, ep)
+	}
+
+	es := w.EventSystems.Worker
+	mode := string(es.DeploymentMode)
+	if mode == runner.ModeHybrid && !es.Metadata.PushConsumer.Enabled {
+		mode = runner.ModePollingOnly
+	}
+	if mode == runner.ModeHybrid && !es.Metadata.FallbackPoller.Enabled {
+		mode = runner.ModeEventDrivenOnly
+	}
+	shutdown := w.ShutdownTimeout()
+	if shutdown == 0 {
+		shutdown = -1 // 0 in the file means "release at once"
+	}
+	r, err := runner.New(pool, runner.Config{
+		WorkerID:           w.WorkerID,
+		Namespaces:         w.Namespaces,
+		Mode:               mode,
+		MaxConcurrentSteps: es.Metadata.PushConsumer.MaxConcurrentSteps,
+		PollInterval:       es.Metadata.FallbackPoller.Interval(),
+		ReconnectInitial:   es.Metadata.Listener.ReconnectInitial(),
+		ReconnectMax:       es.Metadata.Listener.ReconnectMax(),
+		LeaseFor:           w.Leases.VisibilityTimeout(),
+		HeartbeatInterval:  w.Leases.HeartbeatInterval(),
+		FlushInterval:      w.Completion.FlushInterval(),
+		FlushBatch:         w.Completion.MaxBatch,
+		ShutdownTimeout:    shutdown,
+		StepTimeout:        w.Callout.DefaultTimeout(),
+		Handlers:           reg,
+		Endpoints:          &runner.Endpoints{Registry: reg, Static: static, DB: pool},
+		Logger:             log,
+		Version:            buildVersion(),
+		OnEvent:            onEvent,
+	})
+	if err != nil {
+		reg.Close()
+		return nil, err
+	}
+	client := runner.NewClient(pool, runner.ClientConfig{RetryDefaults: workflow.RetryDefaults{
+		MaxAttempts:   w.Retry.MaxAttempts,
+		BackoffBaseMs: w.Retry.BackoffBaseMS,
+		MaxBackoffMs:  w.Retry.MaxBackoffMS,
+	}})
+	return &engine{funcs: funcs, registry: reg, runner: r, client: client}, nil
+}
+
+// listenerCheck reports the LISTEN connection's health for readiness.
+func (e *engine) listenerCheck(mode string) func(context.Context) error {
+	return func(context.Context) error {
+		if mode == runner.ModePollingOnly || e.runner.ListenerConnected() {
+			return nil
+		}
+		return fmt.Errorf("LISTEN connection is down (reconnecting; the poller keeps work moving in hybrid mode)")
+	}
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
+)
+
+// startupTimeout bounds how long a child may take to answer /health. It is
+// generous for slow, loaded CI machines; a healthy run takes well under a
+// second for serve and a few seconds for dev with its own cluster.
+const startupTimeout = 45 * time.Second
+
+func TestServeStopsOnSignal(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			vars, addr := webVars(t)
+			vars["DATABASE_URL"] = pgtest.URL(t)
+			c := startCLI(t, vars, "serve")
+			c.waitHealthy(addr, startupTimeout)
+			c.stop(sig)
+			if !strings.Contains(c.stderr.String(), "stopped") {
+				t.Errorf("no \"stopped\" in the log:\n%s", c.stderr)
+			}
+		})
+	}
+}
+
+// TestServeMigrate: --migrate applies the migrations to an empty database
+// before serving.
+func TestServeMigrate(t *testing.T) {
+	t.Parallel()
+	vars, addr := webVars(t)
+	url := pgtest.EmptyURL(t)
+	vars["DATABASE_URL"] = url
+	c := startCLI(t, vars, "serve", "--migrate")
+	c.waitHealthy(addr, startupTimeout)
+	c.stop(syscall.SIGTERM)
+	if !strings.Contains(c.stderr.String(), "applied migration") {
+		t.Errorf("no migration logged:\n%s", c.stderr)
+	}
+	checkStatus(t, runCLI(t, map[string]string{"DATABASE_URL": url}, "migrate", "status"), "applied")
+}
+
+// TestServeConfigFile: the file named by --config (or TASKER_CONFIG_PATH)
+// is honoured, and the environment beats it.
+func TestServeConfigFile(t *testing.T) {
+	t.Parallel()
+	filePort := freePort(t)
+	file := writeConfig(t, fmt.Sprintf("[worker.web]\nhost = \"127.0.0.1\"\nport = %d\n", filePort))
+	fileAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(filePort))
+
+	t.Run("flag", func(t *testing.T) {
+		t.Parallel()
+		c := startCLI(t, map[string]string{"DATABASE_URL": pgtest.URL(t)}, "serve", "--config", file)
+		c.waitHealthy(fileAddr, startupTimeout)
+		c.stop(syscall.SIGTERM)
+	})
+	t.Run("env override", func(t *testing.T) {
+		t.Parallel()
+		vars, addr := webVars(t)
+		delete(vars, "TASKER_WORKER_WEB_HOST") // from the file
+		vars["DATABASE_URL"] = pgtest.URL(t)
+		vars["TASKER_CONFIG_PATH"] = file
+		c := startCLI(t, vars, "serve")
+		c.waitHealthy(addr, startupTimeout)
+		if want := "addr=" + addr; !strings.Contains(c.stderr.String(), want) {
+			t.Errorf("the log does not show %s:\n%s", want, c.stderr)
+		}
+		c.stop(syscall.SIGTERM)
+	})
+}
+
+// TestServeBadConfig runs the real binary with an unknown key in its file.
+func TestServeBadConfig(t *testing.T) {
+	t.Parallel()
+	file := writeConfig(t, "[worker.web]\nport = 9000\nhots = \"127.0.0.1\"\n")
+	c := startCLI(t, map[string]string{"DATABASE_URL": "postgres://nobody@127.0.0.1:1/nothing"}, "serve", "--config", file)
+	if code := c.wait(startupTimeout); code != 1 {
+		t.Fatalf("exit code %d, want 1", code)
+	}
+	if !strings.Contains(c.stderr.String(), "worker.web.hots") || c.stdout.String() != "" {
+		t.Errorf("want the key worker.web.hots named on stderr and nothing on stdout, got\n--- stdout:\n%s--- stderr:\n%s", c.stdout, c.stderr)
+	}
+}
+
+func TestServeWithoutDatabase(t *testing.T) {
+	t.Parallel()
+	r := runCLI(t, nil, "serve")
+	if r.code != 1 || !strings.Contains(r.stderr, "DATABASE_URL") || !strings.Contains(r.stderr, "database.url") {
+		t.Errorf("want exit 1 naming database.url and DATABASE_URL, got %v", r)
+	}
+}
+
+// TestServePortInUse: a port that is taken fails at start, naming the key
+// and the address, rather than running without its API.
+func TestServePortInUse(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	r := runCLI(t, map[string]string{
+		"DATABASE_URL":           pgtest.URL(t),
+		"TASKER_WORKER_WEB_HOST": "127.0.0.1",
+		"TASKER_WORKER_WEB_PORT": port,
+	}, "serve")
+	if r.code != 1 || !strings.Contains(r.stderr, "worker.web") || !strings.Contains(r.stderr, "127.0.0.1:"+port) {
+		t.Errorf("want exit 1 naming worker.web and the address, got %v", r)
+	}
+}

@@ -1,1 +1,0 @@
-DROP INDEX tasker.steps_task;
