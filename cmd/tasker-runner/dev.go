@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"time"
 
+	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgcluster"
 )
@@ -40,7 +42,29 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 		cfg.Database.URL = cluster.URL("postgres")
 	}
 
-	return serve(ctx, env, cfg, true, func(apiAddr string) {
+	funcs := &callout.Funcs{}
+	registerDevHandlers(funcs)
+	progress := newDevProgress(env.stdout)
+	var addr string // set by ready, read by started (both on this goroutine)
+	return serve(ctx, env, cfg, serveOptions{migrate: true, funcs: funcs, onEvent: progress.onEvent, started: func(ctx context.Context, e *engine) error {
+		if err := runDevExample(ctx, env, e); err != nil {
+			return err
+		}
+		select {
+		case <-progress.done:
+		case <-ctx.Done():
+			return nil
+		case <-time.After(30 * time.Second):
+			fmt.Fprintln(env.stdout, "the example task has not finished after 30s; see the log above")
+			return nil
+		}
+		fmt.Fprintf(env.stdout, "\nThe runner keeps serving; press Ctrl-C to stop.\n")
+		if addr != "" {
+			fmt.Fprintf(env.stdout, "  health    http://%s/health\n  spec      http://%s/openapi.yaml\n", localAddr(addr), localAddr(addr))
+		}
+		return nil
+	}, ready: func(apiAddr string) {
+		addr = apiAddr
 		fmt.Fprintf(env.stdout, "\ntasker-runner %s is up\n", buildVersion())
 		fmt.Fprintf(env.stdout, "  database  %s\n", store.RedactURL(cfg.Database.URL))
 		if cluster != nil {
@@ -51,7 +75,7 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 			fmt.Fprintf(env.stdout, "  spec      http://%s/openapi.yaml\n", localAddr(apiAddr))
 		}
 		fmt.Fprintf(env.stdout, "Press Ctrl-C to stop.\n\n")
-	})
+	}})
 }
 
 // localAddr turns a wildcard listen address into one a browser can open.

@@ -148,6 +148,7 @@ func runDevExample(ctx context.Context, env *environment, e *engine) error {
 	if err != nil {
 		return fmt.Errorf("registering the example template: %w", err)
 	}
+	fmt.Fprintf(env.stdout, "submitting %s/%s@%s with context %s\n", info.Namespace, info.Name, info.Version, devContext)
 	s, err := e.client.Submit(ctx, runner.SubmitRequest{
 		Namespace: info.Namespace, Name: info.Name, Version: info.Version,
 		Context: json.RawMessage(devContext), Initiator: "tasker-runner dev", Reason: "example",
@@ -155,6 +156,6 @@ func runDevExample(ctx context.Context, env *environment, e *engine) error {
 	if err != nil {
 		return fmt.Errorf("submitting the example task: %w", err)
 	}
-	fmt.Fprintf(env.stdout, "submitted %s/%s@%s as task %s with context %s\n", info.Namespace, info.Name, info.Version, s.TaskUUID, devContext)
+	env.logger.Info("example task submitted", "task_uuid", s.TaskUUID)
 	return nil
 }

@@ -10,8 +10,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/config"
 	"github.com/tasker-runner/tasker-runner/openapi"
+	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
@@ -32,7 +34,7 @@ func runServe(ctx context.Context, env *environment, args []string) error {
 	if err := cfg.RequireDatabase(); err != nil {
 		return err
 	}
-	return serve(ctx, env, cfg, *migrate || cfg.Database.MigrateOnStart, nil)
+	return serve(ctx, env, cfg, serveOptions{migrate: *migrate || cfg.Database.MigrateOnStart})
 }
 
 // loadConfig resolves, loads and validates the configuration.
@@ -65,10 +67,24 @@ func stoppedWhileStarting(ctx context.Context, env *environment, err error) erro
 	return nil
 }
 
+// serveOptions are what `dev` adds to a plain `serve`.
+type serveOptions struct {
+	migrate bool
+	// ready, when set, is called with the API's address once it accepts
+	// connections and the runner is claiming.
+	ready func(apiAddr string)
+	// funcs are in-process Go handlers; onEvent sees every step outcome.
+	funcs   *callout.Funcs
+	onEvent func(runner.Event)
+	// started, when set, runs once everything is up (dev submits its
+	// example here).
+	started func(ctx context.Context, e *engine) error
+}
+
 // serve runs everything the runner is made of until ctx is done, then stops
-// it all gracefully. ready, when set, is called with the API's address once
-// it accepts connections.
-func serve(ctx context.Context, env *environment, cfg config.Config, migrate bool, ready func(apiAddr string)) error {
+// it all gracefully: the runner first (it finishes or releases in-flight
+// steps and writes every result), then the API.
+func serve(ctx context.Context, env *environment, cfg config.Config, opts serveOptions) error {
 	log := env.logger
 	pool, err := openPool(ctx, cfg)
 	if err != nil {
@@ -77,7 +93,7 @@ func serve(ctx context.Context, env *environment, cfg config.Config, migrate boo
 	defer pool.Close()
 	log.Info("connected to database", "url", store.RedactURL(cfg.Database.URL))
 
-	if migrate {
+	if opts.migrate {
 		applied, err := store.NewMigrator(pool).Up(ctx)
 		if err != nil {
 			return stoppedWhileStarting(ctx, env, err)
@@ -87,10 +103,32 @@ func serve(ctx context.Context, env *environment, cfg config.Config, migrate boo
 		}
 	}
 
+	eng, err := newEngine(pool, cfg, log, opts.funcs, opts.onEvent)
+	if err != nil {
+		return err
+	}
+	defer eng.registry.Close()
+	// The runner's own context is only cancelled after a graceful Stop:
+	// cancelling it first would be a hard stop that leaves leases behind.
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRun()
+	if err := eng.runner.Start(runCtx); err != nil {
+		return stoppedWhileStarting(ctx, env, err)
+	}
+	stopRunner := func() error {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Worker.ShutdownTimeout()+10*time.Second)
+		defer cancel()
+		err := eng.runner.Stop(stopCtx)
+		cancelRun()
+		eng.runner.Wait()
+		return err
+	}
+
 	api := openapi.New(openapi.Config{
 		Version: buildVersion(),
 		Checks: []openapi.Check{
 			{Name: "database", Run: pool.Ping},
+			{Name: "listener", Run: eng.listenerCheck(string(cfg.Worker.EventSystems.Worker.DeploymentMode))},
 		},
 	})
 
@@ -102,7 +140,7 @@ func serve(ctx context.Context, env *environment, cfg config.Config, migrate boo
 	if cfg.Worker.Web.Enabled {
 		ln, err := net.Listen("tcp", cfg.Worker.Web.Addr())
 		if err != nil {
-			return fmt.Errorf("worker.web: listening on %s: %w", cfg.Worker.Web.Addr(), err)
+			return errors.Join(fmt.Errorf("worker.web: listening on %s: %w", cfg.Worker.Web.Addr(), err), stopRunner())
 		}
 		apiAddr = ln.Addr().String()
 		httpSrv = &http.Server{
@@ -113,16 +151,22 @@ func serve(ctx context.Context, env *environment, cfg config.Config, migrate boo
 		go func() { httpErr <- httpSrv.Serve(ln) }()
 		log.Info("management API listening", "addr", apiAddr)
 	}
-	if ready != nil {
-		ready(apiAddr)
+	if opts.ready != nil {
+		opts.ready(apiAddr)
+	}
+	if opts.started != nil {
+		if err := opts.started(ctx, eng); err != nil {
+			log.Error("start-up task failed", "err", err)
+		}
 	}
 
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down")
+		log.Info("shutting down: finishing in-flight steps", "timeout", cfg.Worker.ShutdownTimeout())
 	case err := <-httpErr:
-		return fmt.Errorf("management API: %w", err)
+		return errors.Join(fmt.Errorf("management API: %w", err), stopRunner())
 	}
+	runnerErr := stopRunner()
 
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.Worker.ShutdownTimeoutSeconds)*time.Second)
 	defer cancel()
@@ -133,6 +177,9 @@ func serve(ctx context.Context, env *environment, cfg config.Config, migrate boo
 		if err := <-httpErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("management API: %w", err)
 		}
+	}
+	if runnerErr != nil {
+		return fmt.Errorf("runner: %w", runnerErr)
 	}
 	log.Info("stopped")
 	return nil
