@@ -346,4 +346,3 @@ func (r *Registry) Close() {
 		e.close()
 	}
 }
-
