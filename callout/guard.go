@@ -58,6 +58,8 @@ type guard struct {
 	openedAt    atomic.Int64 // unix nanos of the last trip
 	slots       chan struct{}
 	now         func() time.Time
+	obs         CallObserver // nil: none
+	protocol    string       // for obs
 
 	inflight, calls, faults, rejected atomic.Int64
 }
@@ -101,14 +103,18 @@ func (g *guard) run(ctx context.Context, n int, call func(ctx context.Context)) 
 	_, err = g.cb.Execute(func() (struct{}, error) {
 		g.calls.Add(1)
 		pctx, p := withProbe(ctx)
+		began := time.Now()
 		call(pctx)
 		switch {
 		case errors.Is(context.Cause(ctx), context.Canceled):
+			g.observe(began, CallAbandoned)
 			return struct{}{}, errAbandoned
 		case p.fault.Load():
 			g.faults.Add(1)
+			g.observe(began, CallFault)
 			return struct{}{}, errEndpointFault
 		}
+		g.observe(began, CallOK)
 		return struct{}{}, nil
 	})
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {

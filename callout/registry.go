@@ -86,6 +86,8 @@ type RegistryConfig struct {
 	Breaker BreakerSettings
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// Observer, when set, receives every call's duration and outcome.
+	Observer CallObserver
 }
 
 // Registry resolves callables to handlers: an exact endpoint pattern first
@@ -270,6 +272,7 @@ func (r *Registry) build(ep Endpoint) (*endpoint, error) {
 		breaker = r.cfg.Breaker
 	}
 	e.guard = newGuard(ep.name(), breaker, ep.MaxConcurrency, r.cfg.Now)
+	e.guard.obs, e.guard.protocol = r.cfg.Observer, ep.Protocol
 	if ep.BatchMax > 1 {
 		b := NewBatcher(&guardedBatch{inner: inner, g: e.guard}, ep.BatchMax, ep.BatchWindow)
 		e.inv, e.close = b, b.Close
