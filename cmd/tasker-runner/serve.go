@@ -86,6 +86,11 @@ type serveOptions struct {
 // steps and writes every result), then the API.
 func serve(ctx context.Context, env *environment, cfg config.Config, opts serveOptions) error {
 	log := env.logger
+	// Bad keys fail before anything starts.
+	auth, err := newAuthenticator(cfg)
+	if err != nil {
+		return err
+	}
 	pool, err := openPool(ctx, cfg)
 	if err != nil {
 		return stoppedWhileStarting(ctx, env, err)
@@ -144,7 +149,7 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 		}
 		apiAddr = ln.Addr().String()
 		httpSrv = &http.Server{
-			Handler:           api.Handler(),
+			Handler:           auth.Middleware(api.Handler()),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 		}
