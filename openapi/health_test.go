@@ -9,12 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/tasker-runner/tasker-runner/openapi"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestHealth(t *testing.T) {
 	t.Parallel()

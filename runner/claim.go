@@ -8,8 +8,8 @@ import (
 )
 
 // claimLoop claims whenever it is woken and permits are free. Wake-ups come
-// from notifications, the poller, finished handlers (when the last claim
-// was full), newly ready children and due retries.
+// from notifications, the poller, written outcomes (when the last claim was
+// full), newly ready children and due retries.
 func (r *Runner) claimLoop(ctx context.Context) {
 	errDelay := 50 * time.Millisecond
 	for {

@@ -33,9 +33,9 @@ type pendingOutcome struct {
 }
 
 // completer buffers outcomes and writes them in batches: one statement per
-// batch (store.Complete). A batch waits at most FlushInterval for company and
-// holds at most FlushBatch outcomes; under load, outcomes that arrive during
-// a write form the next batch.
+// batch (store.Complete). While other handlers are running, a batch waits at
+// most FlushInterval for company; it holds at most FlushBatch outcomes; under
+// load, outcomes that arrive during a write form the next batch.
 type completer struct {
 	r      *Runner
 	signal chan struct{}
@@ -86,7 +86,7 @@ func (c *completer) loop(ctx context.Context) {
 			stopping = true
 		case <-c.signal:
 		}
-		if !stopping && c.r.cfg.FlushInterval > 0 && c.buffered() < c.r.cfg.FlushBatch {
+		if !stopping && c.r.cfg.FlushInterval > 0 && c.shouldWait() {
 			// Give concurrent outcomes a moment to share this write.
 			if timer == nil {
 				timer = time.NewTimer(c.r.cfg.FlushInterval)
@@ -117,10 +117,13 @@ func (c *completer) loop(ctx context.Context) {
 	}
 }
 
-func (c *completer) buffered() int {
+// shouldWait reports whether a write is worth delaying for company: the
+// batch is not full and handlers are still running, so more outcomes are
+// on their way. With nothing running, waiting would only add latency.
+func (c *completer) shouldWait() bool {
 	c.r.mu.Lock()
 	defer c.r.mu.Unlock()
-	return len(c.buf)
+	return len(c.buf) < c.r.cfg.FlushBatch && c.r.active > 0
 }
 
 func (c *completer) take() []pendingOutcome {
@@ -149,6 +152,7 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 		res   store.CompleteResult
 		err   error
 		delay = 10 * time.Millisecond
+		began = time.Now()
 	)
 	for {
 		res, err = store.Complete(ctx, r.pool, r.cfg.WorkerID, r.cfg.Now(), cs)
@@ -168,6 +172,7 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 	}
 	r.stats.flushes.Add(1)
 	r.stats.stale.Add(int64(res.Stale))
+	r.observeFlush(batch, res, time.Since(began))
 
 	var earliestRetry time.Time
 	r.mu.Lock()

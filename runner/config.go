@@ -58,7 +58,8 @@ type Config struct {
 	// HeartbeatInterval is how often the worker registry row is refreshed.
 	HeartbeatInterval time.Duration
 	// FlushInterval is the longest a result waits for others to share its
-	// write; FlushBatch is the most results per write. Defaults 1ms and 100.
+	// write (only while other handlers are running); FlushBatch is the most
+	// results per write. Defaults 1ms and 100.
 	FlushInterval time.Duration
 	FlushBatch    int
 	// ShutdownTimeout is how long [Runner.Stop] lets in-flight steps finish
@@ -82,6 +83,8 @@ type Config struct {
 	// OnEvent, when set, is called for every step outcome once written. It
 	// runs on the completer's goroutine and must return quickly.
 	OnEvent func(Event)
+	// Observer receives measurements for metrics. Default [NopObserver].
+	Observer Observer
 }
 
 func (c *Config) withDefaults() error {
@@ -108,6 +111,9 @@ func (c *Config) withDefaults() error {
 	}
 	if c.Rand == nil {
 		c.Rand = rand.Float64
+	}
+	if c.Observer == nil {
+		c.Observer = NopObserver{}
 	}
 	return c.validate()
 }

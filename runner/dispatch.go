@@ -33,6 +33,7 @@ func (r *Runner) dispatch(s store.ClaimedStep) {
 func (r *Runner) run(f *flight) {
 	s := f.step
 	started := r.cfg.Now()
+	r.cfg.Observer.StepClaimed(s.Namespace, s.Handler, started.Sub(s.EnqueuedAt))
 	res := r.invoke(s)
 	c := decideOutcome(s, res, r.cfg.Now(), r.cfg.Rand)
 

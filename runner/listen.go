@@ -25,6 +25,7 @@ func (r *Runner) listen(ctx context.Context) {
 			backoff = r.cfg.ReconnectInitial
 		}
 		r.stats.listenerReconnects.Add(1)
+		r.cfg.Observer.ListenerReconnect()
 		wait := r.cfg.jitter(backoff, 0.2)
 		r.log.Warn("LISTEN connection lost; reconnecting", "err", err, "retry_in", wait)
 		select {

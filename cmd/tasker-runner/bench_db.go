@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,6 +30,9 @@ type benchServer struct {
 	info    postgresInfo
 	// shared is true when scenarios run in the given database.
 	shared bool
+	// postmaster is the local server's process id when its CPU time can be
+	// read (a throwaway cluster on Linux), else 0.
+	postmaster int
 }
 
 type postgresInfo struct {
@@ -81,6 +86,16 @@ func openBenchServer(ctx context.Context, env *environment, o benchOptions) (_ *
 	} {
 		if err := s.admin.QueryRow(ctx, "SELECT current_setting($1)", q.name).Scan(q.dst); err != nil {
 			return nil, fmt.Errorf("reading %s: %w", q.name, err)
+		}
+	}
+	if s.cluster != nil {
+		var backend int
+		if err := s.admin.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err == nil {
+			if pm := parentPID(backend); pm > 1 {
+				if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pm)); err == nil && strings.HasPrefix(string(comm), "postgres") {
+					s.postmaster = pm
+				}
+			}
 		}
 	}
 	// Can we create databases? Try once with a throwaway one.

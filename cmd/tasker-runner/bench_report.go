@@ -73,6 +73,16 @@ func figures(r *benchResults) []figure {
 			figure{Name: "backlog work-down", Value: b.StepsPerSec, Unit: "steps/s",
 				Target: fmt.Sprintf(">= %d", targetBacklogStepsPerSec), Met: atLeast(b.StepsPerSec, targetBacklogStepsPerSec),
 				How: fmt.Sprintf("%d single-step tasks inserted first, then one runner (max_concurrent_steps %d) started; steps / (runner start -> last task-complete event)", b.Steps, r.Settings.Concurrency)},
+		)
+		if b.RunnerCPUMicrosPerStep > 0 {
+			fs = append(fs, figure{Name: "runner CPU per step (backlog)", Value: b.RunnerCPUMicrosPerStep, Unit: "µs",
+				How: "user+system CPU time of this process during the work-down / steps; steadier than steps/s on a busy machine"})
+		}
+		if b.ServerCPUMicrosPerStep > 0 {
+			fs = append(fs, figure{Name: "PostgreSQL CPU per step (backlog)", Value: b.ServerCPUMicrosPerStep, Unit: "µs",
+				How: "CPU time of every process of the throwaway cluster during the work-down (/proc) / steps"})
+		}
+		fs = append(fs,
 			figure{Name: "backlog insert", Value: b.InsertTasksPerSec, Unit: "tasks/s",
 				How: fmt.Sprintf("Client.SubmitMany, %d tasks per transaction, before the runner starts", b.InsertBatch)},
 			figure{Name: "runner peak RSS (backlog)", Value: b.Memory.PeakRSSMB, Unit: "MB",
@@ -83,7 +93,8 @@ func figures(r *benchResults) []figure {
 		)
 	}
 	if l := r.Latency; l != nil {
-		how := fmt.Sprintf("%d linear-4 tasks (%.0f steps/s offered, open loop, %s mode, first %.1fs discarded)", l.TasksMeasured, l.OfferedStepsPerSec, l.Mode, l.WarmupSeconds)
+		how := fmt.Sprintf("%d linear-4 tasks (%.0f steps/s offered, open loop, %s mode, first %.1fs discarded; %d tasks run and tables analysed before)",
+			l.TasksMeasured, l.OfferedStepsPerSec, l.Mode, l.WarmupSeconds, l.HistoryTasks)
 		fs = append(fs,
 			figure{Name: "linear-4 end to end p50", Value: l.EndToEndMs.P50, Unit: "ms",
 				Target: fmt.Sprintf("< %d", targetE2EP50Ms), Met: below(l.EndToEndMs.P50, targetE2EP50Ms),
@@ -144,6 +155,12 @@ func printBenchTable(w io.Writer, r *benchResults) {
 		}
 	}
 	if b := r.Backlog; b != nil {
+		printCPU(w, "backlog work-down", b.CPU)
+	}
+	if l := r.Latency; l != nil {
+		printCPU(w, "latency run", l.CPU)
+	}
+	if b := r.Backlog; b != nil {
 		fmt.Fprintf(w, "  backlog detail: insert %.2fs, work-down %.2fs, %d claims (%.0f steps each), %d completion writes (%.0f steps each), runner CPU %.0f µs per step",
 			b.InsertSeconds, b.WorkDownSeconds, b.ClaimQueries, b.MeanClaimSize, b.Flushes, b.MeanFlushSize, b.RunnerCPUMicrosPerStep)
 		if b.MedianOf > 1 {
@@ -152,8 +169,9 @@ func printBenchTable(w io.Writer, r *benchResults) {
 		fmt.Fprintln(w)
 	}
 	if l := r.Latency; l != nil {
-		fmt.Fprintf(w, "  latency detail: enqueue to start first step p50 %.2f / p99 %.2f ms, later steps p50 %.2f / p99 %.2f ms; Submit p50 %.2f ms; e2e max %.2f ms",
-			l.EnqueueToStartFirstStepMs.P50, l.EnqueueToStartFirstStepMs.P99, l.EnqueueToStartChildMs.P50, l.EnqueueToStartChildMs.P99, l.SubmitMs.P50, l.EndToEndMs.Max)
+		fmt.Fprintf(w, "  latency detail: enqueue to start: first step p50 %.2f / p99 %.2f ms (includes Submit's transaction, p50 %.2f ms), later steps p50 %.2f / p99 %.2f ms = completion write p50 %.2f ms + wake, claim, dispatch p50 %.2f ms; e2e max %.2f ms",
+			l.EnqueueToStartFirstStepMs.P50, l.EnqueueToStartFirstStepMs.P99, l.SubmitMs.P50, l.EnqueueToStartChildMs.P50, l.EnqueueToStartChildMs.P99,
+			l.ChildReadyToWrittenMs.P50, l.ChildWrittenToStartMs.P50, l.EndToEndMs.Max)
 		if l.MedianOf > 1 {
 			fmt.Fprintf(w, "; medians of %d runs", l.MedianOf)
 		}
@@ -288,4 +306,22 @@ func (s *memSampler) stop() (heapMB, rssMB float64) {
 	close(s.stopCh)
 	s.wg.Wait()
 	return float64(s.peakHeap) / (1 << 20), s.peakRSS
+}
+
+// contendedCores is how much CPU other processes may use during a scenario
+// before the table warns that the figures are pessimistic.
+const contendedCores = 0.2
+
+func printCPU(w io.Writer, scenario string, u cpuUsage) {
+	if !u.known {
+		return
+	}
+	fmt.Fprintf(w, "  CPU during the %s: machine %.2f cores busy, runner %.2f", scenario, u.MachineCores, u.RunnerCores)
+	if u.serverKnown {
+		fmt.Fprintf(w, ", PostgreSQL %.2f, other processes %.2f", u.ServerCores, u.OtherCores)
+		if u.OtherCores > contendedCores {
+			fmt.Fprintf(w, " (WARNING: other work competed for the CPUs; the figures are pessimistic)")
+		}
+	}
+	fmt.Fprintln(w)
 }

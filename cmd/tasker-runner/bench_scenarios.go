@@ -96,13 +96,17 @@ type backlogResult struct {
 	// during the work-down: the runner's cost, PostgreSQL's not included.
 	RunnerCPUSeconds       float64 `json:"runner_cpu_seconds"`
 	RunnerCPUMicrosPerStep float64 `json:"runner_cpu_us_per_step"`
-	ClaimQueries           int64   `json:"claim_queries"`
-	MeanClaimSize          float64 `json:"mean_claim_size"`
-	Flushes                int64   `json:"flushes"`
-	MeanFlushSize          float64 `json:"mean_flush_size"`
-	Failed                 int64   `json:"failed_steps"`
-	Memory                 memory  `json:"memory"`
-	MedianOf               int     `json:"median_of,omitempty"`
+	// ServerCPUMicrosPerStep is PostgreSQL's CPU time per step during the
+	// work-down; 0 (omitted) unless the server is a local throwaway cluster.
+	ServerCPUMicrosPerStep float64  `json:"postgres_cpu_us_per_step,omitempty"`
+	CPU                    cpuUsage `json:"cpu"`
+	ClaimQueries           int64    `json:"claim_queries"`
+	MeanClaimSize          float64  `json:"mean_claim_size"`
+	Flushes                int64    `json:"flushes"`
+	MeanFlushSize          float64  `json:"mean_flush_size"`
+	Failed                 int64    `json:"failed_steps"`
+	Memory                 memory   `json:"memory"`
+	MedianOf               int      `json:"median_of,omitempty"`
 }
 
 type memory struct {
@@ -191,7 +195,7 @@ func runBacklog(ctx context.Context, env *environment, srv *benchServer, o bench
 	}
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
-	cpu0 := processCPU()
+	cpu0 := takeCPUSnapshot(srv.postmaster)
 	start := time.Now()
 	if err := r.Start(runCtx); err != nil {
 		stopProfile()
@@ -208,7 +212,7 @@ func runBacklog(ctx context.Context, env *environment, srv *benchServer, o bench
 		err = ctx.Err()
 	}
 	elapsed := time.Since(start)
-	cpu := processCPU() - cpu0
+	cpu1 := takeCPUSnapshot(srv.postmaster)
 	stopProfile()
 	peakHeap, peakRSS := sampler.stop()
 	st := r.Stats()
@@ -223,10 +227,14 @@ func runBacklog(ctx context.Context, env *environment, srv *benchServer, o bench
 
 	res.WorkDownSeconds = elapsed.Seconds()
 	res.StepsPerSec = float64(o.steps) / elapsed.Seconds()
-	if cpu > 0 {
+	if cpu := cpu1.self - cpu0.self; cpu > 0 {
 		res.RunnerCPUSeconds = cpu.Seconds()
 		res.RunnerCPUMicrosPerStep = float64(cpu.Microseconds()) / float64(o.steps)
 	}
+	if cpu := cpu1.server - cpu0.server; srv.postmaster > 0 && cpu > 0 {
+		res.ServerCPUMicrosPerStep = float64(cpu.Microseconds()) / float64(o.steps)
+	}
+	res.CPU = cpuBetween(cpu0, cpu1)
 	res.ClaimQueries = st.ClaimQueries
 	if st.ClaimQueries > 0 {
 		res.MeanClaimSize = float64(st.Claimed) / float64(st.ClaimQueries)
@@ -282,12 +290,14 @@ func percentilesOf(ds []time.Duration) percentiles {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 type latencyResult struct {
-	Mode                string  `json:"mode"`
-	StepsPerTask        int     `json:"steps_per_task"`
-	OfferedStepsPerSec  float64 `json:"offered_steps_per_sec"`
-	OfferedTasksPerSec  float64 `json:"offered_tasks_per_sec"`
-	DurationSeconds     float64 `json:"duration_seconds"`
-	WarmupSeconds       float64 `json:"warmup_seconds"`
+	Mode               string  `json:"mode"`
+	StepsPerTask       int     `json:"steps_per_task"`
+	OfferedStepsPerSec float64 `json:"offered_steps_per_sec"`
+	OfferedTasksPerSec float64 `json:"offered_tasks_per_sec"`
+	DurationSeconds    float64 `json:"duration_seconds"`
+	WarmupSeconds      float64 `json:"warmup_seconds"`
+	// HistoryTasks were run (and the tables analysed) before the clock started.
+	HistoryTasks        int     `json:"history_tasks"`
 	TasksSubmitted      int     `json:"tasks_submitted"`
 	TasksMeasured       int     `json:"tasks_measured"`
 	AchievedStepsPerSec float64 `json:"achieved_steps_per_sec"`
@@ -299,19 +309,30 @@ type latencyResult struct {
 	EnqueueToStartMs          percentiles `json:"enqueue_to_start_ms"`
 	EnqueueToStartFirstStepMs percentiles `json:"enqueue_to_start_first_step_ms"`
 	EnqueueToStartChildMs     percentiles `json:"enqueue_to_start_child_steps_ms"`
+	// A later step's enqueue-to-start, split where the write that made it
+	// ready returned: the completion write (statement and commit), then
+	// waking, claiming and dispatching it.
+	ChildReadyToWrittenMs percentiles `json:"child_ready_to_written_ms"`
+	ChildWrittenToStartMs percentiles `json:"child_written_to_start_ms"`
 	// SubmitMs is how long Submit took (one transaction with a commit).
 	SubmitMs percentiles `json:"submit_ms"`
+	CPU      cpuUsage    `json:"cpu"`
 	MedianOf int         `json:"median_of,omitempty"`
 }
 
 type latencyTask struct {
 	submitted time.Time
 	warm      bool
-	first     time.Duration // enqueue to start of the first step
-	haveFirst bool
-	children  []time.Duration // enqueue to start of the other steps
+	steps     [4]stepTimes // by position in the chain
 	e2e       time.Duration
 	done      bool
+}
+
+type stepTimes struct {
+	seen     bool
+	enqueued time.Time // run_at: when it became ready
+	started  time.Time // handler start
+	written  time.Time // the runner's event: its outcome was written
 }
 
 // runLatency offers linear-4 tasks at a fixed rate (open loop: each
@@ -346,6 +367,11 @@ func runLatency(ctx context.Context, env *environment, srv *benchServer, o bench
 		closed    bool
 		failed    int
 		submitEnd bool
+		// History: tasks run before the measurement so that it sees tables
+		// of a realistic size with statistics, as a live database has.
+		historyTasks = min(benchLatencyHistoryMax, max(100, int(o.rate*o.duration.Seconds()/stepsPerTask)))
+		historyDone  int
+		historyCh    = make(chan struct{})
 	)
 	checkDone := func() { // with mu held
 		if submitEnd && finished == submitted && !closed {
@@ -357,18 +383,22 @@ func runLatency(ctx context.Context, env *environment, srv *benchServer, o bench
 		now := time.Now()
 		mu.Lock()
 		defer mu.Unlock()
-		t := tasks[ev.Step.CorrelationID]
-		if t == nil {
-			return
-		}
 		if ev.State != store.StateComplete {
 			failed++
 		}
-		d := ev.Started.Sub(ev.Step.EnqueuedAt)
-		if ev.Step.Name == "s1" {
-			t.first, t.haveFirst = d, true
-		} else {
-			t.children = append(t.children, d)
+		t := tasks[ev.Step.CorrelationID]
+		if t == nil {
+			if ev.TaskState != "" { // a history task
+				historyDone++
+				if historyDone == historyTasks {
+					close(historyCh)
+				}
+			}
+			return
+		}
+		var k int
+		if _, err := fmt.Sscanf(ev.Step.Name, "s%d", &k); err == nil && k >= 1 && k <= len(t.steps) {
+			t.steps[k-1] = stepTimes{seen: true, enqueued: ev.Step.EnqueuedAt, started: ev.Started, written: now}
 		}
 		if ev.TaskState != "" && !t.done {
 			t.done = true
@@ -399,6 +429,31 @@ func runLatency(ctx context.Context, env *environment, srv *benchServer, o bench
 		time.Sleep(5 * time.Millisecond)
 	}
 
+	// History first, worked off as fast as the runner goes; then the
+	// statistics autovacuum would have gathered in a live database. Without
+	// them, plans cached while the tables were empty (sequential scans) stay
+	// in use while the tables grow during the run.
+	history := make([]runner.SubmitRequest, historyTasks)
+	for i := range history {
+		history[i] = runner.SubmitRequest{Namespace: tpl.Namespace, Name: tpl.Name, Version: tpl.Version}
+	}
+	if _, err := client.SubmitMany(ctx, history); err != nil {
+		return res, fmt.Errorf("submitting the history: %w", err)
+	}
+	historyWait := time.NewTimer(2 * time.Minute)
+	defer historyWait.Stop()
+	select {
+	case <-historyCh:
+	case <-historyWait.C:
+		return res, fmt.Errorf("%w: the %d history tasks did not complete within 2 minutes", errBenchTimeout, historyTasks)
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	if _, err := sc.pool.Exec(ctx, "VACUUM ANALYZE tasker.steps, tasker.tasks, tasker.step_edges, tasker.step_transitions, tasker.task_transitions"); err != nil {
+		return res, err
+	}
+	res.HistoryTasks = historyTasks
+
 	interval := time.Duration(float64(time.Second) * stepsPerTask / o.rate)
 	var (
 		wg         sync.WaitGroup
@@ -407,6 +462,7 @@ func runLatency(ctx context.Context, env *environment, srv *benchServer, o bench
 		submitDurs []time.Duration
 		sdMu       sync.Mutex
 	)
+	cpu0 := takeCPUSnapshot(srv.postmaster)
 	start := time.Now()
 	end := start.Add(o.duration)
 	timer := time.NewTimer(0)
@@ -476,24 +532,37 @@ loop:
 		return res, ctx.Err()
 	}
 	elapsed := time.Since(start)
+	res.CPU = cpuBetween(cpu0, takeCPUSnapshot(srv.postmaster))
 
 	mu.Lock()
 	defer mu.Unlock()
 	if failed > 0 {
 		return res, fmt.Errorf("%d steps failed with a no-op handler", failed)
 	}
-	var e2e, e2s, first, child []time.Duration
+	var e2e, e2s, first, child, write, claim []time.Duration
 	for _, t := range tasks {
 		if !t.warm {
 			continue
 		}
 		e2e = append(e2e, t.e2e)
-		if t.haveFirst {
-			first = append(first, t.first)
-			e2s = append(e2s, t.first)
+		for k, st := range t.steps {
+			if !st.seen {
+				continue
+			}
+			d := st.started.Sub(st.enqueued)
+			e2s = append(e2s, d)
+			if k == 0 {
+				first = append(first, d)
+				continue
+			}
+			child = append(child, d)
+			// A later step became ready in the write of its parent's
+			// outcome: split its wait at the moment that write returned.
+			if prev := t.steps[k-1]; prev.seen {
+				write = append(write, prev.written.Sub(st.enqueued))
+				claim = append(claim, st.started.Sub(prev.written))
+			}
 		}
-		child = append(child, t.children...)
-		e2s = append(e2s, t.children...)
 	}
 	res.TasksSubmitted = submitted
 	res.TasksMeasured = len(e2e)
@@ -502,6 +571,8 @@ loop:
 	res.EnqueueToStartMs = percentilesOf(e2s)
 	res.EnqueueToStartFirstStepMs = percentilesOf(first)
 	res.EnqueueToStartChildMs = percentilesOf(child)
+	res.ChildReadyToWrittenMs = percentilesOf(write)
+	res.ChildWrittenToStartMs = percentilesOf(claim)
 	res.SubmitMs = percentilesOf(submitDurs)
 	if res.TasksMeasured == 0 {
 		return res, fmt.Errorf("no task was submitted after the %s warm-up: raise --duration or --rate", warmup)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/config"
+	"github.com/tasker-runner/tasker-runner/openapi"
 	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
@@ -26,13 +27,14 @@ type engine struct {
 // newEngine builds the engine from the configuration. funcs holds the
 // in-process Go handlers (the dev example registers some); onEvent, when
 // set, sees every step outcome.
-func newEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *callout.Funcs, onEvent func(runner.Event)) (*engine, error) {
+func newEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *callout.Funcs, onEvent func(runner.Event), metrics *openapi.Metrics) (*engine, error) {
 	if funcs == nil {
 		funcs = &callout.Funcs{}
 	}
 	w := cfg.Worker
 	reg := callout.NewRegistry(callout.RegistryConfig{
 		Funcs:            funcs,
+		Observer:         metrics.CalloutObserver(),
 		Client:           callout.NewClient(callout.NewTransport(callout.TransportOptions{MaxIdleConnsPerHost: w.Callout.MaxIdleConnsPerHost})),
 		MaxResponseBytes: int64(w.Callout.MaxResponseBytes),
 		Breaker: callout.BreakerSettings{
@@ -92,6 +94,7 @@ func newEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *c
 		Logger:             log,
 		Version:            buildVersion(),
 		OnEvent:            onEvent,
+		Observer:           metrics.RunnerObserver(),
 	})
 	if err != nil {
 		reg.Close()
@@ -102,6 +105,8 @@ func newEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *c
 		BackoffBaseMs: w.Retry.BackoffBaseMS,
 		MaxBackoffMs:  w.Retry.MaxBackoffMS,
 	}})
+	metrics.SetRunner(r)
+	metrics.SetEndpoints(reg)
 	return &engine{funcs: funcs, registry: reg, runner: r, client: client}, nil
 }
 

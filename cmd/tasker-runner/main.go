@@ -42,6 +42,8 @@ func commands() []command {
 		{name: "migrate", summary: "apply or show the database schema migrations", usage: "[--config PATH] up|status", run: runMigrate},
 		{name: "dev", summary: "start a throwaway PostgreSQL (unless DATABASE_URL is set), migrate, and serve", usage: "[--config PATH]", run: runDev},
 		{name: "bench", summary: "measure throughput, latency and memory against the targets (make bench)", usage: "[--quick] [--json] [--out PATH] [flags]", run: runBench},
+		{name: "openapi", summary: "print the management API's OpenAPI 3.1 description", usage: "[--format yaml|json] [--out PATH]", run: runOpenAPI},
+		{name: "conformance", summary: "check a handler service against the handler contract", usage: "--url URL [--protocol http|connect|grpc] [--secret whsec_...] [--callable NAME] [--context JSON] [--batch] [--timeout 10s] [--json]", run: runConformance},
 		{name: "version", summary: "print the version", usage: "", run: runVersion},
 	}
 }
@@ -116,7 +118,7 @@ func findCommand(name string) (command, bool) {
 func printUsage(w io.Writer) {
 	fmt.Fprintf(w, "tasker-runner runs Tasker-style workflow steps kept in PostgreSQL.\n\nUsage:\n  tasker-runner <command> [flags]\n\nCommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun 'tasker-runner <command> --help' for a command's flags.\n")
 }

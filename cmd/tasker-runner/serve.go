@@ -108,7 +108,8 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 		}
 	}
 
-	eng, err := newEngine(pool, cfg, log, opts.funcs, opts.onEvent)
+	metrics := openapi.NewMetrics(openapi.MetricsConfig{DB: pool, Logger: log})
+	eng, err := newEngine(pool, cfg, log, opts.funcs, opts.onEvent, metrics)
 	if err != nil {
 		return err
 	}
@@ -135,7 +136,17 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 			{Name: "database", Run: pool.Ping},
 			{Name: "listener", Run: eng.listenerCheck(string(cfg.Worker.EventSystems.Worker.DeploymentMode))},
 		},
+		DB:                pool,
+		Client:            eng.client,
+		MaxRequestBytes:   int64(cfg.Worker.Web.MaxRequestBytes),
+		HeartbeatInterval: cfg.Worker.Leases.HeartbeatInterval(),
+		Endpoints:         eng.registry.Endpoints,
+		RunnerStats:       eng.runner.Stats,
+		Logger:            log,
 	})
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler())
+	mux.Handle("/", api.Handler())
 
 	var (
 		httpSrv *http.Server
@@ -149,7 +160,7 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 		}
 		apiAddr = ln.Addr().String()
 		httpSrv = &http.Server{
-			Handler:           auth.Middleware(api.Handler()),
+			Handler:           auth.Middleware(mux),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // ClaimParams configures [Claim].
@@ -132,15 +133,21 @@ func Claim(ctx context.Context, db DB, p ClaimParams) ([]ClaimedStep, error) {
 		return nil, fmt.Errorf("store: claiming steps: %w", err)
 	}
 	var (
-		out  []ClaimedStep
-		c    ClaimedStep
-		deps []byte
+		out    []ClaimedStep
+		c      ClaimedStep
+		deps   []byte
+		parent pgtype.UUID
+		// jsonb is scanned as raw bytes (pgx copies them for each row); a
+		// json.RawMessage target would be re-parsed by encoding/json.
+		policy, inputs, checkpoint, taskCtx []byte
 	)
+	// UUIDs are scanned as [16]byte: as a uuid.UUID (an sql.Scanner) each
+	// would travel through its text form.
 	_, err = pgx.ForEachRow(rows, []any{
-		&c.StepUUID, &c.TaskUUID, &c.Namespace, &c.Name, &c.TemplateStepName, &c.Handler, &c.Type,
-		&c.Attempt, &c.MaxAttempts, &c.Retryable, &c.RetryPolicy, &c.TimeoutMs, &c.Inputs, &c.Checkpoint,
+		(*[16]byte)(&c.StepUUID), (*[16]byte)(&c.TaskUUID), &c.Namespace, &c.Name, &c.TemplateStepName, &c.Handler, &c.Type,
+		&c.Attempt, &c.MaxAttempts, &c.Retryable, &policy, &c.TimeoutMs, &inputs, &checkpoint,
 		&c.LeaseExpires, &c.Rescued, &c.EnqueuedAt,
-		&c.TemplateID, &c.TemplateName, &c.TemplateVersion, &c.Context, &c.CorrelationID, &c.ParentCorrelationID,
+		&c.TemplateID, &c.TemplateName, &c.TemplateVersion, &taskCtx, (*[16]byte)(&c.CorrelationID), &parent,
 		&c.Priority, &c.Tags, &deps,
 	}, func() error {
 		step := c
@@ -150,11 +157,9 @@ func Claim(ctx context.Context, db DB, p ClaimParams) ([]ClaimedStep, error) {
 				return fmt.Errorf("decoding dependency results of step %s: %w", c.StepUUID, err)
 			}
 		}
+		step.RetryPolicy, step.Inputs, step.Checkpoint, step.Context = policy, inputs, checkpoint, taskCtx
+		step.ParentCorrelationID = uuid.NullUUID{UUID: parent.Bytes, Valid: parent.Valid}
 		// The scan targets are reused for every row: copy what they alias.
-		step.RetryPolicy = clone(c.RetryPolicy)
-		step.Inputs = clone(c.Inputs)
-		step.Checkpoint = clone(c.Checkpoint)
-		step.Context = clone(c.Context)
 		step.Tags = append([]string(nil), c.Tags...)
 		out = append(out, step)
 		return nil
@@ -163,11 +168,4 @@ func Claim(ctx context.Context, db DB, p ClaimParams) ([]ClaimedStep, error) {
 		return out, fmt.Errorf("store: claiming steps: %w", err)
 	}
 	return out, nil
-}
-
-func clone(b []byte) []byte {
-	if b == nil {
-		return nil
-	}
-	return append([]byte(nil), b...)
 }

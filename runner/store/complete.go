@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // Outcome states a [Completion] may move an in_progress step to.
@@ -143,12 +144,12 @@ func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []C
 	cs = slices.Clone(cs)
 	slices.SortFunc(cs, func(a, b Completion) int { return bytes.Compare(a.StepUUID[:], b.StepUUID[:]) })
 	var (
-		ids      = make([]uuid.UUID, len(cs))
+		ids      = make([][16]byte, len(cs)) // not uuid.UUID: pgx would encode those via text
 		attempts = make([]int32, len(cs))
 		states   = make([]string, len(cs))
 		results  = make([][]byte, len(cs))
 		errs     = make([][]byte, len(cs))
-		runAt    = make([]*time.Time, len(cs))
+		runAt    = make([]pgtype.Timestamptz, len(cs))
 	)
 	for i, c := range cs {
 		switch c.State {
@@ -159,8 +160,7 @@ func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []C
 		ids[i], attempts[i], states[i] = c.StepUUID, int32(c.Attempt), c.State
 		results[i], errs[i] = nullJSON(c.Results), nullJSON(c.Error)
 		if !c.RunAt.IsZero() {
-			t := c.RunAt
-			runAt[i] = &t
+			runAt[i] = pgtype.Timestamptz{Time: c.RunAt, Valid: true}
 		}
 	}
 	rows, err := db.Query(ctx, completeSQL, workerID, ids, attempts, states, results, errs, runAt, now, ChannelPrefix)
@@ -169,18 +169,18 @@ func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []C
 	}
 	var (
 		kind  string
-		id    uuid.NullUUID
+		id    pgtype.UUID
 		state string
 	)
 	_, err = pgx.ForEachRow(rows, []any{&kind, &id, &state}, func() error {
 		switch kind {
 		case "step":
-			res.Applied[id.UUID] = state
+			res.Applied[id.Bytes] = state
 		case "task":
 			if res.TasksFinished == nil {
 				res.TasksFinished = map[uuid.UUID]string{}
 			}
-			res.TasksFinished[id.UUID] = state
+			res.TasksFinished[id.Bytes] = state
 		case "ready":
 			fmt.Sscan(state, &res.Enqueued)
 		}

@@ -1,0 +1,69 @@
+package runner
+
+import (
+	"time"
+
+	"github.com/tasker-runner/tasker-runner/runner/store"
+)
+
+// Observer receives a runner's measurements, for metrics. Set one with
+// [Config.Observer]; the default, [NopObserver], discards everything, so the
+// engine itself depends on no metrics library.
+//
+// Methods are called on the hot path (the handler goroutines, the completer)
+// and concurrently: they must be cheap, must not block and must not call
+// back into the runner.
+type Observer interface {
+	// StepClaimed is called when a claimed step starts (one call per
+	// attempt), with how long it had been ready: from its run_at (when it
+	// was enqueued, or when its retry came due) to the start.
+	StepClaimed(namespace, handler string, waited time.Duration)
+	// StepFinished is called once an outcome was written. state is the
+	// step's new state: complete, waiting_for_retry (retried), error
+	// (dead-lettered) or enqueued (released without consuming the attempt:
+	// shutdown, or its circuit breaker was open). ran is how long the
+	// handler ran; 0 when it was not called.
+	StepFinished(namespace, handler, state string, ran time.Duration)
+	// StaleCompletions reports n outcomes refused by the fence in one write
+	// (their lease was lost; the step is someone else's now).
+	StaleCompletions(n int)
+	// ListenerReconnect is called each time the LISTEN connection is lost
+	// and about to be re-established.
+	ListenerReconnect()
+	// FlushDone is called after each completion write: n outcomes written
+	// in one transaction that took d, retries of transient failures
+	// included.
+	FlushDone(n int, d time.Duration)
+}
+
+// NopObserver is an [Observer] that discards every measurement.
+type NopObserver struct{}
+
+func (NopObserver) StepClaimed(string, string, time.Duration)          {}
+func (NopObserver) StepFinished(string, string, string, time.Duration) {}
+func (NopObserver) StaleCompletions(int)                               {}
+func (NopObserver) ListenerReconnect()                                 {}
+func (NopObserver) FlushDone(int, time.Duration)                       {}
+
+var _ Observer = NopObserver{}
+
+// observeFlush reports one completion write to the observer.
+func (r *Runner) observeFlush(batch []pendingOutcome, res store.CompleteResult, took time.Duration) {
+	obs := r.cfg.Observer
+	for i := range batch {
+		p := &batch[i]
+		state, applied := res.Applied[p.completion.StepUUID]
+		if !applied {
+			continue
+		}
+		var ran time.Duration
+		if state != store.StateEnqueued && !p.started.IsZero() {
+			ran = p.finished.Sub(p.started)
+		}
+		obs.StepFinished(p.step.Namespace, p.step.Handler, state, ran)
+	}
+	if res.Stale > 0 {
+		obs.StaleCompletions(res.Stale)
+	}
+	obs.FlushDone(len(batch), took)
+}

@@ -1,0 +1,41 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/runner/store"
+)
+
+// ValidateEndpoint checks a handler endpoint row exactly as a runner loading
+// it from the database would ([Endpoints.Reload]): the secret reference must
+// be "", "env:NAME" or "file:/path" and resolve in this process (lookupEnv,
+// default os.LookupEnv, answers "env:" ones), and a [callout.Registry] must
+// accept the endpoint (pattern, protocol, URL and its {callable}
+// placeholder, headers, limits). Call it before storing a row: one row a
+// runner cannot load makes it keep its previous endpoints.
+func ValidateEndpoint(row store.HandlerEndpoint, lookupEnv func(string) (string, bool)) error {
+	if row.TimeoutMs < 0 || row.MaxConcurrency < 0 || row.BatchMax < 0 || row.BatchWindowMs < 0 ||
+		row.BreakerMaxRequests < 0 || row.BreakerIntervalMs < 0 || row.BreakerOpenTimeoutMs < 0 || row.BreakerConsecutiveFailures < 0 {
+		return errors.New("timeouts, limits and breaker settings must not be negative")
+	}
+	e := &Endpoints{LookupEnv: lookupEnv}
+	ep, err := e.fromRow(row)
+	if err != nil {
+		return err
+	}
+	reg := callout.NewRegistry(callout.RegistryConfig{})
+	defer reg.Close()
+	if err := reg.Set([]callout.Endpoint{ep}); err != nil {
+		// Set names the endpoint by its index in the list it was given;
+		// here there is only the one.
+		msg := err.Error()
+		if i := strings.Index(msg, "): "); strings.HasPrefix(msg, "endpoints[0] (") && i > 0 {
+			msg = msg[i+3:]
+		}
+		return fmt.Errorf("%s", msg)
+	}
+	return nil
+}
