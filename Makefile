@@ -25,6 +25,7 @@ run: build postgres ## start a throwaway PostgreSQL and the runner (uses DATABAS
 
 test: lint ## run every test with the race detector against real PostgreSQL
 	@bash .ci/ensure-postgres --for-tests
+	@bash .ci/ensure-runtimes || echo "make: some example runtimes are missing; their conformance tests will be skipped (see above)"
 	$(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./...
 
 bench: build postgres ## run the benchmarks: prints a table and writes bench-results.json

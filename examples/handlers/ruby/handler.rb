@@ -1,0 +1,265 @@
+# frozen_string_literal: true
+
+# tasker-runner example handler service in Ruby: WEBrick and the standard library.
+# Runs the steps of an order-fulfilment workflow (see README.md and contracts/README.md):
+#
+#   PORT=8093 TASKER_WEBHOOK_SECRET=whsec_... ruby handler.rb
+#
+# POST / or POST /<callable> runs a step envelope, or a batch {"steps": [...]}; GET /health answers ok.
+# With TASKER_WEBHOOK_SECRET set (several space-separated during a rotation) every request must carry a
+# valid Standard Webhooks signature. SIGTERM or SIGINT stops the server.
+
+require "base64"
+require "json"
+require "openssl"
+require "webrick"
+
+module ExampleHandler
+  MAX_BODY_BYTES = 4 << 20 # larger requests get 413, as in the Go example
+  DISCARD_LIMIT = 64 << 20 # an unread body up to this size is discarded before an error answer, or the connection closed
+  TOLERANCE_SECONDS = 300
+
+  # --- Standard Webhooks verification (checked against contracts/testdata/webhook-vectors.json) ---
+
+  # code is one of the vector file's error codes, e.g. "invalid_signature".
+  class WebhookError < StandardError
+    attr_reader :code
+
+    def initialize(code)
+      super
+      @code = code
+    end
+  end
+
+  class Verifier
+    def initialize(secrets)
+      raise WebhookError, "invalid_secret" if secrets.empty?
+
+      @keys = secrets.map do |secret|
+        b64 = secret.delete_prefix("whsec_")
+        key = begin
+          Base64.strict_decode64(b64)
+        rescue ArgumentError
+          nil
+        end
+        # strict: the prefix, canonical standard base64, 24 to 64 bytes
+        if b64 == secret || key.nil? || Base64.strict_encode64(key) != b64 || !key.bytesize.between?(24, 64)
+          raise WebhookError, "invalid_secret"
+        end
+
+        key
+      end
+    end
+
+    # The webhook-signature value: one v1 entry per secret, in order.
+    def sign(id, timestamp, body)
+      @keys.map { |key| "v1,#{Base64.strict_encode64(digest(key, id, timestamp, body))}" }.join(" ")
+    end
+
+    # Raises WebhookError unless headers (webhook-id, -timestamp, -signature) sign body.
+    def verify(headers, body, now: Time.now.to_i)
+      id, ts, sigs = %w[webhook-id webhook-timestamp webhook-signature].map { |h| headers[h].to_s }
+      raise WebhookError, "missing_headers" if [id, ts, sigs].any?(&:empty?)
+      raise WebhookError, "invalid_timestamp" unless ts.match?(/\A[0-9]{1,18}\z/)
+      raise WebhookError, "timestamp_too_old" if ts.to_i < now - TOLERANCE_SECONDS
+      raise WebhookError, "timestamp_too_new" if ts.to_i > now + TOLERANCE_SECONDS
+
+      wanted = @keys.map { |key| digest(key, id, ts, body) }
+      sigs.split.each do |entry|
+        version, b64 = entry.split(",", 2)
+        next unless version == "v1" && b64&.length == 44 # another scheme (v1a, v2) or not a signature
+
+        got = begin
+          Base64.strict_decode64(b64)
+        rescue ArgumentError
+          next
+        end
+        return if wanted.any? { |w| OpenSSL.fixed_length_secure_compare(got, w) }
+      end
+      raise WebhookError, "invalid_signature"
+    end
+
+    private
+
+    def digest(key, id, timestamp, body)
+      OpenSSL::HMAC.digest("SHA256", key, "#{id}.#{timestamp}.".b + body.b)
+    end
+  end
+
+  # --- the steps ---
+
+  # Fails a step: retryable false makes it permanent; status (503, 422...) is the HTTP status of a
+  # single-step answer; retry_after (seconds) asks the runner to wait before the next attempt.
+  class StepFailure < StandardError
+    attr_reader :error_type, :retryable, :status, :retry_after
+
+    def initialize(error_type, message, retryable: false, status: nil, retry_after: nil)
+      super(message)
+      @error_type, @retryable, @status, @retry_after = error_type, retryable, status, retry_after
+    end
+  end
+
+  def self.read_order(env)
+    order = env["task"]["context"].fetch("order", {})
+    unless order.is_a?(Hash) && order.fetch("total", 0).is_a?(Numeric) &&
+           order.fetch("items", []).is_a?(Array) && order.fetch("address", "").is_a?(String)
+      raise StepFailure.new("invalid_context", "the task context is not an order")
+    end
+
+    order
+  end
+
+  STEPS = {
+    "order_fulfillment.validate_order" => lambda do |env|
+      order = read_order(env)
+      problems = []
+      problems << "order.total must be positive" unless order.fetch("total", 0).positive?
+      problems << "order.items is empty" if order.fetch("items", []).empty?
+      { valid: problems.empty?, problems: problems, total: order.fetch("total", 0) }
+    end,
+    "order_fulfillment.charge" => lambda do |env|
+      order = read_order(env)
+      validation = env["dependency_results"].dig("validate_order", "result")
+      unless validation.is_a?(Hash) && validation["valid"] == true
+        raise StepFailure.new("order_invalid", "validate_order did not find the order valid")
+      end
+      if order.fetch("total", 0) > 10_000 # a business failure, in a 200
+        raise StepFailure.new("card_declined", format("card declined for %.2f", order["total"]))
+      end
+
+      # the step_uuid is the same on every attempt: charging twice is charging once
+      { charge_id: "ch_#{env['step']['step_uuid']}", amount: order.fetch("total", 0), currency: order["currency"] || "EUR" }
+    end,
+    "order_fulfillment.reserve_stock" => lambda do |env|
+      if env["step"]["attempts"] < 2 # a retryable failure: 503 with Retry-After
+        raise StepFailure.new("warehouse_busy", "the warehouse is busy, try again shortly",
+                              retryable: true, status: 503, retry_after: 1)
+      end
+
+      { reservation_id: "rsv_#{env['step']['step_uuid']}", attempt: env["step"]["attempts"] }
+    end,
+    "order_fulfillment.ship" => lambda do |env|
+      order = read_order(env)
+      # a permanent failure: 422, retryable false
+      raise StepFailure.new("no_address", "order.address is missing", status: 422) if order.fetch("address", "").empty?
+
+      { tracking: "trk_#{env['task']['task_uuid']}", address: order["address"] }
+    end,
+    "conformance.echo" => lambda do |env|
+      { step_uuid: env["step"]["step_uuid"], attempt: env["step"]["attempts"], inputs: env["step"]["inputs"] }
+    end
+  }.freeze
+
+  # --- results and the HTTP service ---
+
+  def self.failed(failure)
+    error = { message: failure.message, error_type: failure.error_type, retryable: failure.retryable }
+    error[:status_code] = failure.status if failure.status
+    result = { success: false, status: "failed", error: error }
+    if failure.retry_after
+      result[:orchestration_metadata] = { backoff_hint: { delay_seconds: failure.retry_after, backoff_type: "server_requested" } }
+    end
+    result
+  end
+
+  # Runs one envelope: returns [StepExecutionResult, HTTP status, Retry-After seconds or nil].
+  def self.run_step(env, log: nil)
+    callable = env["step_definition"]["handler"]["callable"].to_s
+    step = STEPS[callable]
+    unless step
+      failure = StepFailure.new("handler_not_found", "this service has no step #{callable.inspect}", status: 404)
+      return [{ step_uuid: env["step"]["step_uuid"].to_s, **failed(failure) }, 404, nil]
+    end
+
+    started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    begin
+      result, status, retry_after = { success: true, status: "completed", result: step.call(env) }, 200, nil
+    rescue StandardError => e # any other error is a retryable handler_error
+      e = StepFailure.new("handler_error", e.message, retryable: true) unless e.is_a?(StepFailure)
+      result, status, retry_after = failed(e), e.status || 200, e.retry_after
+    end
+    log&.info("#{callable} #{result[:status]} step_uuid=#{env['step']['step_uuid']} attempt=#{env['step']['attempts']}")
+    elapsed_ms = ((Process.clock_gettime(Process::CLOCK_MONOTONIC) - started) * 1000).round
+    result[:metadata] = { execution_time_ms: elapsed_ms, handler: "examples/handlers/ruby" }
+    [{ step_uuid: env["step"]["step_uuid"].to_s, **result }, status, retry_after]
+  end
+
+  def self.envelope?(env)
+    env.is_a?(Hash) && %w[task step step_definition].all? { |k| env[k].is_a?(Hash) } &&
+      (env["dependency_results"] ||= {}).is_a?(Hash) && (env["task"]["context"] ||= {}).is_a?(Hash) &&
+      (env["step_definition"]["handler"] ||= {}).is_a?(Hash)
+  end
+
+  class TooLarge < StandardError; end
+
+  # The WEBrick handler: verifies, parses, runs and answers.
+  def self.serve(req, res, verifier, log)
+    return reply(res, 200, "ok\n", "text/plain") if req.request_method == "GET" && req.path == "/health"
+    return problem(req, res, 405, "POST a step envelope") unless req.request_method == "POST"
+
+    signing = %w[webhook-id webhook-timestamp webhook-signature].map { |h| req[h] }
+    return problem(req, res, 401, "webhook: missing signature headers") if verifier && signing.any? { |v| v.to_s.empty? }
+    return problem(req, res, 413, "request body larger than #{MAX_BODY_BYTES} bytes") if req.content_length > MAX_BODY_BYTES
+
+    body = String.new # binary
+    req.body { |chunk| raise TooLarge if (body << chunk).bytesize > MAX_BODY_BYTES }
+    begin
+      verifier&.verify(req, body)
+    rescue WebhookError => e
+      return problem(req, res, 401, "webhook: #{e.code}")
+    end
+    request = begin
+      JSON.parse(body)
+    rescue JSON::ParserError
+      nil
+    end
+    if request.is_a?(Hash) && request["steps"].is_a?(Array) && request["steps"].all? { |env| envelope?(env) }
+      return json(res, 200, { results: request["steps"].map { |env| run_step(env, log: log).first } })
+    end
+    unless envelope?(request)
+      return json(res, 400, failed(StepFailure.new("bad_request", "not a step envelope or a batch")))
+    end
+
+    result, status, retry_after = run_step(request, log: log)
+    res["Retry-After"] = retry_after.to_s if retry_after
+    json(res, status, result)
+  rescue TooLarge
+    problem(req, res, 413, "request body larger than #{MAX_BODY_BYTES} bytes")
+  end
+
+  # Answers with an RFC 9457 problem. WEBrick discards an unread body before answering (so that the client
+  # still sending it reads the answer); past DISCARD_LIMIT the connection is closed instead.
+  def self.problem(req, res, status, detail)
+    res.keep_alive = false if req.content_length > DISCARD_LIMIT
+    reply(res, status, JSON.generate({ type: "about:blank", status: status, detail: detail }), "application/problem+json")
+  end
+
+  def self.json(res, status, value) = reply(res, status, JSON.generate(value), "application/json")
+
+  def self.reply(res, status, body, content_type)
+    res.status = status
+    res["Content-Type"] = content_type
+    res.body = body
+  end
+
+  def self.main
+    $stderr.sync = true
+    log = WEBrick::Log.new($stderr, WEBrick::Log::INFO)
+    secrets = ENV.fetch("TASKER_WEBHOOK_SECRET", "").split
+    verifier = begin
+      secrets.empty? ? nil : Verifier.new(secrets)
+    rescue WebhookError
+      abort "ruby-handler: TASKER_WEBHOOK_SECRET must be whsec_ and the base64 of 24 to 64 bytes"
+    end
+    server = WEBrick::HTTPServer.new(BindAddress: ENV.fetch("HOST", nil), Port: Integer(ENV.fetch("PORT", "8093")),
+                                     Logger: log, AccessLog: [])
+    server.mount_proc("/") { |req, res| serve(req, res, verifier, log) }
+    %w[TERM INT].each { |sig| trap(sig) { server.shutdown } }
+    host = ENV.fetch("HOST", "0.0.0.0")
+    log.info("listening on http://#{host}:#{server.config[:Port]} (signed: #{verifier ? 'yes' : 'no'})")
+    server.start
+    log.info("shut down")
+  end
+end
+
+ExampleHandler.main if $PROGRAM_NAME == __FILE__
