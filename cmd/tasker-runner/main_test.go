@@ -316,8 +316,10 @@ func getHealth(url string) (healthBody, error) {
 func webVars(t *testing.T) (vars map[string]string, addr string) {
 	port := freePort(t)
 	return map[string]string{
-			"TASKER_WORKER_WEB_HOST": "127.0.0.1",
-			"TASKER_WORKER_WEB_PORT": strconv.Itoa(port),
+			"TASKER_WORKER_WEB_HOST":  "127.0.0.1",
+			"TASKER_WORKER_WEB_PORT":  strconv.Itoa(port),
+			"TASKER_WORKER_GRPC_HOST": "127.0.0.1",
+			"TASKER_WORKER_GRPC_PORT": strconv.Itoa(freePort(t)),
 		},
 		net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }

@@ -130,7 +130,7 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 		return err
 	}
 
-	api := openapi.New(openapi.Config{
+	apiCfg := openapi.Config{
 		Version: buildVersion(),
 		Checks: []openapi.Check{
 			{Name: "database", Run: pool.Ping},
@@ -143,7 +143,8 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 		Endpoints:         eng.registry.Endpoints,
 		RunnerStats:       eng.runner.Stats,
 		Logger:            log,
-	})
+	}
+	api := openapi.New(apiCfg)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics.Handler())
 	mux.Handle("/", api.Handler())
@@ -167,6 +168,17 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 		go func() { httpErr <- httpSrv.Serve(ln) }()
 		log.Info("management API listening", "addr", apiAddr)
 	}
+	stopGRPC, grpcAddr, err := startGRPC(ctx, cfg, apiCfg, auth, log)
+	if err != nil {
+		if httpSrv != nil {
+			_ = httpSrv.Close()
+		}
+		return errors.Join(err, stopRunner())
+	}
+	defer func() { _ = stopGRPC(context.Background()) }() // safety net; the explicit call below reports errors
+	if grpcAddr != "" {
+		log.Info("Connect/gRPC API listening", "addr", grpcAddr)
+	}
 	if opts.ready != nil {
 		opts.ready(apiAddr)
 	}
@@ -184,7 +196,7 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 	}
 	runnerErr := stopRunner()
 
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.Worker.ShutdownTimeoutSeconds)*time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Worker.ShutdownTimeout()+5*time.Second)
 	defer cancel()
 	if httpSrv != nil {
 		if err := httpSrv.Shutdown(shutdownCtx); err != nil {
@@ -193,6 +205,9 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 		if err := <-httpErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("management API: %w", err)
 		}
+	}
+	if err := stopGRPC(shutdownCtx); err != nil {
+		return fmt.Errorf("Connect/gRPC API: shutting down: %w", err)
 	}
 	if runnerErr != nil {
 		return fmt.Errorf("runner: %w", runnerErr)

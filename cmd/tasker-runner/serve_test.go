@@ -111,9 +111,10 @@ func TestServePortInUse(t *testing.T) {
 	defer ln.Close()
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	r := runCLI(t, map[string]string{
-		"DATABASE_URL":           pgtest.URL(t),
-		"TASKER_WORKER_WEB_HOST": "127.0.0.1",
-		"TASKER_WORKER_WEB_PORT": port,
+		"DATABASE_URL":               pgtest.URL(t),
+		"TASKER_WORKER_WEB_HOST":     "127.0.0.1",
+		"TASKER_WORKER_WEB_PORT":     port,
+		"TASKER_WORKER_GRPC_ENABLED": "false",
 	}, "serve")
 	if r.code != 1 || !strings.Contains(r.stderr, "worker.web") || !strings.Contains(r.stderr, "127.0.0.1:"+port) {
 		t.Errorf("want exit 1 naming worker.web and the address, got %v", r)

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/tasker-runner/tasker-runner/config"
+	"github.com/tasker-runner/tasker-runner/openapi"
+)
+
+// startGRPC starts the Connect/gRPC mirror of the management API
+// (tasker.admin.v1.AdminService, grpc.health.v1 and server reflection) on
+// worker.grpc's address when it is enabled, serving Connect, gRPC and
+// gRPC-Web over HTTP/1.1 and unencrypted HTTP/2 (h2c). api is the REST
+// API's configuration: both run the same operations. It returns the bound
+// address ("" when disabled) and a function that shuts the server down
+// gracefully (waiting for calls in flight until its context is done).
+func startGRPC(_ context.Context, cfg config.Config, api openapi.Config, auth *openapi.Authenticator, log *slog.Logger) (stop func(context.Context) error, addr string, err error) {
+	if !cfg.Worker.GRPC.Enabled {
+		return func(context.Context) error { return nil }, "", nil
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	ln, err := net.Listen("tcp", cfg.Worker.GRPC.Addr())
+	if err != nil {
+		return nil, "", fmt.Errorf("worker.grpc: listening on %s: %w", cfg.Worker.GRPC.Addr(), err)
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           openapi.NewMirror(api, auth).Handler(),
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	done := make(chan error, 1)
+	go func() {
+		err := srv.Serve(ln)
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("Connect/gRPC management API stopped", "err", err)
+		}
+		done <- err
+	}()
+	addr = ln.Addr().String()
+	log.Info("Connect/gRPC management API listening", "addr", addr)
+	stop = func(ctx context.Context) error {
+		if err := srv.Shutdown(ctx); err != nil {
+			// Streams still open (reflection) when ctx ended: cut them.
+			_ = srv.Close()
+			<-done
+			return fmt.Errorf("connect/grpc management API: shutting down: %w", err)
+		}
+		if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("connect/grpc management API: %w", err)
+		}
+		return nil
+	}
+	return stop, addr, nil
+}
