@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/tasker-runner/tasker-runner/config"
@@ -50,17 +51,25 @@ func startGRPC(_ context.Context, cfg config.Config, api openapi.Config, auth *o
 	}()
 	addr = ln.Addr().String()
 	log.Info("Connect/gRPC management API listening", "addr", addr)
+	var (
+		once    sync.Once
+		stopErr error
+	)
+	// stop may be called more than once (an explicit stop, then a deferred
+	// safety net); only the first call shuts the server down.
 	stop = func(ctx context.Context) error {
-		if err := srv.Shutdown(ctx); err != nil {
-			// Streams still open (reflection) when ctx ended: cut them.
-			_ = srv.Close()
-			<-done
-			return fmt.Errorf("connect/grpc management API: shutting down: %w", err)
-		}
-		if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("connect/grpc management API: %w", err)
-		}
-		return nil
+		once.Do(func() {
+			if err := srv.Shutdown(ctx); err != nil {
+				_ = srv.Close()
+				<-done
+				stopErr = fmt.Errorf("connect/grpc management API: shutting down: %w", err)
+				return
+			}
+			if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+				stopErr = fmt.Errorf("connect/grpc management API: %w", err)
+			}
+		})
+		return stopErr
 	}
 	return stop, addr, nil
 }

@@ -168,7 +168,7 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 		go func() { httpErr <- httpSrv.Serve(ln) }()
 		log.Info("management API listening", "addr", apiAddr)
 	}
-	stopGRPC, grpcAddr, err := startGRPC(ctx, cfg, apiCfg, auth, log)
+	stopGRPC, _, err := startGRPC(ctx, cfg, apiCfg, auth, log)
 	if err != nil {
 		if httpSrv != nil {
 			_ = httpSrv.Close()
@@ -176,9 +176,6 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 		return errors.Join(err, stopRunner())
 	}
 	defer func() { _ = stopGRPC(context.Background()) }() // safety net; the explicit call below reports errors
-	if grpcAddr != "" {
-		log.Info("Connect/gRPC API listening", "addr", grpcAddr)
-	}
 	if opts.ready != nil {
 		opts.ready(apiAddr)
 	}
