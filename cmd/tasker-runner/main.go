@@ -42,7 +42,12 @@ func commands() []command {
 		{name: "migrate", summary: "apply or show the database schema migrations", usage: "[--config PATH] up|status", run: runMigrate},
 		{name: "dev", summary: "start a throwaway PostgreSQL (unless DATABASE_URL is set), migrate, and serve", usage: "[--config PATH]", run: runDev},
 		{name: "bench", summary: "measure throughput, latency and memory against the targets (make bench)", usage: "[--quick] [--json] [--out PATH] [flags]", run: runBench},
-		{name: "openapi", summary: "print the management API's OpenAPI 3.1 description", usage: "[--format yaml|json] [--out PATH]", run: runOpenAPI},
+		{name: "openapi", summary: "print the management API's OpenAPI 3.1 description", usage: "[--format yaml|json] [--out PATH] [--openapi-version 3.1|3.0]", run: runOpenAPI},
+		{name: "submit", summary: "submit a task to a running server (--wait: follow it to the end)", usage: "--namespace NS --name NAME [--version V] [--context JSON|@file] [--idempotency-key K] [--wait] [--timeout D] [--api URL] [--api-key KEY] [--json]", run: runSubmit},
+		{name: "status", summary: "show a running server's status: tasks, queues, workers, endpoints", usage: "[--api URL] [--api-key KEY] [--json]", run: runStatus},
+		{name: "tasks", summary: "show a task with its steps, or list tasks", usage: "get TASK_UUID | list [--state S,...] [--namespace NS] [--template NAME] [--limit N] [--cursor C] [--api URL] [--api-key KEY] [--json]", run: runTasks},
+		{name: "handlers", summary: "list or register handler endpoints", usage: "list [--namespace NS] | put PATTERN --url URL [--namespace NS] [--protocol P] [--batch-max N] [--timeout-ms N] [--header K=V]... [--api URL] [--api-key KEY] [--json]", run: runHandlers},
+		{name: "dlq", summary: "list or redrive dead letters (steps failed for good)", usage: "list [--namespace NS] [--handler H] [--task ID] | redrive STEP_UUID... | redrive --all [--namespace NS] [--api URL] [--api-key KEY] [--json]", run: runDLQ},
 		{name: "conformance", summary: "check a handler service against the handler contract", usage: "--url URL [--protocol http|connect|grpc] [--secret whsec_...] [--callable NAME] [--context JSON] [--batch] [--timeout 10s] [--json]", run: runConformance},
 		{name: "version", summary: "print the version", usage: "", run: runVersion},
 	}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 
@@ -12,6 +14,7 @@ func runOpenAPI(_ context.Context, env *environment, args []string) error {
 	fs := newFlagSet("openapi")
 	format := fs.String("format", "yaml", "yaml or json")
 	out := fs.String("out", "", "write to this file instead of stdout")
+	version := fs.String("openapi-version", "3.1", "3.1, or 3.0 for tools that do not read 3.1 yet (a lossy downgrade; the client generators use it)")
 	if err := parseFlags(env, fs, args); err != nil {
 		return err
 	}
@@ -21,7 +24,16 @@ func runOpenAPI(_ context.Context, env *environment, args []string) error {
 	if *format != "yaml" && *format != "json" {
 		return fmt.Errorf("%w: --format %q is not one of yaml, json", errUsage, *format)
 	}
-	b, err := openapi.Spec(*format)
+	var b []byte
+	var err error
+	switch *version {
+	case "3.1":
+		b, err = openapi.Spec(*format)
+	case "3.0":
+		b, err = spec30(*format)
+	default:
+		return fmt.Errorf("%w: --openapi-version %q is not one of 3.1, 3.0", errUsage, *version)
+	}
 	if err != nil {
 		return err
 	}
@@ -30,4 +42,24 @@ func runOpenAPI(_ context.Context, env *environment, args []string) error {
 		return err
 	}
 	return os.WriteFile(*out, b, 0o644)
+}
+
+// spec30 is the document downgraded to OpenAPI 3.0.3 by huma (type arrays
+// with "null" become nullable, examples become example), for generators
+// that do not read 3.1 yet.
+func spec30(format string) ([]byte, error) {
+	api := openapi.New(openapi.Config{}).API().OpenAPI()
+	if format == "yaml" {
+		return api.DowngradeYAML()
+	}
+	b, err := api.Downgrade()
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return nil, err
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
 }

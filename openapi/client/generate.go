@@ -1,0 +1,3 @@
+package client
+
+//go:generate bash ../../.ci/generate-clients
