@@ -764,7 +764,10 @@ func TestConnectAgainstPlainHTTP(t *testing.T) {
 	url := serve(t, http.NotFoundHandler())
 	rep := run(t, conformance.Config{URL: url, Protocol: "connect"})
 	wantStatuses(t, rep, conformance.Fail, with(signatureCases, "batch", conformance.Skip))
-	if r := caseResult(t, rep, "minimal-envelope").Reason; !strings.Contains(r, "UNAVAILABLE") || !strings.Contains(r, "h2c") {
+	// How the plain server refuses the h2c preface depends on timing: an
+	// UNAVAILABLE answer (with a hint about h2c) or a reset connection.
+	r := caseResult(t, rep, "minimal-envelope").Reason
+	if !(strings.Contains(r, "UNAVAILABLE") && strings.Contains(r, "h2c")) && !strings.Contains(r, "reset") {
 		t.Errorf("reason %q", r)
 	}
 }

@@ -66,6 +66,11 @@ type benchOptions struct {
 	progress     io.Writer
 	skipLatency  bool
 	skipBacklog  bool
+	skipHTTP     bool
+	httpSteps    int
+	batchMax     int
+	batchWindow  time.Duration
+	profileOf    string        // the scenario --cpuprofile covers
 	scenarioTime time.Duration // upper bound for one scenario
 }
 
@@ -83,9 +88,15 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	fs.IntVar(&o.poolSize, "pool", benchPoolDefault, "tuning: the runner's connection pool size")
 	fs.IntVar(&o.flushBatch, "flush-batch", 0, "tuning: the completer's most outcomes per write (0: the runner's default)")
 	fs.DurationVar(&o.flushEvery, "flush-interval", 0, "tuning: the completer's longest wait for company (0: the runner's default)")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "profiling: write a CPU profile of the backlog work-down to `PATH`")
-	fs.BoolVar(&o.skipLatency, "backlog-only", false, "run only the backlog scenario")
-	fs.BoolVar(&o.skipBacklog, "latency-only", false, "run only the latency scenario")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "profiling: write a CPU profile of one scenario (--cpuprofile-of) to `PATH`")
+	fs.StringVar(&o.profileOf, "cpuprofile-of", "", "profiling: the scenario --cpuprofile covers: backlog, http, httpbatch or raw (default backlog; http with --http-only)")
+	fs.IntVar(&o.httpSteps, "http-steps", benchHTTPStepsDefault, fmt.Sprintf("HTTP scenarios: backlog size, and requests of the raw run (--quick: %d)", benchHTTPStepsQuick))
+	fs.IntVar(&o.batchMax, "batch-max", benchBatchMaxDefault, "HTTP scenarios: the endpoint's batch_max in the batched run")
+	fs.DurationVar(&o.batchWindow, "batch-window", benchBatchWindowDefault, "HTTP scenarios: the endpoint's batch_window in the batched run")
+	var onlyBacklog, onlyLatency, onlyHTTP bool
+	fs.BoolVar(&onlyBacklog, "backlog-only", false, "run only the backlog scenario")
+	fs.BoolVar(&onlyLatency, "latency-only", false, "run only the latency scenario")
+	fs.BoolVar(&onlyHTTP, "http-only", false, "run only the HTTP callout scenarios (work-down unbatched and batched, raw handler rate)")
 	if err := parseFlags(env, fs, args); err != nil {
 		return err
 	}
@@ -100,6 +111,9 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		}
 		if !set["duration"] {
 			o.duration = benchDurationQuick
+		}
+		if !set["http-steps"] {
+			o.httpSteps = benchHTTPStepsQuick
 		}
 	}
 	var problems []string
@@ -124,15 +138,36 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	if o.flushBatch < 0 || o.flushEvery < 0 {
 		problems = append(problems, "--flush-batch and --flush-interval must not be negative")
 	}
-	if o.skipBacklog && o.skipLatency {
-		problems = append(problems, "--backlog-only and --latency-only exclude each other")
+	if n := btoi(onlyBacklog) + btoi(onlyLatency) + btoi(onlyHTTP); n > 1 {
+		problems = append(problems, "--backlog-only, --latency-only and --http-only exclude each other")
+	} else if n == 1 {
+		o.skipBacklog, o.skipLatency, o.skipHTTP = !onlyBacklog, !onlyLatency, !onlyHTTP
+	}
+	if o.httpSteps < 1 {
+		problems = append(problems, fmt.Sprintf("--http-steps must be at least 1, got %d", o.httpSteps))
+	}
+	if o.batchMax < 2 {
+		problems = append(problems, fmt.Sprintf("--batch-max must be at least 2, got %d", o.batchMax))
+	}
+	if o.batchWindow < 0 {
+		problems = append(problems, "--batch-window must not be negative")
+	}
+	switch o.profileOf {
+	case "":
+		o.profileOf = "backlog"
+		if onlyHTTP {
+			o.profileOf = "http"
+		}
+	case "backlog", "http", "httpbatch", "raw":
+	default:
+		problems = append(problems, fmt.Sprintf("--cpuprofile-of must be backlog, http, httpbatch or raw, got %q", o.profileOf))
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %s", errUsage, strings.Join(problems, "; "))
 	}
 	o.databaseURL, _ = env.lookup.Lookup("DATABASE_URL")
 	o.progress = env.stderr
-	o.scenarioTime = 10*time.Minute + time.Duration(o.steps/500)*time.Second
+	o.scenarioTime = 10*time.Minute + time.Duration(max(o.steps, o.httpSteps)/500)*time.Second
 
 	res, err := bench(ctx, env, o)
 	if err != nil {
@@ -188,6 +223,10 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 			Mode:            runner.ModeHybrid,
 		},
 	}
+	if !o.skipHTTP {
+		res.Settings.HTTPSteps, res.Settings.BatchMax = o.httpSteps, o.batchMax
+		res.Settings.BatchWindowMs = float64(o.batchWindow) / float64(time.Millisecond)
+	}
 	res.Machine.Postgres = srv.info
 
 	var profile *os.File
@@ -200,10 +239,11 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 
 	var backlogs []backlogResult
 	var latencies []latencyResult
+	var https []httpResult
 	for i := range o.repeat {
 		if !o.skipBacklog {
 			fmt.Fprintf(o.progress, "bench: backlog work-down %d/%d: %d single-step tasks, max_concurrent_steps %d\n", i+1, o.repeat, o.steps, o.concurrency)
-			b, err := runBacklog(ctx, env, srv, o, profileIf(profile, i == 0))
+			b, err := runBacklog(ctx, env, srv, o, profileIf(profile, i == 0 && o.profileOf == "backlog"))
 			if err != nil {
 				return nil, fmt.Errorf("backlog scenario: %w", err)
 			}
@@ -221,6 +261,18 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 				l.TasksMeasured, l.EndToEndMs.P50, l.EndToEndMs.P99, l.EnqueueToStartMs.P50, l.EnqueueToStartMs.P99)
 			latencies = append(latencies, l)
 		}
+		if !o.skipHTTP {
+			fmt.Fprintf(o.progress, "bench: HTTP callouts %d/%d: no-op handler service on loopback, in this process; max_concurrent_steps %d\n", i+1, o.repeat, o.concurrency)
+			profiles := map[string]*os.File{}
+			if i == 0 && profile != nil {
+				profiles[o.profileOf] = profile
+			}
+			h, err := runHTTP(ctx, env, srv, o, profiles)
+			if err != nil {
+				return nil, fmt.Errorf("HTTP callout scenario: %w", err)
+			}
+			https = append(https, h)
+		}
 	}
 	if len(backlogs) > 0 {
 		b := medianBacklog(backlogs)
@@ -236,10 +288,24 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 			res.LatencyRuns = latencies
 		}
 	}
+	if len(https) > 0 {
+		h := medianHTTP(https)
+		res.HTTP = &h
+		if len(https) > 1 {
+			res.HTTPRuns = https
+		}
+	}
 	res.Figures = figures(res)
 	res.Measured = describe(res, srv)
 	res.TotalSeconds = time.Since(started).Seconds()
 	return res, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func profileIf(f *os.File, ok bool) *os.File {

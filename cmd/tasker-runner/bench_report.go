@@ -27,6 +27,8 @@ type benchResults struct {
 	BacklogRuns  []backlogResult `json:"backlog_runs,omitempty"`
 	Latency      *latencyResult  `json:"latency,omitempty"`
 	LatencyRuns  []latencyResult `json:"latency_runs,omitempty"`
+	HTTP         *httpResult     `json:"http,omitempty"`
+	HTTPRuns     []httpResult    `json:"http_runs,omitempty"`
 	TotalSeconds float64         `json:"total_seconds"`
 }
 
@@ -51,6 +53,9 @@ type benchSettings struct {
 	FlushBatch      int     `json:"flush_batch"`
 	FlushIntervalMs float64 `json:"flush_interval_ms"`
 	Mode            string  `json:"mode"`
+	HTTPSteps       int     `json:"http_steps,omitempty"`
+	BatchMax        int     `json:"batch_max,omitempty"`
+	BatchWindowMs   float64 `json:"batch_window_ms,omitempty"`
 }
 
 // figure is one line of the table: a measured value next to its target.
@@ -109,6 +114,9 @@ func figures(r *benchResults) []figure {
 				How: "as p50"},
 		)
 	}
+	if h := r.HTTP; h != nil {
+		fs = append(fs, httpFigures(h, r.Settings.Concurrency)...)
+	}
 	return fs
 }
 
@@ -117,9 +125,16 @@ func describe(r *benchResults, srv *benchServer) string {
 	m := r.Machine
 	pg := m.Postgres
 	dur := "fsync " + pg.Fsync + ", synchronous_commit " + pg.SynchronousCommit
-	return fmt.Sprintf("in-process runner with in-process Go no-op handlers (the runner is this process), hybrid mode; "+
+	handlers := "in-process Go no-op handlers"
+	switch {
+	case r.HTTP != nil && (r.Backlog != nil || r.Latency != nil):
+		handlers += " (backlog, latency) and HTTP+JSON callouts to a no-op handler service on loopback that also runs in this process (HTTP scenarios)"
+	case r.HTTP != nil:
+		handlers = "HTTP+JSON callouts to a no-op handler service on loopback that also runs in this process"
+	}
+	return fmt.Sprintf("in-process runner with %s (the runner is this process), hybrid mode; "+
 		"PostgreSQL %s (%s, %s, %s); %s, %d cores, %s",
-		pg.Version, pg.Source, pg.Isolation, dur, m.CPUModel, m.Cores, m.Go)
+		handlers, pg.Version, pg.Source, pg.Isolation, dur, m.CPUModel, m.Cores, m.Go)
 }
 
 func printBenchTable(w io.Writer, r *benchResults) {
@@ -160,6 +175,17 @@ func printBenchTable(w io.Writer, r *benchResults) {
 	if l := r.Latency; l != nil {
 		printCPU(w, "latency run", l.CPU)
 	}
+	if h := r.HTTP; h != nil {
+		if h.Unbatched != nil {
+			printCPU(w, "HTTP unbatched work-down (runner = runner + handler service)", h.Unbatched.CPU)
+		}
+		if h.Batched != nil {
+			printCPU(w, "HTTP batched work-down (runner = runner + handler service)", h.Batched.CPU)
+		}
+		if h.Raw != nil {
+			printCPU(w, "raw handler run (runner = invoker + handler service)", h.Raw.CPU)
+		}
+	}
 	if b := r.Backlog; b != nil {
 		fmt.Fprintf(w, "  backlog detail: insert %.2fs, work-down %.2fs, %d claims (%.0f steps each), %d completion writes (%.0f steps each), runner CPU %.0f µs per step",
 			b.InsertSeconds, b.WorkDownSeconds, b.ClaimQueries, b.MeanClaimSize, b.Flushes, b.MeanFlushSize, b.RunnerCPUMicrosPerStep)
@@ -176,6 +202,25 @@ func printBenchTable(w io.Writer, r *benchResults) {
 			fmt.Fprintf(w, "; medians of %d runs", l.MedianOf)
 		}
 		fmt.Fprintln(w)
+	}
+	if h := r.HTTP; h != nil {
+		fmt.Fprintf(w, "  HTTP note: %s\n", h.Note)
+		for _, x := range []struct {
+			name string
+			b    *backlogResult
+		}{{"unbatched", h.Unbatched}, {fmt.Sprintf("batch_max %d", h.BatchMax), h.Batched}} {
+			if b := x.b; b != nil {
+				fmt.Fprintf(w, "  HTTP %s detail: insert %.2fs, work-down %.2fs, %d claims (%.0f steps each), %d completion writes (%.0f steps each), %d handler requests (%.1f steps each) on %d new connections",
+					x.name, b.InsertSeconds, b.WorkDownSeconds, b.ClaimQueries, b.MeanClaimSize, b.Flushes, b.MeanFlushSize, b.HandlerRequests, b.MeanBatchSize, b.HandlerConnections)
+				if b.ServerCPUMicrosPerStep > 0 {
+					fmt.Fprintf(w, ", PostgreSQL CPU %.0f µs per step", b.ServerCPUMicrosPerStep)
+				}
+				fmt.Fprintln(w)
+			}
+		}
+		if h.MedianOf > 1 {
+			fmt.Fprintf(w, "  HTTP figures: medians of %d runs\n", h.MedianOf)
+		}
 	}
 	fmt.Fprintln(w)
 }

@@ -48,6 +48,11 @@ func linearTemplate(ns string, n int) string {
 func runnerConfig(env *environment, o benchOptions, sc *scenarioDB, label string, onEvent func(runner.Event)) runner.Config {
 	funcs := &callout.Funcs{}
 	funcs.Register(noopCallable, noopHandler)
+	return runnerConfigWith(env, o, sc, label, funcs, onEvent)
+}
+
+// runnerConfigWith is runnerConfig with the given handlers.
+func runnerConfigWith(env *environment, o benchOptions, sc *scenarioDB, label string, handlers callout.Resolver, onEvent func(runner.Event)) runner.Config {
 	return runner.Config{
 		WorkerID:           "bench-" + sc.namespace + "-" + label,
 		Namespaces:         []string{sc.namespace},
@@ -55,7 +60,7 @@ func runnerConfig(env *environment, o benchOptions, sc *scenarioDB, label string
 		MaxConcurrentSteps: o.concurrency,
 		FlushBatch:         o.flushBatch,
 		FlushInterval:      o.flushEvery,
-		Handlers:           funcs,
+		Handlers:           handlers,
 		Logger:             slog.New(minLevel{env.logger.Handler(), slog.LevelWarn}),
 		OnEvent:            onEvent,
 	}
@@ -106,7 +111,12 @@ type backlogResult struct {
 	MeanFlushSize          float64  `json:"mean_flush_size"`
 	Failed                 int64    `json:"failed_steps"`
 	Memory                 memory   `json:"memory"`
-	MedianOf               int      `json:"median_of,omitempty"`
+	// HandlerRequests and MeanBatchSize are what the handler service saw
+	// (HTTP scenarios only).
+	HandlerRequests    int64   `json:"handler_requests,omitempty"`
+	HandlerConnections int64   `json:"handler_connections,omitempty"`
+	MeanBatchSize      float64 `json:"mean_steps_per_request,omitempty"`
+	MedianOf           int     `json:"median_of,omitempty"`
 }
 
 type memory struct {
@@ -120,8 +130,24 @@ type memory struct {
 // runBacklog inserts o.steps single-step tasks, then starts one runner and
 // times it until every task is complete, as reported by the runner's events.
 func runBacklog(ctx context.Context, env *environment, srv *benchServer, o benchOptions, profile *os.File) (backlogResult, error) {
+	funcs := &callout.Funcs{}
+	funcs.Register(noopCallable, noopHandler)
+	return runBacklogWith(ctx, env, srv, o, backlogSpec{label: "backlog", steps: o.steps, handlers: funcs}, profile)
+}
+
+// backlogSpec is what differs between the backlog work-downs: in-process
+// Go handlers (a) or HTTP callouts (d).
+type backlogSpec struct {
+	label    string
+	steps    int
+	handlers callout.Resolver
+}
+
+// runBacklogWith is runBacklog with the given size and handlers.
+func runBacklogWith(ctx context.Context, env *environment, srv *benchServer, o benchOptions, spec backlogSpec, profile *os.File) (backlogResult, error) {
+	o.steps = spec.steps
 	res := backlogResult{Steps: o.steps, InsertBatch: benchSubmitChunk}
-	sc, err := srv.scenario(ctx, env, "backlog", o.poolSize)
+	sc, err := srv.scenario(ctx, env, spec.label, o.poolSize)
 	if err != nil {
 		return res, err
 	}
@@ -183,7 +209,7 @@ func runBacklog(ctx context.Context, env *environment, srv *benchServer, o bench
 			close(allDone)
 		}
 	}
-	r, err := runner.New(sc.pool, runnerConfig(env, o, sc, "backlog", onEvent))
+	r, err := runner.New(sc.pool, runnerConfigWith(env, o, sc, spec.label, spec.handlers, onEvent))
 	if err != nil {
 		return res, err
 	}
