@@ -79,6 +79,7 @@ func (s *Server) registerHealth() {
 		Tags:        []string{"health"},
 		Responses:   map[string]*huma.Response{"503": {Description: "a check failed"}},
 	}, s.ready)
+	s.registerDetailedHealth()
 }
 
 func (s *Server) ready(ctx context.Context, _ *struct{}) (*healthOutput, error) {

@@ -9,7 +9,9 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/openapi"
+	"github.com/tasker-runner/tasker-runner/runner"
 )
 
 func TestHealth(t *testing.T) {
@@ -64,5 +66,34 @@ func TestHealth(t *testing.T) {
 	code, body = get("/health/live")
 	if code != http.StatusOK || body.Status != openapi.StatusHealthy {
 		t.Fatalf("GET /health/live = %d %+v, want 200", code, body)
+	}
+}
+
+func TestHealthDetailed(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(openapi.New(openapi.Config{
+		Checks: []openapi.Check{{Name: "database", Run: func(context.Context) error { return nil }}},
+		PoolStats: func() openapi.PoolStats {
+			return openapi.PoolStats{MaxConns: 20, TotalConns: 3, AcquiredConns: 1, IdleConns: 2}
+		},
+		Endpoints: func() []callout.EndpointStatus {
+			return []callout.EndpointStatus{{Pattern: "payments.*", Protocol: "http", BreakerState: "open", ConsecutiveFailures: 5}}
+		},
+		RunnerStats: func() runner.Stats { return runner.Stats{Capacity: 500, Active: 7, InFlight: 9} },
+	}).Handler())
+	t.Cleanup(srv.Close)
+	resp, err := http.Get(srv.URL + "/health/detailed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body openapi.DetailedHealthBody
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || body.Status != openapi.StatusHealthy || len(body.Breakers) != 1 ||
+		body.Breakers[0].State != "open" || body.Pool == nil || body.Pool.AcquiredConns != 1 ||
+		body.Semaphore == nil || body.Semaphore.Capacity != 500 || body.Semaphore.InFlight != 9 {
+		t.Fatalf("GET /health/detailed = %d %+v", resp.StatusCode, body)
 	}
 }

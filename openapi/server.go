@@ -51,6 +51,8 @@ type Config struct {
 	// Endpoints, when set, reports the live handler endpoints (breaker
 	// state, calls, faults) for /v1/status, e.g. [callout.Registry.Endpoints].
 	Endpoints func() []callout.EndpointStatus
+	// PoolStats, when set, reports the database pool for /health/detailed.
+	PoolStats func() PoolStats
 	// RunnerStats, when set, reports this process's runner counters for
 	// /v1/status, e.g. [runner.Runner.Stats].
 	RunnerStats func() runner.Stats

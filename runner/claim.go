@@ -2,6 +2,8 @@ package runner
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/tasker-runner/tasker-runner/runner/store"
@@ -35,6 +37,7 @@ func (r *Runner) claimLoop(ctx context.Context) {
 				LeaseFor:   r.cfg.LeaseFor,
 			})
 			r.stats.claimQueries.Add(1)
+			r.noteClaim(err)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -83,4 +86,32 @@ func (r *Runner) scheduleWake(t time.Time) {
 	}
 	r.retryAt = t
 	r.retryTimer.Reset(max(t.Sub(r.cfg.Now()), 0))
+}
+
+// noteClaim records the outcome of a claim for [Runner.CheckEventLoop].
+func (r *Runner) noteClaim(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		r.claimFailingSince, r.lastClaimErr = time.Time{}, nil
+		return
+	}
+	if r.claimFailingSince.IsZero() {
+		r.claimFailingSince = r.cfg.Now()
+	}
+	r.lastClaimErr = err
+}
+
+// CheckEventLoop reports whether the runner is claiming: it fails when the
+// runner is not running, or when every claim for the last LeaseFor failed.
+func (r *Runner) CheckEventLoop(context.Context) error {
+	if !r.started.Load() || r.stopped.Load() {
+		return errors.New("runner is not running")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.claimFailingSince.IsZero() && r.cfg.Now().Sub(r.claimFailingSince) >= r.cfg.LeaseFor {
+		return fmt.Errorf("claims have failed since %s: %v", r.claimFailingSince.UTC().Format(time.RFC3339), r.lastClaimErr)
+	}
+	return nil
 }

@@ -37,6 +37,10 @@ type Runner struct {
 	retryTimer *time.Timer
 	namespaces []string
 	allNS      bool
+	// claimFailingSince is when claims started failing (zero: the last
+	// one worked); lastClaimErr is the latest failure.
+	claimFailingSince time.Time
+	lastClaimErr      error
 
 	started, stopped atomic.Bool
 	runCtx           context.Context

@@ -16,6 +16,7 @@ type Stats struct {
 	ListenerReconnects int64
 	InFlight           int // claimed and not yet written
 	Active             int // handlers running
+	Capacity           int // MaxConcurrentSteps: the semaphore's size
 }
 
 type stats struct {
@@ -40,6 +41,7 @@ func (r *Runner) Stats() Stats {
 		Flushes:            r.stats.flushes.Load(),
 		ListenerReconnects: r.stats.listenerReconnects.Load(),
 		InFlight:           inflight,
+		Capacity:           r.cfg.MaxConcurrentSteps,
 		Active:             active,
 	}
 }

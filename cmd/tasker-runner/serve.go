@@ -135,6 +135,11 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 		Checks: []openapi.Check{
 			{Name: "database", Run: pool.Ping},
 			{Name: "listener", Run: eng.listenerCheck(string(cfg.Worker.EventSystems.Worker.DeploymentMode))},
+			{Name: "event_loop", Run: eng.runner.CheckEventLoop},
+		},
+		PoolStats: func() openapi.PoolStats {
+			st := pool.Stat()
+			return openapi.PoolStats{MaxConns: st.MaxConns(), TotalConns: st.TotalConns(), AcquiredConns: st.AcquiredConns(), IdleConns: st.IdleConns()}
 		},
 		DB:                pool,
 		Client:            eng.client,

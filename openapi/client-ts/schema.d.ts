@@ -24,6 +24,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/health/detailed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Detailed health
+         * @description The readiness checks plus every endpoint's circuit breaker, the database pool and the runner's semaphore use. Answers 503 when a check fails.
+         */
+        get: operations["getHealthDetailed"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health/live": {
         parameters: {
             query?: never;
@@ -362,6 +382,18 @@ export interface components {
             /** @description recorded in the audit trail */
             reason?: string;
         };
+        BreakerHealth: {
+            /** Format: int32 */
+            consecutive_failures: number;
+            /** Format: int64 */
+            in_flight: number;
+            /** @description empty: every namespace */
+            namespace: string;
+            pattern: string;
+            protocol: string;
+            /** @description closed, half-open or open */
+            state: string;
+        };
         BreakerSettings: {
             /**
              * Format: int64
@@ -478,6 +510,30 @@ export interface components {
             items: components["schemas"]["DeadLetter"][];
             /** @description pass as cursor for the next page; absent on the last page */
             next_cursor?: string;
+        };
+        DetailedHealthBody: {
+            /** @description every handler endpoint's circuit breaker */
+            breakers: components["schemas"]["BreakerHealth"][] | null;
+            /** @description each check by name */
+            checks: {
+                [key: string]: components["schemas"]["CheckResult"];
+            };
+            /** @description the database connection pool */
+            pool?: components["schemas"]["PoolStats"];
+            /** @description the runner's step concurrency */
+            semaphore?: components["schemas"]["SemaphoreUse"];
+            /**
+             * @description healthy when every check passed
+             * @enum {string}
+             */
+            status: "healthy" | "unhealthy";
+            /**
+             * Format: double
+             * @description seconds since the server started
+             */
+            uptime_seconds: number;
+            /** @description version of the running binary */
+            version: string;
         };
         EndpointState: {
             /** @enum {string} */
@@ -677,6 +733,28 @@ export interface components {
              */
             scheduled: number;
         };
+        PoolStats: {
+            /**
+             * Format: int32
+             * @description connections in use
+             */
+            acquired_conns: number;
+            /**
+             * Format: int32
+             * @description connections open and idle
+             */
+            idle_conns: number;
+            /**
+             * Format: int32
+             * @description the pool's size
+             */
+            max_conns: number;
+            /**
+             * Format: int32
+             * @description connections open now
+             */
+            total_conns: number;
+        };
         RedriveRequest: {
             /**
              * Format: int64
@@ -761,6 +839,23 @@ export interface components {
              * @description outcomes refused because the lease was lost
              */
             stale: number;
+        };
+        SemaphoreUse: {
+            /**
+             * Format: int64
+             * @description handlers running now
+             */
+            active: number;
+            /**
+             * Format: int64
+             * @description max_concurrent_steps
+             */
+            capacity: number;
+            /**
+             * Format: int64
+             * @description steps claimed and not yet written (permits in use)
+             */
+            in_flight: number;
         };
         StatusBody: {
             /** @description handler endpoints of this process with their circuit breakers; absent when the server does not run a runner */
@@ -1152,6 +1247,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HealthBody"];
+                };
+            };
+            /** @description a check failed */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    getHealthDetailed: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DetailedHealthBody"];
                 };
             };
             /** @description a check failed */

@@ -99,6 +99,24 @@ func (e DeadLetterType) Valid() bool {
 	}
 }
 
+// Defines values for DetailedHealthBodyStatus.
+const (
+	DetailedHealthBodyStatusHealthy   DetailedHealthBodyStatus = "healthy"
+	DetailedHealthBodyStatusUnhealthy DetailedHealthBodyStatus = "unhealthy"
+)
+
+// Valid indicates whether the value is a known member of the DetailedHealthBodyStatus enum.
+func (e DetailedHealthBodyStatus) Valid() bool {
+	switch e {
+	case DetailedHealthBodyStatusHealthy:
+		return true
+	case DetailedHealthBodyStatusUnhealthy:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for EndpointStateBreakerState.
 const (
 	EndpointStateBreakerStateClosed   EndpointStateBreakerState = "closed"
@@ -495,6 +513,20 @@ type ActionRequest struct {
 	Reason *string `json:"reason,omitempty"`
 }
 
+// BreakerHealth defines model for BreakerHealth.
+type BreakerHealth struct {
+	ConsecutiveFailures int32 `json:"consecutive_failures"`
+	InFlight            int64 `json:"in_flight"`
+
+	// Namespace empty: every namespace
+	Namespace string `json:"namespace"`
+	Pattern   string `json:"pattern"`
+	Protocol  string `json:"protocol"`
+
+	// State closed, half-open or open
+	State string `json:"state"`
+}
+
 // BreakerSettings defines model for BreakerSettings.
 type BreakerSettings struct {
 	// ConsecutiveFailures failures in a row that open the breaker
@@ -601,6 +633,29 @@ type DeadLetterList struct {
 	// NextCursor pass as cursor for the next page; absent on the last page
 	NextCursor *string `json:"next_cursor,omitempty"`
 }
+
+// DetailedHealthBody defines model for DetailedHealthBody.
+type DetailedHealthBody struct {
+	// Breakers every handler endpoint's circuit breaker
+	Breakers *[]BreakerHealth `json:"breakers"`
+
+	// Checks each check by name
+	Checks    map[string]CheckResult `json:"checks"`
+	Pool      *PoolStats             `json:"pool,omitempty"`
+	Semaphore *SemaphoreUse          `json:"semaphore,omitempty"`
+
+	// Status healthy when every check passed
+	Status DetailedHealthBodyStatus `json:"status"`
+
+	// UptimeSeconds seconds since the server started
+	UptimeSeconds float64 `json:"uptime_seconds"`
+
+	// Version version of the running binary
+	Version string `json:"version"`
+}
+
+// DetailedHealthBodyStatus healthy when every check passed
+type DetailedHealthBodyStatus string
 
 // EndpointState defines model for EndpointState.
 type EndpointState struct {
@@ -789,6 +844,21 @@ type NamespaceStatus struct {
 	Scheduled int64 `json:"scheduled"`
 }
 
+// PoolStats defines model for PoolStats.
+type PoolStats struct {
+	// AcquiredConns connections in use
+	AcquiredConns int32 `json:"acquired_conns"`
+
+	// IdleConns connections open and idle
+	IdleConns int32 `json:"idle_conns"`
+
+	// MaxConns the pool's size
+	MaxConns int32 `json:"max_conns"`
+
+	// TotalConns connections open now
+	TotalConns int32 `json:"total_conns"`
+}
+
 // RedriveRequest defines model for RedriveRequest.
 type RedriveRequest struct {
 	// AdditionalAttempts attempts each step gets at least: max_attempts becomes max(max_attempts, attempts + additional_attempts)
@@ -857,6 +927,18 @@ type RunnerCounters struct {
 
 	// Stale outcomes refused because the lease was lost
 	Stale int64 `json:"stale"`
+}
+
+// SemaphoreUse defines model for SemaphoreUse.
+type SemaphoreUse struct {
+	// Active handlers running now
+	Active int64 `json:"active"`
+
+	// Capacity max_concurrent_steps
+	Capacity int64 `json:"capacity"`
+
+	// InFlight steps claimed and not yet written (permits in use)
+	InFlight int64 `json:"in_flight"`
 }
 
 // StatusBody defines model for StatusBody.
@@ -1433,6 +1515,13 @@ type ClientInterface interface {
 	// Corresponds with GET /health (the `GetHealth` operationId).
 	GetHealth(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetHealthDetailed Detailed health
+	//
+	// The readiness checks plus every endpoint's circuit breaker, the database pool and the runner's semaphore use. Answers 503 when a check fails.
+	//
+	// Corresponds with GET /health/detailed (the `GetHealthDetailed` operationId).
+	GetHealthDetailed(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetHealthLive Liveness
 	//
 	// Answers 200 while the process can serve requests; checks nothing else.
@@ -1665,6 +1754,23 @@ type ClientInterface interface {
 // Corresponds with GET /health (the `GetHealth` operationId).
 func (c *Client) GetHealth(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetHealthRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetHealthDetailed Detailed health
+//
+// The readiness checks plus every endpoint's circuit breaker, the database pool and the runner's semaphore use. Answers 503 when a check fails.
+//
+// Corresponds with GET /health/detailed (the `GetHealthDetailed` operationId).
+func (c *Client) GetHealthDetailed(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetHealthDetailedRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -2189,6 +2295,33 @@ func NewGetHealthRequest(server string) (*http.Request, error) {
 	}
 
 	operationPath := fmt.Sprintf("/health")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetHealthDetailedRequest constructs an http.Request for the GetHealthDetailed method
+func NewGetHealthDetailedRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/health/detailed")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3450,6 +3583,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /health (the `GetHealth` operationId).
 	GetHealthWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetHealthResponse, error)
 
+	// GetHealthDetailedWithResponse Detailed health
+	//
+	// The readiness checks plus every endpoint's circuit breaker, the database pool and the runner's semaphore use. Answers 503 when a check fails.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /health/detailed (the `GetHealthDetailed` operationId).
+	GetHealthDetailedWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetHealthDetailedResponse, error)
+
 	// GetHealthLiveWithResponse Liveness
 	//
 	// Answers 200 while the process can serve requests; checks nothing else.
@@ -3734,6 +3876,47 @@ func (r GetHealthResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetHealthResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetHealthDetailedResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *DetailedHealthBody
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetHealthDetailedResponse) GetJSON200() *DetailedHealthBody {
+	return r.JSON200
+}
+
+// GetBody returns the raw response body bytes
+func (r GetHealthDetailedResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetHealthDetailedResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetHealthDetailedResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetHealthDetailedResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -5429,6 +5612,21 @@ func (c *ClientWithResponses) GetHealthWithResponse(ctx context.Context, reqEdit
 	return ParseGetHealthResponse(rsp)
 }
 
+// GetHealthDetailedWithResponse Detailed health
+//
+// The readiness checks plus every endpoint's circuit breaker, the database pool and the runner's semaphore use. Answers 503 when a check fails.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /health/detailed (the `GetHealthDetailed` operationId).
+func (c *ClientWithResponses) GetHealthDetailedWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetHealthDetailedResponse, error) {
+	rsp, err := c.GetHealthDetailed(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetHealthDetailedResponse(rsp)
+}
+
 // GetHealthLiveWithResponse Liveness
 //
 // Answers 200 while the process can serve requests; checks nothing else.
@@ -5861,6 +6059,35 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest HealthBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case rsp.StatusCode == 503:
+		break // No content-type
+
+	}
+
+	return response, nil
+}
+
+// ParseGetHealthDetailedResponse parses an HTTP response from a GetHealthDetailedWithResponse call
+func ParseGetHealthDetailedResponse(rsp *http.Response) (*GetHealthDetailedResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetHealthDetailedResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest DetailedHealthBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
