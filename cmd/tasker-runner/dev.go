@@ -73,6 +73,12 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 		if apiAddr != "" {
 			fmt.Fprintf(env.stdout, "  health    http://%s/health\n", localAddr(apiAddr))
 			fmt.Fprintf(env.stdout, "  spec      http://%s/openapi.yaml\n", localAddr(apiAddr))
+			fmt.Fprintf(env.stdout, "  docs      http://%s/docs\n", localAddr(apiAddr))
+			fmt.Fprintf(env.stdout, "  metrics   http://%s/metrics\n", localAddr(apiAddr))
+			fmt.Fprintf(env.stdout, "  status    http://%s/v1/status\n", localAddr(apiAddr))
+		}
+		if cfg.Worker.GRPC.Enabled {
+			fmt.Fprintf(env.stdout, "  grpc      %s (Connect, gRPC, gRPC-Web; h2c)\n", localAddr(cfg.Worker.GRPC.Addr()))
 		}
 		fmt.Fprintf(env.stdout, "Press Ctrl-C to stop.\n\n")
 	}})
