@@ -175,6 +175,7 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 	r.observeFlush(batch, res, time.Since(began))
 
 	var earliestRetry time.Time
+	yielded := false
 	r.mu.Lock()
 	for _, p := range batch {
 		delete(r.inflight, p.completion.StepUUID)
@@ -203,6 +204,9 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 				if p.completion.RunAt.After(p.finished) && (earliestRetry.IsZero() || p.completion.RunAt.Before(earliestRetry)) {
 					earliestRetry = p.completion.RunAt
 				}
+				if len(p.completion.Checkpoint) > 0 {
+					yielded = true
+				}
 			}
 		}
 		if r.cfg.OnEvent != nil {
@@ -212,7 +216,7 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 			})
 		}
 	}
-	if res.Enqueued > 0 {
+	if res.Enqueued > 0 || yielded {
 		// Ready children: claim now rather than wait for our own NOTIFY.
 		r.wake()
 	}

@@ -33,7 +33,16 @@ func decideOutcome(s store.ClaimedStep, res contracts.StepResult, now time.Time,
 		return c
 	}
 	if res.Status == contracts.StatusYielded {
-		res = contracts.Failure(contracts.ErrorTypeInvalidResponse, "status \"yielded\" (checkpoints) is not supported by this runner version", false)
+		if len(res.Checkpoint) == 0 || string(res.Checkpoint) == "null" {
+			res = contracts.Failure(contracts.ErrorTypeInvalidResponse, "status \"yielded\" needs a checkpoint", false)
+		} else {
+			// Progress: store the checkpoint and run the step again at once,
+			// without consuming an attempt.
+			c.State = store.StateEnqueued
+			c.RunAt = now
+			c.Checkpoint = res.Checkpoint
+			return c
+		}
 	}
 	if res.Error == nil {
 		res.Error = &contracts.StepError{Message: "handler reported failure without an error", ErrorType: contracts.ErrorTypeHandler, Retryable: true}

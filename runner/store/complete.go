@@ -35,6 +35,10 @@ type Completion struct {
 	Error []byte
 	// RunAt is when a retried or released step becomes claimable again.
 	RunAt time.Time
+	// Checkpoint, with State [StateEnqueued], records a yielded step's
+	// progress: it becomes the step's checkpoint (sent with the next call)
+	// and is appended to its checkpoint history.
+	Checkpoint []byte
 }
 
 // CompleteResult reports what a [Complete] call changed.
@@ -57,8 +61,8 @@ type CompleteResult struct {
 // write every audit row.
 const completeSQL = `
 WITH input AS (
-	SELECT * FROM unnest($2::uuid[], $3::int[], $4::text[], $5::jsonb[], $6::jsonb[], $7::timestamptz[])
-	    AS i(step_uuid, attempt, new_state, results, err, run_at)
+	SELECT * FROM unnest($2::uuid[], $3::int[], $4::text[], $5::jsonb[], $6::jsonb[], $7::timestamptz[], $10::jsonb[])
+	    AS i(step_uuid, attempt, new_state, results, err, run_at, ckpt)
 ),
 done AS (
 	UPDATE tasker.steps s SET
@@ -67,6 +71,9 @@ done AS (
 		last_error = CASE WHEN i.new_state IN ('waiting_for_retry', 'error') THEN i.err ELSE s.last_error END,
 		run_at = CASE WHEN i.new_state IN ('waiting_for_retry', 'enqueued') THEN coalesce(i.run_at, $8) ELSE s.run_at END,
 		attempts = CASE WHEN i.new_state = 'enqueued' THEN s.attempts - 1 ELSE s.attempts END,
+		checkpoint = coalesce(i.ckpt, s.checkpoint),
+		checkpoint_history = CASE WHEN i.ckpt IS NULL THEN s.checkpoint_history
+		                          ELSE s.checkpoint_history || jsonb_build_array(i.ckpt) END,
 		lease_owner = NULL,
 		lease_expires_at = NULL,
 		completed_at = CASE WHEN i.new_state = 'complete' THEN $8 ELSE s.completed_at END,
@@ -150,6 +157,7 @@ func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []C
 		results  = make([][]byte, len(cs))
 		errs     = make([][]byte, len(cs))
 		runAt    = make([]pgtype.Timestamptz, len(cs))
+		ckpts    = make([][]byte, len(cs))
 	)
 	for i, c := range cs {
 		switch c.State {
@@ -158,12 +166,15 @@ func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []C
 			return res, fmt.Errorf("store: completion of step %s: state %q is not a completion state", c.StepUUID, c.State)
 		}
 		ids[i], attempts[i], states[i] = c.StepUUID, int32(c.Attempt), c.State
-		results[i], errs[i] = nullJSON(c.Results), nullJSON(c.Error)
+		results[i], errs[i], ckpts[i] = nullJSON(c.Results), nullJSON(c.Error), nullJSON(c.Checkpoint)
+		if len(c.Checkpoint) > 0 && c.State != StateEnqueued {
+			return res, fmt.Errorf("store: completion of step %s: a checkpoint goes with state %q, not %q", c.StepUUID, StateEnqueued, c.State)
+		}
 		if !c.RunAt.IsZero() {
 			runAt[i] = pgtype.Timestamptz{Time: c.RunAt, Valid: true}
 		}
 	}
-	rows, err := db.Query(ctx, completeSQL, workerID, ids, attempts, states, results, errs, runAt, now, ChannelPrefix)
+	rows, err := db.Query(ctx, completeSQL, workerID, ids, attempts, states, results, errs, runAt, now, ChannelPrefix, ckpts)
 	if err != nil {
 		return res, fmt.Errorf("store: completing %d steps: %w", len(cs), err)
 	}
