@@ -253,12 +253,21 @@ func TestRunsAsNonRootUser(t *testing.T) {
 		}
 	}
 
-	cmd := exec.CommandContext(ctx, bin, "-test.run=^TestHelperProcess$", "-test.v")
-	cmd.Dir = home
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TMPDIR=" + base,
-		helperEnv + "=start-stop", helperBaseEnv + "=" + base}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-	out, err := cmd.CombinedOutput()
+	var out []byte
+	// A parallel test forking while the copy was open for writing can make
+	// exec fail with ETXTBSY until that child execs; try again briefly.
+	for range 50 {
+		cmd := exec.CommandContext(ctx, bin, "-test.run=^TestHelperProcess$", "-test.v")
+		cmd.Dir = home
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TMPDIR=" + base,
+			helperEnv + "=start-stop", helperBaseEnv + "=" + base}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+		out, err = cmd.CombinedOutput()
+		if !errors.Is(err, syscall.ETXTBSY) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil || !strings.Contains(string(out), "HELPER OK uid="+strconv.Itoa(uid)) {
 		t.Fatalf("as nobody: %v\n%s", err, out)
 	}
