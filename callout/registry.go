@@ -209,6 +209,19 @@ func (r *Registry) Set(eps []Endpoint) error {
 	return nil
 }
 
+// CheckEndpoint reports whether [Registry.Set] would accept ep, with the
+// same message but without a position in a list: for validating one
+// endpoint before it is stored.
+func CheckEndpoint(ep Endpoint) error {
+	ep.Protocol = cmp.Or(ep.Protocol, ProtocolHTTP)
+	e, err := NewRegistry(RegistryConfig{}).build(ep)
+	if err != nil {
+		return err
+	}
+	e.close()
+	return nil
+}
+
 func literalPrefix(p string) int {
 	if i := strings.IndexAny(p, "*?["); i >= 0 {
 		return i

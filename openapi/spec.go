@@ -21,16 +21,34 @@ func Spec(format string) ([]byte, error) {
 	case "yaml", "yml", "":
 		return api.YAML()
 	case "json":
-		b, err := api.MarshalJSON()
-		if err != nil {
-			return nil, err
-		}
-		var out bytes.Buffer
-		if err := json.Indent(&out, b, "", "  "); err != nil {
-			return nil, err
-		}
-		out.WriteByte('\n')
-		return out.Bytes(), nil
+		return indentJSON(api.MarshalJSON())
 	}
 	return nil, fmt.Errorf("openapi: unknown spec format %q: want yaml or json", format)
+}
+
+// Spec30 returns the document downgraded to OpenAPI 3.0.3 by huma (type
+// arrays with "null" become nullable, examples become example), for
+// generators that do not read 3.1 yet, as "yaml" or "json".
+func Spec30(format string) ([]byte, error) {
+	api := New(Config{}).API().OpenAPI()
+	switch strings.ToLower(format) {
+	case "yaml", "yml", "":
+		return api.DowngradeYAML()
+	case "json":
+		return indentJSON(api.Downgrade())
+	}
+	return nil, fmt.Errorf("openapi: unknown spec format %q: want yaml or json", format)
+}
+
+// indentJSON makes a marshalled document stable and readable on disk.
+func indentJSON(b []byte, err error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return nil, err
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -20,6 +21,10 @@ type Client struct {
 	defaults workflow.RetryDefaults
 	now      func() time.Time
 	tpls     *templateCache
+	// ids maps (namespace, name, version) to a template id. Versions are
+	// immutable, so an explicit version never needs looking up twice; an
+	// empty version (the latest) always asks the database.
+	ids sync.Map
 }
 
 // ClientConfig configures a [Client].
@@ -111,25 +116,25 @@ func (c *Client) Submit(ctx context.Context, req SubmitRequest) (Submitted, erro
 // SubmitMany creates many tasks in one transaction with a fixed number of
 // statements. Either all are created (or found by idempotency key) or none.
 func (c *Client) SubmitMany(ctx context.Context, reqs []SubmitRequest) ([]Submitted, error) {
-	type key struct{ ns, name, version string }
-	plans := map[key]struct {
+	plans := map[templateKey]struct {
 		tpl  *cachedTemplate
 		plan *workflow.Plan
 	}{}
 	now := c.now()
 	tasks := make([]store.NewTask, 0, len(reqs))
 	for i, req := range reqs {
-		k := key{req.Namespace, req.Name, req.Version}
+		k := templateKey{req.Namespace, req.Name, req.Version}
 		p, ok := plans[k]
 		if !ok {
-			row, err := store.GetTemplate(ctx, c.db, req.Namespace, req.Name, req.Version)
+			id, err := c.templateID(ctx, k)
 			if err != nil {
 				return nil, err
 			}
-			p.tpl, err = c.tpls.get(ctx, row.ID)
+			p.tpl, err = c.tpls.get(ctx, id)
 			if err != nil {
 				return nil, err
 			}
+			row := p.tpl.row
 			if p.plan, err = p.tpl.tpl.Plan(c.defaults); err != nil {
 				return nil, fmt.Errorf("runner: planning %s/%s@%s: %w", row.Namespace, row.Name, row.Version, err)
 			}
@@ -197,4 +202,20 @@ func (c *Client) SubmitMany(ctx context.Context, reqs []SubmitRequest) ([]Submit
 		out[i] = Submitted{TaskUUID: ct.TaskUUID, Created: ct.Created}
 	}
 	return out, nil
+}
+
+type templateKey struct{ ns, name, version string }
+
+func (c *Client) templateID(ctx context.Context, k templateKey) (int64, error) {
+	if id, ok := c.ids.Load(k); ok {
+		return id.(int64), nil
+	}
+	row, err := store.GetTemplate(ctx, c.db, k.ns, k.name, k.version)
+	if err != nil {
+		return 0, err
+	}
+	if k.version != "" {
+		c.ids.Store(k, row.ID)
+	}
+	return row.ID, nil
 }

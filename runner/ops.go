@@ -2,8 +2,6 @@ package runner
 
 import (
 	"errors"
-	"fmt"
-	"strings"
 
 	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/runner/store"
@@ -26,16 +24,5 @@ func ValidateEndpoint(row store.HandlerEndpoint, lookupEnv func(string) (string,
 	if err != nil {
 		return err
 	}
-	reg := callout.NewRegistry(callout.RegistryConfig{})
-	defer reg.Close()
-	if err := reg.Set([]callout.Endpoint{ep}); err != nil {
-		// Set names the endpoint by its index in the list it was given;
-		// here there is only the one.
-		msg := err.Error()
-		if i := strings.Index(msg, "): "); strings.HasPrefix(msg, "endpoints[0] (") && i > 0 {
-			msg = msg[i+3:]
-		}
-		return fmt.Errorf("%s", msg)
-	}
-	return nil
+	return callout.CheckEndpoint(ep)
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 
@@ -30,7 +28,7 @@ func runOpenAPI(_ context.Context, env *environment, args []string) error {
 	case "3.1":
 		b, err = openapi.Spec(*format)
 	case "3.0":
-		b, err = spec30(*format)
+		b, err = openapi.Spec30(*format)
 	default:
 		return fmt.Errorf("%w: --openapi-version %q is not one of 3.1, 3.0", errUsage, *version)
 	}
@@ -42,24 +40,4 @@ func runOpenAPI(_ context.Context, env *environment, args []string) error {
 		return err
 	}
 	return os.WriteFile(*out, b, 0o644)
-}
-
-// spec30 is the document downgraded to OpenAPI 3.0.3 by huma (type arrays
-// with "null" become nullable, examples become example), for generators
-// that do not read 3.1 yet.
-func spec30(format string) ([]byte, error) {
-	api := openapi.New(openapi.Config{}).API().OpenAPI()
-	if format == "yaml" {
-		return api.DowngradeYAML()
-	}
-	b, err := api.Downgrade()
-	if err != nil {
-		return nil, err
-	}
-	var out bytes.Buffer
-	if err := json.Indent(&out, b, "", "  "); err != nil {
-		return nil, err
-	}
-	out.WriteByte('\n')
-	return out.Bytes(), nil
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -129,7 +130,7 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 			sName = append(sName, s.Name)
 			sTplName = append(sTplName, s.TemplateStepName)
 			sHandler = append(sHandler, s.Handler)
-			sType = append(sType, orString(s.Type, "standard"))
+			sType = append(sType, cmp.Or(s.Type, "standard"))
 			sState = append(sState, state)
 			sPending = append(sPending, int32(len(s.Parents)))
 			sAncestors = append(sAncestors, "{"+joinComma(anc)+"}")
@@ -250,13 +251,6 @@ func orJSON(b []byte, def string) []byte {
 		return []byte(def)
 	}
 	return b
-}
-
-func orString(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 func joinComma(s []string) string { return strings.Join(s, ",") }
