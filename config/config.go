@@ -63,6 +63,8 @@ type Worker struct {
 	Completion Completion `toml:"completion" env:",prefix=COMPLETION_"`
 	// Retry holds retry defaults for templates that do not set their own.
 	Retry Retry `toml:"retry" env:",prefix=RETRY_"`
+	// Dynamic limits the steps that decision and batch outcomes create.
+	Dynamic Dynamic `toml:"dynamic" env:",prefix=DYNAMIC_"`
 	// Callout holds defaults for calling handlers.
 	Callout Callout `toml:"callout" env:",prefix=CALLOUT_"`
 	// Handlers registers handler endpoints at start-up (more can be added at
@@ -291,6 +293,16 @@ type Completion struct {
 // FlushInterval returns FlushIntervalMS as a duration.
 func (c Completion) FlushInterval() time.Duration { return millis(c.FlushIntervalMS) }
 
+// Dynamic limits the steps that decision and batch outcomes create; an
+// outcome over a limit fails its step and creates nothing.
+type Dynamic struct {
+	// MaxStepsPerOutcome caps the steps one outcome creates. Default 10000.
+	MaxStepsPerOutcome int `toml:"max_steps_per_outcome" env:"MAX_STEPS_PER_OUTCOME"`
+	// MaxStepsPerTask caps the steps of one task, the initial ones
+	// included. Default 100000.
+	MaxStepsPerTask int `toml:"max_steps_per_task" env:"MAX_STEPS_PER_TASK"`
+}
+
 // Retry holds retry defaults for template steps without a retry block.
 type Retry struct {
 	// MaxAttempts counts the first attempt. Default 3.
@@ -440,6 +452,7 @@ func Default() Config {
 			Leases:     Leases{VisibilityTimeoutSeconds: 30, HeartbeatIntervalSeconds: 10},
 			Completion: Completion{FlushIntervalMS: 1, MaxBatch: 100},
 			Retry:      Retry{MaxAttempts: 3, BackoffBaseMS: 1000, MaxBackoffMS: 60_000},
+			Dynamic:    Dynamic{MaxStepsPerOutcome: 10_000, MaxStepsPerTask: 100_000},
 			Callout: Callout{
 				DefaultTimeoutSeconds: 30,
 				MaxResponseBytes:      4 << 20,

@@ -18,6 +18,13 @@ const (
 	ErrorTypePanic           = "handler_panic"
 	ErrorTypeNotFound        = "handler_not_found"
 	ErrorTypeInvalidResponse = "invalid_handler_response"
+	// ErrorTypeInvalidOutcome fails a decision or batchable step whose
+	// outcome cannot be applied (an unknown step name, a malformed
+	// cursor); it is never retried.
+	ErrorTypeInvalidOutcome = "invalid_outcome"
+	// ErrorTypeStepLimit fails a step whose outcome would create more steps
+	// than the runner allows per outcome or per task; nothing is created.
+	ErrorTypeStepLimit = "step_limit_exceeded"
 	// ErrorTypeCircuitOpen is never recorded: the runner did not call the
 	// handler because its endpoint's circuit breaker is open, and gives the
 	// step back (its attempt not consumed) until the breaker may close.

@@ -4,8 +4,11 @@ import (
 	"context"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner/store"
+	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
 
 // Event reports one step outcome after it was written.
@@ -30,6 +33,8 @@ type pendingOutcome struct {
 	result     contracts.StepResult
 	started    time.Time
 	finished   time.Time
+	// tpl is set when the step's task may grow (see writeGrowing).
+	tpl *workflow.Template
 }
 
 // completer buffers outcomes and writes them in batches: one statement per
@@ -139,36 +144,67 @@ func (c *completer) take() []pendingOutcome {
 	return batch
 }
 
+// retry runs write until it succeeds or ctx ends (reported as false),
+// backing off on transient failures: deadlocks between runners, a
+// database restart.
+func (c *completer) retry(ctx context.Context, n int, write func() (store.CompleteResult, error)) (store.CompleteResult, bool) {
+	delay := 10 * time.Millisecond
+	for {
+		res, err := write()
+		if err == nil {
+			return res, true
+		}
+		if ctx.Err() != nil {
+			return res, false
+		}
+		c.r.log.Warn("writing step outcomes; retrying", "count", n, "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return res, false
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
 // flush writes one batch, retrying transient failures (deadlocks between
 // runners, a database restart) until it succeeds or ctx ends. It reports
 // false when ctx ended: the runner was hard-stopped and leases will expire.
 func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 	r := c.r
-	cs := make([]store.Completion, len(batch))
-	for i, p := range batch {
-		cs[i] = p.completion
+	began := time.Now()
+	var static, growing []pendingOutcome
+	for _, p := range batch {
+		if p.tpl != nil {
+			growing = append(growing, p)
+		} else {
+			static = append(static, p)
+		}
 	}
-	var (
-		res   store.CompleteResult
-		err   error
-		delay = 10 * time.Millisecond
-		began = time.Now()
-	)
-	for {
-		res, err = store.Complete(ctx, r.pool, r.cfg.WorkerID, r.cfg.Now(), cs)
-		if err == nil {
-			break
+	res := store.CompleteResult{Applied: make(map[uuid.UUID]string, len(batch))}
+	if len(static) > 0 {
+		cs := make([]store.Completion, len(static))
+		for i, p := range static {
+			cs[i] = p.completion
 		}
-		if ctx.Err() != nil {
+		part, ok := c.retry(ctx, len(cs), func() (store.CompleteResult, error) {
+			return store.Complete(ctx, r.pool, r.cfg.WorkerID, r.cfg.Now(), cs)
+		})
+		if !ok {
 			return false
 		}
-		r.log.Warn("writing step outcomes; retrying", "count", len(cs), "err", err, "retry_in", delay)
-		select {
-		case <-ctx.Done():
+		res.Merge(part)
+	}
+	if len(growing) > 0 {
+		part, ok := c.retry(ctx, len(growing), func() (store.CompleteResult, error) {
+			return r.writeGrowing(ctx, growing)
+		})
+		if !ok {
 			return false
-		case <-time.After(delay):
 		}
-		delay = min(2*delay, 2*time.Second)
+		res.Merge(part)
+		// writeGrowing may have turned outcomes into failures.
+		batch = append(static, growing...)
 	}
 	r.stats.flushes.Add(1)
 	r.stats.stale.Add(int64(res.Stale))

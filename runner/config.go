@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
 
 // Deployment modes: how a [Runner] learns that steps are ready.
@@ -31,6 +32,8 @@ const (
 	FlushBatchDefault         = 100
 	ShutdownTimeoutDefault    = 30 * time.Second
 	StepTimeoutDefault        = 30 * time.Second
+	MaxStepsPerOutcomeDefault = 10_000
+	MaxStepsPerTaskDefault    = 100_000
 )
 
 // Config configures a [Runner]. Zero values take the documented defaults.
@@ -67,6 +70,16 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// StepTimeout bounds a step whose template sets no timeout. Default 30s.
 	StepTimeout time.Duration
+	// RetryDefaults apply to steps created at run time (by decision and
+	// batch outcomes) whose template step sets no retry values; give the
+	// [ClientConfig.RetryDefaults] used at submit.
+	RetryDefaults workflow.RetryDefaults
+	// MaxStepsPerOutcome caps the steps one decision or batch outcome
+	// creates, MaxStepsPerTask the steps of one task; an outcome over
+	// either fails its step with error_type step_limit_exceeded and
+	// creates nothing. Defaults 10,000 and 100,000.
+	MaxStepsPerOutcome int
+	MaxStepsPerTask    int
 	// Handlers resolves a step's callable to its handler. Required.
 	Handlers callout.Resolver
 	// Logger defaults to slog.Default().
@@ -103,6 +116,8 @@ func (c *Config) withDefaults() error {
 	c.FlushBatch = cmp.Or(c.FlushBatch, FlushBatchDefault)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, ShutdownTimeoutDefault)
 	c.StepTimeout = cmp.Or(c.StepTimeout, StepTimeoutDefault)
+	c.MaxStepsPerOutcome = cmp.Or(c.MaxStepsPerOutcome, MaxStepsPerOutcomeDefault)
+	c.MaxStepsPerTask = cmp.Or(c.MaxStepsPerTask, MaxStepsPerTaskDefault)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -130,6 +145,9 @@ func (c *Config) validate() error {
 	}
 	if c.FlushBatch < 1 {
 		errs = append(errs, fmt.Errorf("FlushBatch must be >= 1, got %d", c.FlushBatch))
+	}
+	if c.MaxStepsPerOutcome < 1 || c.MaxStepsPerTask < 1 {
+		errs = append(errs, fmt.Errorf("MaxStepsPerOutcome and MaxStepsPerTask must be >= 1, got %d and %d", c.MaxStepsPerOutcome, c.MaxStepsPerTask))
 	}
 	if c.LeaseFor < time.Second {
 		errs = append(errs, fmt.Errorf("LeaseFor must be at least 1s, got %s", c.LeaseFor))

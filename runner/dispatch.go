@@ -34,7 +34,10 @@ func (r *Runner) run(f *flight) {
 	s := f.step
 	started := r.cfg.Now()
 	r.cfg.Observer.StepClaimed(s.Namespace, s.Handler, started.Sub(s.EnqueuedAt))
-	res := r.invoke(s)
+	tpl, res := r.template(s)
+	if tpl != nil {
+		res = r.invoke(s, tpl)
+	}
 	c := decideOutcome(s, res, r.cfg.Now(), r.cfg.Rand)
 
 	r.mu.Lock()
@@ -47,23 +50,35 @@ func (r *Runner) run(f *flight) {
 	if released {
 		return
 	}
-	r.completer.add(pendingOutcome{completion: c, step: s, result: res, started: started})
+	p := pendingOutcome{completion: c, step: s, result: res, started: started}
+	if tpl != nil && tpl.grows {
+		p.tpl = tpl.tpl
+	}
+	r.completer.add(p)
 }
 
-// invoke builds the envelope and calls the handler, turning every problem
-// into a failed result.
-func (r *Runner) invoke(s store.ClaimedStep) contracts.StepResult {
+// template loads s's task template, or returns the failure to record.
+func (r *Runner) template(s store.ClaimedStep) (*cachedTemplate, contracts.StepResult) {
 	if s.Attempt > s.MaxAttempts {
 		// The lease of the last attempt expired (its runner died): no
 		// attempts are left to run it again.
-		return contracts.Failure(contracts.ErrorTypeTimeout, "the lease of the last attempt expired before it finished (runner lost)", false)
+		return nil, contracts.Failure(contracts.ErrorTypeTimeout, "the lease of the last attempt expired before it finished (runner lost)", false)
 	}
 	tpl, err := r.tpls.get(r.handlerCtx, s.TemplateID)
 	if err != nil {
 		if r.handlerCtx.Err() != nil {
-			return contracts.Failure(contracts.ErrorTypeHandler, "runner stopping", true)
+			return nil, contracts.Failure(contracts.ErrorTypeHandler, "runner stopping", true)
 		}
-		return contracts.Failure(contracts.ErrorTypeHandler, "loading the task template: "+err.Error(), true)
+		return nil, contracts.Failure(contracts.ErrorTypeHandler, "loading the task template: "+err.Error(), true)
+	}
+	return tpl, contracts.StepResult{}
+}
+
+// invoke builds the envelope and calls the handler, turning every problem
+// into a failed result.
+func (r *Runner) invoke(s store.ClaimedStep, tpl *cachedTemplate) contracts.StepResult {
+	if noOpWorker(s) {
+		return contracts.StepResult{Success: true, Status: contracts.StatusCompleted, Result: json.RawMessage(`{"no_op":true}`)}
 	}
 	env := buildEnvelope(s, tpl)
 	inv, ok := r.cfg.Handlers.Resolve(s.Namespace, env.StepDefinition.Handler.Callable)

@@ -12,7 +12,8 @@ import (
 // decideOutcome turns a handler's result into the step's next state: complete,
 // waiting_for_retry (with run_at from the backoff; a handler's requested
 // delay wins), error (the dead-letter set) when the failure is permanent or
-// the attempts are used up, or enqueued again with its attempt given back
+// the attempts are used up (a batch worker of a continue_on_failure batch
+// completes with its failure as its result instead), or enqueued again with its attempt given back
 // when the handler was not called because its circuit breaker is open.
 func decideOutcome(s store.ClaimedStep, res contracts.StepResult, now time.Time, rnd func() float64) store.Completion {
 	c := store.Completion{StepUUID: s.StepUUID, Attempt: s.Attempt}
@@ -51,6 +52,11 @@ func decideOutcome(s store.ClaimedStep, res contracts.StepResult, now time.Time,
 	c.Error = mustJSON(res)
 	if !s.Retryable || !res.Error.Retryable || s.Attempt >= s.MaxAttempts {
 		c.State = store.StateError
+		if failureStrategy(s) == workflow.ContinueOnFailure {
+			// The batch goes on: the worker completes with its failure as
+			// its result, which the convergence step sees.
+			c.State, c.Results, c.Error = store.StateComplete, c.Error, nil
+		}
 		return c
 	}
 	c.State = store.StateWaitingForRetry

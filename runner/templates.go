@@ -23,6 +23,8 @@ type cachedTemplate struct {
 	tpl  *workflow.Template
 	once sync.Once
 	err  error
+	// grows is tpl.Grows(): outcomes of its tasks' steps may add steps.
+	grows bool
 }
 
 func newTemplateCache(db store.DB) *templateCache {
@@ -44,6 +46,7 @@ func (c *templateCache) get(ctx context.Context, id int64) (*cachedTemplate, err
 			if err := json.Unmarshal(e.row.Definition, e.tpl); err != nil {
 				e.err = fmt.Errorf("template %d: stored definition does not parse: %w", id, err)
 			}
+			e.grows = e.tpl.Grows()
 		}
 	})
 	if e.err != nil {
@@ -60,7 +63,7 @@ func (c *templateCache) get(ctx context.Context, id int64) (*cachedTemplate, err
 
 // put caches a template just registered or loaded.
 func (c *templateCache) put(row store.Template, tpl *workflow.Template) *cachedTemplate {
-	e := &cachedTemplate{row: row, tpl: tpl}
+	e := &cachedTemplate{row: row, tpl: tpl, grows: tpl.Grows()}
 	e.once.Do(func() {})
 	c.mu.Lock()
 	defer c.mu.Unlock()

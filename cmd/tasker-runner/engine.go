@@ -75,6 +75,11 @@ func newEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *c
 	if shutdown == 0 {
 		shutdown = -1 // 0 in the file means "release at once"
 	}
+	retry := workflow.RetryDefaults{
+		MaxAttempts:   w.Retry.MaxAttempts,
+		BackoffBaseMs: w.Retry.BackoffBaseMS,
+		MaxBackoffMs:  w.Retry.MaxBackoffMS,
+	}
 	r, err := runner.New(pool, runner.Config{
 		WorkerID:           w.WorkerID,
 		Namespaces:         w.Namespaces,
@@ -89,6 +94,9 @@ func newEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *c
 		FlushBatch:         w.Completion.MaxBatch,
 		ShutdownTimeout:    shutdown,
 		StepTimeout:        w.Callout.DefaultTimeout(),
+		RetryDefaults:      retry,
+		MaxStepsPerOutcome: w.Dynamic.MaxStepsPerOutcome,
+		MaxStepsPerTask:    w.Dynamic.MaxStepsPerTask,
 		Handlers:           reg,
 		Endpoints:          &runner.Endpoints{Registry: reg, Static: static, DB: pool},
 		Logger:             log,
@@ -100,11 +108,7 @@ func newEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *c
 		reg.Close()
 		return nil, err
 	}
-	client := runner.NewClient(pool, runner.ClientConfig{RetryDefaults: workflow.RetryDefaults{
-		MaxAttempts:   w.Retry.MaxAttempts,
-		BackoffBaseMs: w.Retry.BackoffBaseMS,
-		MaxBackoffMs:  w.Retry.MaxBackoffMS,
-	}})
+	client := runner.NewClient(pool, runner.ClientConfig{RetryDefaults: retry})
 	metrics.SetRunner(r)
 	metrics.SetEndpoints(reg)
 	return &engine{funcs: funcs, registry: reg, runner: r, client: client}, nil

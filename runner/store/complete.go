@@ -54,6 +54,24 @@ type CompleteResult struct {
 	TasksFinished map[uuid.UUID]string
 }
 
+// Merge adds o's counts and maps to r's.
+func (r *CompleteResult) Merge(o CompleteResult) {
+	if r.Applied == nil {
+		r.Applied = map[uuid.UUID]string{}
+	}
+	for k, v := range o.Applied {
+		r.Applied[k] = v
+	}
+	for k, v := range o.TasksFinished {
+		if r.TasksFinished == nil {
+			r.TasksFinished = map[uuid.UUID]string{}
+		}
+		r.TasksFinished[k] = v
+	}
+	r.Stale += o.Stale
+	r.Enqueued += o.Enqueued
+}
+
 // completeSQL applies a batch of completions in one statement: the fenced
 // step updates, then for completed steps the children's pending_parents
 // (enqueueing those that reach zero), then task counters and states, and a

@@ -478,6 +478,12 @@ func ResolveStep(ctx context.Context, db DB, id uuid.UUID, results []byte, m Man
 	err := manualTx(ctx, db, &m, "resolve", func(tx pgx.Tx) error {
 		var stepState, taskState string
 		var task uuid.UUID
+		// The task first, as the runner locks a task that may grow before
+		// its steps (see LockTasks): the statement below then sees any
+		// step added to it before.
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM tasker.tasks WHERE task_uuid = (SELECT task_uuid FROM tasker.steps WHERE step_uuid = $1) FOR UPDATE`, id); err != nil {
+			return err
+		}
 		err := tx.QueryRow(ctx, `
 			SELECT s.state, t.task_uuid, t.state FROM tasker.steps s JOIN tasker.tasks t ON t.task_uuid = s.task_uuid
 			WHERE s.step_uuid = $1 FOR UPDATE OF s`, id).Scan(&stepState, &task, &taskState)

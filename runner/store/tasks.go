@@ -75,15 +75,7 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 		tPrio, tTotal                                []int32
 		tTags                                        []string // JSON arrays; pgx cannot send text[][]
 	)
-	var (
-		sUUID, sTask                    []uuid.UUID
-		sNS, sName, sTplName, sHandler  []string
-		sType, sState, sAncestors       []string
-		sPrio, sPending, sMax, sTimeout []int32
-		sRetryable                      []bool
-		sPolicy, sInputs                [][]byte
-		eTask, eFrom, eTo               []uuid.UUID
-	)
+	var sr stepRows
 	for ti, t := range tasks {
 		if len(t.Steps) == 0 {
 			return nil, fmt.Errorf("store: task %d (%s): a task needs at least one step", ti, t.TaskUUID)
@@ -104,41 +96,20 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 		tTotal = append(tTotal, int32(len(t.Steps)))
 		tTags = append(tTags, jsonStrings(t.Tags))
 		for si, s := range t.Steps {
-			state := "enqueued"
-			if len(s.Parents) > 0 {
-				state = "pending"
-			}
-			anc := make([]string, 0, len(s.Ancestors))
+			anc := make([]uuid.UUID, 0, len(s.Ancestors))
 			for _, a := range s.Ancestors {
 				if a < 0 || a >= len(t.Steps) {
 					return nil, fmt.Errorf("store: task %s step %d: ancestor index %d out of range", t.TaskUUID, si, a)
 				}
-				anc = append(anc, t.Steps[a].StepUUID.String())
+				anc = append(anc, t.Steps[a].StepUUID)
 			}
 			for _, p := range s.Parents {
 				if p < 0 || p >= len(t.Steps) || p == si {
 					return nil, fmt.Errorf("store: task %s step %d: parent index %d out of range", t.TaskUUID, si, p)
 				}
-				eTask = append(eTask, t.TaskUUID)
-				eFrom = append(eFrom, t.Steps[p].StepUUID)
-				eTo = append(eTo, s.StepUUID)
+				sr.edge(t.TaskUUID, t.Steps[p].StepUUID, s.StepUUID)
 			}
-			sUUID = append(sUUID, s.StepUUID)
-			sTask = append(sTask, t.TaskUUID)
-			sNS = append(sNS, t.Namespace)
-			sPrio = append(sPrio, int32(t.Priority))
-			sName = append(sName, s.Name)
-			sTplName = append(sTplName, s.TemplateStepName)
-			sHandler = append(sHandler, s.Handler)
-			sType = append(sType, cmp.Or(s.Type, "standard"))
-			sState = append(sState, state)
-			sPending = append(sPending, int32(len(s.Parents)))
-			sAncestors = append(sAncestors, "{"+joinComma(anc)+"}")
-			sMax = append(sMax, int32(max(s.MaxAttempts, 1)))
-			sRetryable = append(sRetryable, s.Retryable)
-			sPolicy = append(sPolicy, orJSON(s.RetryPolicy, "{}"))
-			sTimeout = append(sTimeout, int32(s.TimeoutMs))
-			sInputs = append(sInputs, orJSON(s.Inputs, "{}"))
+			sr.step(t.TaskUUID, t.Namespace, t.Priority, s, len(s.Parents), anc)
 		}
 	}
 
@@ -205,27 +176,8 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 		}
 
 		// Steps and edges only for the tasks just inserted.
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO tasker.steps (step_uuid, task_uuid, namespace, priority, name, template_step_name, handler, type,
-			                          state, pending_parents, ancestors, max_attempts, retryable, retry_policy,
-			                          timeout_ms, inputs, run_at, created_at, updated_at)
-			SELECT u, task, ns, prio, name, tname, handler, type, state, pending, anc::uuid[], maxa, retryable, policy,
-			       nullif(timeout, 0), inputs, $17, $17, $17
-			FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[],
-			            $9::text[], $10::int[], $11::text[], $12::int[], $13::bool[], $14::jsonb[], $15::int[], $16::jsonb[])
-			     AS s(u, task, ns, prio, name, tname, handler, type, state, pending, anc, maxa, retryable, policy, timeout, inputs)
-			WHERE task = ANY($18)`,
-			sUUID, sTask, sNS, sPrio, sName, sTplName, sHandler, sType, sState, sPending, sAncestors, sMax, sRetryable,
-			sPolicy, sTimeout, sInputs, now, inserted); err != nil {
-			return fmt.Errorf("store: creating steps: %w", err)
-		}
-		if len(eFrom) > 0 {
-			if _, err := tx.Exec(ctx, `
-				INSERT INTO tasker.step_edges (task_uuid, from_step, to_step)
-				SELECT task, f, t FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS e(task, f, t)
-				WHERE task = ANY($4)`, eTask, eFrom, eTo, inserted); err != nil {
-				return fmt.Errorf("store: creating step edges: %w", err)
-			}
+		if err := sr.insert(ctx, tx, now, inserted); err != nil {
+			return err
 		}
 		// The steps are enqueued in the same transaction, so the tasks are in
 		// process from the start (Tasker: pending -> steps_in_process once its
@@ -244,6 +196,79 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 		return nil, err
 	}
 	return out, nil
+}
+
+// stepRows collects steps and edges column by column for one set-based
+// insert (pgx sends each column as one array).
+type stepRows struct {
+	sUUID, sTask                    []uuid.UUID
+	sNS, sName, sTplName, sHandler  []string
+	sType, sState, sAncestors       []string
+	sPrio, sPending, sMax, sTimeout []int32
+	sRetryable                      []bool
+	sPolicy, sInputs                [][]byte
+	eTask, eFrom, eTo               []uuid.UUID
+}
+
+// step adds a step; with pending parents it starts pending, else enqueued.
+func (r *stepRows) step(task uuid.UUID, ns string, priority int, s NewStep, pending int, ancestors []uuid.UUID) {
+	state := "enqueued"
+	if pending > 0 {
+		state = "pending"
+	}
+	anc := make([]string, len(ancestors))
+	for i, a := range ancestors {
+		anc[i] = a.String()
+	}
+	r.sUUID = append(r.sUUID, s.StepUUID)
+	r.sTask = append(r.sTask, task)
+	r.sNS = append(r.sNS, ns)
+	r.sPrio = append(r.sPrio, int32(priority))
+	r.sName = append(r.sName, s.Name)
+	r.sTplName = append(r.sTplName, s.TemplateStepName)
+	r.sHandler = append(r.sHandler, s.Handler)
+	r.sType = append(r.sType, cmp.Or(s.Type, "standard"))
+	r.sState = append(r.sState, state)
+	r.sPending = append(r.sPending, int32(pending))
+	r.sAncestors = append(r.sAncestors, "{"+joinComma(anc)+"}")
+	r.sMax = append(r.sMax, int32(max(s.MaxAttempts, 1)))
+	r.sRetryable = append(r.sRetryable, s.Retryable)
+	r.sPolicy = append(r.sPolicy, orJSON(s.RetryPolicy, "{}"))
+	r.sTimeout = append(r.sTimeout, int32(s.TimeoutMs))
+	r.sInputs = append(r.sInputs, orJSON(s.Inputs, "{}"))
+}
+
+func (r *stepRows) edge(task, from, to uuid.UUID) {
+	r.eTask = append(r.eTask, task)
+	r.eFrom = append(r.eFrom, from)
+	r.eTo = append(r.eTo, to)
+}
+
+// insert writes the steps and edges of the given tasks (all when nil).
+func (r *stepRows) insert(ctx context.Context, tx pgx.Tx, now time.Time, tasks []uuid.UUID) error {
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO tasker.steps (step_uuid, task_uuid, namespace, priority, name, template_step_name, handler, type,
+		                          state, pending_parents, ancestors, max_attempts, retryable, retry_policy,
+		                          timeout_ms, inputs, run_at, created_at, updated_at)
+		SELECT u, task, ns, prio, name, tname, handler, type, state, pending, anc::uuid[], maxa, retryable, policy,
+		       nullif(timeout, 0), inputs, $17, $17, $17
+		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[],
+		            $9::text[], $10::int[], $11::text[], $12::int[], $13::bool[], $14::jsonb[], $15::int[], $16::jsonb[])
+		     AS s(u, task, ns, prio, name, tname, handler, type, state, pending, anc, maxa, retryable, policy, timeout, inputs)
+		WHERE $18::uuid[] IS NULL OR task = ANY($18)`,
+		r.sUUID, r.sTask, r.sNS, r.sPrio, r.sName, r.sTplName, r.sHandler, r.sType, r.sState, r.sPending, r.sAncestors,
+		r.sMax, r.sRetryable, r.sPolicy, r.sTimeout, r.sInputs, now, tasks); err != nil {
+		return fmt.Errorf("store: creating steps: %w", err)
+	}
+	if len(r.eFrom) > 0 {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO tasker.step_edges (task_uuid, from_step, to_step)
+			SELECT task, f, t FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS e(task, f, t)
+			WHERE $4::uuid[] IS NULL OR task = ANY($4)`, r.eTask, r.eFrom, r.eTo, tasks); err != nil {
+			return fmt.Errorf("store: creating step edges: %w", err)
+		}
+	}
+	return nil
 }
 
 func orJSON(b []byte, def string) []byte {

@@ -31,8 +31,10 @@ type DynamicStep struct {
 //     [Template.ExpandBatch] creates it);
 //   - for any other step, when all its dependencies exist or were added.
 //
-// batch_worker steps are never added here; a no_branches outcome (empty
-// chosen) creates nothing.
+// A deferred_convergence step that depends on the decision step itself is
+// added whatever the outcome, so it runs once even after no_branches (it
+// then waits for the decision step alone). Otherwise a no_branches outcome
+// (empty chosen) creates nothing. batch_worker steps are never added here.
 func (t *Template) ExpandDecision(decision string, chosen []string, exists func(name string) bool) ([]DynamicStep, error) {
 	c, err := t.prepared()
 	if err != nil {
@@ -68,7 +70,7 @@ func (t *Template) ExpandDecision(decision string, chosen []string, exists func(
 	if len(ps) > 0 {
 		return nil, newValidationError(subjectOutcome, ps)
 	}
-	return t.expand(c, seeds, exists), nil
+	return t.expand(c, seeds, d, exists), nil
 }
 
 // ExpandBatch returns what to create when batchable step batchable returns
@@ -101,15 +103,16 @@ func (t *Template) ExpandBatch(batchable, worker string, exists func(name string
 			return nil, outcomeError("worker_template_name", fmt.Sprintf("worker %q depends on %q, which does not exist", worker, t.Steps[dep].Name))
 		}
 	}
-	return t.expand(c, map[int]bool{w: true}, exists), nil
+	return t.expand(c, map[int]bool{w: true}, -1, exists), nil
 }
 
 func outcomeError(path, msg string) error {
 	return newValidationError(subjectOutcome, []Problem{{Path: path, Message: msg}})
 }
 
-// expand adds the seeds and then the closure described at ExpandDecision.
-func (t *Template) expand(c *compiled, seeds map[int]bool, exists func(string) bool) []DynamicStep {
+// expand adds the seeds and then the closure described at ExpandDecision;
+// decision (-1 for none) is the step whose outcome this is.
+func (t *Template) expand(c *compiled, seeds map[int]bool, decision int, exists func(string) bool) []DynamicStep {
 	added := map[int]bool{}
 	isThere := func(k int) bool { return added[k] || exists(t.Steps[k].Name) }
 	var out []DynamicStep
@@ -125,7 +128,7 @@ func (t *Template) expand(c *compiled, seeds map[int]bool, exists func(string) b
 		if !seeds[i] {
 			fresh, complete, pendingWorker := false, true, false
 			for _, p := range deps {
-				if added[p] {
+				if added[p] || (p == decision && s.stepType() == StepDeferredConvergence) {
 					fresh = true
 				}
 				if !isThere(p) {

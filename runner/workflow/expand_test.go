@@ -62,6 +62,35 @@ func TestExpandDecision(t *testing.T) {
 	}
 }
 
+// A convergence step that also depends on the decision step runs whatever
+// the outcome: after no_branches it waits for the decision step alone.
+func TestExpandDecisionConvergesAfterNoBranches(t *testing.T) {
+	tpl := mustParse(t, []byte(`
+name: gate
+namespace_name: n
+version: "1"
+steps:
+  - {name: decide, type: decision, handler: {callable: d}}
+  - {name: yes, dependencies: [decide], handler: {callable: y}}
+  - {name: done, type: deferred_convergence, dependencies: [decide, yes], handler: {callable: c}}
+`))
+	same := func(a, b DynamicStep) bool { return a.Name == b.Name && slices.Equal(a.Parents, b.Parents) }
+	got, err := tpl.ExpandDecision("decide", nil, existing("decide"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []DynamicStep{{Name: "done", Parents: []string{"decide"}}}; !slices.EqualFunc(got, want, same) {
+		t.Errorf("no_branches: got %+v, want %+v", got, want)
+	}
+	got, err = tpl.ExpandDecision("decide", []string{"yes"}, existing("decide"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []DynamicStep{{Name: "yes", Parents: []string{"decide"}}, {Name: "done", Parents: []string{"decide", "yes"}}}; !slices.EqualFunc(got, want, same) {
+		t.Errorf("create_steps: got %+v, want %+v", got, want)
+	}
+}
+
 func TestExpandDecisionErrors(t *testing.T) {
 	tpl := mustParse(t, readTestdata(t, "approval.yaml"))
 	ex := existing("validate_request", "routing_decision")

@@ -235,6 +235,17 @@ func (t *Template) Step(name string) *Step {
 	return nil
 }
 
+// Grows reports whether tasks of t create steps while they run: t has a
+// decision or batchable step.
+func (t *Template) Grows() bool {
+	for i := range t.Steps {
+		if k := t.Steps[i].stepType(); k == StepDecision || k == StepBatchable {
+			return true
+		}
+	}
+	return false
+}
+
 // prepared returns the cached compilation of a parsed template, or compiles
 // t afresh (validating it) for a template built in Go.
 func (t *Template) prepared() (*compiled, error) {

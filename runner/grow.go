@@ -1,0 +1,458 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
+	"github.com/tasker-runner/tasker-runner/runner/store"
+	"github.com/tasker-runner/tasker-runner/runner/workflow"
+)
+
+// noOpBatchID names the single worker a no_batches outcome creates (as in
+// Tasker): the runner completes it without calling its handler, so the
+// convergence step still runs.
+const noOpBatchID = "000"
+
+// batchIDPattern keeps worker step names readable and bounded.
+var batchIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// outcomeError fails the step whose outcome could not be applied; it is
+// never retried, since the same outcome would fail again.
+type outcomeError struct {
+	errorType string
+	msg       string
+}
+
+func (e *outcomeError) Error() string { return e.msg }
+
+func invalidOutcome(format string, args ...any) error {
+	return &outcomeError{errorType: contracts.ErrorTypeInvalidOutcome, msg: fmt.Sprintf(format, args...)}
+}
+
+// growsTask reports whether an outcome may add steps to its task: a
+// successful decision or batchable step.
+func growsTask(p *pendingOutcome) bool {
+	t := workflow.StepType(p.step.Type)
+	return p.completion.State == store.StateComplete && (t == workflow.StepDecision || t == workflow.StepBatchable)
+}
+
+// taskGraph is a growing task's steps: those read under lock, then those
+// added by earlier outcomes of the same write.
+type taskGraph struct {
+	steps []store.TaskStep
+	names map[string]bool
+	byTpl map[string][]int // template step name -> indices in steps
+}
+
+func newTaskGraph() *taskGraph {
+	return &taskGraph{names: map[string]bool{}, byTpl: map[string][]int{}}
+}
+
+func (g *taskGraph) add(s store.TaskStep) {
+	g.byTpl[s.TemplateStepName] = append(g.byTpl[s.TemplateStepName], len(g.steps))
+	g.names[s.Name] = true
+	g.steps = append(g.steps, s)
+}
+
+func (g *taskGraph) find(id uuid.UUID) *store.TaskStep {
+	for i := range g.steps {
+		if g.steps[i].StepUUID == id {
+			return &g.steps[i]
+		}
+	}
+	return nil
+}
+
+func (g *taskGraph) exists(templateStep string) bool { return len(g.byTpl[templateStep]) > 0 }
+
+// grower turns the outcomes of one write into the steps to add.
+type grower struct {
+	r      *Runner
+	graphs map[uuid.UUID]*taskGraph
+}
+
+// grow returns the steps p's outcome adds to its task, or an error that
+// must fail the step. It returns nothing when p's lease is no longer held
+// (the completion will be refused as stale).
+func (g *grower) grow(p *pendingOutcome, tpl *workflow.Template) ([]store.GrowStep, error) {
+	graph := g.graphs[p.step.TaskUUID]
+	if graph == nil {
+		return nil, nil
+	}
+	self := graph.find(p.step.StepUUID)
+	if self == nil || self.State != store.StepInProgress || self.LeaseOwner != g.r.cfg.WorkerID || self.Attempts != p.step.Attempt {
+		return nil, nil
+	}
+	out, err := contracts.ParseOutcomes(p.result.Result)
+	if err != nil {
+		return nil, invalidOutcome("step %q: %v", p.step.Name, err)
+	}
+	name := p.step.TemplateStepName
+	var (
+		dyn     []workflow.DynamicStep
+		cursors []contracts.CursorConfig
+		noOp    bool
+	)
+	switch workflow.StepType(p.step.Type) {
+	case workflow.StepDecision:
+		o := out.DecisionPointOutcome
+		if o == nil {
+			return nil, invalidOutcome("decision step %q returned no result.decision_point_outcome", p.step.Name)
+		}
+		var chosen []string
+		if o.Type == contracts.OutcomeCreateSteps {
+			chosen = o.StepNames
+		}
+		dyn, err = tpl.ExpandDecision(name, chosen, graph.exists)
+	case workflow.StepBatchable:
+		o := out.BatchProcessingOutcome
+		if o == nil {
+			return nil, invalidOutcome("batchable step %q returned no result.batch_processing_outcome", p.step.Name)
+		}
+		worker := o.WorkerTemplateName
+		if o.Type == contracts.OutcomeNoBatches {
+			noOp = true
+			if worker, err = defaultWorker(tpl, name); err != nil {
+				return nil, err
+			}
+			zero := json.RawMessage("0")
+			cursors = []contracts.CursorConfig{{BatchID: noOpBatchID, StartCursor: zero, EndCursor: zero}}
+		} else {
+			cursors = o.CursorConfigs
+			for i, c := range cursors {
+				if !batchIDPattern.MatchString(c.BatchID) {
+					return nil, invalidOutcome("step %q: batch_processing_outcome.cursor_configs[%d].batch_id: %q must be 1 to 64 letters, digits, '_', '.' or '-'", p.step.Name, i, c.BatchID)
+				}
+			}
+		}
+		dyn, err = tpl.ExpandBatch(name, worker, graph.exists)
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, expandError(p.step, err)
+	}
+	return g.instantiate(p, tpl, graph, dyn, cursors, noOp)
+}
+
+// expandError words an expansion's problems at their place in the outcome:
+// `step "route": decision_point_outcome.step_names[1]: unknown step "x"`.
+func expandError(s store.ClaimedStep, err error) error {
+	field := "decision_point_outcome"
+	if workflow.StepType(s.Type) == workflow.StepBatchable {
+		field = "batch_processing_outcome"
+	}
+	var ve *workflow.ValidationError
+	if !errors.As(err, &ve) {
+		return invalidOutcome("step %q: %s: %v", s.Name, field, err)
+	}
+	msgs := make([]string, len(ve.Problems))
+	for i, pr := range ve.Problems {
+		msgs[i] = field + "." + pr.Path + ": " + pr.Message
+	}
+	return invalidOutcome("step %q: %s", s.Name, strings.Join(msgs, "; "))
+}
+
+// defaultWorker is the worker a no_batches outcome instantiates: the one the
+// batchable step's batch_config names, else its only batch_worker child.
+func defaultWorker(tpl *workflow.Template, batchable string) (string, error) {
+	if s := tpl.Step(batchable); s != nil && s.BatchConfig != nil && s.BatchConfig.WorkerTemplate != "" {
+		return s.BatchConfig.WorkerTemplate, nil
+	}
+	var found []string
+	for _, s := range tpl.Steps {
+		if s.Type == workflow.StepBatchWorker && slices.Contains(s.Dependencies, batchable) {
+			found = append(found, s.Name)
+		}
+	}
+	if len(found) != 1 {
+		return "", invalidOutcome("no_batches: batchable step %q names no batch_config.worker_template and has %d batch_worker steps", batchable, len(found))
+	}
+	return found[0], nil
+}
+
+// instantiate builds the rows for dyn. A batch outcome's first element is
+// the worker template, made once per cursor; a parent naming it means every
+// instance.
+func (g *grower) instantiate(p *pendingOutcome, tpl *workflow.Template, graph *taskGraph, dyn []workflow.DynamicStep, cursors []contracts.CursorConfig, noOp bool) ([]store.GrowStep, error) {
+	cfg := &g.r.cfg
+	total := len(dyn)
+	if cursors != nil && total > 0 {
+		total += len(cursors) - 1
+	}
+	if total > cfg.MaxStepsPerOutcome {
+		return nil, &outcomeError{contracts.ErrorTypeStepLimit, fmt.Sprintf(
+			"step %q: the outcome would create %d steps; the limit per outcome is %d", p.step.Name, total, cfg.MaxStepsPerOutcome)}
+	}
+	if n := len(graph.steps) + total; n > cfg.MaxStepsPerTask {
+		return nil, &outcomeError{contracts.ErrorTypeStepLimit, fmt.Sprintf(
+			"step %q: the outcome would bring the task to %d steps; the limit per task is %d", p.step.Name, n, cfg.MaxStepsPerTask)}
+	}
+
+	var batchMeta contracts.BatchMetadata
+	if cursors != nil {
+		bc := batchConfig(tpl, p.step.TemplateStepName, dyn[0].Name)
+		batchMeta = contracts.BatchMetadata{CursorField: bc.CursorField, FailureStrategy: string(bc.FailureStrategy)}
+	}
+	type added struct {
+		ids       []uuid.UUID
+		ancestors map[uuid.UUID][]uuid.UUID
+	}
+	fresh := map[string]*added{}
+	newNames := map[string]bool{}
+	done := func(state string) bool { return state == store.StateComplete || state == store.StepResolvedManually }
+	var out []store.GrowStep
+	for k, d := range dyn {
+		def := tpl.Step(d.Name)
+		rt := def.Retry.WithDefaults(cfg.RetryDefaults)
+		policy, err := json.Marshal(rt)
+		if err != nil {
+			return nil, fmt.Errorf("runner: encoding retry policy: %w", err)
+		}
+		// Parents and ancestors are the same for every instance.
+		var parents []uuid.UUID
+		ancSet := map[uuid.UUID]bool{}
+		pending := 0
+		for _, pn := range d.Parents {
+			if a := fresh[pn]; a != nil {
+				for _, id := range a.ids {
+					parents = append(parents, id)
+					pending++
+					ancSet[id] = true
+					for _, x := range a.ancestors[id] {
+						ancSet[x] = true
+					}
+				}
+				continue
+			}
+			for _, i := range graph.byTpl[pn] {
+				s := &graph.steps[i]
+				parents = append(parents, s.StepUUID)
+				if s.StepUUID == p.step.StepUUID || !done(s.State) {
+					// The outcome's own step completes in this transaction;
+					// its completion counts it down like any other parent.
+					pending++
+				}
+				ancSet[s.StepUUID] = true
+				for _, x := range s.Ancestors {
+					ancSet[x] = true
+				}
+			}
+		}
+		ancestors := make([]uuid.UUID, 0, len(ancSet))
+		for id := range ancSet {
+			ancestors = append(ancestors, id)
+		}
+		slices.SortFunc(ancestors, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
+
+		type instance struct {
+			name   string
+			inputs []byte
+		}
+		instances := []instance{{name: d.Name}}
+		if k == 0 && cursors != nil {
+			instances = instances[:0]
+			for _, c := range cursors {
+				in, err := json.Marshal(contracts.BatchWorkerInputs{Cursor: c, BatchMetadata: batchMeta, IsNoOp: noOp})
+				if err != nil {
+					return nil, invalidOutcome("step %q: cursor %q does not encode: %v", p.step.Name, c.BatchID, err)
+				}
+				instances = append(instances, instance{name: d.Name + "_" + c.BatchID, inputs: in})
+			}
+		}
+		a := &added{ancestors: map[uuid.UUID][]uuid.UUID{}}
+		for _, in := range instances {
+			if graph.names[in.name] || newNames[in.name] {
+				return nil, invalidOutcome("step %q: the task already has a step named %q", p.step.Name, in.name)
+			}
+			newNames[in.name] = true
+			id := uuid.Must(uuid.NewV7())
+			a.ids = append(a.ids, id)
+			a.ancestors[id] = ancestors
+			out = append(out, store.GrowStep{
+				NewStep: store.NewStep{
+					StepUUID:         id,
+					Name:             in.name,
+					TemplateStepName: d.Name,
+					Handler:          def.Handler.Callable,
+					Type:             string(def.Type),
+					MaxAttempts:      rt.MaxAttempts,
+					Retryable:        *rt.Retryable,
+					RetryPolicy:      policy,
+					TimeoutMs:        def.TimeoutSeconds * 1000,
+					Inputs:           in.inputs,
+				},
+				TaskUUID:       p.step.TaskUUID,
+				Namespace:      p.step.Namespace,
+				Priority:       p.step.Priority,
+				Parents:        parents,
+				Ancestors:      ancestors,
+				PendingParents: pending,
+			})
+		}
+		fresh[d.Name] = a
+	}
+	for _, s := range out {
+		graph.add(store.TaskStep{
+			StepUUID: s.StepUUID, TaskUUID: s.TaskUUID, Name: s.Name, TemplateStepName: s.TemplateStepName,
+			Type: s.Type, State: store.StepPending, Ancestors: s.Ancestors,
+		})
+	}
+	return out, nil
+}
+
+// batchConfig is the batch_config that applies to a batch: the batchable
+// step's, else the worker's, else Tasker's defaults.
+func batchConfig(tpl *workflow.Template, batchable, worker string) workflow.BatchConfig {
+	for _, name := range []string{batchable, worker} {
+		if s := tpl.Step(name); s != nil && s.BatchConfig != nil {
+			return *s.BatchConfig
+		}
+	}
+	return workflow.BatchConfig{CursorField: "id", FailureStrategy: workflow.ContinueOnFailure}
+}
+
+// failWith turns p into a permanent failure of the given type.
+func failWith(p *pendingOutcome, err error, now time.Time) {
+	kind := contracts.ErrorTypeInvalidOutcome
+	if oe, ok := err.(*outcomeError); ok {
+		kind = oe.errorType
+	}
+	p.result = contracts.Failure(kind, err.Error(), false)
+	p.completion = store.Completion{
+		StepUUID: p.completion.StepUUID, Attempt: p.completion.Attempt,
+		State: store.StateError, Error: mustJSON(p.result), RunAt: now,
+	}
+}
+
+// writeGrowing writes the outcomes of steps whose tasks may grow, in one
+// transaction: lock the tasks, read the steps of those that grow now, add
+// the steps their outcomes create (an outcome that cannot be applied fails
+// its step instead), apply the completions, and stop the rest of a
+// fail_fast batch whose worker failed. ps is updated with what was written.
+func (r *Runner) writeGrowing(ctx context.Context, ps []pendingOutcome) (store.CompleteResult, error) {
+	orig := slices.Clone(ps)
+	res, err := r.writeGrowingOnce(ctx, ps, nil)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23")) {
+		// The database refused the new steps themselves (bad data, not a
+		// passing conflict): retrying would fail forever, so fail the
+		// outcomes that create steps and write the rest.
+		copy(ps, orig)
+		res, err = r.writeGrowingOnce(ctx, ps, err)
+	}
+	if err != nil {
+		copy(ps, orig)
+	}
+	return res, err
+}
+
+func (r *Runner) writeGrowingOnce(ctx context.Context, ps []pendingOutcome, refused error) (store.CompleteResult, error) {
+	var res store.CompleteResult
+	now := r.cfg.Now()
+	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		tasks := make([]uuid.UUID, 0, len(ps))
+		var growing []uuid.UUID
+		for i := range ps {
+			tasks = append(tasks, ps[i].step.TaskUUID)
+			if growsTask(&ps[i]) {
+				growing = append(growing, ps[i].step.TaskUUID)
+			}
+		}
+		if err := store.LockTasks(ctx, tx, tasks); err != nil {
+			return err
+		}
+		g := &grower{r: r, graphs: map[uuid.UUID]*taskGraph{}}
+		if len(growing) > 0 {
+			steps, err := store.TaskSteps(ctx, tx, growing)
+			if err != nil {
+				return err
+			}
+			for _, s := range steps {
+				graph := g.graphs[s.TaskUUID]
+				if graph == nil {
+					graph = newTaskGraph()
+					g.graphs[s.TaskUUID] = graph
+				}
+				graph.add(s)
+			}
+		}
+		var adds []store.GrowStep
+		for i := range ps {
+			p := &ps[i]
+			if !growsTask(p) {
+				continue
+			}
+			more, err := g.grow(p, p.tpl)
+			if err == nil && refused != nil && len(more) > 0 {
+				err = fmt.Errorf("step %q: creating the outcome's steps: %w", p.step.Name, refused)
+			}
+			if err != nil {
+				r.log.Warn("outcome refused; failing the step", "step_uuid", p.step.StepUUID, "task_uuid", p.step.TaskUUID, "err", err)
+				failWith(p, err, now)
+				continue
+			}
+			adds = append(adds, more...)
+		}
+		if err := store.AddSteps(ctx, tx, now, adds); err != nil {
+			return err
+		}
+		cs := make([]store.Completion, len(ps))
+		for i := range ps {
+			cs[i] = ps[i].completion
+		}
+		var err error
+		if res, err = store.Complete(ctx, tx, r.cfg.WorkerID, now, cs); err != nil {
+			return err
+		}
+		for i := range ps {
+			p := &ps[i]
+			if res.Applied[p.step.StepUUID] == store.StateError && failureStrategy(p.step) == workflow.FailFast {
+				n, err := store.CancelSiblings(ctx, tx, p.step.TaskUUID, p.step.TemplateStepName, now)
+				if err != nil {
+					return err
+				}
+				r.log.Info("fail_fast batch: worker failed; cancelled the workers not started", "step_uuid", p.step.StepUUID, "cancelled", n)
+			}
+		}
+		return nil
+	})
+	return res, err
+}
+
+// failureStrategy is a batch worker's failure_strategy, from its inputs
+// (the runner wrote them); other steps have none.
+func failureStrategy(s store.ClaimedStep) workflow.FailureStrategy {
+	if workflow.StepType(s.Type) != workflow.StepBatchWorker {
+		return ""
+	}
+	var in contracts.BatchWorkerInputs
+	if json.Unmarshal(s.Inputs, &in) != nil {
+		return ""
+	}
+	return workflow.FailureStrategy(in.BatchMetadata.FailureStrategy)
+}
+
+// noOpWorker reports whether s is the placeholder worker of a no_batches
+// outcome, which the runner completes without calling a handler.
+func noOpWorker(s store.ClaimedStep) bool {
+	if workflow.StepType(s.Type) != workflow.StepBatchWorker {
+		return false
+	}
+	var in struct {
+		IsNoOp bool `json:"is_no_op"`
+	}
+	return json.Unmarshal(s.Inputs, &in) == nil && in.IsNoOp
+}

@@ -1,0 +1,141 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// Tasks whose templates have decision or batchable steps grow while they
+// run: an outcome adds steps and edges in the transaction that completes the
+// step. A completion of a parent elsewhere must then either commit before
+// the growth reads the parent's state, or start its statement after the
+// growth committed, or it would miss the new edges and leave a child
+// pending forever. Both sides therefore lock the task rows first, in a
+// statement of their own ([LockTasks]), before they read or write steps.
+
+// LockTasks locks the rows of tasks, in key order, until the transaction
+// ends. Run it as its own statement before reading or completing steps of
+// tasks that may grow, so that what follows sees every growth committed
+// before.
+func LockTasks(ctx context.Context, tx pgx.Tx, tasks []uuid.UUID) error {
+	ids := slices.Clone(tasks)
+	slices.SortFunc(ids, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
+	ids = slices.Compact(ids)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM tasker.tasks WHERE task_uuid = ANY($1) ORDER BY task_uuid FOR UPDATE`, ids); err != nil {
+		return fmt.Errorf("store: locking %d tasks: %w", len(ids), err)
+	}
+	return nil
+}
+
+// TaskStep is a step of a growing task, as [TaskSteps] reads it.
+type TaskStep struct {
+	StepUUID         uuid.UUID
+	TaskUUID         uuid.UUID
+	Name             string
+	TemplateStepName string
+	Type             string
+	State            string
+	Attempts         int
+	LeaseOwner       string
+	Ancestors        []uuid.UUID
+}
+
+// TaskSteps reads every step of tasks, locking them (in key order) so that
+// none is claimed or changes state until the transaction ends. Call it
+// after [LockTasks].
+func TaskSteps(ctx context.Context, tx pgx.Tx, tasks []uuid.UUID) ([]TaskStep, error) {
+	rows, err := tx.Query(ctx, `
+		SELECT step_uuid, task_uuid, name, template_step_name, type, state, attempts, coalesce(lease_owner, ''), ancestors
+		FROM tasker.steps WHERE task_uuid = ANY($1)
+		ORDER BY step_uuid FOR UPDATE`, tasks)
+	if err != nil {
+		return nil, fmt.Errorf("store: reading steps of %d tasks: %w", len(tasks), err)
+	}
+	var (
+		out []TaskStep
+		s   TaskStep
+		anc []pgtype.UUID
+	)
+	_, err = pgx.ForEachRow(rows, []any{&s.StepUUID, &s.TaskUUID, &s.Name, &s.TemplateStepName, &s.Type, &s.State, &s.Attempts, &s.LeaseOwner, &anc}, func() error {
+		s.Ancestors = make([]uuid.UUID, len(anc))
+		for i, a := range anc {
+			s.Ancestors[i] = a.Bytes
+		}
+		out = append(out, s)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: reading steps of %d tasks: %w", len(tasks), err)
+	}
+	return out, nil
+}
+
+// GrowStep is a step an outcome adds to a running task. Parents and
+// Ancestors are step uuids, of steps that exist or are added with it.
+type GrowStep struct {
+	NewStep
+	TaskUUID  uuid.UUID
+	Namespace string
+	Priority  int
+	Parents   []uuid.UUID
+	Ancestors []uuid.UUID
+	// PendingParents counts the parents not done yet (the step whose
+	// completion adds this one included); zero creates the step enqueued.
+	PendingParents int
+}
+
+// AddSteps creates steps and their edges in running tasks and raises the
+// tasks' step totals, in a fixed number of statements; namespaces that get
+// ready steps are notified at commit. Call it after [LockTasks].
+func AddSteps(ctx context.Context, tx pgx.Tx, now time.Time, steps []GrowStep) error {
+	if len(steps) == 0 {
+		return nil
+	}
+	var sr stepRows
+	var ready bool
+	for _, s := range steps {
+		for _, p := range s.Parents {
+			sr.edge(s.TaskUUID, p, s.StepUUID)
+		}
+		sr.step(s.TaskUUID, s.Namespace, s.Priority, s.NewStep, s.PendingParents, s.Ancestors)
+		ready = ready || s.PendingParents == 0
+	}
+	if err := sr.insert(ctx, tx, now, nil); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `
+		UPDATE tasker.tasks t SET steps_total = t.steps_total + n.added, updated_at = $2
+		FROM (SELECT task, count(*)::int AS added FROM unnest($1::uuid[]) AS task GROUP BY task) n
+		WHERE t.task_uuid = n.task`, sr.sTask, now); err != nil {
+		return fmt.Errorf("store: counting added steps: %w", err)
+	}
+	if ready {
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($2 || ns, '') FROM (SELECT DISTINCT unnest($1::text[]) AS ns) n`,
+			sr.sNS, ChannelPrefix); err != nil {
+			return fmt.Errorf("store: notifying: %w", err)
+		}
+	}
+	return nil
+}
+
+// CancelSiblings cancels the steps of a task made from template step
+// templateStepName that have not started (pending, enqueued or waiting for
+// a retry): a fail_fast batch stops its other workers. In-flight ones
+// finish. It returns how many were cancelled.
+func CancelSiblings(ctx context.Context, tx pgx.Tx, task uuid.UUID, templateStepName string, now time.Time) (int, error) {
+	tag, err := tx.Exec(ctx, `
+		UPDATE tasker.steps SET state = 'cancelled', updated_at = $3
+		WHERE task_uuid = $1 AND template_step_name = $2 AND state IN ('pending', 'enqueued', 'waiting_for_retry')`,
+		task, templateStepName, now)
+	if err != nil {
+		return 0, fmt.Errorf("store: cancelling the rest of batch %s in task %s: %w", templateStepName, task, err)
+	}
+	return int(tag.RowsAffected()), nil
+}
