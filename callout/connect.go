@@ -263,6 +263,9 @@ func (c *ConnectInvoker) Invoke(ctx context.Context, env *contracts.StepEnvelope
 	if err != nil {
 		res, fault := classifyConnectError(c.display, withCause(ctx, err), c.now())
 		reportFault(ctx, fault)
+		if connect.CodeOf(err) == connect.CodeResourceExhausted {
+			reportThrottled(ctx)
+		}
 		return res
 	}
 	res, err = fromExecuteResponse(resp.Msg)
@@ -333,6 +336,9 @@ func (c *ConnectInvoker) InvokeBatch(ctx context.Context, envs []*contracts.Step
 	if err != nil {
 		res, fault := classifyConnectError(c.display, withCause(ctx, err), c.now())
 		reportFault(ctx, fault)
+		if connect.CodeOf(err) == connect.CodeResourceExhausted {
+			reportThrottled(ctx)
+		}
 		fillAll(res)
 		return out
 	}

@@ -48,7 +48,8 @@ var (
 	errAbandoned     = errors.New("call abandoned by the runner")
 )
 
-// guard protects one endpoint: a concurrency limit and a circuit breaker
+// guard protects one endpoint: a concurrency limit (adapting to 429s) and
+// a circuit breaker
 // that counts calls failed by the endpoint itself (not handler-reported
 // failures), and the counters the status API and metrics read.
 type guard struct {
@@ -56,7 +57,7 @@ type guard struct {
 	cb          *gobreaker.CircuitBreaker[struct{}]
 	openTimeout time.Duration
 	openedAt    atomic.Int64 // unix nanos of the last trip
-	slots       chan struct{}
+	lim         *limiter
 	now         func() time.Time
 	obs         CallObserver // nil: none
 	protocol    string       // for obs
@@ -66,10 +67,7 @@ type guard struct {
 
 func newGuard(name string, b BreakerSettings, maxConcurrency int, now func() time.Time) *guard {
 	b = b.withDefaults()
-	g := &guard{name: name, openTimeout: b.OpenTimeout, now: now}
-	if maxConcurrency > 0 {
-		g.slots = make(chan struct{}, maxConcurrency)
-	}
+	g := &guard{name: name, openTimeout: b.OpenTimeout, now: now, lim: newLimiter(maxConcurrency)}
 	g.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        name,
 		MaxRequests: b.MaxRequests,
@@ -90,14 +88,12 @@ func newGuard(name string, b BreakerSettings, maxConcurrency int, now func() tim
 // reports open when the breaker refused the call, with how long until it
 // may be tried again; err is set when ctx ended while waiting for a slot.
 func (g *guard) run(ctx context.Context, n int, call func(ctx context.Context)) (open bool, reopenIn time.Duration, err error) {
-	if g.slots != nil {
-		select {
-		case g.slots <- struct{}{}:
-			defer func() { <-g.slots }()
-		case <-ctx.Done():
-			return false, 0, ctx.Err()
-		}
+	gen, err := g.lim.acquire(ctx)
+	if err != nil {
+		return false, 0, err
 	}
+	throttled := false
+	defer func() { g.lim.done(gen, throttled) }()
 	g.inflight.Add(int64(n))
 	defer g.inflight.Add(-int64(n))
 	_, err = g.cb.Execute(func() (struct{}, error) {
@@ -105,6 +101,7 @@ func (g *guard) run(ctx context.Context, n int, call func(ctx context.Context)) 
 		pctx, p := withProbe(ctx)
 		began := time.Now()
 		call(pctx)
+		throttled = p.throttled.Load()
 		switch {
 		case errors.Is(context.Cause(ctx), context.Canceled):
 			g.observe(began, CallAbandoned)

@@ -334,6 +334,9 @@ func (h *HTTPInvoker) post(ctx context.Context, target, shown string, hdr http.H
 	}
 	defer resp.Body.Close()
 	reportFault(ctx, resp.StatusCode >= 500 || resp.StatusCode == http.StatusRequestTimeout)
+	if resp.StatusCode == http.StatusTooManyRequests {
+		reportThrottled(ctx)
+	}
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	release := func() {

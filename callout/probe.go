@@ -9,7 +9,9 @@ import (
 // endpoint (unreachable, timed out, 5xx) rather than because the handler
 // reported a failure: only the former should trip the circuit breaker. The
 // invokers report through the context so the Invoker interface stays small.
-type probe struct{ fault atomic.Bool }
+// A probe also learns whether the endpoint asked to slow down (429), which
+// lowers its concurrency limit (see limiter).
+type probe struct{ fault, throttled atomic.Bool }
 
 type probeKey struct{}
 
@@ -27,5 +29,13 @@ func reportFault(ctx context.Context, fault bool) {
 	}
 	if p, ok := ctx.Value(probeKey{}).(*probe); ok {
 		p.fault.Store(true)
+	}
+}
+
+// reportThrottled marks the call in ctx as refused for load (HTTP 429,
+// RESOURCE_EXHAUSTED), if a guard is listening.
+func reportThrottled(ctx context.Context) {
+	if p, ok := ctx.Value(probeKey{}).(*probe); ok {
+		p.throttled.Store(true)
 	}
 }

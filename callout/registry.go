@@ -39,6 +39,9 @@ type Endpoint struct {
 	// Timeout bounds one call; 0 leaves it to the step's deadline.
 	Timeout time.Duration
 	// MaxConcurrency bounds calls in flight to this endpoint; 0 = no limit.
+	// While the endpoint answers 429 the bound drops below it (halved per
+	// throttled round, raised again call by call; see
+	// [EndpointStatus.ConcurrencyLimit]).
 	MaxConcurrency int
 	// BatchMax > 1 groups up to this many steps into one call, waiting at
 	// most BatchWindow for company.
@@ -71,6 +74,11 @@ type EndpointStatus struct {
 	Calls               int64 // calls made (a batch is one call)
 	Faults              int64 // calls failed by the endpoint (unreachable, timeout, 5xx)
 	Rejected            int64 // steps not called because the breaker was open
+	// ConcurrencyLimit is the calls allowed in flight now (0 = no limit):
+	// the configured maximum, lowered while the endpoint answers 429.
+	ConcurrencyLimit int
+	// Throttled counts 429 (RESOURCE_EXHAUSTED) answers.
+	Throttled int64
 }
 
 // RegistryConfig configures a [Registry].
@@ -343,6 +351,7 @@ func (r *Registry) Endpoints() []EndpointStatus {
 			s.BreakerState = g.cb.State().String()
 			s.ConsecutiveFailures = g.cb.Counts().ConsecutiveFailures
 			s.InFlight, s.Calls, s.Faults, s.Rejected = g.inflight.Load(), g.calls.Load(), g.faults.Load(), g.rejected.Load()
+			s.ConcurrencyLimit, s.Throttled = g.lim.state()
 		}
 		out = append(out, s)
 	}

@@ -186,3 +186,66 @@ func TestEndpointConcurrencyLimit(t *testing.T) {
 		t.Fatalf("peak concurrent calls = %d, want 2", peak.Load())
 	}
 }
+
+// An endpoint that answers 429 beyond three concurrent calls: the runner's
+// limit for it drops to about what it can take, so most calls get through;
+// once it stops throttling, the limit climbs back and is lifted.
+func TestThrottledEndpointLowersItsRate(t *testing.T) {
+	t.Parallel()
+	var inFlight atomic.Int64
+	var throttling atomic.Bool
+	throttling.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer inFlight.Add(-1)
+		if inFlight.Add(1) > 3 && throttling.Load() {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+			return
+		}
+		time.Sleep(time.Millisecond) // a little work, so calls overlap
+		_, _ = w.Write([]byte(`{"success":true}`))
+	}))
+	t.Cleanup(srv.Close)
+	reg := callout.NewRegistry(callout.RegistryConfig{})
+	t.Cleanup(reg.Close)
+	if err := reg.Set([]callout.Endpoint{{Pattern: "busy", URL: srv.URL}}); err != nil {
+		t.Fatal(err)
+	}
+	inv, _ := reg.Resolve("", "busy")
+	run := func(calls int) (throttled int64) {
+		var wg sync.WaitGroup
+		var n atomic.Int64
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range calls / 16 {
+					r := inv.Invoke(context.Background(), &contracts.StepEnvelope{})
+					if !r.Success {
+						if r.Error == nil || r.Error.StatusCode != http.StatusTooManyRequests {
+							t.Errorf("unexpected result %+v", r.Error)
+						}
+						n.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		return n.Load()
+	}
+	throttled := run(800)
+	st := reg.Endpoints()[0]
+	if throttled > 800*35/100 || st.Throttled != throttled || st.ConcurrencyLimit < 1 || st.ConcurrencyLimit > 8 {
+		t.Fatalf("16 callers against a capacity of 3: %d of 800 calls throttled; status limit %d, throttled %d",
+			throttled, st.ConcurrencyLimit, st.Throttled)
+	}
+	t.Logf("%d of 800 calls throttled; limit now %d", throttled, st.ConcurrencyLimit)
+
+	throttling.Store(false)
+	if n := run(800); n != 0 {
+		t.Fatalf("%d calls throttled after the endpoint recovered", n)
+	}
+	if st := reg.Endpoints()[0]; st.ConcurrencyLimit != 0 {
+		t.Fatalf("limit %d after recovery, want 0 (lifted)", st.ConcurrencyLimit)
+	}
+}

@@ -355,6 +355,10 @@ var (
 		"Steps in calls to the endpoint now.", []string{"endpoint"}, nil)
 	descRejected = prometheus.NewDesc("tasker_callout_rejected_total",
 		"Steps not sent to the endpoint because its breaker was open (since the endpoint was last configured).", []string{"endpoint"}, nil)
+	descLimit = prometheus.NewDesc("tasker_endpoint_concurrency_limit",
+		"Calls allowed in flight to the endpoint now (0: no limit); lowered while it answers 429.", []string{"endpoint"}, nil)
+	descThrottled = prometheus.NewDesc("tasker_callout_throttled_total",
+		"429 (RESOURCE_EXHAUSTED) answers from the endpoint (since it was last configured).", []string{"endpoint"}, nil)
 	descQueueDepth = prometheus.NewDesc("tasker_queue_depth",
 		"Steps ready to run now (enqueued, or retries due), by namespace; database-wide.", []string{"namespace"}, nil)
 	descOldestAge = prometheus.NewDesc("tasker_oldest_ready_step_age_seconds",
@@ -366,7 +370,7 @@ var (
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descInFlight, descActive, descListener, descRescued, descClaimQueries,
-		descBreaker, descEndpointInFlight, descRejected, descQueueDepth, descOldestAge, descQueueUp,
+		descBreaker, descEndpointInFlight, descRejected, descLimit, descThrottled, descQueueDepth, descOldestAge, descQueueUp,
 	} {
 		ch <- d
 	}
@@ -396,6 +400,8 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descBreaker, prometheus.GaugeValue, breakerStates[e.BreakerState], name)
 			ch <- prometheus.MustNewConstMetric(descEndpointInFlight, prometheus.GaugeValue, float64(e.InFlight), name)
 			ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(e.Rejected), name)
+			ch <- prometheus.MustNewConstMetric(descLimit, prometheus.GaugeValue, float64(e.ConcurrencyLimit), name)
+			ch <- prometheus.MustNewConstMetric(descThrottled, prometheus.CounterValue, float64(e.Throttled), name)
 		}
 	}
 	c.collectQueues(ch)

@@ -45,6 +45,8 @@ type EndpointState struct {
 	Calls               int64  `json:"calls"`
 	Faults              int64  `json:"faults" doc:"calls failed by the endpoint: unreachable, timeout, 5xx"`
 	Rejected            int64  `json:"rejected" doc:"steps not called because the breaker was open"`
+	ConcurrencyLimit    int    `json:"concurrency_limit" doc:"calls allowed in flight now, 0 for no limit: the configured max_concurrency, lowered while the endpoint answers 429"`
+	Throttled           int64  `json:"throttled" doc:"429 (RESOURCE_EXHAUSTED) answers"`
 }
 
 // RunnerCounters are this process's runner counters since it started.
@@ -138,6 +140,7 @@ func (s *Server) getStatus(ctx context.Context, _ *struct{}) (*statusOutput, err
 			out.Body.Endpoints = append(out.Body.Endpoints, EndpointState{
 				Namespace: e.Namespace, Pattern: e.Pattern, URL: e.URL, Protocol: e.Protocol, BreakerState: e.BreakerState,
 				ConsecutiveFailures: e.ConsecutiveFailures, InFlight: e.InFlight, Calls: e.Calls, Faults: e.Faults, Rejected: e.Rejected,
+				ConcurrencyLimit: e.ConcurrencyLimit, Throttled: e.Throttled,
 			})
 		}
 	}

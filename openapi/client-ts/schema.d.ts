@@ -540,6 +540,11 @@ export interface components {
             breaker_state: "closed" | "half-open" | "open";
             /** Format: int64 */
             calls: number;
+            /**
+             * Format: int64
+             * @description calls allowed in flight now, 0 for no limit: the configured max_concurrency, lowered while the endpoint answers 429
+             */
+            concurrency_limit: number;
             /** Format: int32 */
             consecutive_failures: number;
             /**
@@ -558,6 +563,11 @@ export interface components {
              * @description steps not called because the breaker was open
              */
             rejected: number;
+            /**
+             * Format: int64
+             * @description 429 (RESOURCE_EXHAUSTED) answers
+             */
+            throttled: number;
             /** @description without credentials */
             url?: string;
         };

@@ -659,9 +659,12 @@ type DetailedHealthBodyStatus string
 
 // EndpointState defines model for EndpointState.
 type EndpointState struct {
-	BreakerState        EndpointStateBreakerState `json:"breaker_state"`
-	Calls               int64                     `json:"calls"`
-	ConsecutiveFailures int32                     `json:"consecutive_failures"`
+	BreakerState EndpointStateBreakerState `json:"breaker_state"`
+	Calls        int64                     `json:"calls"`
+
+	// ConcurrencyLimit calls allowed in flight now, 0 for no limit: the configured max_concurrency, lowered while the endpoint answers 429
+	ConcurrencyLimit    int64 `json:"concurrency_limit"`
+	ConsecutiveFailures int32 `json:"consecutive_failures"`
 
 	// Faults calls failed by the endpoint: unreachable, timeout, 5xx
 	Faults   int64 `json:"faults"`
@@ -674,6 +677,9 @@ type EndpointState struct {
 
 	// Rejected steps not called because the breaker was open
 	Rejected int64 `json:"rejected"`
+
+	// Throttled 429 (RESOURCE_EXHAUSTED) answers
+	Throttled int64 `json:"throttled"`
 
 	// Url without credentials
 	Url *string `json:"url,omitempty"`

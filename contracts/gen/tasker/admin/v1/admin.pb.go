@@ -381,8 +381,13 @@ type EndpointState struct {
 	Calls               int64                  `protobuf:"varint,8,opt,name=calls,proto3" json:"calls,omitempty"`
 	Faults              int64                  `protobuf:"varint,9,opt,name=faults,proto3" json:"faults,omitempty"`
 	Rejected            int64                  `protobuf:"varint,10,opt,name=rejected,proto3" json:"rejected,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Calls allowed in flight now, 0 for no limit: the configured
+	// max_concurrency, lowered while the endpoint answers 429.
+	ConcurrencyLimit int32 `protobuf:"varint,11,opt,name=concurrency_limit,proto3" json:"concurrency_limit,omitempty"`
+	// 429 (RESOURCE_EXHAUSTED) answers.
+	Throttled     int64 `protobuf:"varint,12,opt,name=throttled,proto3" json:"throttled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EndpointState) Reset() {
@@ -481,6 +486,20 @@ func (x *EndpointState) GetFaults() int64 {
 func (x *EndpointState) GetRejected() int64 {
 	if x != nil {
 		return x.Rejected
+	}
+	return 0
+}
+
+func (x *EndpointState) GetConcurrencyLimit() int32 {
+	if x != nil {
+		return x.ConcurrencyLimit
+	}
+	return 0
+}
+
+func (x *EndpointState) GetThrottled() int64 {
+	if x != nil {
+		return x.Throttled
 	}
 	return 0
 }
@@ -4109,7 +4128,7 @@ const file_tasker_admin_v1_admin_proto_rawDesc = "" +
 	"\x14oldest_ready_seconds\x18\x03 \x01(\x01R\x14oldest_ready_seconds\x12\x1c\n" +
 	"\tscheduled\x18\x04 \x01(\x03R\tscheduled\x12 \n" +
 	"\vin_progress\x18\x05 \x01(\x03R\vin_progress\x12\"\n" +
-	"\fdead_letters\x18\x06 \x01(\x03R\fdead_letters\"\xb7\x02\n" +
+	"\fdead_letters\x18\x06 \x01(\x03R\fdead_letters\"\x83\x03\n" +
 	"\rEndpointState\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x18\n" +
 	"\apattern\x18\x02 \x01(\tR\apattern\x12\x10\n" +
@@ -4121,7 +4140,9 @@ const file_tasker_admin_v1_admin_proto_rawDesc = "" +
 	"\x05calls\x18\b \x01(\x03R\x05calls\x12\x16\n" +
 	"\x06faults\x18\t \x01(\x03R\x06faults\x12\x1a\n" +
 	"\brejected\x18\n" +
-	" \x01(\x03R\brejected\"\xae\x02\n" +
+	" \x01(\x03R\brejected\x12,\n" +
+	"\x11concurrency_limit\x18\v \x01(\x05R\x11concurrency_limit\x12\x1c\n" +
+	"\tthrottled\x18\f \x01(\x03R\tthrottled\"\xae\x02\n" +
 	"\x0eRunnerCounters\x12\x18\n" +
 	"\aclaimed\x18\x01 \x01(\x03R\aclaimed\x12\x18\n" +
 	"\arescued\x18\x02 \x01(\x03R\arescued\x12\x1c\n" +
