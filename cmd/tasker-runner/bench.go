@@ -67,11 +67,18 @@ type benchOptions struct {
 	skipLatency  bool
 	skipBacklog  bool
 	skipHTTP     bool
+	skipBatch    bool
 	httpSteps    int
 	batchMax     int
 	batchWindow  time.Duration
 	profileOf    string        // the scenario --cpuprofile covers
 	scenarioTime time.Duration // upper bound for one scenario
+
+	// The batch workflow scenario (bench_batch.go).
+	batchRows       int
+	batchCursors    int
+	batchRuns       int
+	batchCheckpoint int
 }
 
 func runBench(ctx context.Context, env *environment, args []string) error {
@@ -89,14 +96,19 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	fs.IntVar(&o.flushBatch, "flush-batch", 0, "tuning: the completer's most outcomes per write (0: the runner's default)")
 	fs.DurationVar(&o.flushEvery, "flush-interval", 0, "tuning: the completer's longest wait for company (0: the runner's default)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "profiling: write a CPU profile of one scenario (--cpuprofile-of) to `PATH`")
-	fs.StringVar(&o.profileOf, "cpuprofile-of", "", "profiling: the scenario --cpuprofile covers: backlog, http, httpbatch or raw (default backlog; http with --http-only)")
+	fs.StringVar(&o.profileOf, "cpuprofile-of", "", "profiling: the scenario --cpuprofile covers: backlog, http, httpbatch, raw or batch (default backlog; http with --http-only, batch with --batch-only)")
 	fs.IntVar(&o.httpSteps, "http-steps", benchHTTPStepsDefault, fmt.Sprintf("HTTP scenarios: backlog size, and requests of the raw run (--quick: %d)", benchHTTPStepsQuick))
 	fs.IntVar(&o.batchMax, "batch-max", benchBatchMaxDefault, "HTTP scenarios: the endpoint's batch_max in the batched run")
 	fs.DurationVar(&o.batchWindow, "batch-window", benchBatchWindowDefault, "HTTP scenarios: the endpoint's batch_window in the batched run")
-	var onlyBacklog, onlyLatency, onlyHTTP bool
+	fs.IntVar(&o.batchRows, "batch-rows", benchBatchRowsDefault, fmt.Sprintf("batch workflow: rows of the large task (--quick: %d); a %d-row task is also run, for the comparison with Tasker", benchBatchRowsQuick, benchBatchSmallRows))
+	fs.IntVar(&o.batchCursors, "batch-cursors", benchBatchCursorsDefault, "batch workflow: cursors (batch worker steps) of the large task")
+	fs.IntVar(&o.batchRuns, "batch-runs", benchBatchRunsDefault, fmt.Sprintf("batch workflow: measured tasks of each size (--quick: %d)", benchBatchRunsQuick))
+	fs.IntVar(&o.batchCheckpoint, "batch-checkpoint", benchBatchCheckpointDefault, "batch workflow: rows a worker processes per call before it yields a checkpoint")
+	var onlyBacklog, onlyLatency, onlyHTTP, onlyBatch bool
 	fs.BoolVar(&onlyBacklog, "backlog-only", false, "run only the backlog scenario")
 	fs.BoolVar(&onlyLatency, "latency-only", false, "run only the latency scenario")
 	fs.BoolVar(&onlyHTTP, "http-only", false, "run only the HTTP callout scenarios (work-down unbatched and batched, raw handler rate)")
+	fs.BoolVar(&onlyBatch, "batch-only", false, "run only the batch workflow scenario (batchable step, cursor workers with checkpoints, convergence)")
 	if err := parseFlags(env, fs, args); err != nil {
 		return err
 	}
@@ -114,6 +126,12 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		}
 		if !set["http-steps"] {
 			o.httpSteps = benchHTTPStepsQuick
+		}
+		if !set["batch-rows"] {
+			o.batchRows = benchBatchRowsQuick
+		}
+		if !set["batch-runs"] {
+			o.batchRuns = benchBatchRunsQuick
 		}
 	}
 	var problems []string
@@ -138,10 +156,10 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	if o.flushBatch < 0 || o.flushEvery < 0 {
 		problems = append(problems, "--flush-batch and --flush-interval must not be negative")
 	}
-	if n := btoi(onlyBacklog) + btoi(onlyLatency) + btoi(onlyHTTP); n > 1 {
-		problems = append(problems, "--backlog-only, --latency-only and --http-only exclude each other")
+	if n := btoi(onlyBacklog) + btoi(onlyLatency) + btoi(onlyHTTP) + btoi(onlyBatch); n > 1 {
+		problems = append(problems, "--backlog-only, --latency-only, --http-only and --batch-only exclude each other")
 	} else if n == 1 {
-		o.skipBacklog, o.skipLatency, o.skipHTTP = !onlyBacklog, !onlyLatency, !onlyHTTP
+		o.skipBacklog, o.skipLatency, o.skipHTTP, o.skipBatch = !onlyBacklog, !onlyLatency, !onlyHTTP, !onlyBatch
 	}
 	if o.httpSteps < 1 {
 		problems = append(problems, fmt.Sprintf("--http-steps must be at least 1, got %d", o.httpSteps))
@@ -152,15 +170,30 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	if o.batchWindow < 0 {
 		problems = append(problems, "--batch-window must not be negative")
 	}
+	if o.batchRows < 1 {
+		problems = append(problems, fmt.Sprintf("--batch-rows must be at least 1, got %d", o.batchRows))
+	}
+	if o.batchCursors < 1 || o.batchCursors > runner.MaxStepsPerOutcomeDefault {
+		problems = append(problems, fmt.Sprintf("--batch-cursors must be from 1 to %d (the runner's steps per outcome), got %d", runner.MaxStepsPerOutcomeDefault, o.batchCursors))
+	}
+	if o.batchRuns < 1 {
+		problems = append(problems, fmt.Sprintf("--batch-runs must be at least 1, got %d", o.batchRuns))
+	}
+	if o.batchCheckpoint < 1 {
+		problems = append(problems, fmt.Sprintf("--batch-checkpoint must be at least 1, got %d", o.batchCheckpoint))
+	}
 	switch o.profileOf {
 	case "":
 		o.profileOf = "backlog"
 		if onlyHTTP {
 			o.profileOf = "http"
 		}
-	case "backlog", "http", "httpbatch", "raw":
+		if onlyBatch {
+			o.profileOf = "batch"
+		}
+	case "backlog", "http", "httpbatch", "raw", "batch":
 	default:
-		problems = append(problems, fmt.Sprintf("--cpuprofile-of must be backlog, http, httpbatch or raw, got %q", o.profileOf))
+		problems = append(problems, fmt.Sprintf("--cpuprofile-of must be backlog, http, httpbatch, raw or batch, got %q", o.profileOf))
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %s", errUsage, strings.Join(problems, "; "))
@@ -227,6 +260,10 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 		res.Settings.HTTPSteps, res.Settings.BatchMax = o.httpSteps, o.batchMax
 		res.Settings.BatchWindowMs = float64(o.batchWindow) / float64(time.Millisecond)
 	}
+	if !o.skipBatch {
+		res.Settings.BatchRows, res.Settings.BatchCursors = o.batchRows, o.batchCursors
+		res.Settings.BatchRuns, res.Settings.BatchCheckpointRows = o.batchRuns, o.batchCheckpoint
+	}
 	res.Machine.Postgres = srv.info
 
 	var profile *os.File
@@ -240,6 +277,7 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 	var backlogs []backlogResult
 	var latencies []latencyResult
 	var https []httpResult
+	var batches []etlResult
 	for i := range o.repeat {
 		if !o.skipBacklog {
 			fmt.Fprintf(o.progress, "bench: backlog work-down %d/%d: %d single-step tasks, max_concurrent_steps %d\n", i+1, o.repeat, o.steps, o.concurrency)
@@ -273,6 +311,15 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 			}
 			https = append(https, h)
 		}
+		if !o.skipBatch {
+			fmt.Fprintf(o.progress, "bench: batch workflow %d/%d: %s rows in %d cursors and %s rows in %d cursors, %d runs each, checkpoint every %d rows\n",
+				i+1, o.repeat, groupThousands(int64(o.batchRows)), o.batchCursors, groupThousands(benchBatchSmallRows), benchBatchSmallCursors, o.batchRuns, o.batchCheckpoint)
+			b, err := runBatchETL(ctx, env, srv, o, profileIf(profile, i == 0 && o.profileOf == "batch"))
+			if err != nil {
+				return nil, fmt.Errorf("batch workflow scenario: %w", err)
+			}
+			batches = append(batches, b)
+		}
 	}
 	if len(backlogs) > 0 {
 		b := medianBacklog(backlogs)
@@ -294,6 +341,10 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 		if len(https) > 1 {
 			res.HTTPRuns = https
 		}
+	}
+	if len(batches) > 0 {
+		b := mergeETL(batches)
+		res.Batch = &b
 	}
 	res.Figures = figures(res)
 	res.Measured = describe(res, srv)

@@ -29,6 +29,7 @@ type benchResults struct {
 	LatencyRuns  []latencyResult `json:"latency_runs,omitempty"`
 	HTTP         *httpResult     `json:"http,omitempty"`
 	HTTPRuns     []httpResult    `json:"http_runs,omitempty"`
+	Batch        *etlResult      `json:"batch,omitempty"`
 	TotalSeconds float64         `json:"total_seconds"`
 }
 
@@ -56,6 +57,11 @@ type benchSettings struct {
 	HTTPSteps       int     `json:"http_steps,omitempty"`
 	BatchMax        int     `json:"batch_max,omitempty"`
 	BatchWindowMs   float64 `json:"batch_window_ms,omitempty"`
+	// The batch workflow scenario's large task and runs.
+	BatchRows           int `json:"batch_rows,omitempty"`
+	BatchCursors        int `json:"batch_cursors,omitempty"`
+	BatchRuns           int `json:"batch_runs,omitempty"`
+	BatchCheckpointRows int `json:"batch_checkpoint_rows,omitempty"`
 }
 
 // figure is one line of the table: a measured value next to its target.
@@ -117,6 +123,9 @@ func figures(r *benchResults) []figure {
 	if h := r.HTTP; h != nil {
 		fs = append(fs, httpFigures(h, r.Settings.Concurrency)...)
 	}
+	if b := r.Batch; b != nil {
+		fs = append(fs, etlFigures(b)...)
+	}
 	return fs
 }
 
@@ -131,6 +140,13 @@ func describe(r *benchResults, srv *benchServer) string {
 		handlers += " (backlog, latency) and HTTP+JSON callouts to a no-op handler service on loopback that also runs in this process (HTTP scenarios)"
 	case r.HTTP != nil:
 		handlers = "HTTP+JSON callouts to a no-op handler service on loopback that also runs in this process"
+	}
+	if r.Batch != nil {
+		if r.Backlog == nil && r.Latency == nil && r.HTTP == nil {
+			handlers = "in-process Go batch handlers (rows generated, JSON-encoded and checksummed)"
+		} else {
+			handlers += "; in-process Go batch handlers (rows generated, JSON-encoded and checksummed) in the batch workflow"
+		}
 	}
 	return fmt.Sprintf("in-process runner with %s (the runner is this process), hybrid mode; "+
 		"PostgreSQL %s (%s, %s, %s); %s, %d cores, %s",
@@ -221,6 +237,10 @@ func printBenchTable(w io.Writer, r *benchResults) {
 		if h.MedianOf > 1 {
 			fmt.Fprintf(w, "  HTTP figures: medians of %d runs\n", h.MedianOf)
 		}
+	}
+	if b := r.Batch; b != nil {
+		printCPU(w, fmt.Sprintf("batch workflow, %s rows", groupThousands(int64(b.Large.Rows))), b.Large.CPU)
+		printETLDetail(w, b)
 	}
 	fmt.Fprintln(w)
 }

@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
 
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
 )
@@ -14,7 +21,8 @@ import (
 // not speed: timed assertions belong to `make bench`, not to unit tests.
 func TestBenchJSON(t *testing.T) {
 	vars := map[string]string{"DATABASE_URL": pgtest.URL(t)}
-	r := runCLI(t, vars, "bench", "--json", "--steps", "300", "--duration", "1s", "--rate", "50", "--concurrency", "100", "--http-steps", "100")
+	r := runCLI(t, vars, "bench", "--json", "--steps", "300", "--duration", "1s", "--rate", "50", "--concurrency", "100", "--http-steps", "100",
+		"--batch-rows", "600", "--batch-cursors", "3", "--batch-runs", "1")
 	if r.code != 0 {
 		t.Fatalf("bench failed:\n%s", r)
 	}
@@ -32,8 +40,8 @@ func TestBenchJSON(t *testing.T) {
 	}
 
 	b, l := res.Backlog, res.Latency
-	if b == nil || l == nil || res.HTTP == nil {
-		t.Fatalf("missing scenarios: backlog %v, latency %v, http %v", b != nil, l != nil, res.HTTP != nil)
+	if b == nil || l == nil || res.HTTP == nil || res.Batch == nil {
+		t.Fatalf("missing scenarios: backlog %v, latency %v, http %v, batch %v", b != nil, l != nil, res.HTTP != nil, res.Batch != nil)
 	}
 	if b.Steps != 300 || !(b.StepsPerSec > 0) || !(b.InsertTasksPerSec > 0) || !(b.WorkDownSeconds > 0) {
 		t.Errorf("backlog figures: %+v", *b)
@@ -141,6 +149,12 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"bench", "--duration", "1ms"},
 		{"bench", "extra"},
 		{"bench", "--http-only", "--backlog-only"},
+		{"bench", "--batch-only", "--latency-only"},
+		{"bench", "--batch-rows", "0"},
+		{"bench", "--batch-cursors", "0"},
+		{"bench", "--batch-cursors", "10001"},
+		{"bench", "--batch-runs", "0"},
+		{"bench", "--batch-checkpoint", "0"},
 		{"bench", "--http-steps", "0"},
 		{"bench", "--batch-max", "1"},
 		{"bench", "--cpuprofile-of", "nope"},
@@ -149,5 +163,115 @@ func TestBenchUsageErrors(t *testing.T) {
 		if r.code != 2 {
 			t.Errorf("%v: want exit 2, got:\n%s", args, r)
 		}
+	}
+}
+
+// TestBenchBatchJSON runs the batch workflow scenario in quick mode through
+// the CLI, with a large task of 4,000 rows in 8 cursors so that every
+// worker is called twice (one checkpoint each), and checks that every run
+// was verified and the figures are there. No timing assertions.
+func TestBenchBatchJSON(t *testing.T) {
+	vars := map[string]string{"DATABASE_URL": pgtest.URL(t)}
+	r := runCLI(t, vars, "bench", "--json", "--quick", "--batch-only", "--batch-rows", "4000", "--batch-cursors", "8")
+	if r.code != 0 {
+		t.Fatalf("bench failed:\n%s", r)
+	}
+	var res benchResults
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&res); err != nil {
+		t.Fatalf("stdout is not the results JSON: %v\n%s", err, r)
+	}
+	if res.Backlog != nil || res.Latency != nil || res.HTTP != nil {
+		t.Errorf("--batch-only ran other scenarios: backlog %v, latency %v, http %v", res.Backlog != nil, res.Latency != nil, res.HTTP != nil)
+	}
+	b := res.Batch
+	if b == nil {
+		t.Fatalf("no batch results:\n%s", r)
+	}
+	if s := res.Settings; s.BatchRows != 4000 || s.BatchCursors != 8 || s.BatchRuns != benchBatchRunsQuick || s.BatchCheckpointRows != benchBatchCheckpointDefault {
+		t.Errorf("settings: %+v", s)
+	}
+	for _, c := range []struct {
+		name                                  string
+		s                                     etlSizeResult
+		rows, cursors, workers, calls, yields int
+	}{
+		{"large", b.Large, 4000, 8, 8, 16, 8},
+		{"small", b.Small, benchBatchSmallRows, benchBatchSmallCursors, 10, 10, 0},
+	} {
+		s := c.s
+		if s.Rows != c.rows || s.Cursors != c.cursors || s.Workers != c.workers || s.WorkerCalls != c.calls || s.Yields != c.yields {
+			t.Errorf("%s: %d rows / %d cursors, %d workers, %d calls, %d yields; want %d / %d, %d, %d, %d",
+				c.name, s.Rows, s.Cursors, s.Workers, s.WorkerCalls, s.Yields, c.rows, c.cursors, c.workers, c.calls, c.yields)
+		}
+		if len(s.Runs) != benchBatchRunsQuick {
+			t.Fatalf("%s: %d runs, want %d", c.name, len(s.Runs), benchBatchRunsQuick)
+		}
+		for i, x := range s.Runs {
+			if !x.Verified || x.WorkerCalls != c.calls || x.Yields != c.yields || x.Checkpoints != c.yields ||
+				!(x.EndToEndMs > 0) || !(x.RowsPerSec > 0) || !(x.FanOutMs > 0) || !(x.WorkersStartedMs > 0) {
+				t.Errorf("%s run %d: %+v", c.name, i+1, x)
+			}
+		}
+		for name, sp := range map[string]spread{"rows/s": s.RowsPerSec, "end to end": s.EndToEndMs, "fan-out": s.FanOutMs} {
+			if !(sp.Min > 0) || sp.Median < sp.Min || sp.Max < sp.Median {
+				t.Errorf("%s %s spread: %+v", c.name, name, sp)
+			}
+		}
+		if !(s.TaskerRatio > 0) {
+			t.Errorf("%s: no ratio to Tasker's figure", c.name)
+		}
+	}
+	names := map[string]bool{}
+	for _, f := range res.Figures {
+		names[f.Name] = true
+		if f.Name == "" || f.Unit == "" || f.How == "" || !(f.Value > 0) {
+			t.Errorf("figure not sane: %+v", f)
+		}
+	}
+	for _, want := range []string{
+		"batch 4,000 rows / 8 cursors, rows/s", "batch 4,000 rows / 8 cursors, end to end", "batch 4,000 rows / 8 cursors, fan-out",
+		"batch 1,000 rows / 10 cursors, rows/s", "batch 1,000 rows / 10 cursors, end to end", "batch 1,000 rows / 10 cursors, vs Tasker",
+	} {
+		if !names[want] {
+			t.Errorf("no figure %q", want)
+		}
+	}
+	if n := strings.Count(r.stderr, "; totals verified\n"); n != 2*benchBatchRunsQuick {
+		t.Errorf("%d runs reported verified totals, want %d:\n%s", n, 2*benchBatchRunsQuick, r.stderr)
+	}
+}
+
+// TestBenchBatchVerificationFails checks that the batch scenario's
+// verification is not vacuous: the same task checked against totals off by
+// one bit fails with errETLVerification.
+func TestBenchBatchVerificationFails(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	env := &environment{stdout: io.Discard, stderr: io.Discard, lookup: envconfig.MapLookuper(nil), logger: slog.New(slog.DiscardHandler)}
+	o := benchOptions{databaseURL: pgtest.URL(t), progress: io.Discard, poolSize: 4, concurrency: 50,
+		batchCheckpoint: benchBatchCheckpointDefault, scenarioTime: 20 * time.Second}
+	srv, err := openBenchServer(ctx, env, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.close(env)
+	run, stop, err := startETL(ctx, env, srv, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+
+	e, err := etlExpectFor(600, 3, benchBatchCheckpointDefault) // 200 rows per worker: one call each
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x, err := run.once(ctx, e); err != nil || !x.Verified || x.WorkerCalls != 3 {
+		t.Fatalf("the honest check failed: %+v, %v", x, err)
+	}
+	e.totals.Checksum ^= 1
+	if _, err := run.once(ctx, e); !errors.Is(err, errETLVerification) {
+		t.Errorf("checked against wrong totals: err = %v, want %v", err, errETLVerification)
 	}
 }
