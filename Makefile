@@ -20,8 +20,9 @@ build: ## build bin/tasker-runner
 postgres: ## make sure PostgreSQL server binaries are present (installs them with apt as root)
 	@bash .ci/ensure-postgres
 
-run: build postgres ## start a throwaway PostgreSQL and the runner (uses DATABASE_URL when set); Ctrl-C stops it all
-	./$(BIN) dev
+run: build postgres ## the demo: PostgreSQL (or DATABASE_URL), the runner, handlers in 4 languages, an order; CHAOS=go kills one
+	@bash .ci/ensure-runtimes || echo "make: some example runtimes are missing; dev runs their steps in-process in Go instead (see above)"
+	./$(BIN) dev $(if $(CHAOS),--chaos $(CHAOS))
 
 test: lint ## run every test with the race detector against real PostgreSQL
 	@bash .ci/ensure-postgres --for-tests

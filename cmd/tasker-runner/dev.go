@@ -2,28 +2,55 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/config"
+	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgcluster"
+	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
 
 func runDev(ctx context.Context, env *environment, args []string) error {
 	fs := newFlagSet("dev")
 	configPath := fs.String("config", "", "path of the TOML configuration file (default $TASKER_CONFIG_PATH; none: built-in defaults)")
+	examplesFlag := fs.String("examples", "", "the examples directory (default: examples/ in the working directory or above it)")
+	chaos := fs.String("chaos", "", "after the first order, kill this language's handler service (python, ruby, go or typescript) while more orders run: shows retries and the circuit breaker")
+	chaosOrders := fs.Int("chaos-orders", 3, "how many orders --chaos submits while the service is down")
+	restartAfter := fs.Duration("restart-after", 5*time.Second, "how long a handler service that died stays down before dev restarts it")
 	if err := parseFlags(env, fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
+	if _, ok := devLanguageByKey(*chaos); *chaos != "" && !ok {
+		return fmt.Errorf("%w: --chaos %q: want python, ruby, go or typescript", errUsage, *chaos)
+	}
+	if *chaosOrders < 1 || *restartAfter <= 0 {
+		return fmt.Errorf("%w: --chaos-orders and --restart-after must be positive", errUsage)
+	}
 	cfg, err := loadConfig(env, *configPath)
 	if err != nil {
 		return err
 	}
+
+	demo := &devDemo{env: env, cfg: cfg, funcs: &callout.Funcs{}, chaos: *chaos, chaosOrders: *chaosOrders, restartAfter: *restartAfter}
+	if err := demo.prepare(ctx, *examplesFlag); err != nil {
+		return err
+	}
+	defer demo.close()
 
 	var cluster *pgcluster.Cluster
 	if cfg.Database.URL == "" {
@@ -40,48 +67,359 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 			env.logger.Info("throwaway PostgreSQL cluster stopped and removed", "dir", cluster.Dir())
 		}()
 		cfg.Database.URL = cluster.URL("postgres")
+		demo.cfg = cfg
 	}
+	demo.ownDatabase = cluster != nil
 
-	funcs := &callout.Funcs{}
-	registerDevHandlers(funcs)
-	progress := newDevProgress(env.stdout)
-	var addr string // set by ready, read by started (both on this goroutine)
-	return serve(ctx, env, cfg, serveOptions{migrate: true, funcs: funcs, onEvent: progress.onEvent, started: func(ctx context.Context, e *engine) error {
-		if err := runDevExample(ctx, env, e); err != nil {
-			return err
-		}
-		select {
-		case <-progress.done:
-		case <-ctx.Done():
-			return nil
-		case <-time.After(30 * time.Second):
-			fmt.Fprintln(env.stdout, "the example task has not finished after 30s; see the log above")
-			return nil
-		}
-		fmt.Fprintf(env.stdout, "\nThe runner keeps serving; press Ctrl-C to stop.\n")
-		if addr != "" {
-			fmt.Fprintf(env.stdout, "  health    http://%s/health\n  spec      http://%s/openapi.yaml\n", localAddr(addr), localAddr(addr))
-		}
-		return nil
-	}, ready: func(apiAddr string) {
-		addr = apiAddr
+	err = serve(ctx, env, cfg, serveOptions{migrate: true, funcs: demo.funcs, onEvent: demo.onEvent, started: demo.run, ready: func(apiAddr string) {
+		demo.apiAddr = apiAddr
 		fmt.Fprintf(env.stdout, "\ntasker-runner %s is up\n", buildVersion())
 		fmt.Fprintf(env.stdout, "  database  %s\n", store.RedactURL(cfg.Database.URL))
 		if cluster != nil {
 			fmt.Fprintf(env.stdout, "            (throwaway cluster in %s, removed on exit; psql %q)\n", cluster.Dir(), cluster.URL("postgres"))
 		}
-		if apiAddr != "" {
-			fmt.Fprintf(env.stdout, "  health    http://%s/health\n", localAddr(apiAddr))
-			fmt.Fprintf(env.stdout, "  spec      http://%s/openapi.yaml\n", localAddr(apiAddr))
-			fmt.Fprintf(env.stdout, "  docs      http://%s/docs\n", localAddr(apiAddr))
-			fmt.Fprintf(env.stdout, "  metrics   http://%s/metrics\n", localAddr(apiAddr))
-			fmt.Fprintf(env.stdout, "  status    http://%s/v1/status\n", localAddr(apiAddr))
-		}
-		if cfg.Worker.GRPC.Enabled {
-			fmt.Fprintf(env.stdout, "  grpc      %s (Connect, gRPC, gRPC-Web; h2c)\n", localAddr(cfg.Worker.GRPC.Addr()))
-		}
-		fmt.Fprintf(env.stdout, "Press Ctrl-C to stop.\n\n")
 	}})
+	// The runner has stopped: nothing calls the services or reads their
+	// endpoints any more.
+	demo.close()
+	return errors.Join(err, demo.forgetEndpoints())
+}
+
+// devDemo is what `dev` adds to `serve`: the example handler services, their
+// endpoints, the example template and orders, and the progress output.
+type devDemo struct {
+	env          *environment
+	cfg          config.Config
+	funcs        *callout.Funcs // in-process fallbacks for missing languages
+	chaos        string
+	chaosOrders  int
+	restartAfter time.Duration
+
+	examples    string // "" when not found: serve without the example
+	template    []byte
+	tpl         *workflow.Template
+	services    *devServices
+	progress    *devProgress
+	apiAddr     string        // set by serve's ready callback, before run
+	ownDatabase bool          // a throwaway cluster: no need to clean up rows
+	pool        *pgxpool.Pool // for the endpoint rows; opened by run
+	closeOnce   sync.Once
+
+	mu       sync.Mutex
+	patterns []string // endpoint rows registered (by run, and by keepUp's moves)
+}
+
+// prepare finds the examples, reads the template and starts the handler
+// services in the background (they build while PostgreSQL starts).
+func (d *devDemo) prepare(ctx context.Context, flagDir string) error {
+	examples, err := findExamples(flagDir)
+	if err != nil {
+		if flagDir != "" || d.chaos != "" {
+			return err
+		}
+		d.env.logger.Warn("serving without the example workflow", "err", err)
+		fmt.Fprintf(d.env.stdout, "\n!! %v: serving without the example workflow\n", err)
+		return nil
+	}
+	path := filepath.Join(examples, devTemplateFile)
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	tpl, err := workflow.Parse(doc)
+	if err != nil {
+		return fmt.Errorf("the example template %s: %w", path, err)
+	}
+	d.examples, d.template, d.tpl = examples, doc, tpl
+	d.progress = newDevProgress(d.env.stdout, tpl.NamespaceName)
+	d.services, err = startDevServices(ctx, examples)
+	return err
+}
+
+func (d *devDemo) onEvent(e runner.Event) {
+	if d.progress != nil {
+		d.progress.onEvent(e)
+	}
+}
+
+// close stops the handler services (and their supervisors) and removes
+// their files; it may be called again.
+func (d *devDemo) close() {
+	if d.services == nil {
+		return
+	}
+	d.closeOnce.Do(func() {
+		if err := d.services.close(); err != nil {
+			d.env.logger.Error("stopping the handler services", "err", err)
+			return
+		}
+		d.env.logger.Info("handler services stopped, their files removed", "dir", d.services.tmp)
+	})
+}
+
+// forgetEndpoints deletes the endpoint rows run registered from a database
+// that outlives dev (DATABASE_URL): they name ports and secret files that
+// are gone, and a row a runner cannot load stops it from loading the rest.
+func (d *devDemo) forgetEndpoints() error {
+	if d.pool == nil {
+		return nil
+	}
+	defer d.pool.Close()
+	if d.ownDatabase {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var errs []error
+	d.mu.Lock()
+	patterns := slices.Clone(d.patterns)
+	d.mu.Unlock()
+	for _, pattern := range patterns {
+		if _, err := store.DeleteEndpoint(ctx, d.pool, d.tpl.NamespaceName, pattern); err != nil {
+			errs = append(errs, fmt.Errorf("removing the example endpoint %s: %w", pattern, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Breaker settings of the example endpoints: open after 5 straight failures
+// (the config default), try again after 2 s (the default 30 s is long to
+// watch in a demo).
+const (
+	devBreakerFailures = 5
+	devBreakerOpenMs   = 2000
+)
+
+// run is serve's started callback: it registers the services' endpoints and
+// the template, runs the first order and, with --chaos, the chaos round,
+// then keeps watching until ctx ends.
+func (d *devDemo) run(ctx context.Context, e *engine) error {
+	if d.services == nil {
+		d.printWhere()
+		return nil
+	}
+	p := d.progress
+	select {
+	case <-d.services.ready:
+	default:
+		p.printf("\nwaiting for the example handler services to build and start...\n")
+	}
+	if err := d.services.wait(ctx); err != nil {
+		return nil // stopping
+	}
+	pool, err := openPool(ctx, d.cfg)
+	if err != nil {
+		return stoppedWhileStarting(ctx, d.env, fmt.Errorf("connecting to register the example endpoints: %w", err))
+	}
+	d.pool = pool
+
+	if err := d.register(ctx, e); err != nil {
+		return stoppedWhileStarting(ctx, d.env, err)
+	}
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	var watching sync.WaitGroup
+	watching.Add(1)
+	go func() {
+		defer watching.Done()
+		watchBreakers(watchCtx, e.registry, d.tpl.NamespaceName, p)
+	}()
+	defer func() {
+		stopWatching()
+		watching.Wait()
+	}()
+
+	info, err := e.client.RegisterTemplate(ctx, d.template)
+	if err != nil {
+		return stoppedWhileStarting(ctx, d.env, fmt.Errorf("registering the example template %s: %w", filepath.Join(d.examples, devTemplateFile), err))
+	}
+	p.printf("registered the template %s/%s@%s (%s)\n\n", info.Namespace, info.Name, info.Version, filepath.Join(d.examples, devTemplateFile))
+	ids, err := submitOrders(ctx, e.client, info, p, 1, 1)
+	if err != nil {
+		return stoppedWhileStarting(ctx, d.env, err)
+	}
+	if _, err := p.wait(ctx, ids, 60*time.Second); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		p.printf("!! %v\n", err)
+	}
+	d.printWhere()
+	if d.chaos != "" {
+		if err := d.runChaos(ctx, e, info); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			p.printf("!! chaos: %v\n", err)
+		}
+	}
+	p.printf("Press Ctrl-C to stop.\n")
+	<-ctx.Done()
+	return nil
+}
+
+// register puts an endpoint for each running service (signed with its
+// secret) and an in-process Go handler for each missing language, then
+// waits until the runner has loaded the endpoints.
+func (d *devDemo) register(ctx context.Context, e *engine) error {
+	p := d.progress
+	ns := d.tpl.NamespaceName
+	p.printf("\nhandler services (their files are in %s, removed on exit):\n", d.services.tmp)
+	fallbacks := devFallbacks()
+	var loud []string
+	want := map[string]string{} // pattern -> the service's base URL
+	for _, l := range devLanguages {
+		s, ok := d.services.get(l.key)
+		if !ok {
+			d.funcs.Register(l.callable, fallbacks[l.callable])
+			p.setWho(l.callable, "Go*")
+			p.printf("  %-11s NOT RUNNING: %s runs in-process in Go (Go* below)\n", l.label, l.step)
+			loud = append(loud, fmt.Sprintf("The %s handler service is not running: %v.\nIts step %s (%s) FALLS BACK to an in-process Go handler (Go* below).",
+				l.label, d.services.failure(l.key), l.step, l.callable))
+			continue
+		}
+		if err := d.putEndpoint(ctx, s); err != nil {
+			return err
+		}
+		_, _, want[l.callable] = s.current()
+		p.setWho(l.callable, l.label)
+		p.printf("  %-11s pid %-7d %s  runs %-15s (%s)\n", l.label, s.pid(), s.url, l.step, filepath.Join(d.examples, "handlers", l.key))
+	}
+	for _, msg := range loud {
+		d.env.logger.Warn(strings.ReplaceAll(msg, "\n", " "))
+		p.printf("\n%s\n## %s\n%s\n", strings.Repeat("#", 100), strings.ReplaceAll(msg, "\n", "\n## "), strings.Repeat("#", 100))
+	}
+	for _, l := range devLanguages {
+		if s, ok := d.services.get(l.key); ok {
+			d.services.keepUp(s, d.restartAfter, p.printf, func(s *devService) {
+				if err := d.putEndpoint(ctx, s); err != nil {
+					p.printf("!! moving the %s endpoint to %s: %v\n", s.lang.label, s.url, err)
+				}
+			})
+		}
+	}
+
+	// The runner loads endpoint rows when the database announces a change;
+	// the first order must not start before.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		loaded := 0
+		for _, st := range e.registry.Endpoints() {
+			// The registry shows the URL with {callable} escaped.
+			if base := want[st.Pattern]; st.Namespace == ns && base != "" && strings.HasPrefix(st.URL, base+"/") {
+				loaded++
+			}
+		}
+		if loaded == len(want) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the runner did not load the example endpoints within 15s (%d of %d loaded)", loaded, len(want))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// putEndpoint registers (or moves) s's endpoint, as `tasker-runner
+// handlers put` would.
+func (d *devDemo) putEndpoint(ctx context.Context, s *devService) error {
+	secretPath, err := d.services.secretFile(s)
+	if err != nil {
+		return fmt.Errorf("writing the %s service's secret: %w", s.lang.label, err)
+	}
+	_, _, base := s.current()
+	row := store.HandlerEndpoint{
+		Namespace: d.tpl.NamespaceName, Pattern: s.lang.callable, URL: base + "/{callable}", Protocol: callout.ProtocolHTTP,
+		TimeoutMs: 10_000, BatchMax: 1, SecretRef: "file:" + secretPath,
+		BreakerConsecutiveFailures: devBreakerFailures, BreakerOpenTimeoutMs: devBreakerOpenMs,
+		BreakerIntervalMs: 60_000, BreakerMaxRequests: 1,
+	}
+	if err := runner.ValidateEndpoint(row, nil); err != nil {
+		return fmt.Errorf("the %s service's endpoint: %w", s.lang.label, err)
+	}
+	if _, err := store.PutEndpoint(ctx, d.pool, row, time.Now()); err != nil {
+		return fmt.Errorf("registering the %s service's endpoint: %w", s.lang.label, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !slices.Contains(d.patterns, row.Pattern) {
+		d.patterns = append(d.patterns, row.Pattern)
+	}
+	return nil
+}
+
+// runChaos kills one handler service as a crash would, submits orders while
+// it is down and waits for them: the runner retries the failed calls, the
+// endpoint's breaker opens and holds the steps back without using their
+// attempts, and once the service is back (keepUp restarts it) they finish.
+func (d *devDemo) runChaos(ctx context.Context, e *engine, info runner.TemplateInfo) error {
+	p := d.progress
+	l, _ := devLanguageByKey(d.chaos)
+	s, ok := d.services.get(l.key)
+	if !ok {
+		return fmt.Errorf("the %s handler service is not running (its step runs in-process), so there is nothing to kill", l.label)
+	}
+	p.printf("\nchaos: killing the %s handler service (pid %d, %s) with SIGKILL; dev restarts it in %s. Meanwhile, %d more orders:\n",
+		l.label, s.pid(), s.url, d.restartAfter, d.chaosOrders)
+	if err := s.kill(); err != nil {
+		return fmt.Errorf("killing the %s handler service: %w", l.label, err)
+	}
+	ids, err := submitOrders(ctx, e.client, info, p, 2, d.chaosOrders)
+	if err != nil {
+		return err
+	}
+	states, err := p.wait(ctx, ids, d.restartAfter+90*time.Second)
+	if err != nil {
+		return err
+	}
+	complete := 0
+	for _, st := range states {
+		if st == "complete" {
+			complete++
+		}
+	}
+	for _, st := range e.registry.Endpoints() {
+		if st.Namespace == info.Namespace && st.Pattern == l.callable {
+			p.printf("chaos: %d of %d orders COMPLETE; the %s endpoint (%s) failed %d calls and held back %d steps while its breaker was open; it is %s now.\n",
+				complete, len(ids), l.label, l.callable, st.Faults, st.Rejected, st.BreakerState)
+		}
+	}
+	if d.apiAddr != "" {
+		p.printf("  curl -s http://%s/metrics | grep -E 'tasker_(breaker_state|callout_rejected_total|steps_retried_total|steps_released_total)'\n", localAddr(d.apiAddr))
+	}
+	return nil
+}
+
+// printWhere says where the API, docs, metrics and gRPC are, and what to try.
+func (d *devDemo) printWhere() {
+	out := d.env.stdout
+	if d.progress != nil {
+		d.progress.mu.Lock()
+		defer d.progress.mu.Unlock()
+	}
+	fmt.Fprintf(out, "\nThe runner keeps serving; Ctrl-C stops it all.\n")
+	if d.apiAddr != "" {
+		a := localAddr(d.apiAddr)
+		fmt.Fprintf(out, "  API       http://%s/v1/status\n", a)
+		fmt.Fprintf(out, "  docs      http://%s/docs\n", a)
+		fmt.Fprintf(out, "  metrics   http://%s/metrics\n", a)
+		fmt.Fprintf(out, "  health    http://%s/health\n", a)
+		fmt.Fprintf(out, "  spec      http://%s/openapi.yaml\n", a)
+	}
+	if d.cfg.Worker.GRPC.Enabled {
+		fmt.Fprintf(out, "  gRPC      %s (Connect, gRPC, gRPC-Web; h2c)\n", localAddr(d.cfg.Worker.GRPC.Addr()))
+	}
+	if d.tpl == nil || d.services == nil {
+		return
+	}
+	_, order := devOrder(9)
+	fmt.Fprintf(out, "Try:\n  bin/tasker-runner submit --namespace %s --name %s --context '%s' --wait\n", d.tpl.NamespaceName, d.tpl.Name, order)
+	if s, ok := d.services.get("go"); ok {
+		fmt.Fprintf(out, "  kill -9 %d    # the Go service: dev restarts it after %s; submit orders meanwhile (or run: make run CHAOS=go)\n", s.pid(), d.restartAfter)
+	}
 }
 
 // localAddr turns a wildcard listen address into one a browser can open.

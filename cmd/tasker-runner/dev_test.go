@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -13,38 +16,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
 )
 
-// TestDevWithDatabaseURL: with DATABASE_URL, dev uses that database (no
-// cluster of its own), migrates it and serves.
-func TestDevWithDatabaseURL(t *testing.T) {
-	t.Parallel()
-	vars, addr := webVars(t)
-	url := pgtest.EmptyURL(t)
-	vars["DATABASE_URL"] = url
-	c := startCLI(t, vars, "dev")
-	c.waitHealthy(addr, startupTimeout)
-	out := c.waitOutput("Press Ctrl-C to stop.", startupTimeout)
-	if strings.Contains(out, "throwaway") || strings.Contains(c.stderr.String(), "throwaway") {
-		t.Errorf("dev started a cluster of its own despite DATABASE_URL:\n%s", out)
-	}
-	if !strings.Contains(out, "http://"+addr+"/health") {
-		t.Errorf("dev does not show where /health is:\n%s", out)
-	}
-	c.stop(syscall.SIGINT)
-	checkStatus(t, runCLI(t, map[string]string{"DATABASE_URL": url}, "migrate", "status"), "applied")
-}
+// devDemoTimeout bounds how long dev may take to print "Press Ctrl-C to
+// stop." after the first order: the handler services build first (the
+// TypeScript compiler comes from npm ci when node_modules is stale).
+const devDemoTimeout = 4 * time.Minute
 
 // TestDevThrowawayCluster is the `make run` path: without DATABASE_URL, dev
-// starts its own PostgreSQL, migrates and serves; Ctrl-C (SIGINT) stops it
-// all and removes the cluster.
+// starts its own PostgreSQL and the example handler services, runs an order
+// across the languages (naming which ran each step) and says where the API
+// is; Ctrl-C (SIGINT) stops it all and leaves no process or directory.
 func TestDevThrowawayCluster(t *testing.T) {
 	t.Parallel()
 	vars, addr := webVars(t)
 	c := startCLI(t, vars, "dev")
 	c.waitHealthy(addr, startupTimeout)
-	out := c.waitOutput("Press Ctrl-C to stop.", startupTimeout)
+	out := c.waitOutput("Press Ctrl-C to stop.", devDemoTimeout)
 
 	m := regexp.MustCompile(`throwaway cluster in (\S+?), removed on exit`).FindStringSubmatch(out)
 	if m == nil {
@@ -60,6 +51,16 @@ func TestDevThrowawayCluster(t *testing.T) {
 	}
 	if procs := processesMentioning(dir); len(procs) == 0 {
 		t.Fatalf("no process mentions %s: the check below would prove nothing", dir)
+	}
+
+	services, tmp := checkDevDemo(t, out, "")
+	if dirs := ownedDirs(c.cmd.Process.Pid, "tasker-dev-"); len(dirs) != 1 || dirs[0] != tmp {
+		t.Errorf("dev's own directories %v, want [%s]", dirs, tmp)
+	}
+	for _, want := range []string{"http://" + addr + "/docs", "http://" + addr + "/metrics", "http://" + addr + "/v1/status", "gRPC      " + vars["TASKER_WORKER_GRPC_HOST"] + ":" + vars["TASKER_WORKER_GRPC_PORT"]} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dev does not say where %s is:\n%s", want, out)
+		}
 	}
 
 	c.stop(syscall.SIGINT)
@@ -78,6 +79,271 @@ func TestDevThrowawayCluster(t *testing.T) {
 	if !strings.Contains(c.stderr.String(), "removed") {
 		t.Errorf("the log does not say the cluster was removed:\n%s", c.stderr)
 	}
+	checkDevServicesGone(t, services, tmp)
+}
+
+// devChild is an example handler service as dev reports it.
+type devChild struct {
+	label string
+	pid   int
+	url   string
+}
+
+// checkDevDemo checks the first order's output: every language whose
+// runtime this machine has ran its step in its own service, the others fell
+// back to in-process Go, loudly. It returns the services (alive and
+// answering, except the one named killed) and dev's temporary directory.
+func checkDevDemo(t *testing.T, out, killed string) (map[string]devChild, string) {
+	t.Helper()
+	m := regexp.MustCompile(`their files are in (\S+), removed on exit`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("dev does not print its temporary directory:\n%s", out)
+	}
+	tmp := m[1]
+	if _, err := os.Stat(tmp); err != nil {
+		t.Fatalf("dev's temporary directory: %v", err)
+	}
+	services := map[string]devChild{}
+	for _, m := range regexp.MustCompile(`(?m)^  (\w+)\s+pid (\d+)\s+(http://127\.0\.0\.1:\d+)`).FindAllStringSubmatch(out, -1) {
+		pid, _ := strconv.Atoi(m[2])
+		services[m[1]] = devChild{label: m[1], pid: pid, url: m[3]}
+	}
+	for _, l := range devLanguages {
+		s, running := services[l.label]
+		who := l.label
+		switch {
+		case running && l.label == killed:
+		case running:
+			if !pgAlive(s.pid) {
+				t.Errorf("the %s service (pid %d) is not running", l.label, s.pid)
+			}
+			resp, err := noKeepAlive.Get(s.url + "/health")
+			if err != nil {
+				t.Errorf("the %s service does not answer: %v", l.label, err)
+			} else {
+				_ = resp.Body.Close()
+			}
+		case l.key == "go":
+			t.Errorf("the Go service is not running, though the tests run with Go:\n%s", out)
+		default:
+			probe := exec.Command(l.probe[0], l.probe[1:]...)
+			if probe.Run() == nil {
+				t.Errorf("the %s service is not running, though its runtime is here (%s):\n%s", l.label, strings.Join(l.probe, " "), out)
+			}
+			t.Logf("\n%s\n## The %s runtime is missing here (%s fails): its step %s ran in-process in Go.\n## Install it (%s) to run it in %s.\n%s",
+				strings.Repeat("#", 90), l.label, strings.Join(l.probe, " "), l.step, l.install, l.label, strings.Repeat("#", 90))
+			if !strings.Contains(out, "FALLS BACK") || !regexp.MustCompile(`(?m)^  `+l.label+`\s+NOT RUNNING`).MatchString(out) {
+				t.Errorf("the %s fallback is not reported loudly:\n%s", l.label, out)
+			}
+			who = `Go\*`
+		}
+		line := regexp.MustCompile(`(?m)^  ✓ ORD-1001 ` + l.step + `\s+` + who + `\s+attempt \d+`)
+		if !line.MatchString(out) {
+			t.Errorf("no progress line says %s ran %s:\n%s", who, l.step, out)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^  ↻ ORD-1001 reserve_stock\s+\S+\s+attempt 1 of \d+ failed, retrying later: warehouse_busy`).MatchString(out) {
+		t.Errorf("the retry of reserve_stock (503 on the first attempt) is not shown:\n%s", out)
+	}
+	if !regexp.MustCompile(`(?m)^task \S+ ORD-1001 COMPLETE`).MatchString(out) {
+		t.Errorf("the order did not complete:\n%s", out)
+	}
+	return services, tmp
+}
+
+// checkDevServicesGone: after dev exits, no handler service, nothing in
+// their process groups and no process using dev's directory remains, and
+// the directory is gone.
+func checkDevServicesGone(t *testing.T, services map[string]devChild, tmp string) {
+	t.Helper()
+	for _, s := range services {
+		if pgAlive(s.pid) {
+			t.Errorf("the %s service (pid %d) still runs after dev exited", s.label, s.pid)
+		}
+		if err := syscall.Kill(-s.pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("the process group of the %s service (%d) still has members after dev exited (kill: %v)", s.label, s.pid, err)
+		}
+	}
+	if procs := processesMentioning(tmp); len(procs) > 0 {
+		t.Errorf("processes using %s remain after exit: %v", tmp, procs)
+	}
+	if _, err := os.Stat(tmp); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("dev's directory %s is still there after exit (stat: %v)", tmp, err)
+	}
+}
+
+// TestDevKillHandlerWithDatabaseURL is the kill-a-handler demo (dev
+// --chaos), against DATABASE_URL: dev uses that database (no cluster of its
+// own), kills the Go service while orders run; the runner retries the
+// failed calls, the endpoint's breaker opens (in the output and in
+// /metrics) and holds the steps back without using their attempts, and
+// every order completes once the service is back. On exit dev removes its
+// endpoint rows from the database it does not own.
+func TestDevKillHandlerWithDatabaseURL(t *testing.T) {
+	t.Parallel()
+	vars, addr := webVars(t)
+	url := pgtest.EmptyURL(t)
+	vars["DATABASE_URL"] = url
+	c := startCLI(t, vars, "dev", "--chaos", "go", "--restart-after", "2s")
+	out := c.waitOutput("chaos: killing the Go handler service", devDemoTimeout)
+	if strings.Contains(out, "throwaway") || strings.Contains(c.stderr.String(), "throwaway") {
+		t.Errorf("dev started a cluster of its own despite DATABASE_URL:\n%s", out)
+	}
+	services, tmp := checkDevDemo(t, out, "Go")
+	killed := services["Go"].pid
+
+	// The breaker opens while the service is down, as /metrics shows.
+	const charge = `endpoint="examples/order_fulfillment.charge"`
+	deadline := time.Now().Add(30 * time.Second)
+	for metricValue(t, addr, "tasker_breaker_state", charge) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("tasker_breaker_state{%s} did not become 2 (open) within 30s:\n%s", charge, c.stdout)
+		}
+		select {
+		case <-time.After(20 * time.Millisecond): // polling /metrics; nothing to wait on
+		case <-c.done:
+			t.Fatalf("dev exited (code %d) during the chaos round", c.exitCode())
+		}
+	}
+
+	out = c.waitOutput("Press Ctrl-C to stop.", 2*time.Minute)
+	for name, re := range map[string]string{
+		"a failed call retried":          `(?m)^  ↻ ORD-100[2-4] charge_payment\s+Go\s+attempt \d+ of \d+ failed, retrying later: .*connection refused`,
+		"the breaker opening":            `(?m)^  ⚡ breaker of order_fulfillment\.charge \(Go, .*\): closed -> OPEN`,
+		"a step held back, attempt kept": `(?m)^  ⏸ ORD-100[2-4] charge_payment\s+Go\s+not called, breaker open: back in the queue, attempt \d+ not used`,
+		"the service restarted":          `(?m)^  ✓ the Go handler service is back: pid \d+`,
+		"the breaker closing":            `(?m)^  ⚡ breaker of order_fulfillment\.charge \(Go, .*\): \S+ -> CLOSED`,
+		"the summary":                    `(?m)^chaos: 3 of 3 orders COMPLETE`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("the output does not show %s (%s):\n%s", name, re, out)
+		}
+	}
+	for _, id := range []string{"ORD-1002", "ORD-1003", "ORD-1004"} {
+		if !regexp.MustCompile(`(?m)^  ✓ ` + id + ` charge_payment\s+Go\s+attempt \d+`).MatchString(out) {
+			t.Errorf("%s was not charged by the Go service:\n%s", id, out)
+		}
+		if !regexp.MustCompile(`(?m)^task \S+ ` + id + ` COMPLETE`).MatchString(out) {
+			t.Errorf("%s did not complete:\n%s", id, out)
+		}
+	}
+	if pgAlive(killed) {
+		t.Errorf("the killed Go service (pid %d) still runs", killed)
+	}
+	m := regexp.MustCompile(`the Go handler service is back: pid (\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatal("no restarted Go service")
+	}
+	restarted, _ := strconv.Atoi(m[1])
+	services["Go (restarted)"] = devChild{label: "Go (restarted)", pid: restarted}
+
+	for _, want := range []struct{ name, labels string }{
+		{"tasker_steps_retried_total", `handler="order_fulfillment.charge"`},
+		{"tasker_steps_released_total", `handler="order_fulfillment.charge"`},
+		{"tasker_callout_rejected_total", charge},
+	} {
+		if v := metricValue(t, addr, want.name, want.labels); v < 1 {
+			t.Errorf("%s{%s} = %v, want at least 1", want.name, want.labels, v)
+		}
+	}
+	if v := metricValue(t, addr, "tasker_breaker_state", charge); v != 0 {
+		t.Errorf("tasker_breaker_state{%s} = %v after the orders completed, want 0 (closed)", charge, v)
+	}
+
+	c.stop(syscall.SIGINT)
+	checkDevServicesGone(t, services, tmp)
+	checkStatus(t, runCLI(t, map[string]string{"DATABASE_URL": url}, "migrate", "status"), "applied")
+	if n := countRows(t, url, "tasker.handler_endpoints"); n != 0 {
+		t.Errorf("%d endpoint rows remain in the database after dev exited, want 0", n)
+	}
+}
+
+// TestDevFallsBackWhenARuntimeIsMissing: with no working Python, Ruby or
+// Node (stand-ins that fail come first on PATH), dev says so loudly and runs
+// their steps in-process in Go; the Go service still runs its step, and the
+// order completes.
+func TestDevFallsBackWhenARuntimeIsMissing(t *testing.T) {
+	t.Parallel()
+	bin := t.TempDir()
+	for _, name := range []string{"python3", "ruby", "node"} {
+		if err := os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\necho 'no "+name+" here' >&2\nexit 1\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vars, _ := webVars(t)
+	vars["DATABASE_URL"] = pgtest.EmptyURL(t)
+	vars["PATH"] = bin + string(os.PathListSeparator) + os.Getenv("PATH")
+	c := startCLI(t, vars, "dev")
+	out := c.waitOutput("Press Ctrl-C to stop.", devDemoTimeout)
+	res := []string{
+		`(?m)^  ↻ ORD-1001 reserve_stock\s+Go\*\s+attempt 1 of \d+ failed, retrying later: warehouse_busy`,
+		`(?m)^  ✓ ORD-1001 charge_payment\s+Go\s+attempt 1`,
+		`(?m)^task \S+ ORD-1001 COMPLETE`,
+	}
+	for _, l := range devLanguages {
+		if l.key == "go" {
+			continue
+		}
+		res = append(res,
+			`(?m)^  `+l.label+`\s+NOT RUNNING: `+l.step+` runs in-process in Go`,
+			`(?m)^## The `+l.label+` handler service is not running: its runtime is missing \(.*no \S+ here.*\)`,
+			`(?m)^## Its step `+l.step+` \(`+regexp.QuoteMeta(l.callable)+`\) FALLS BACK to an in-process Go handler`,
+			`(?m)^  ✓ ORD-1001 `+l.step+`\s+Go\*\s+attempt \d+`)
+	}
+	for _, re := range res {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("the output does not match %s:\n%s", re, out)
+		}
+	}
+	if !strings.Contains(c.stderr.String(), "FALLS BACK") {
+		t.Errorf("the log does not warn about the fallback:\n%s", c.stderr)
+	}
+	c.stop(syscall.SIGINT)
+}
+
+// metricValue scrapes http://addr/metrics and returns the sum of the samples
+// of name whose labels contain labels (-1 when there is none).
+func metricValue(t *testing.T, addr, name, labels string) float64 {
+	t.Helper()
+	resp, err := noKeepAlive.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, found := 0.0, false
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, labels) {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		sum, found = sum+v, true
+	}
+	if !found {
+		return -1
+	}
+	return sum
+}
+
+// countRows counts the rows of table in the database at url.
+func countRows(t *testing.T, url, table string) int {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestDevInterruptedWhileStarting: Ctrl-C while the throwaway cluster is
@@ -101,8 +367,9 @@ func TestDevInterruptedWhileStarting(t *testing.T) {
 		time.Sleep(5 * time.Millisecond) // polling the file system; nothing to wait on
 		dirs = clusterDirsOf(c.cmd.Process.Pid)
 	}
+	devDirs := ownedDirs(c.cmd.Process.Pid, "tasker-dev-")
 	c.stop(syscall.SIGINT)
-	for _, dir := range dirs {
+	for _, dir := range append(dirs, devDirs...) {
 		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("the cluster directory %s is still there after exit (stat: %v)", dir, err)
 		}
@@ -123,7 +390,17 @@ func clusterDirsOf(pid int) []string {
 	if os.Geteuid() == 0 {
 		base = "/tmp"
 	}
-	matches, _ := filepath.Glob(filepath.Join(base, "tasker-pg-*"))
+	return ownedDirs(pid, filepath.Join(base, "tasker-pg-"))
+}
+
+// ownedDirs returns the directories named prefix* whose owner.pid holds pid
+// (pgcluster's, and dev's for its handler services, which are in the
+// temporary directory unless prefix is a path).
+func ownedDirs(pid int, prefix string) []string {
+	if !filepath.IsAbs(prefix) {
+		prefix = filepath.Join(os.TempDir(), prefix)
+	}
+	matches, _ := filepath.Glob(prefix + "*")
 	var dirs []string
 	for _, dir := range matches {
 		b, err := os.ReadFile(filepath.Join(dir, "owner.pid"))

@@ -1,161 +1,326 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner"
 )
 
-// devTemplate is the example `dev` runs: a diamond whose steps are
-// in-process Go handlers.
-const devTemplate = `
-name: order_fulfilment
-namespace_name: examples
-version: 1.0.0
-description: Validate an order, then reserve stock and charge in parallel, then ship.
-input_schema:
-  type: object
-  required: [order_id, items]
-  properties:
-    order_id: {type: string}
-    items:
-      type: array
-      items:
-        type: object
-        required: [sku, quantity, price]
-        properties:
-          sku: {type: string}
-          quantity: {type: integer, minimum: 1}
-          price: {type: number, minimum: 0}
-steps:
-  - name: validate_order
-    handler: {callable: examples.validate_order}
-  - name: reserve_stock
-    dependencies: [validate_order]
-    handler: {callable: examples.reserve_stock}
-  - name: charge_payment
-    dependencies: [validate_order]
-    handler: {callable: examples.charge_payment}
-  - name: ship_order
-    dependencies: [reserve_stock, charge_payment]
-    handler: {callable: examples.ship_order}
-`
+// devTemplateFile is the example workflow, inside the examples directory.
+var devTemplateFile = filepath.Join("templates", "order_fulfilment.yaml")
 
-const devContext = `{"order_id": "ORD-1001", "items": [{"sku": "KB-42", "quantity": 1, "price": 89.5}, {"sku": "MS-7", "quantity": 2, "price": 24.25}]}`
-
-func result(v any) (contracts.StepResult, error) {
-	b, err := json.Marshal(v)
-	return contracts.StepResult{Success: true, Result: b}, err
+// findExamples returns the examples directory: dir when given, else the
+// first "examples" holding the example template in the working directory
+// or above it, or next to the executable or above it.
+func findExamples(dir string) (string, error) {
+	if dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, devTemplateFile)); err != nil {
+			return "", fmt.Errorf("--examples %s: %w", dir, err)
+		}
+		return filepath.Abs(dir)
+	}
+	var starts []string
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
+	}
+	if exe, err := os.Executable(); err == nil {
+		starts = append(starts, filepath.Dir(exe))
+	}
+	for _, d := range starts {
+		for {
+			if _, err := os.Stat(filepath.Join(d, "examples", devTemplateFile)); err == nil {
+				return filepath.Join(d, "examples"), nil
+			}
+			parent := filepath.Dir(d)
+			if parent == d {
+				break
+			}
+			d = parent
+		}
+	}
+	return "", fmt.Errorf("no examples/%s in %s or above (run dev from a clone of the repository, or pass --examples DIR)", devTemplateFile, strings.Join(starts, " or "))
 }
 
-// registerDevHandlers adds the example's Go handlers to funcs.
-func registerDevHandlers(funcs *callout.Funcs) {
-	funcs.Register("examples.validate_order", func(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
-		var order struct {
-			OrderID string `json:"order_id"`
-			Items   []struct {
-				Quantity int     `json:"quantity"`
-				Price    float64 `json:"price"`
+// devOrder returns the id and task context of the nth example order.
+func devOrder(n int) (string, json.RawMessage) {
+	id := fmt.Sprintf("ORD-%d", 1000+n)
+	order := map[string]any{"order": map[string]any{
+		"id": id, "total": 89.5 + 24.25*float64(n+1), "currency": "EUR", "address": "1 Main St, Springfield",
+		"items": []map[string]any{{"sku": "KB-42", "quantity": 1}, {"sku": "MS-7", "quantity": n + 1}},
+	}}
+	b, _ := json.Marshal(order) // maps of strings and numbers always encode
+	return id, b
+}
+
+// devFallbacks are in-process Go versions of the example steps, for a
+// language whose runtime is missing: they behave as the example services do
+// (examples/handlers/go/handler/steps.go; cmd may not import examples).
+func devFallbacks() map[string]callout.Func {
+	type order struct {
+		Order struct {
+			ID       string  `json:"id"`
+			Total    float64 `json:"total"`
+			Currency string  `json:"currency"`
+			Address  string  `json:"address"`
+			Items    []struct {
+				SKU      string `json:"sku"`
+				Quantity int    `json:"quantity"`
 			} `json:"items"`
+		} `json:"order"`
+	}
+	read := func(env *contracts.StepEnvelope) (order, error) {
+		var o order
+		if err := json.Unmarshal(env.Task.Context, &o); err != nil {
+			return o, callout.Permanent(fmt.Errorf("the task context is not an order: %w", err))
 		}
-		if err := json.Unmarshal(env.Task.Context, &order); err != nil {
-			return contracts.StepResult{}, callout.Permanent(err)
-		}
-		total := 0.0
-		for _, it := range order.Items {
-			total += float64(it.Quantity) * it.Price
-		}
-		return result(map[string]any{"valid": true, "order_id": order.OrderID, "total": total})
-	})
-	funcs.Register("examples.reserve_stock", func(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
-		return result(map[string]any{"reservation_id": "RSV-" + env.Step.StepUUID[len(env.Step.StepUUID)-6:]})
-	})
-	funcs.Register("examples.charge_payment", func(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
-		var v struct {
-			Total float64 `json:"total"`
-		}
-		_ = json.Unmarshal(env.DependencyResults["validate_order"].Result, &v)
-		return result(map[string]any{"charge_id": "CH-" + env.Step.StepUUID[len(env.Step.StepUUID)-6:], "amount": v.Total})
-	})
-	funcs.Register("examples.ship_order", func(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
-		var r struct {
-			ReservationID string `json:"reservation_id"`
-		}
-		var c struct {
-			ChargeID string  `json:"charge_id"`
-			Amount   float64 `json:"amount"`
-		}
-		_ = json.Unmarshal(env.DependencyResults["reserve_stock"].Result, &r)
-		_ = json.Unmarshal(env.DependencyResults["charge_payment"].Result, &c)
-		return result(map[string]any{"tracking": "TRK-" + env.Task.TaskUUID[len(env.Task.TaskUUID)-6:], "reservation_id": r.ReservationID, "charge_id": c.ChargeID, "amount": c.Amount})
-	})
+		return o, nil
+	}
+	ok := func(v any) (contracts.StepResult, error) {
+		b, err := json.Marshal(v)
+		return contracts.StepResult{Success: true, Result: b}, err
+	}
+	return map[string]callout.Func{
+		"order_fulfillment.validate_order": func(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
+			o, err := read(env)
+			if err != nil {
+				return contracts.StepResult{}, err
+			}
+			problems := []string{}
+			if o.Order.Total <= 0 {
+				problems = append(problems, "order.total must be positive")
+			}
+			if len(o.Order.Items) == 0 {
+				problems = append(problems, "order.items is empty")
+			}
+			return ok(map[string]any{"valid": len(problems) == 0, "problems": problems, "total": o.Order.Total})
+		},
+		"order_fulfillment.charge": func(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
+			o, err := read(env)
+			if err != nil {
+				return contracts.StepResult{}, err
+			}
+			var v struct {
+				Valid bool `json:"valid"`
+			}
+			if json.Unmarshal(env.DependencyResults["validate_order"].Result, &v) != nil || !v.Valid {
+				return contracts.Failure("order_invalid", "validate_order did not find the order valid", false), nil
+			}
+			if o.Order.Total > 10_000 {
+				return contracts.Failure("card_declined", fmt.Sprintf("card declined for %.2f", o.Order.Total), false), nil
+			}
+			return ok(map[string]any{"charge_id": "ch_" + env.Step.StepUUID, "amount": o.Order.Total, "currency": cmp.Or(o.Order.Currency, "EUR")})
+		},
+		"order_fulfillment.reserve_stock": func(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
+			if env.Step.Attempts < 2 {
+				res := contracts.Failure("warehouse_busy", "the warehouse is busy, try again shortly", true)
+				res.Error.StatusCode = 503
+				res.OrchestrationMetadata = &contracts.OrchestrationMetadata{BackoffHint: &contracts.BackoffHint{DelaySeconds: 1}}
+				return res, nil
+			}
+			return ok(map[string]any{"reservation_id": "rsv_" + env.Step.StepUUID, "attempt": env.Step.Attempts})
+		},
+		"order_fulfillment.ship": func(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
+			o, err := read(env)
+			if err != nil {
+				return contracts.StepResult{}, err
+			}
+			if o.Order.Address == "" {
+				res := contracts.Failure("no_address", "order.address is missing", false)
+				res.Error.StatusCode = 422
+				return res, nil
+			}
+			return ok(map[string]any{"tracking": "trk_" + env.Task.TaskUUID, "address": o.Order.Address})
+		},
+	}
 }
 
-// devProgress prints the steps of the example namespace as they finish
-// (the submitted order, and any task submitted there later).
+// devProgress prints the outcomes of the example namespace's steps as they
+// are written, naming who ran each step, and lets the demo wait for tasks.
 type devProgress struct {
-	out  io.Writer
-	mu   sync.Mutex
-	once sync.Once
-	done chan struct{} // closed when the first example task finishes
+	out       io.Writer
+	namespace string
+
+	mu       sync.Mutex
+	who      map[string]string       // callable -> "Python", "Go (in-process, for Python)"...
+	finished map[uuid.UUID]string    // task -> its final state
+	changed  chan struct{}           // closed (and replaced) whenever a task finishes
+	since    map[uuid.UUID]time.Time // task -> when it was submitted
 }
 
-func newDevProgress(out io.Writer) *devProgress {
-	return &devProgress{out: out, done: make(chan struct{})}
+func newDevProgress(out io.Writer, namespace string) *devProgress {
+	return &devProgress{out: out, namespace: namespace, who: map[string]string{},
+		finished: map[uuid.UUID]string{}, changed: make(chan struct{}), since: map[uuid.UUID]time.Time{}}
+}
+
+// printf prints a line between progress lines, never inside one.
+func (p *devProgress) printf(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.out, format, args...)
+}
+
+func (p *devProgress) setWho(callable, who string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.who[callable] = who
+}
+
+func (p *devProgress) submitted(task uuid.UUID, at time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.since[task] = at
 }
 
 func (p *devProgress) onEvent(e runner.Event) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if e.Step.Namespace != "examples" || e.Stale {
+	if e.Step.Namespace != p.namespace || e.Stale {
 		return
 	}
+	var c struct {
+		Order struct {
+			ID string `json:"id"`
+		} `json:"order"`
+	}
+	_ = json.Unmarshal(e.Step.Context, &c) // another task of the namespace: no order id
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	who := p.who[e.Step.Handler]
+	if who == "" {
+		who = e.Step.Handler
+	}
+	head := fmt.Sprintf("%-8s %-15s %-12s", c.Order.ID, e.Step.Name, who)
 	took := e.Finished.Sub(e.Started).Round(10 * time.Microsecond)
-	switch e.State {
-	case "complete":
-		fmt.Fprintf(p.out, "  ✓ %-15s Go handler %-26s attempt %d, %s  %s\n", e.Step.Name, e.Step.Handler, e.Step.Attempt, took, compact(e.Result.Result))
-	default:
-		msg := ""
-		if e.Result.Error != nil {
-			msg = e.Result.Error.Message
+	why := ""
+	if err := e.Result.Error; err != nil {
+		why = err.ErrorType
+		if err.StatusCode != 0 {
+			why += fmt.Sprintf(" (%d)", err.StatusCode)
 		}
-		fmt.Fprintf(p.out, "  ✗ %-15s %s (attempt %d): %s\n", e.Step.Name, e.State, e.Step.Attempt, msg)
+		why += ": " + err.Message
+	}
+	switch {
+	case e.State == "complete":
+		fmt.Fprintf(p.out, "  ✓ %s attempt %d, %s  %s\n", head, e.Step.Attempt, took, compact(e.Result.Result))
+	case e.State == "waiting_for_retry":
+		fmt.Fprintf(p.out, "  ↻ %s attempt %d of %d failed, retrying later: %s\n", head, e.Step.Attempt, e.Step.MaxAttempts, why)
+	case e.State == "enqueued" && e.Result.Error != nil && e.Result.Error.ErrorType == contracts.ErrorTypeCircuitOpen:
+		fmt.Fprintf(p.out, "  ⏸ %s not called, breaker open: back in the queue, attempt %d not used\n", head, e.Step.Attempt)
+	case e.State == "enqueued":
+		fmt.Fprintf(p.out, "  · %s given back (attempt %d not used)\n", head, e.Step.Attempt)
+	default:
+		fmt.Fprintf(p.out, "  ✗ %s %s after attempt %d: %s\n", head, e.State, e.Step.Attempt, why)
 	}
 	if e.TaskState != "" {
-		fmt.Fprintf(p.out, "task %s %s\n", e.Step.TaskUUID, strings.ToUpper(e.TaskState))
-		p.once.Do(func() { close(p.done) })
+		took := ""
+		if at, ok := p.since[e.Step.TaskUUID]; ok {
+			took = fmt.Sprintf(" in %s", e.Finished.Sub(at).Round(time.Millisecond))
+		}
+		fmt.Fprintf(p.out, "task %s %s %s%s\n", e.Step.TaskUUID, c.Order.ID, strings.ToUpper(e.TaskState), took)
+		p.finished[e.Step.TaskUUID] = e.TaskState
+		close(p.changed)
+		p.changed = make(chan struct{})
+	}
+}
+
+// wait waits until every task has finished and returns their final states;
+// it gives up after timeout.
+func (p *devProgress) wait(ctx context.Context, tasks []uuid.UUID, timeout time.Duration) (map[uuid.UUID]string, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		p.mu.Lock()
+		states := map[uuid.UUID]string{}
+		for _, t := range tasks {
+			if s, ok := p.finished[t]; ok {
+				states[t] = s
+			}
+		}
+		changed := p.changed
+		p.mu.Unlock()
+		if len(states) == len(tasks) {
+			return states, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return states, ctx.Err()
+		case <-deadline.C:
+			return states, fmt.Errorf("%d of %d example tasks have not finished after %s; `tasker-runner tasks list --namespace examples` shows where they are", len(tasks)-len(states), len(tasks), timeout)
+		}
 	}
 }
 
 func compact(b []byte) string {
-	if len(b) > 160 {
-		return string(b[:160]) + "..."
+	if len(b) > 120 {
+		return string(b[:120]) + "..."
 	}
 	return string(b)
 }
 
-// runDevExample registers the example template and submits one order.
-func runDevExample(ctx context.Context, env *environment, e *engine) error {
-	info, err := e.client.RegisterTemplate(ctx, []byte(devTemplate))
-	if err != nil {
-		return fmt.Errorf("registering the example template: %w", err)
+// watchBreakers prints every change of the example endpoints' breakers
+// until ctx ends. It polls: the registry has no change feed, and a 50 ms
+// poll of an in-memory list costs nothing.
+func watchBreakers(ctx context.Context, reg *callout.Registry, namespace string, p *devProgress) {
+	last := map[string]string{}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, e := range reg.Endpoints() {
+			if e.Namespace != namespace || e.Protocol == callout.ProtocolGo {
+				continue
+			}
+			prev, seen := last[e.Pattern]
+			last[e.Pattern] = e.BreakerState
+			if seen && prev != e.BreakerState {
+				p.mu.Lock()
+				who := p.who[e.Pattern]
+				p.mu.Unlock()
+				u, err := url.PathUnescape(e.URL) // the registry escapes {callable}
+				if err != nil {
+					u = e.URL
+				}
+				p.printf("  ⚡ breaker of %s (%s, %s): %s -> %s (failed calls so far: %d, steps held back: %d)\n",
+					e.Pattern, who, u, prev, strings.ToUpper(e.BreakerState), e.Faults, e.Rejected)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
-	fmt.Fprintf(env.stdout, "submitting %s/%s@%s with context %s\n", info.Namespace, info.Name, info.Version, devContext)
-	s, err := e.client.Submit(ctx, runner.SubmitRequest{
-		Namespace: info.Namespace, Name: info.Name, Version: info.Version,
-		Context: json.RawMessage(devContext), Initiator: "tasker-runner dev", Reason: "example",
-	})
-	if err != nil {
-		return fmt.Errorf("submitting the example task: %w", err)
+}
+
+// submitOrders submits n example orders numbered from first and returns
+// their task ids.
+func submitOrders(ctx context.Context, c *runner.Client, tpl runner.TemplateInfo, p *devProgress, first, n int) ([]uuid.UUID, error) {
+	var ids []uuid.UUID
+	for i := range n {
+		id, order := devOrder(first + i)
+		p.printf("submitting order %s to %s/%s@%s: %s\n", id, tpl.Namespace, tpl.Name, tpl.Version, order)
+		at := time.Now()
+		s, err := c.Submit(ctx, runner.SubmitRequest{
+			Namespace: tpl.Namespace, Name: tpl.Name, Version: tpl.Version,
+			Context: order, Initiator: "tasker-runner dev", Reason: "example",
+		})
+		if err != nil {
+			return ids, fmt.Errorf("submitting example order %s: %w", id, err)
+		}
+		p.submitted(s.TaskUUID, at)
+		ids = append(ids, s.TaskUUID)
 	}
-	env.logger.Info("example task submitted", "task_uuid", s.TaskUUID)
-	return nil
+	return ids, nil
 }

@@ -173,6 +173,7 @@ func buildTypeScript(t *testing.T, dir string) {
 		h.Write(b)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
+	defer lockDir(t, dir)()
 	stamp := filepath.Join(dir, "node_modules", ".tasker-runner-lock-sha256")
 	if got, _ := os.ReadFile(stamp); string(got) != sum {
 		run(t, dir, 4*time.Minute, "npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
