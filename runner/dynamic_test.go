@@ -541,3 +541,40 @@ steps:
 		t.Errorf("%d joins complete, want %d", joins, len(subs))
 	}
 }
+
+// A malformed outcome (here a batch id that cannot be part of a step name)
+// and a missing one both fail the step for good and create nothing.
+func TestMalformedOutcomesFailTheStep(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Pool(t)
+	client := runner.NewClient(pool, runner.ClientConfig{})
+	register(t, client, sprintf(batchTemplate, "etl", "continue_on_failure"))
+	var h callout.Funcs
+	h.Register("analyze", func(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
+		var in struct{ Rows int64 }
+		_ = json.Unmarshal(env.Task.Context, &in)
+		if in.Rows == 0 {
+			return contracts.StepResult{Success: true, Result: json.RawMessage(`{"note": "forgot the outcome"}`)}, nil
+		}
+		return contracts.StepResult{Success: true, Result: json.RawMessage(
+			`{"batch_processing_outcome": {"type": "create_batches", "worker_template_name": "process",
+			  "cursor_configs": [{"batch_id": "a b", "start_cursor": 0, "end_cursor": 1, "batch_size": 1}]}}`)}, nil
+	})
+	startRunner(t, pool, runner.Config{Handlers: &h, PollInterval: 50 * time.Millisecond})
+	for _, tc := range []struct {
+		rows int
+		want string
+	}{
+		{1, `step "analyze": batch_processing_outcome.cursor_configs[0].batch_id: "a b": use at most 64 letters`},
+		{0, `batchable step "analyze" returned no result.batch_processing_outcome`},
+	} {
+		task := submitRows(t, client, "etl", tc.rows, 1)
+		waitTask(t, pool, task, "blocked_by_failures")
+		steps := taskSteps(t, pool, task)
+		var res contracts.StepResult
+		_ = json.Unmarshal(steps["analyze"].Error, &res)
+		if len(steps) != 1 || res.Error == nil || res.Error.ErrorType != contracts.ErrorTypeInvalidOutcome || !strings.Contains(res.Error.Message, tc.want) {
+			t.Errorf("rows %d: steps %v, error %s; want %q", tc.rows, names(steps), steps["analyze"].Error, tc.want)
+		}
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -24,9 +23,6 @@ import (
 // Tasker): the runner completes it without calling its handler, so the
 // convergence step still runs.
 const noOpBatchID = "000"
-
-// batchIDPattern keeps worker step names readable and bounded.
-var batchIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 // outcomeError fails the step whose outcome could not be applied; it is
 // never retried, since the same outcome would fail again.
@@ -130,12 +126,7 @@ func (g *grower) grow(p *pendingOutcome, tpl *workflow.Template) ([]store.GrowSt
 			zero := json.RawMessage("0")
 			cursors = []contracts.CursorConfig{{BatchID: noOpBatchID, StartCursor: zero, EndCursor: zero}}
 		} else {
-			cursors = o.CursorConfigs
-			for i, c := range cursors {
-				if !batchIDPattern.MatchString(c.BatchID) {
-					return nil, invalidOutcome("step %q: batch_processing_outcome.cursor_configs[%d].batch_id: %q must be 1 to 64 letters, digits, '_', '.' or '-'", p.step.Name, i, c.BatchID)
-				}
-			}
+			cursors = o.CursorConfigs // ParseOutcomes checked their batch ids
 		}
 		dyn, err = tpl.ExpandBatch(name, worker, graph.exists)
 	default:
