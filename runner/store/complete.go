@@ -37,9 +37,15 @@ type Completion struct {
 	RunAt time.Time
 	// Checkpoint, with State [StateEnqueued], records a yielded step's
 	// progress: it becomes the step's checkpoint (sent with the next call)
-	// and is appended to its checkpoint history.
+	// and is appended to its checkpoint history, which keeps the latest
+	// [CheckpointHistoryMax].
 	Checkpoint []byte
 }
+
+// CheckpointHistoryMax is how many checkpoints a step's history keeps (the
+// oldest are dropped): every yield rewrites the history, so it must stay
+// small however long a worker runs.
+const CheckpointHistoryMax = 1000
 
 // CompleteResult reports what a [Complete] call changed.
 type CompleteResult struct {
@@ -91,6 +97,9 @@ done AS (
 		attempts = CASE WHEN i.new_state = 'enqueued' THEN s.attempts - 1 ELSE s.attempts END,
 		checkpoint = coalesce(i.ckpt, s.checkpoint),
 		checkpoint_history = CASE WHEN i.ckpt IS NULL THEN s.checkpoint_history
+		                          -- Bounded: each append rewrites the array.
+		                          WHEN jsonb_array_length(s.checkpoint_history) >= $11
+		                          THEN (s.checkpoint_history - 0) || jsonb_build_array(i.ckpt)
 		                          ELSE s.checkpoint_history || jsonb_build_array(i.ckpt) END,
 		lease_owner = NULL,
 		lease_expires_at = NULL,
@@ -192,7 +201,7 @@ func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []C
 			runAt[i] = pgtype.Timestamptz{Time: c.RunAt, Valid: true}
 		}
 	}
-	rows, err := db.Query(ctx, completeSQL, workerID, ids, attempts, states, results, errs, runAt, now, ChannelPrefix, ckpts)
+	rows, err := db.Query(ctx, completeSQL, workerID, ids, attempts, states, results, errs, runAt, now, ChannelPrefix, ckpts, CheckpointHistoryMax)
 	if err != nil {
 		return res, fmt.Errorf("store: completing %d steps: %w", len(cs), err)
 	}

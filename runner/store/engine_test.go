@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -209,5 +210,39 @@ func TestIdempotentSubmission(t *testing.T) {
 	var tasks, steps int
 	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM tasker.tasks), (SELECT count(*) FROM tasker.steps)`).Scan(&tasks, &steps); err != nil || tasks != 2 || steps != 2 {
 		t.Fatalf("tasks=%d steps=%d err=%v, want 2 and 2", tasks, steps, err)
+	}
+}
+
+
+// Every yield rewrites the checkpoint history, so it keeps only the latest
+// CheckpointHistoryMax entries.
+func TestCheckpointHistoryIsBounded(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.Pool(t)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	_, steps := diamond(t, pool, "yields", now)
+	if _, err := pool.Exec(ctx, `UPDATE tasker.steps SET checkpoint_history = (SELECT jsonb_agg(jsonb_build_object('cursor', i)) FROM generate_series(1, $2) i) WHERE step_uuid = $1`,
+		steps[0], store.CheckpointHistoryMax); err != nil {
+		t.Fatal(err)
+	}
+	for yield := range 2 {
+		cs, err := store.Claim(ctx, pool, store.ClaimParams{WorkerID: "w1", Namespaces: []string{"yields"}, Limit: 1, Now: now, LeaseFor: time.Minute})
+		if err != nil || len(cs) != 1 {
+			t.Fatalf("claim: %v %v", cs, err)
+		}
+		ckpt := fmt.Sprintf(`{"cursor": "new-%d"}`, yield)
+		if _, err := store.Complete(ctx, pool, "w1", now, []store.Completion{{StepUUID: steps[0], Attempt: cs[0].Attempt, State: store.StateEnqueued, RunAt: now, Checkpoint: []byte(ckpt)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	var first, last string
+	if err := pool.QueryRow(ctx, `SELECT jsonb_array_length(checkpoint_history), checkpoint_history->0->>'cursor', checkpoint_history->-1->>'cursor' FROM tasker.steps WHERE step_uuid = $1`,
+		steps[0]).Scan(&n, &first, &last); err != nil {
+		t.Fatal(err)
+	}
+	if n != store.CheckpointHistoryMax || first != "3" || last != "new-1" {
+		t.Fatalf("history: %d entries, first %s, last %s; want %d, 3, new-1", n, first, last, store.CheckpointHistoryMax)
 	}
 }
