@@ -213,7 +213,6 @@ func TestIdempotentSubmission(t *testing.T) {
 	}
 }
 
-
 // Every yield rewrites the checkpoint history, so it keeps only the latest
 // CheckpointHistoryMax entries.
 func TestCheckpointHistoryIsBounded(t *testing.T) {
