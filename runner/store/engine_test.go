@@ -156,7 +156,8 @@ func TestRetryErrorRescueAndIllegalTransition(t *testing.T) {
 	// Illegal moves are rejected by the transition function.
 	_, err = pool.Exec(ctx, `UPDATE tasker.steps SET state = 'complete' WHERE step_uuid = $1`, steps[1])
 	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.ConstraintName != "step_state_transition" {
+	if !errors.As(err, &pgErr) || pgErr.ConstraintName != "step_state_transition" || pgErr.Code != "23514" ||
+		pgErr.Message != fmt.Sprintf("illegal step transition: step %s cannot move from pending to complete", steps[1]) {
 		t.Fatalf("pending -> complete: err = %v, want illegal transition", err)
 	}
 	_, err = pool.Exec(ctx, `UPDATE tasker.tasks SET state = 'pending' WHERE task_uuid = $1`, task)
