@@ -28,6 +28,9 @@ type Runner struct {
 	stats stats
 
 	wakeCh chan struct{}
+	// work hands a step to an idle worker goroutine (unbuffered: a send
+	// succeeds only when one is waiting).
+	work chan *flight
 
 	mu         sync.Mutex
 	active     int                   // handlers running
@@ -49,6 +52,8 @@ type Runner struct {
 	handlerCtx       context.Context
 	loops            sync.WaitGroup // claim loop, listener, poller
 	handlers         sync.WaitGroup // one per dispatched step
+	workers          sync.WaitGroup // worker goroutines, busy or idle
+	claimCtx         context.Context
 	maint            sync.WaitGroup // lease extender, heartbeat
 	stopMaint        context.CancelFunc
 	completer        *completer
@@ -74,6 +79,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Runner, error) {
 		log:      cfg.Logger.With("worker_id", cfg.WorkerID),
 		tpls:     newTemplateCache(pool),
 		wakeCh:   make(chan struct{}, 1),
+		work:     make(chan *flight),
 		inflight: map[uuid.UUID]*flight{},
 		allNS:    len(cfg.Namespaces) == 0,
 	}
@@ -113,7 +119,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	}
 	r.runCtx = ctx
 	claimCtx, stopClaiming := context.WithCancel(ctx)
-	r.stopClaiming = stopClaiming
+	r.claimCtx, r.stopClaiming = claimCtx, stopClaiming
 	r.handlerCtx, r.abandonHandlers = context.WithCancel(ctx)
 	maintCtx, stopMaint := context.WithCancel(ctx)
 	r.stopMaint = stopMaint
@@ -175,6 +181,7 @@ func (r *Runner) Stop(ctx context.Context) error {
 	r.mu.Unlock()
 	r.abandonHandlers()
 	r.handlers.Wait()
+	r.workers.Wait()
 	for _, f := range release {
 		r.completer.add(pendingOutcome{step: f.step, completion: store.Completion{
 			StepUUID: f.step.StepUUID, Attempt: f.step.Attempt, State: store.StateEnqueued, RunAt: r.cfg.Now(),
@@ -202,6 +209,7 @@ func (r *Runner) Stop(ctx context.Context) error {
 func (r *Runner) Wait() {
 	r.loops.Wait()
 	r.handlers.Wait()
+	r.workers.Wait()
 	if r.completer != nil {
 		<-r.completer.done
 	}
