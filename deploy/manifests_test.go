@@ -472,6 +472,14 @@ func checkHandlers(t *testing.T, services map[string]any, cfg config.Config) {
 		"order_fulfillment.charge":         "handler-go",
 		"order_fulfillment.reserve_stock":  "handler-ruby",
 		"order_fulfillment.ship":           "handler-typescript",
+		"approval.route":                   "handler-python",
+		"approval.auto_approve":            "handler-ruby",
+		"approval.manager_approval":        "handler-ruby",
+		"approval.finance_review":          "handler-go",
+		"approval.finalize":                "handler-typescript",
+		"etl.analyze":                      "handler-go",
+		"etl.transform":                    "handler-python",
+		"etl.aggregate":                    "handler-ruby",
 	}
 	if len(cfg.Worker.Handlers) != len(want) {
 		t.Fatalf("runner registers %d handlers, want %d", len(cfg.Worker.Handlers), len(want))

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-runner/tasker-runner/callout"
@@ -98,6 +101,7 @@ type devDemo struct {
 	examples    string // "" when not found: serve without the example
 	template    []byte
 	tpl         *workflow.Template
+	workflows   []devWorkflow // the approval and batch ETL templates, run after the order
 	services    *devServices
 	progress    *devProgress
 	apiAddr     string        // set by serve's ready callback, before run
@@ -109,7 +113,25 @@ type devDemo struct {
 	patterns []string // endpoint rows registered (by run, and by keepUp's moves)
 }
 
-// prepare finds the examples, reads the template and starts the handler
+// devWorkflow is one of the dynamic example workflows: its template and
+// how the demo names and builds its tasks.
+type devWorkflow struct {
+	file string // in the examples directory
+	what string // "approval request", for people
+	task func(n int) (string, json.RawMessage)
+	doc  []byte
+	tpl  *workflow.Template
+}
+
+// devWorkflows are the dynamic examples, in the order the demo runs them.
+func devWorkflows() []devWorkflow {
+	return []devWorkflow{
+		{file: filepath.Join("templates", "approval.yaml"), what: "approval request", task: devApproval},
+		{file: filepath.Join("templates", "batch_etl.yaml"), what: "batch ETL", task: devETL},
+	}
+}
+
+// prepare finds the examples, reads the templates and starts the handler
 // services in the background (they build while PostgreSQL starts).
 func (d *devDemo) prepare(ctx context.Context, flagDir string) error {
 	examples, err := findExamples(flagDir)
@@ -131,6 +153,19 @@ func (d *devDemo) prepare(ctx context.Context, flagDir string) error {
 		return fmt.Errorf("the example template %s: %w", path, err)
 	}
 	d.examples, d.template, d.tpl = examples, doc, tpl
+	for _, w := range devWorkflows() {
+		path := filepath.Join(examples, w.file)
+		if w.doc, err = os.ReadFile(path); err != nil {
+			return err
+		}
+		if w.tpl, err = workflow.Parse(w.doc); err != nil {
+			return fmt.Errorf("the example template %s: %w", path, err)
+		}
+		if w.tpl.NamespaceName != tpl.NamespaceName {
+			return fmt.Errorf("the example template %s: namespace %q, want %q as in %s", path, w.tpl.NamespaceName, tpl.NamespaceName, devTemplateFile)
+		}
+		d.workflows = append(d.workflows, w)
+	}
 	d.progress = newDevProgress(d.env.stdout, tpl.NamespaceName)
 	d.services, err = startDevServices(ctx, examples)
 	return err
@@ -232,7 +267,15 @@ func (d *devDemo) run(ctx context.Context, e *engine) error {
 	if err != nil {
 		return stoppedWhileStarting(ctx, d.env, fmt.Errorf("registering the example template %s: %w", filepath.Join(d.examples, devTemplateFile), err))
 	}
-	p.printf("registered the template %s/%s@%s (%s)\n\n", info.Namespace, info.Name, info.Version, filepath.Join(d.examples, devTemplateFile))
+	p.printf("registered the template %s/%s@%s (%s)\n", info.Namespace, info.Name, info.Version, filepath.Join(d.examples, devTemplateFile))
+	infos := make([]runner.TemplateInfo, len(d.workflows))
+	for i, w := range d.workflows {
+		if infos[i], err = e.client.RegisterTemplate(ctx, w.doc); err != nil {
+			return stoppedWhileStarting(ctx, d.env, fmt.Errorf("registering the example template %s: %w", filepath.Join(d.examples, w.file), err))
+		}
+		p.printf("registered the template %s/%s@%s (%s)\n", infos[i].Namespace, infos[i].Name, infos[i].Version, filepath.Join(d.examples, w.file))
+	}
+	p.printf("\n")
 	ids, err := submitOrders(ctx, e.client, info, p, 1, 1)
 	if err != nil {
 		return stoppedWhileStarting(ctx, d.env, err)
@@ -242,6 +285,20 @@ func (d *devDemo) run(ctx context.Context, e *engine) error {
 			return nil
 		}
 		p.printf("!! %v\n", err)
+	}
+	for i, w := range d.workflows {
+		id, taskCtx := w.task(1)
+		p.printf("\nsubmitting %s %s to %s/%s@%s: %s\n", w.what, id, infos[i].Namespace, infos[i].Name, infos[i].Version, taskCtx)
+		task, err := submitTask(ctx, e.client, infos[i], p, taskCtx)
+		if err != nil {
+			return stoppedWhileStarting(ctx, d.env, fmt.Errorf("submitting the example %s %s: %w", w.what, id, err))
+		}
+		if _, err := p.wait(ctx, []uuid.UUID{task}, 60*time.Second); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			p.printf("!! %v\n", err)
+		}
 	}
 	d.printWhere()
 	if d.chaos != "" {
@@ -263,26 +320,33 @@ func (d *devDemo) run(ctx context.Context, e *engine) error {
 func (d *devDemo) register(ctx context.Context, e *engine) error {
 	p := d.progress
 	ns := d.tpl.NamespaceName
-	p.printf("\nhandler services (their files are in %s, removed on exit):\n", d.services.tmp)
+	p.printf("\nhandler services from %s (their files are in %s, removed on exit):\n", filepath.Join(d.examples, "handlers"), d.services.tmp)
 	fallbacks := devFallbacks()
+	maps.Copy(fallbacks, devDynamicFallbacks())
 	var loud []string
 	want := map[string]string{} // pattern -> the service's base URL
 	for _, l := range devLanguages {
 		s, ok := d.services.get(l.key)
 		if !ok {
-			d.funcs.Register(l.callable, fallbacks[l.callable])
-			p.setWho(l.callable, "Go*")
-			p.printf("  %-11s NOT RUNNING: %s runs in-process in Go (Go* below)\n", l.label, l.step)
-			loud = append(loud, fmt.Sprintf("The %s handler service is not running: %v.\nIts step %s (%s) FALLS BACK to an in-process Go handler (Go* below).",
-				l.label, d.services.failure(l.key), l.step, l.callable))
+			var callables []string
+			for _, r := range l.routes() {
+				d.funcs.Register(r.callable, fallbacks[r.callable])
+				p.setWho(r.callable, "Go*")
+				callables = append(callables, r.callable)
+			}
+			p.printf("  %-11s NOT RUNNING: %s run in-process in Go (Go* below)\n", l.label, l.steps())
+			loud = append(loud, fmt.Sprintf("The %s handler service is not running: %v.\nIts steps %s (%s) FALL BACK to in-process Go handlers (Go* below).",
+				l.label, d.services.failure(l.key), l.steps(), strings.Join(callables, ", ")))
 			continue
 		}
 		if err := d.putEndpoint(ctx, s); err != nil {
 			return err
 		}
-		_, _, want[l.callable] = s.current()
-		p.setWho(l.callable, l.label)
-		p.printf("  %-11s pid %-7d %s  runs %-15s (%s)\n", l.label, s.pid(), s.url, l.step, filepath.Join(d.examples, "handlers", l.key))
+		for _, r := range l.routes() {
+			_, _, want[r.callable] = s.current()
+			p.setWho(r.callable, l.label)
+		}
+		p.printf("  %-11s pid %-7d %s  runs %s\n", l.label, s.pid(), s.url, l.steps())
 	}
 	for _, msg := range loud {
 		d.env.logger.Warn(strings.ReplaceAll(msg, "\n", " "))
@@ -323,30 +387,32 @@ func (d *devDemo) register(ctx context.Context, e *engine) error {
 	}
 }
 
-// putEndpoint registers (or moves) s's endpoint, as `tasker-runner
-// handlers put` would.
+// putEndpoint registers (or moves) s's endpoints, one per callable it
+// runs, as `tasker-runner handlers put` would.
 func (d *devDemo) putEndpoint(ctx context.Context, s *devService) error {
 	secretPath, err := d.services.secretFile(s)
 	if err != nil {
 		return fmt.Errorf("writing the %s service's secret: %w", s.lang.label, err)
 	}
 	_, _, base := s.current()
-	row := store.HandlerEndpoint{
-		Namespace: d.tpl.NamespaceName, Pattern: s.lang.callable, URL: base + "/{callable}", Protocol: callout.ProtocolHTTP,
-		TimeoutMs: 10_000, BatchMax: 1, SecretRef: "file:" + secretPath,
-		BreakerConsecutiveFailures: devBreakerFailures, BreakerOpenTimeoutMs: devBreakerOpenMs,
-		BreakerIntervalMs: 60_000, BreakerMaxRequests: 1,
-	}
-	if err := runner.ValidateEndpoint(row, nil); err != nil {
-		return fmt.Errorf("the %s service's endpoint: %w", s.lang.label, err)
-	}
-	if _, err := store.PutEndpoint(ctx, d.pool, row, time.Now()); err != nil {
-		return fmt.Errorf("registering the %s service's endpoint: %w", s.lang.label, err)
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if !slices.Contains(d.patterns, row.Pattern) {
-		d.patterns = append(d.patterns, row.Pattern)
+	for _, r := range s.lang.routes() {
+		row := store.HandlerEndpoint{
+			Namespace: d.tpl.NamespaceName, Pattern: r.callable, URL: base + "/{callable}", Protocol: callout.ProtocolHTTP,
+			TimeoutMs: 10_000, BatchMax: 1, SecretRef: "file:" + secretPath,
+			BreakerConsecutiveFailures: devBreakerFailures, BreakerOpenTimeoutMs: devBreakerOpenMs,
+			BreakerIntervalMs: 60_000, BreakerMaxRequests: 1,
+		}
+		if err := runner.ValidateEndpoint(row, nil); err != nil {
+			return fmt.Errorf("the %s service's endpoint: %w", s.lang.label, err)
+		}
+		if _, err := store.PutEndpoint(ctx, d.pool, row, time.Now()); err != nil {
+			return fmt.Errorf("registering the %s service's endpoint: %w", s.lang.label, err)
+		}
+		d.mu.Lock()
+		if !slices.Contains(d.patterns, row.Pattern) {
+			d.patterns = append(d.patterns, row.Pattern)
+		}
+		d.mu.Unlock()
 	}
 	return nil
 }
@@ -417,6 +483,10 @@ func (d *devDemo) printWhere() {
 	}
 	_, order := devOrder(9)
 	fmt.Fprintf(out, "Try:\n  bin/tasker-runner submit --namespace %s --name %s --context '%s' --wait\n", d.tpl.NamespaceName, d.tpl.Name, order)
+	for _, w := range d.workflows {
+		_, taskCtx := w.task(2)
+		fmt.Fprintf(out, "  bin/tasker-runner submit --namespace %s --name %s --context '%s' --wait\n", w.tpl.NamespaceName, w.tpl.Name, taskCtx)
+	}
 	if s, ok := d.services.get("go"); ok {
 		fmt.Fprintf(out, "  kill -9 %d    # the Go service: dev restarts it after %s; submit orders meanwhile (or run: make run CHAOS=go)\n", s.pid(), d.restartAfter)
 	}

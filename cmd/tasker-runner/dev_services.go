@@ -20,12 +20,14 @@ import (
 )
 
 // devLanguage is one example handler service (examples/handlers/<dir>) and
-// the step of the example workflow it runs in the `dev` demo.
+// the steps of the example workflows it runs in the `dev` demo.
 type devLanguage struct {
 	key      string // its directory under examples/handlers, and the --chaos value
 	label    string // for people: "Python"
-	step     string // the template step it runs
+	step     string // the order-fulfilment step it runs
 	callable string // that step's callable, routed to this service
+	// more are the steps of the approval and batch ETL workflows it runs.
+	more []devRoute
 	// probe succeeds when the runtime is there.
 	probe   []string
 	install string
@@ -34,33 +36,57 @@ type devLanguage struct {
 	prepare func(ctx context.Context, dir, tmp string) ([]string, error)
 }
 
+// devRoute is a template step and its callable.
+type devRoute struct{ step, callable string }
+
 // devLanguages: validate in Python, reserve stock in Ruby, charge in Go,
-// ship in TypeScript. Every example implements all four callables.
+// ship in TypeScript; route the approval in Python, approve in Ruby and Go,
+// finalize in TypeScript; analyze the rows in Go, transform them in Python,
+// aggregate in Ruby. Every example implements every callable.
 var devLanguages = []devLanguage{
 	{
 		key: "python", label: "Python", step: "validate_order", callable: "order_fulfillment.validate_order",
+		more:    []devRoute{{"route_approval", "approval.route"}, {"transform_rows_*", "etl.transform"}},
 		probe:   []string{"python3", "-c", "import http.server, hmac"},
 		install: "apt-get install python3 (any Python 3.9+)",
 		prepare: func(context.Context, string, string) ([]string, error) { return []string{"python3", "handler.py"}, nil },
 	},
 	{
 		key: "ruby", label: "Ruby", step: "reserve_stock", callable: "order_fulfillment.reserve_stock",
+		more: []devRoute{{"auto_approve", "approval.auto_approve"}, {"manager_approval", "approval.manager_approval"},
+			{"aggregate_rows", "etl.aggregate"}},
 		probe:   []string{"ruby", "-e", `require "webrick"; require "openssl"`},
 		install: "apt-get install ruby ruby-webrick (or Ruby 3.0+ and gem install webrick)",
 		prepare: func(context.Context, string, string) ([]string, error) { return []string{"ruby", "handler.rb"}, nil },
 	},
 	{
 		key: "go", label: "Go", step: "charge_payment", callable: "order_fulfillment.charge",
+		more:    []devRoute{{"finance_review", "approval.finance_review"}, {"analyze_rows", "etl.analyze"}},
 		probe:   []string{"go", "version"},
 		install: "the Go toolchain (go on PATH)",
 		prepare: prepareGo,
 	},
 	{
 		key: "typescript", label: "TypeScript", step: "ship_order", callable: "order_fulfillment.ship",
+		more:    []devRoute{{"finalize_approval", "approval.finalize"}},
 		probe:   []string{"node", "--version"},
 		install: "apt-get install nodejs npm (Node.js 18+; npm ci needs the npm registry the first time)",
 		prepare: prepareTypeScript,
 	},
+}
+
+// routes returns every step the language runs, the order's first.
+func (l devLanguage) routes() []devRoute {
+	return append([]devRoute{{l.step, l.callable}}, l.more...)
+}
+
+// steps names the steps the language runs, for people.
+func (l devLanguage) steps() string {
+	var names []string
+	for _, r := range l.routes() {
+		names = append(names, r.step)
+	}
+	return strings.Join(names, ", ")
 }
 
 func devLanguageByKey(key string) (devLanguage, bool) {

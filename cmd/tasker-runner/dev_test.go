@@ -27,9 +27,9 @@ import (
 const devDemoTimeout = 4 * time.Minute
 
 // TestDevThrowawayCluster is the `make run` path: without DATABASE_URL, dev
-// starts its own PostgreSQL and the example handler services, runs an order
-// across the languages (naming which ran each step) and says where the API
-// is; Ctrl-C (SIGINT) stops it all and leaves no process or directory.
+// starts its own PostgreSQL and the example handler services, runs an order,
+// an approval and a batch ETL across the languages (naming which ran each
+// step) and says where the API is; Ctrl-C (SIGINT) stops it all and leaves no process or directory.
 func TestDevThrowawayCluster(t *testing.T) {
 	t.Parallel()
 	vars, addr := webVars(t)
@@ -54,6 +54,7 @@ func TestDevThrowawayCluster(t *testing.T) {
 	}
 
 	services, tmp := checkDevDemo(t, out, "")
+	checkDevDynamic(t, out, addr)
 	if dirs := ownedDirs(c.cmd.Process.Pid, "tasker-dev-"); len(dirs) != 1 || dirs[0] != tmp {
 		t.Errorf("dev's own directories %v, want [%s]", dirs, tmp)
 	}
@@ -132,7 +133,7 @@ func checkDevDemo(t *testing.T, out, killed string) (map[string]devChild, string
 			}
 			t.Logf("\n%s\n## The %s runtime is missing here (%s fails): its step %s ran in-process in Go.\n## Install it (%s) to run it in %s.\n%s",
 				strings.Repeat("#", 90), l.label, strings.Join(l.probe, " "), l.step, l.install, l.label, strings.Repeat("#", 90))
-			if !strings.Contains(out, "FALLS BACK") || !regexp.MustCompile(`(?m)^  `+l.label+`\s+NOT RUNNING`).MatchString(out) {
+			if !strings.Contains(out, "FALL BACK") || !regexp.MustCompile(`(?m)^  `+l.label+`\s+NOT RUNNING`).MatchString(out) {
 				t.Errorf("the %s fallback is not reported loudly:\n%s", l.label, out)
 			}
 			who = `Go\*`
@@ -260,8 +261,8 @@ func TestDevKillHandlerWithDatabaseURL(t *testing.T) {
 
 // TestDevFallsBackWhenARuntimeIsMissing: with no working Python, Ruby or
 // Node (stand-ins that fail come first on PATH), dev says so loudly and runs
-// their steps in-process in Go; the Go service still runs its step, and the
-// order completes.
+// their steps in-process in Go; the Go service still runs its steps, and the
+// order, the approval and the batch ETL complete with the right results.
 func TestDevFallsBackWhenARuntimeIsMissing(t *testing.T) {
 	t.Parallel()
 	bin := t.TempDir()
@@ -270,7 +271,7 @@ func TestDevFallsBackWhenARuntimeIsMissing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	vars, _ := webVars(t)
+	vars, addr := webVars(t)
 	vars["DATABASE_URL"] = pgtest.EmptyURL(t)
 	vars["PATH"] = bin + string(os.PathListSeparator) + os.Getenv("PATH")
 	c := startCLI(t, vars, "dev")
@@ -285,9 +286,9 @@ func TestDevFallsBackWhenARuntimeIsMissing(t *testing.T) {
 			continue
 		}
 		res = append(res,
-			`(?m)^  `+l.label+`\s+NOT RUNNING: `+l.step+` runs in-process in Go`,
+			`(?m)^  `+l.label+`\s+NOT RUNNING: `+regexp.QuoteMeta(l.steps())+` run in-process in Go`,
 			`(?m)^## The `+l.label+` handler service is not running: its runtime is missing \(.*no \S+ here.*\)`,
-			`(?m)^## Its step `+l.step+` \(`+regexp.QuoteMeta(l.callable)+`\) FALLS BACK to an in-process Go handler`,
+			`(?m)^## Its steps `+regexp.QuoteMeta(l.steps())+` \(`+regexp.QuoteMeta(l.callable)+`, .*\) FALL BACK to in-process Go handlers`,
 			`(?m)^  ✓ ORD-1001 `+l.step+`\s+Go\*\s+attempt \d+`)
 	}
 	for _, re := range res {
@@ -295,9 +296,10 @@ func TestDevFallsBackWhenARuntimeIsMissing(t *testing.T) {
 			t.Errorf("the output does not match %s:\n%s", re, out)
 		}
 	}
-	if !strings.Contains(c.stderr.String(), "FALLS BACK") {
+	if !strings.Contains(c.stderr.String(), "FALL BACK") {
 		t.Errorf("the log does not warn about the fallback:\n%s", c.stderr)
 	}
+	checkDevDynamic(t, out, addr)
 	c.stop(syscall.SIGINT)
 }
 

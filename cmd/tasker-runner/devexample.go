@@ -189,19 +189,14 @@ func (p *devProgress) onEvent(e runner.Event) {
 	if e.Step.Namespace != p.namespace || e.Stale {
 		return
 	}
-	var c struct {
-		Order struct {
-			ID string `json:"id"`
-		} `json:"order"`
-	}
-	_ = json.Unmarshal(e.Step.Context, &c) // another task of the namespace: no order id
+	label := taskLabel(e.Step.Context)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	who := p.who[e.Step.Handler]
 	if who == "" {
 		who = e.Step.Handler
 	}
-	head := fmt.Sprintf("%-8s %-15s %-12s", c.Order.ID, e.Step.Name, who)
+	head := fmt.Sprintf("%-8s %-18s %-12s", label, e.Step.Name, who)
 	took := e.Finished.Sub(e.Started).Round(10 * time.Microsecond)
 	why := ""
 	if err := e.Result.Error; err != nil {
@@ -213,9 +208,13 @@ func (p *devProgress) onEvent(e runner.Event) {
 	}
 	switch {
 	case e.State == "complete":
-		fmt.Fprintf(p.out, "  ✓ %s attempt %d, %s  %s\n", head, e.Step.Attempt, took, compact(e.Result.Result))
+		fmt.Fprintf(p.out, "  ✓ %s attempt %d, %s  %s\n", head, e.Step.Attempt, took, describeResult(e.Result.Result))
 	case e.State == "waiting_for_retry":
 		fmt.Fprintf(p.out, "  ↻ %s attempt %d of %d failed, retrying later: %s\n", head, e.Step.Attempt, e.Step.MaxAttempts, why)
+	case e.State == "enqueued" && e.Result.Status == contracts.StatusYielded:
+		var cp contracts.Checkpoint
+		_ = json.Unmarshal(e.Result.Checkpoint, &cp) // the runner stored it: an object
+		fmt.Fprintf(p.out, "  ⤷ %s checkpoint at %s (%d done), %s: called again at once, attempt %d kept\n", head, compact(cp.Cursor), cp.ItemsProcessed, took, e.Step.Attempt)
 	case e.State == "enqueued" && e.Result.Error != nil && e.Result.Error.ErrorType == contracts.ErrorTypeCircuitOpen:
 		fmt.Fprintf(p.out, "  ⏸ %s not called, breaker open: back in the queue, attempt %d not used\n", head, e.Step.Attempt)
 	case e.State == "enqueued":
@@ -228,7 +227,7 @@ func (p *devProgress) onEvent(e runner.Event) {
 		if at, ok := p.since[e.Step.TaskUUID]; ok {
 			took = fmt.Sprintf(" in %s", e.Finished.Sub(at).Round(time.Millisecond))
 		}
-		fmt.Fprintf(p.out, "task %s %s %s%s\n", e.Step.TaskUUID, c.Order.ID, strings.ToUpper(e.TaskState), took)
+		fmt.Fprintf(p.out, "task %s %s %s%s\n", e.Step.TaskUUID, label, strings.ToUpper(e.TaskState), took)
 		p.finished[e.Step.TaskUUID] = e.TaskState
 		close(p.changed)
 		p.changed = make(chan struct{})
@@ -261,6 +260,52 @@ func (p *devProgress) wait(ctx context.Context, tasks []uuid.UUID, timeout time.
 			return states, fmt.Errorf("%d of %d example tasks have not finished after %s; `tasker-runner tasks list --namespace examples` shows where they are", len(tasks)-len(states), len(tasks), timeout)
 		}
 	}
+}
+
+// taskLabel is the id of an example task: its context's order.id,
+// request.id or etl.id.
+func taskLabel(taskCtx json.RawMessage) string {
+	var c map[string]struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(taskCtx, &c) // another task of the namespace: no id
+	for _, k := range []string{"order", "request", "etl"} {
+		if id := c[k].ID; id != "" {
+			return id
+		}
+	}
+	return ""
+}
+
+// describeResult shows a step's result, a decision or batch outcome in
+// words ("creates manager_approval, finance_review"), the rest as JSON.
+func describeResult(b []byte) string {
+	o, err := contracts.ParseOutcomes(b)
+	if err != nil || (o.DecisionPointOutcome == nil && o.BatchProcessingOutcome == nil) {
+		return compact(b)
+	}
+	var rest map[string]json.RawMessage
+	_ = json.Unmarshal(b, &rest) // ParseOutcomes found an object
+	var says string
+	if d := o.DecisionPointOutcome; d != nil {
+		delete(rest, "decision_point_outcome")
+		says = "decision: no branches"
+		if d.Type == contracts.OutcomeCreateSteps {
+			says = "decision: creates " + strings.Join(d.StepNames, ", ")
+		}
+	}
+	if bo := o.BatchProcessingOutcome; bo != nil {
+		delete(rest, "batch_processing_outcome")
+		says = "batches: none (no_batches)"
+		if n := len(bo.CursorConfigs); n > 0 {
+			says = fmt.Sprintf("batches: %d workers %s_%s..%s over %d items", n, bo.WorkerTemplateName, bo.CursorConfigs[0].BatchID, bo.CursorConfigs[n-1].BatchID, bo.TotalItems)
+		}
+	}
+	if len(rest) == 0 {
+		return says
+	}
+	others, _ := json.Marshal(rest) // raw messages from a decoded object
+	return says + "  " + compact(others)
 }
 
 func compact(b []byte) string {
@@ -302,6 +347,20 @@ func watchBreakers(ctx context.Context, reg *callout.Registry, namespace string,
 		case <-tick.C:
 		}
 	}
+}
+
+// submitTask submits an example task and returns its id.
+func submitTask(ctx context.Context, c *runner.Client, tpl runner.TemplateInfo, p *devProgress, taskCtx json.RawMessage) (uuid.UUID, error) {
+	at := time.Now()
+	s, err := c.Submit(ctx, runner.SubmitRequest{
+		Namespace: tpl.Namespace, Name: tpl.Name, Version: tpl.Version,
+		Context: taskCtx, Initiator: "tasker-runner dev", Reason: "example",
+	})
+	if err != nil {
+		return uuid.Nil, err
+	}
+	p.submitted(s.TaskUUID, at)
+	return s.TaskUUID, nil
 }
 
 // submitOrders submits n example orders numbered from first and returns

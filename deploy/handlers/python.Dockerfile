@@ -3,7 +3,7 @@
 #   docker build -f deploy/handlers/python.Dockerfile -t REGISTRY/tasker-handler-python .
 FROM python:3.11-slim
 WORKDIR /app
-COPY examples/handlers/python/handler.py .
+COPY examples/handlers/python/handler.py examples/handlers/python/tasker_helpers.py ./
 USER 65532:65532
 # Knative and Cloud Run set PORT (8080); handler.py reads it.
 ENV PORT=8080 PYTHONUNBUFFERED=1

@@ -599,6 +599,7 @@ func TestExamples(t *testing.T) {
 			t.Run("conformance", func(t *testing.T) { checkConformance(t, unsigned, "") })
 			t.Run("steps", func(t *testing.T) { checkSteps(t, client, unsigned.url) })
 			t.Run("batch", func(t *testing.T) { checkBatch(t, client, unsigned.url) })
+			t.Run("dynamic workflows", func(t *testing.T) { checkDynamic(t, client, unsigned.url) })
 			t.Run("bad requests", func(t *testing.T) { checkBadRequests(t, client, unsigned.url) })
 
 			secret := webhook.NewSecret()

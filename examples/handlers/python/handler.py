@@ -1,6 +1,6 @@
 """tasker-runner example handler service in Python, standard library only.
 
-Runs the steps of an order-fulfilment workflow (see README.md and contracts/README.md):
+Runs the steps of the example workflows (examples/templates; see README.md and contracts/README.md):
 
     PORT=8092 TASKER_WEBHOOK_SECRET=whsec_... python3 handler.py
 
@@ -19,6 +19,8 @@ import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import tasker_helpers as th
 
 MAX_BODY_BYTES = 4 << 20  # larger requests get 413, as in the Go example
 DISCARD_LIMIT = 64 << 20  # an unread body up to this size is discarded before an error answer, or the connection closed
@@ -140,6 +142,118 @@ def ship(env):
     return {"tracking": "trk_" + env["task"]["task_uuid"], "address": order["address"]}
 
 
+# --- the approval workflow (a decision point) and the batch ETL (batches, checkpoints) ---
+
+APPROVALS = ("auto_approve", "manager_approval", "finance_review")  # the decision's branches, in template order
+AUTO_APPROVE_BELOW, FINANCE_REVIEW_FROM, FINANCE_REFUSE_ABOVE = 1000, 5000, 25_000
+
+
+def route(env):
+    """The decision: which approvals the request's amount needs (none at 0 or less)."""
+    amount = env["task"]["context"].get("request", {}).get("amount")
+    if not isinstance(amount, (int, float)) or isinstance(amount, bool):
+        raise StepFailure("invalid_context", "the task context has no request.amount")
+    if amount <= 0:
+        return th.no_branches().result({"amount": amount})
+    if amount < AUTO_APPROVE_BELOW:
+        return th.create_steps("auto_approve").result({"amount": amount})
+    if amount < FINANCE_REVIEW_FROM:
+        return th.create_steps("manager_approval").result({"amount": amount})
+    return th.create_steps("manager_approval", "finance_review").result({"amount": amount})
+
+
+def approve(approver, limit=None):
+    def step(env):
+        amount = route_amount(env)
+        out = {"approved": limit is None or amount <= limit, "approver": approver, "amount": amount}
+        if not out["approved"]:
+            out["reason"] = f"over the {approver} limit of {limit}"
+        return out
+    return step
+
+
+def route_amount(env):
+    try:
+        return th.dependency_field(env, "route_approval", "amount")
+    except th.DependencyError as e:
+        raise StepFailure("missing_dependency", str(e))
+
+
+def finalize(env):
+    """The convergence: runs once, after whichever approvals were created."""
+    amount, taken, decision = route_amount(env), [], "nothing_to_approve"
+    for name in APPROVALS:
+        if name not in env["dependency_results"]:
+            continue  # a branch not taken was never created
+        taken.append(name)
+        try:
+            approved = th.dependency_field(env, name, "approved") is True
+        except th.DependencyError:
+            approved = False
+        decision = "rejected" if decision == "rejected" or not approved else "approved"
+    return {"decision": decision, "approvals": taken, "amount": amount}
+
+
+def read_etl(env):
+    etl = env["task"]["context"].get("etl")
+    if not isinstance(etl, dict) or not isinstance(etl.get("rows"), int) or etl["rows"] < 0:
+        raise StepFailure("invalid_context", "the task context has no etl.rows")
+    return etl["rows"], max(etl.get("workers") or 4, 1), max(etl.get("checkpoint_every") or 1000, 1)
+
+
+def row_amount(row_id):
+    """The generated row's amount in cents: from its id alone, so every language agrees."""
+    return row_id * 7919 % 10007
+
+
+def analyze(env):
+    """The batchable step: even cursor ranges over the rows, one transform_rows worker each."""
+    rows, workers, _ = read_etl(env)
+    if rows == 0:
+        return th.no_batches().result({"rows": 0})
+    return th.create_batches("transform_rows", th.even_cursors(rows, workers), rows).result({"rows": rows})
+
+
+def transform(env):
+    """A batch worker: checkpoint_every rows per call, a checkpoint after each call but the last."""
+    _, _, every = read_etl(env)
+    try:
+        inputs = th.batch_worker(env)
+        start, end = th.int_range(inputs["cursor"])
+        cp = th.resume_from(env)
+        pos = th.int_cursor(cp) if cp else start
+        acc = cp["accumulated_results"] if cp else {"rows": 0, "amount_cents": 0, "calls": 0}
+    except (ValueError, KeyError, TypeError) as e:
+        raise StepFailure("invalid_inputs", str(e))
+    stop = min(pos + every, end)
+    acc = {"rows": acc["rows"] + stop - pos, "calls": acc["calls"] + 1,
+           "amount_cents": acc["amount_cents"] + sum(row_amount(i) for i in range(pos, stop))}
+    if stop < end:
+        return th.yield_checkpoint(stop, stop - start, acc)
+    return {"batch_id": inputs["cursor"]["batch_id"], "start": start, "end": end, **acc}
+
+
+def aggregate(env):
+    """The convergence: adds up every worker's result (a failed worker shows as success false)."""
+    try:
+        expected = th.dependency_field(env, "analyze_rows", "rows")
+    except th.DependencyError as e:
+        raise StepFailure("missing_dependency", str(e))
+    out = {"workers": 0, "failed_workers": 0, "rows": 0, "rows_expected": expected, "amount_cents": 0}
+    for name in env["dependency_results"]:
+        if not name.startswith("transform_rows_"):
+            continue
+        try:
+            rows, cents = (th.dependency_field(env, name, f) for f in ("rows", "amount_cents"))
+        except th.DependencyFailed:
+            out["failed_workers"] += 1
+            continue
+        except th.FieldNotFound:
+            continue  # the placeholder worker of no_batches: {"no_op": true}
+        out["workers"], out["rows"], out["amount_cents"] = out["workers"] + 1, out["rows"] + rows, out["amount_cents"] + cents
+    return out
+
+
 def echo(env):
     return {"step_uuid": env["step"]["step_uuid"], "attempt": env["step"]["attempts"], "inputs": env["step"].get("inputs")}
 
@@ -149,6 +263,14 @@ STEPS = {
     "order_fulfillment.charge": charge,
     "order_fulfillment.reserve_stock": reserve_stock,
     "order_fulfillment.ship": ship,
+    "approval.route": route,
+    "approval.auto_approve": approve("policy", AUTO_APPROVE_BELOW),
+    "approval.manager_approval": approve("manager"),
+    "approval.finance_review": approve("finance", FINANCE_REFUSE_ABOVE),
+    "approval.finalize": finalize,
+    "etl.analyze": analyze,
+    "etl.transform": transform,
+    "etl.aggregate": aggregate,
     "conformance.echo": echo,
 }
 
@@ -174,7 +296,9 @@ def run_step(env):
         return {"step_uuid": env["step"].get("step_uuid", ""), **failed(f)}, 404, None
     start = time.monotonic()
     try:
-        result, status, retry_after = {"success": True, "status": "completed", "result": step(env)}, 200, None
+        value = step(env)  # a th.StepResult (an outcome, a checkpoint) is the answer as it is
+        result = dict(value) if isinstance(value, th.StepResult) else {"success": True, "status": "completed", "result": value}
+        status, retry_after = 200, None
     except Exception as e:  # noqa: BLE001 - any other error is a retryable handler_error
         f = e if isinstance(e, StepFailure) else StepFailure("handler_error", str(e), retryable=True)
         result, status, retry_after = failed(f), f.status or 200, f.retry_after
@@ -191,6 +315,10 @@ def is_envelope(env):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the runner's client expects
+    # Headers and body go out in separate writes; with Nagle's algorithm on,
+    # the second waits for the client's delayed ACK (~40 ms per call on a
+    # kept-alive connection).
+    disable_nagle_algorithm = True
     verifier = None  # a Verifier when TASKER_WEBHOOK_SECRET is set
 
     def do_GET(self):

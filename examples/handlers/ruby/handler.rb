@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
 # tasker-runner example handler service in Ruby: WEBrick and the standard library.
-# Runs the steps of an order-fulfilment workflow (see README.md and contracts/README.md):
+# Runs the steps of the example workflows (examples/templates; see README.md and contracts/README.md):
 #
 #   PORT=8093 TASKER_WEBHOOK_SECRET=whsec_... ruby handler.rb
 #
@@ -13,6 +13,7 @@ require "base64"
 require "json"
 require "openssl"
 require "webrick"
+require_relative "tasker_helpers"
 
 module ExampleHandler
   MAX_BODY_BYTES = 4 << 20 # larger requests get 413, as in the Go example
@@ -109,6 +110,121 @@ module ExampleHandler
     order
   end
 
+  # --- the approval workflow (a decision point) and the batch ETL (batches, checkpoints) ---
+
+  TH = TaskerHelpers
+  APPROVALS = %w[auto_approve manager_approval finance_review].freeze # the decision's branches, in template order
+  AUTO_APPROVE_BELOW = 1000
+  FINANCE_REVIEW_FROM = 5000
+  FINANCE_REFUSE_ABOVE = 25_000
+
+  # The decision: which approvals the request's amount needs (none at 0 or less).
+  def self.route(env)
+    amount = env["task"]["context"].fetch("request", {})["amount"]
+    raise StepFailure.new("invalid_context", "the task context has no request.amount") unless amount.is_a?(Numeric)
+
+    extra = { "amount" => amount }
+    return TH.no_branches.result(extra) if amount <= 0
+    return TH.create_steps("auto_approve").result(extra) if amount < AUTO_APPROVE_BELOW
+    return TH.create_steps("manager_approval").result(extra) if amount < FINANCE_REVIEW_FROM
+
+    TH.create_steps("manager_approval", "finance_review").result(extra)
+  end
+
+  def self.route_amount(env)
+    TH.dependency_field(env, "route_approval", "amount")
+  rescue TH::DependencyError => e
+    raise StepFailure.new("missing_dependency", e.message)
+  end
+
+  def self.approve(approver, limit = nil)
+    lambda do |env|
+      amount = route_amount(env)
+      out = { approved: limit.nil? || amount <= limit, approver: approver, amount: amount }
+      out[:reason] = "over the #{approver} limit of #{limit}" unless out[:approved]
+      out
+    end
+  end
+
+  # The convergence: runs once, after whichever approvals were created.
+  def self.finalize(env)
+    amount = route_amount(env)
+    taken = APPROVALS.select { |name| env["dependency_results"].key?(name) } # a branch not taken was never created
+    approved = taken.map do |name|
+      TH.dependency_field(env, name, "approved") == true
+    rescue TH::DependencyError
+      false
+    end
+    decision = if taken.empty? then "nothing_to_approve"
+               elsif approved.all? then "approved"
+               else "rejected"
+               end
+    { decision: decision, approvals: taken, amount: amount }
+  end
+
+  def self.read_etl(env)
+    etl = env["task"]["context"]["etl"]
+    unless etl.is_a?(Hash) && etl["rows"].is_a?(Integer) && etl["rows"] >= 0
+      raise StepFailure.new("invalid_context", "the task context has no etl.rows")
+    end
+
+    [etl["rows"], [etl["workers"] || 4, 1].max, [etl["checkpoint_every"] || 1000, 1].max]
+  end
+
+  # The generated row's amount in cents: from its id alone, so every language agrees.
+  def self.row_amount(id) = id * 7919 % 10_007
+
+  # The batchable step: even cursor ranges over the rows, one transform_rows worker each.
+  def self.analyze(env)
+    rows, workers, = read_etl(env)
+    return TH.no_batches.result({ "rows" => 0 }) if rows.zero?
+
+    TH.create_batches("transform_rows", TH.even_cursors(rows, workers), rows).result({ "rows" => rows })
+  end
+
+  # A batch worker: checkpoint_every rows per call, a checkpoint after each call but the last.
+  def self.transform(env)
+    _, _, every = read_etl(env)
+    begin
+      inputs = TH.batch_worker(env)
+      start, stop = TH.int_range(inputs["cursor"])
+      cp = TH.resume_from(env)
+      pos = cp ? TH.int_cursor(cp) : start
+      acc = cp ? cp.fetch("accumulated_results") : { "rows" => 0, "amount_cents" => 0, "calls" => 0 }
+    rescue ArgumentError, KeyError => e
+      raise StepFailure.new("invalid_inputs", e.message)
+    end
+    upto = [pos + every, stop].min
+    acc = { "rows" => acc["rows"] + upto - pos, "amount_cents" => acc["amount_cents"] + (pos...upto).sum { |i| row_amount(i) },
+            "calls" => acc["calls"] + 1 }
+    return TH.yield_checkpoint(upto, upto - start, acc) if upto < stop
+
+    { "batch_id" => inputs["cursor"]["batch_id"], "start" => start, "end" => stop, **acc }
+  end
+
+  # The convergence: adds up every worker's result (a failed worker shows as success false).
+  def self.aggregate(env)
+    expected = begin
+      TH.dependency_field(env, "analyze_rows", "rows")
+    rescue TH::DependencyError => e
+      raise StepFailure.new("missing_dependency", e.message)
+    end
+    out = { workers: 0, failed_workers: 0, rows: 0, rows_expected: expected, amount_cents: 0 }
+    env["dependency_results"].each_key do |name|
+      next unless name.start_with?("transform_rows_")
+
+      rows, cents = %w[rows amount_cents].map { |f| TH.dependency_field(env, name, f) }
+      out[:workers] += 1
+      out[:rows] += rows
+      out[:amount_cents] += cents
+    rescue TH::DependencyFailed
+      out[:failed_workers] += 1
+    rescue TH::FieldNotFound
+      next # the placeholder worker of no_batches: {"no_op": true}
+    end
+    out
+  end
+
   STEPS = {
     "order_fulfillment.validate_order" => lambda do |env|
       order = read_order(env)
@@ -145,6 +261,14 @@ module ExampleHandler
 
       { tracking: "trk_#{env['task']['task_uuid']}", address: order["address"] }
     end,
+    "approval.route" => method(:route),
+    "approval.auto_approve" => approve("policy", AUTO_APPROVE_BELOW),
+    "approval.manager_approval" => approve("manager"),
+    "approval.finance_review" => approve("finance", FINANCE_REFUSE_ABOVE),
+    "approval.finalize" => method(:finalize),
+    "etl.analyze" => method(:analyze),
+    "etl.transform" => method(:transform),
+    "etl.aggregate" => method(:aggregate),
     "conformance.echo" => lambda do |env|
       { step_uuid: env["step"]["step_uuid"], attempt: env["step"]["attempts"], inputs: env["step"]["inputs"] }
     end
@@ -173,7 +297,9 @@ module ExampleHandler
 
     started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
     begin
-      result, status, retry_after = { success: true, status: "completed", result: step.call(env) }, 200, nil
+      value = step.call(env) # a TaskerHelpers::StepResult (an outcome, a checkpoint) is the answer as it is
+      result = value.is_a?(TaskerHelpers::StepResult) ? value.transform_keys(&:to_sym) : { success: true, status: "completed", result: value }
+      status, retry_after = 200, nil
     rescue StandardError => e # any other error is a retryable handler_error
       e = StepFailure.new("handler_error", e.message, retryable: true) unless e.is_a?(StepFailure)
       result, status, retry_after = failed(e), e.status || 200, e.retry_after

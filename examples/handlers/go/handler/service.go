@@ -6,7 +6,9 @@
 // A step function returns its result value, or an error. A [*Failure]
 // controls how the failure is reported (error type, retryable, an HTTP
 // status such as 503 with Retry-After); any other error is a retryable
-// handler_error.
+// handler_error. A [contracts.StepResult] value (from the helpers of
+// package contracts: a decision or batch outcome, a checkpoint) is sent as
+// it is.
 package handler
 
 import (
@@ -156,6 +158,11 @@ func (s *service) run(ctx context.Context, env *contracts.StepEnvelope) (contrac
 		res := failed(f)
 		res.StepUUID, res.Metadata = env.Step.StepUUID, metadata
 		return res, cmp.Or(f.Status, http.StatusOK), f.RetryAfter
+	}
+	if res, ok := value.(contracts.StepResult); ok { // an outcome or a checkpoint, from the contracts helpers
+		log.Info("step answered", "status", res.Status)
+		res.StepUUID, res.Metadata = env.Step.StepUUID, metadata
+		return res, http.StatusOK, 0
 	}
 	result, err := json.Marshal(value)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"time"
 
@@ -11,14 +12,22 @@ import (
 )
 
 // Steps returns the example's step functions by callable: the steps of an
-// order-fulfilment workflow, and conformance.echo for `tasker-runner
-// conformance`.
+// order-fulfilment workflow, of the approval and batch ETL workflows
+// (dynamic.go), and conformance.echo for `tasker-runner conformance`.
 func Steps() map[string]StepFunc {
 	return map[string]StepFunc{
 		"order_fulfillment.validate_order": validateOrder,
 		"order_fulfillment.charge":         charge,
 		"order_fulfillment.reserve_stock":  reserveStock,
 		"order_fulfillment.ship":           ship,
+		"approval.route":                   route,
+		"approval.auto_approve":            approve("policy", AutoApproveBelow),
+		"approval.manager_approval":        approve("manager", math.Inf(1)),
+		"approval.finance_review":          approve("finance", FinanceRefuseAbove),
+		"approval.finalize":                finalize,
+		"etl.analyze":                      analyze,
+		"etl.transform":                    transform,
+		"etl.aggregate":                    aggregate,
 		"conformance.echo":                 echo,
 	}
 }

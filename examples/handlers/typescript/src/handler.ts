@@ -1,5 +1,5 @@
 // tasker-runner example handler service in TypeScript on Node's http module.
-// Runs the steps of an order-fulfilment workflow (see README.md and contracts/README.md):
+// Runs the steps of the example workflows (examples/templates; see README.md and contracts/README.md):
 //
 //   npm ci && npm run build && PORT=8094 TASKER_WEBHOOK_SECRET=whsec_... npm start
 //
@@ -9,6 +9,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { pathToFileURL } from "node:url";
+import * as th from "./helpers.js";
 import { Verifier, WebhookError } from "./webhook.js";
 
 export const MAX_BODY_BYTES = 4 << 20; // larger requests get 413, as in the Go example
@@ -24,12 +25,13 @@ export interface StepResult {
   metadata?: Record<string, unknown>;
   error?: { message: string; error_type?: string; retryable?: boolean; status_code?: number };
   orchestration_metadata?: { backoff_hint?: { delay_seconds: number; backoff_type?: string } };
+  checkpoint?: th.Checkpoint;
 }
 
 export interface StepEnvelope {
   event_id: string;
   task: { task_uuid: string; context: Record<string, unknown> };
-  step: { step_uuid: string; attempts: number; inputs?: Record<string, unknown> };
+  step: { step_uuid: string; name?: string; attempts: number; inputs?: unknown; checkpoint?: unknown };
   step_definition: { handler: { callable: string } };
   dependency_results: Record<string, StepResult>;
 }
@@ -58,6 +60,118 @@ function readOrder(env: StepEnvelope): Order {
     throw new StepFailure("invalid_context", "the task context is not an order");
   }
   return order as Order;
+}
+
+// --- the approval workflow (a decision point) and the batch ETL (batches, checkpoints) ---
+
+const APPROVALS = ["auto_approve", "manager_approval", "finance_review"]; // the decision's branches, in template order
+const AUTO_APPROVE_BELOW = 1000;
+const FINANCE_REVIEW_FROM = 5000;
+const FINANCE_REFUSE_ABOVE = 25_000;
+
+/** The decision: which approvals the request's amount needs (none at 0 or less). */
+function route(env: StepEnvelope): unknown {
+  const request = env.task.context["request"] as { amount?: unknown } | undefined;
+  const amount = request?.amount;
+  if (typeof amount !== "number") throw new StepFailure("invalid_context", "the task context has no request.amount");
+  const extra = { amount };
+  if (amount <= 0) return th.noBranches().result(extra);
+  if (amount < AUTO_APPROVE_BELOW) return th.createSteps("auto_approve").result(extra);
+  if (amount < FINANCE_REVIEW_FROM) return th.createSteps("manager_approval").result(extra);
+  return th.createSteps("manager_approval", "finance_review").result(extra);
+}
+
+function routeAmount(env: StepEnvelope): number {
+  try {
+    return th.dependencyField(env, "route_approval", "amount") as number;
+  } catch (e) {
+    throw new StepFailure("missing_dependency", String(e));
+  }
+}
+
+const approve = (approver: string, limit?: number) => (env: StepEnvelope): unknown => {
+  const amount = routeAmount(env);
+  const approved = limit === undefined || amount <= limit;
+  return { approved, approver, amount, ...(approved ? {} : { reason: `over the ${approver} limit of ${limit}` }) };
+};
+
+/** The convergence: runs once, after whichever approvals were created. */
+function finalize(env: StepEnvelope): unknown {
+  const amount = routeAmount(env);
+  const taken = APPROVALS.filter((name) => Object.hasOwn(env.dependency_results, name)); // a branch not taken was never created
+  const approved = taken.map((name) => {
+    try {
+      return th.dependencyField(env, name, "approved") === true;
+    } catch {
+      return false;
+    }
+  });
+  const decision = taken.length === 0 ? "nothing_to_approve" : approved.every(Boolean) ? "approved" : "rejected";
+  return { decision, approvals: taken, amount };
+}
+
+function readETL(env: StepEnvelope): { rows: number; workers: number; every: number } {
+  const etl = env.task.context["etl"] as { rows?: unknown; workers?: number; checkpoint_every?: number } | undefined;
+  if (!Number.isInteger(etl?.rows) || (etl?.rows as number) < 0) throw new StepFailure("invalid_context", "the task context has no etl.rows");
+  return { rows: etl?.rows as number, workers: Math.max(etl?.workers ?? 4, 1), every: Math.max(etl?.checkpoint_every ?? 1000, 1) };
+}
+
+/** The generated row's amount in cents: from its id alone, so every language agrees. */
+export const rowAmount = (id: number): number => (id * 7919) % 10007;
+
+/** The batchable step: even cursor ranges over the rows, one transform_rows worker each. */
+function analyze(env: StepEnvelope): unknown {
+  const { rows, workers } = readETL(env);
+  if (rows === 0) return th.noBatches().result({ rows: 0 });
+  return th.createBatches("transform_rows", th.evenCursors(rows, workers), rows).result({ rows });
+}
+
+interface Progress { rows: number; amount_cents: number; calls: number }
+
+/** A batch worker: checkpoint_every rows per call, a checkpoint after each call but the last. */
+function transform(env: StepEnvelope): unknown {
+  const { every } = readETL(env);
+  let inputs: th.BatchWorkerInputs, start: number, end: number, pos: number, acc: Progress;
+  try {
+    inputs = th.batchWorker(env);
+    [start, end] = th.intRange(inputs.cursor);
+    const cp = th.resumeFrom(env);
+    pos = cp ? th.intCursor(cp) : start;
+    acc = cp ? (cp.accumulated_results as Progress) : { rows: 0, amount_cents: 0, calls: 0 };
+  } catch (e) {
+    throw new StepFailure("invalid_inputs", String(e));
+  }
+  const stop = Math.min(pos + every, end);
+  let cents = acc.amount_cents;
+  for (let id = pos; id < stop; id++) cents += rowAmount(id);
+  acc = { rows: acc.rows + stop - pos, amount_cents: cents, calls: acc.calls + 1 };
+  if (stop < end) return th.yieldCheckpoint(stop, stop - start, acc);
+  return { batch_id: inputs.cursor.batch_id, start, end, ...acc };
+}
+
+/** The convergence: adds up every worker's result (a failed worker shows as success false). */
+function aggregate(env: StepEnvelope): unknown {
+  let expected: unknown;
+  try {
+    expected = th.dependencyField(env, "analyze_rows", "rows");
+  } catch (e) {
+    throw new StepFailure("missing_dependency", String(e));
+  }
+  const out = { workers: 0, failed_workers: 0, rows: 0, rows_expected: expected, amount_cents: 0 };
+  for (const name of Object.keys(env.dependency_results)) {
+    if (!name.startsWith("transform_rows_")) continue;
+    try {
+      const rows = th.dependencyField(env, name, "rows") as number;
+      const cents = th.dependencyField(env, name, "amount_cents") as number;
+      out.workers++;
+      out.rows += rows;
+      out.amount_cents += cents;
+    } catch (e) {
+      if (e instanceof th.DependencyFailed) out.failed_workers++;
+      else if (!(e instanceof th.FieldNotFound)) throw e; // not found: the placeholder worker of no_batches
+    }
+  }
+  return out;
 }
 
 export const steps: Record<string, (env: StepEnvelope) => unknown> = {
@@ -89,6 +203,14 @@ export const steps: Record<string, (env: StepEnvelope) => unknown> = {
     if (!order.address) throw new StepFailure("no_address", "order.address is missing", { status: 422 });
     return { tracking: `trk_${env.task.task_uuid}`, address: order.address };
   },
+  "approval.route": route,
+  "approval.auto_approve": approve("policy", AUTO_APPROVE_BELOW),
+  "approval.manager_approval": approve("manager"),
+  "approval.finance_review": approve("finance", FINANCE_REFUSE_ABOVE),
+  "approval.finalize": finalize,
+  "etl.analyze": analyze,
+  "etl.transform": transform,
+  "etl.aggregate": aggregate,
   "conformance.echo": (env) => ({ step_uuid: env.step.step_uuid, attempt: env.step.attempts, inputs: env.step.inputs }),
 };
 
@@ -115,7 +237,8 @@ export function runStep(env: StepEnvelope): { result: StepResult; status: number
   const start = performance.now();
   let out: { result: StepResult; status: number; retryAfter?: number };
   try {
-    out = { result: { success: true, status: "completed", result: step(env) }, status: 200 };
+    const value = step(env); // a th.Answer (an outcome, a checkpoint) is the answer as it is
+    out = { result: value instanceof th.Answer ? { ...value } : { success: true, status: "completed", result: value }, status: 200 };
   } catch (e) { // any other error is a retryable handler_error
     const f = e instanceof StepFailure ? e : new StepFailure("handler_error", String(e), { retryable: true });
     out = { result: failed(f), status: f.opts.status ?? 200, ...(f.opts.retryAfter ? { retryAfter: f.opts.retryAfter } : {}) };
