@@ -55,7 +55,8 @@ func TestServeMigrate(t *testing.T) {
 func TestServeConfigFile(t *testing.T) {
 	t.Parallel()
 	filePort := freePort(t)
-	file := writeConfig(t, fmt.Sprintf("[worker.web]\nhost = \"127.0.0.1\"\nport = %d\n", filePort))
+	// A free gRPC port too: the default 9191 may be taken (make run).
+	file := writeConfig(t, fmt.Sprintf("[worker.web]\nhost = \"127.0.0.1\"\nport = %d\n[worker.grpc]\nhost = \"127.0.0.1\"\nport = %d\n", filePort, freePort(t)))
 	fileAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(filePort))
 
 	t.Run("flag", func(t *testing.T) {
