@@ -15,9 +15,9 @@ import (
 // it exits.
 const workerIdle = 10 * time.Second
 
-// dispatch runs one claimed step on a worker goroutine: an idle one if
-// there is one, else a new one. The permit it takes is returned once the
-// outcome is written (see [Runner.freePermits]).
+// dispatch runs one claimed step on a worker goroutine: the one idle for
+// the shortest time if any, else a new one. The permit it takes is
+// returned once the outcome is written (see [Runner.freePermits]).
 func (r *Runner) dispatch(s store.ClaimedStep) {
 	f := &flight{step: s}
 	r.mu.Lock()
@@ -29,34 +29,64 @@ func (r *Runner) dispatch(s store.ClaimedStep) {
 		r.stats.rescued.Add(1)
 	}
 	r.handlers.Add(1)
-	select {
-	case r.work <- f:
-	default:
-		r.workers.Add(1)
-		go r.worker(f)
+	r.idleMu.Lock()
+	if n := len(r.idle); n > 0 {
+		ch := r.idle[n-1]
+		r.idle = r.idle[:n-1]
+		r.idleMu.Unlock()
+		ch <- f // buffered: never blocks
+		return
 	}
+	r.idleMu.Unlock()
+	r.workers.Add(1)
+	go r.worker(f)
 }
 
 // worker runs steps one after another until it has been idle for
 // workerIdle or claiming stops. Reusing goroutines keeps the stacks the
 // call path grew (an HTTP call needs tens of KB): a fresh goroutine per
 // step spent about 7% of the process's CPU copying stacks as they grew.
+// Idle workers are reused last-in first-out, so under a steady load a
+// small set stays busy and the rest exit.
 func (r *Runner) worker(f *flight) {
 	defer r.workers.Done()
+	next := make(chan *flight, 1)
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
 	for {
 		r.run(f)
 		r.handlers.Done()
+		r.idleMu.Lock()
+		r.idle = append(r.idle, next)
+		r.idleMu.Unlock()
 		idle.Reset(workerIdle)
 		select {
-		case f = <-r.work:
+		case f = <-next:
+			continue
 		case <-idle.C:
-			return
 		case <-r.claimCtx.Done():
-			return
+		}
+		if !r.retire(next) {
+			// dispatch took this worker just now: run what it sent.
+			f = <-next
+			continue
+		}
+		return
+	}
+}
+
+// retire removes an idle worker's channel from the idle list, reporting
+// false when dispatch already took it (a step is on its way).
+func (r *Runner) retire(next chan *flight) bool {
+	r.idleMu.Lock()
+	defer r.idleMu.Unlock()
+	for i, ch := range r.idle {
+		if ch == next {
+			r.idle = append(r.idle[:i], r.idle[i+1:]...)
+			return true
 		}
 	}
+	return false
 }
 
 func (r *Runner) run(f *flight) {

@@ -28,9 +28,10 @@ type Runner struct {
 	stats stats
 
 	wakeCh chan struct{}
-	// work hands a step to an idle worker goroutine (unbuffered: a send
-	// succeeds only when one is waiting).
-	work chan *flight
+	// idle holds the hand-over channels of idle worker goroutines, the
+	// most recently idle last.
+	idleMu sync.Mutex
+	idle   []chan *flight
 
 	mu         sync.Mutex
 	active     int                   // handlers running
@@ -79,7 +80,6 @@ func New(pool *pgxpool.Pool, cfg Config) (*Runner, error) {
 		log:      cfg.Logger.With("worker_id", cfg.WorkerID),
 		tpls:     newTemplateCache(pool),
 		wakeCh:   make(chan struct{}, 1),
-		work:     make(chan *flight),
 		inflight: map[uuid.UUID]*flight{},
 		allNS:    len(cfg.Namespaces) == 0,
 	}
