@@ -9,7 +9,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 TESTFLAGS ?=
 
-.PHONY: help run test bench build lint generate clean postgres
+.PHONY: help run test bench bench-soak build lint generate clean postgres
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +32,9 @@ test: lint ## run every test with the race detector against real PostgreSQL
 bench: build postgres ## run the benchmarks: prints a table and writes bench-results.json
 	./$(BIN) bench --out bench-results.json
 
+bench-soak: build postgres ## the 10-minute memory soak (bench --soak 10m): prints a table and writes bench-results-soak.json
+	./$(BIN) bench --soak $(or $(SOAK),10m) --out bench-results-soak.json
+
 lint: ## gofmt, go vet and the import-direction check
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*')); \
 	if [[ -n "$$out" ]]; then echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$out"; exit 1; fi
@@ -42,5 +45,5 @@ generate: ## regenerate committed generated code
 	$(GO) generate ./...
 
 clean: ## remove build outputs and cached test results
-	rm -rf bin bench-results.json
+	rm -rf bin bench-results.json bench-results-soak.json
 	$(GO) clean -testcache

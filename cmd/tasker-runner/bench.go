@@ -20,7 +20,9 @@ import (
 // The bench command measures the engine against the targets of DESIGN.md
 // §11: (a) work-down of a backlog of single-step tasks, (b) end-to-end and
 // enqueue-to-start latency of a 4-step linear workflow offered at a fixed
-// light rate, (c) the runner's peak memory during (a). The runner runs in
+// light rate, (c) the runner's peak memory during (a); and, opt-in with
+// --soak, (e) the runner's memory under a steady mixed load for a long
+// run (bench_soak.go). The runner runs in
 // this process with in-process Go no-op handlers; PostgreSQL is a throwaway
 // cluster with fsync on, or the server named by DATABASE_URL.
 
@@ -79,6 +81,11 @@ type benchOptions struct {
 	batchCursors    int
 	batchRuns       int
 	batchCheckpoint int
+
+	// The soak scenario (bench_soak.go); soak 0 means not run.
+	soak       time.Duration
+	soakRate   float64
+	memProfile string
 }
 
 func runBench(ctx context.Context, env *environment, args []string) error {
@@ -96,7 +103,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	fs.IntVar(&o.flushBatch, "flush-batch", 0, "tuning: the completer's most outcomes per write (0: the runner's default)")
 	fs.DurationVar(&o.flushEvery, "flush-interval", 0, "tuning: the completer's longest wait for company (0: the runner's default)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "profiling: write a CPU profile of one scenario (--cpuprofile-of) to `PATH`")
-	fs.StringVar(&o.profileOf, "cpuprofile-of", "", "profiling: the scenario --cpuprofile covers: backlog, http, httpbatch, raw or batch (default backlog; http with --http-only, batch with --batch-only)")
+	fs.StringVar(&o.profileOf, "cpuprofile-of", "", "profiling: the scenario --cpuprofile covers: backlog, http, httpbatch, raw, batch or soak (default backlog; http with --http-only, batch with --batch-only, soak with --soak)")
 	fs.IntVar(&o.httpSteps, "http-steps", benchHTTPStepsDefault, fmt.Sprintf("HTTP scenarios: backlog size, and requests of the raw run (--quick: %d)", benchHTTPStepsQuick))
 	fs.IntVar(&o.batchMax, "batch-max", benchBatchMaxDefault, "HTTP scenarios: the endpoint's batch_max in the batched run")
 	fs.DurationVar(&o.batchWindow, "batch-window", benchBatchWindowDefault, "HTTP scenarios: the endpoint's batch_window in the batched run")
@@ -104,6 +111,9 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	fs.IntVar(&o.batchCursors, "batch-cursors", benchBatchCursorsDefault, "batch workflow: cursors (batch worker steps) of the large task")
 	fs.IntVar(&o.batchRuns, "batch-runs", benchBatchRunsDefault, fmt.Sprintf("batch workflow: measured tasks of each size (--quick: %d)", benchBatchRunsQuick))
 	fs.IntVar(&o.batchCheckpoint, "batch-checkpoint", benchBatchCheckpointDefault, "batch workflow: rows a worker processes per call before it yields a checkpoint")
+	fs.DurationVar(&o.soak, "soak", 0, fmt.Sprintf("run only the soak scenario, for `DURATION` (e.g. 10m): one runner under a steady mixed load (single-step, linear-4 and diamond tasks at --soak-rate, 1 first attempt in %d failing and retried), its RSS, Go heap, goroutines and in-flight steps sampled every few seconds and judged for growth after a %.0f%% warm-up. Opt-in: a plain bench does not run it", benchSoakRetryEvery, 100*benchSoakWarmupFraction))
+	fs.Float64Var(&o.soakRate, "soak-rate", benchSoakRateDefault, "soak: steps/s offered (open loop, paced by the clock)")
+	fs.StringVar(&o.memProfile, "memprofile", "", "soak: write Go heap profiles at the end of the warm-up (`PATH`.warmup) and at the end (PATH); compare them with go tool pprof -base PATH.warmup PATH (samples every 4 KB allocated)")
 	var onlyBacklog, onlyLatency, onlyHTTP, onlyBatch bool
 	fs.BoolVar(&onlyBacklog, "backlog-only", false, "run only the backlog scenario")
 	fs.BoolVar(&onlyLatency, "latency-only", false, "run only the latency scenario")
@@ -182,6 +192,22 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	if o.batchCheckpoint < 1 {
 		problems = append(problems, fmt.Sprintf("--batch-checkpoint must be at least 1, got %d", o.batchCheckpoint))
 	}
+	if set["soak"] {
+		switch {
+		case o.soak < time.Second:
+			problems = append(problems, fmt.Sprintf("--soak must be at least 1s, got %s", o.soak))
+		case onlyBacklog || onlyLatency || onlyHTTP || onlyBatch:
+			problems = append(problems, "--soak runs only the soak scenario: it excludes --backlog-only, --latency-only, --http-only and --batch-only")
+		case o.repeat > 1:
+			problems = append(problems, "--soak runs once: it excludes --repeat")
+		}
+		o.skipBacklog, o.skipLatency, o.skipHTTP, o.skipBatch = true, true, true, true
+	} else if o.memProfile != "" {
+		problems = append(problems, "--memprofile profiles the soak: it needs --soak")
+	}
+	if o.soakRate <= 0 {
+		problems = append(problems, fmt.Sprintf("--soak-rate must be positive, got %g", o.soakRate))
+	}
 	switch o.profileOf {
 	case "":
 		o.profileOf = "backlog"
@@ -191,9 +217,12 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		if onlyBatch {
 			o.profileOf = "batch"
 		}
-	case "backlog", "http", "httpbatch", "raw", "batch":
+		if o.soak > 0 {
+			o.profileOf = "soak"
+		}
+	case "backlog", "http", "httpbatch", "raw", "batch", "soak":
 	default:
-		problems = append(problems, fmt.Sprintf("--cpuprofile-of must be backlog, http, httpbatch, raw or batch, got %q", o.profileOf))
+		problems = append(problems, fmt.Sprintf("--cpuprofile-of must be backlog, http, httpbatch, raw, batch or soak, got %q", o.profileOf))
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %s", errUsage, strings.Join(problems, "; "))
@@ -264,6 +293,9 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 		res.Settings.BatchRows, res.Settings.BatchCursors = o.batchRows, o.batchCursors
 		res.Settings.BatchRuns, res.Settings.BatchCheckpointRows = o.batchRuns, o.batchCheckpoint
 	}
+	if o.soak > 0 {
+		res.Settings.SoakSeconds, res.Settings.SoakRateStepsPerSec = o.soak.Seconds(), o.soakRate
+	}
 	res.Machine.Postgres = srv.info
 
 	var profile *os.File
@@ -320,6 +352,17 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 			}
 			batches = append(batches, b)
 		}
+	}
+	if o.soak > 0 {
+		fmt.Fprintf(o.progress, "bench: soak: %.0f steps/s offered for %s (single-step, linear-4 and diamond tasks; first %s is warm-up), memory sampled every %s\n",
+			o.soakRate, o.soak, soakWarmup(o.soak), soakSampleEvery(o.soak))
+		s, err := runSoak(ctx, env, srv, o, profileIf(profile, o.profileOf == "soak"))
+		if err != nil {
+			return nil, fmt.Errorf("soak scenario: %w", err)
+		}
+		fmt.Fprintf(o.progress, "bench:   %d steps completed (%.1f%% of offered); RSS %.1f MB after warm-up, %.1f MB at end, max %.1f MB; live heap slope %.3f MB/min\n",
+			s.StepsCompleted, s.CompletedPct, s.RSSWarmupMB, s.RSSEndMB, s.RSSMaxMB, s.HeapLiveSlopeMBPerMin)
+		res.Soak = &s
 	}
 	if len(backlogs) > 0 {
 		b := medianBacklog(backlogs)

@@ -30,6 +30,7 @@ type benchResults struct {
 	HTTP         *httpResult     `json:"http,omitempty"`
 	HTTPRuns     []httpResult    `json:"http_runs,omitempty"`
 	Batch        *etlResult      `json:"batch,omitempty"`
+	Soak         *soakResult     `json:"soak,omitempty"`
 	TotalSeconds float64         `json:"total_seconds"`
 }
 
@@ -62,6 +63,9 @@ type benchSettings struct {
 	BatchCursors        int `json:"batch_cursors,omitempty"`
 	BatchRuns           int `json:"batch_runs,omitempty"`
 	BatchCheckpointRows int `json:"batch_checkpoint_rows,omitempty"`
+	// The soak scenario's length and offered rate (--soak, --soak-rate).
+	SoakSeconds         float64 `json:"soak_seconds,omitempty"`
+	SoakRateStepsPerSec float64 `json:"soak_rate_steps_per_sec,omitempty"`
 }
 
 // figure is one line of the table: a measured value next to its target.
@@ -126,6 +130,9 @@ func figures(r *benchResults) []figure {
 	if b := r.Batch; b != nil {
 		fs = append(fs, etlFigures(b)...)
 	}
+	if s := r.Soak; s != nil {
+		fs = append(fs, soakFigures(s)...)
+	}
 	return fs
 }
 
@@ -140,6 +147,9 @@ func describe(r *benchResults, srv *benchServer) string {
 		handlers += " (backlog, latency) and HTTP+JSON callouts to a no-op handler service on loopback that also runs in this process (HTTP scenarios)"
 	case r.HTTP != nil:
 		handlers = "HTTP+JSON callouts to a no-op handler service on loopback that also runs in this process"
+	}
+	if r.Soak != nil && r.Backlog == nil && r.Latency == nil && r.HTTP == nil && r.Batch == nil {
+		handlers = "in-process Go no-op handlers (soak: 1 first attempt in " + strconv.Itoa(benchSoakRetryEvery) + " fails and is retried)"
 	}
 	if r.Batch != nil {
 		if r.Backlog == nil && r.Latency == nil && r.HTTP == nil {
@@ -157,6 +167,9 @@ func printBenchTable(w io.Writer, r *benchResults) {
 	title := "tasker-runner bench"
 	if r.Quick {
 		title += " --quick"
+	}
+	if r.Soak != nil {
+		title += " --soak " + time.Duration(r.Soak.DurationSeconds*float64(time.Second)).Round(time.Second).String()
 	}
 	fmt.Fprintf(w, "\n%s (%s, %s)\n", title, r.Version, r.Timestamp)
 	fmt.Fprintf(w, "measured: %s\n\n", r.Measured)
@@ -241,6 +254,9 @@ func printBenchTable(w io.Writer, r *benchResults) {
 	if b := r.Batch; b != nil {
 		printCPU(w, fmt.Sprintf("batch workflow, %s rows", groupThousands(int64(b.Large.Rows))), b.Large.CPU)
 		printETLDetail(w, b)
+	}
+	if s := r.Soak; s != nil {
+		printSoakDetail(w, s)
 	}
 	fmt.Fprintln(w)
 }

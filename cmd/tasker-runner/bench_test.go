@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -158,6 +160,11 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"bench", "--http-steps", "0"},
 		{"bench", "--batch-max", "1"},
 		{"bench", "--cpuprofile-of", "nope"},
+		{"bench", "--soak", "10ms"},
+		{"bench", "--soak", "1m", "--http-only"},
+		{"bench", "--soak", "1m", "--repeat", "2"},
+		{"bench", "--soak", "1m", "--soak-rate", "0"},
+		{"bench", "--memprofile", "heap.pprof"},
 	} {
 		r := runCLI(t, nil, args...)
 		if r.code != 2 {
@@ -273,5 +280,143 @@ func TestBenchBatchVerificationFails(t *testing.T) {
 	e.totals.Checksum ^= 1
 	if _, err := run.once(ctx, e); !errors.Is(err, errETLVerification) {
 		t.Errorf("checked against wrong totals: err = %v, want %v", err, errETLVerification)
+	}
+}
+
+// TestBenchSoakJSON runs a tiny soak (3s at 120 steps/s) through the CLI and
+// checks that it ran alone, that every offered step completed, that the
+// retry path ran, and that the figures and the raw samples are there and
+// consistent. No timing or growth assertions: those belong to `make bench`.
+func TestBenchSoakJSON(t *testing.T) {
+	vars := map[string]string{"DATABASE_URL": pgtest.URL(t)}
+	prof := filepath.Join(t.TempDir(), "heap.pprof")
+	r := runCLI(t, vars, "bench", "--json", "--soak", "3s", "--soak-rate", "120", "--concurrency", "50", "--memprofile", prof)
+	if r.code != 0 {
+		t.Fatalf("bench failed:\n%s", r)
+	}
+	var res benchResults
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&res); err != nil {
+		t.Fatalf("stdout is not the results JSON: %v\n%s", err, r)
+	}
+	if res.Backlog != nil || res.Latency != nil || res.HTTP != nil || res.Batch != nil {
+		t.Errorf("--soak ran other scenarios: backlog %v, latency %v, http %v, batch %v", res.Backlog != nil, res.Latency != nil, res.HTTP != nil, res.Batch != nil)
+	}
+	s := res.Soak
+	if s == nil {
+		t.Fatalf("no soak results:\n%s", r)
+	}
+	if res.Settings.SoakSeconds != 3 || res.Settings.SoakRateStepsPerSec != 120 {
+		t.Errorf("settings: %+v", res.Settings)
+	}
+	if s.DurationSeconds != 3 || s.OfferedStepsPerSec != 120 || s.Concurrency != 50 || s.RetryEvery != benchSoakRetryEvery ||
+		!(s.WarmupSeconds > 0) || s.WarmupSeconds >= s.DurationSeconds || !(s.SampleEverySeconds > 0) || s.Mix == "" || s.HistoryTasks < 1 {
+		t.Errorf("soak parameters: %+v", *s)
+	}
+
+	// Work: everything offered completed, nothing failed, some steps retried.
+	if s.TasksSubmitted < 1 || s.StepsOffered < s.TasksSubmitted || s.PlannedSteps < 1 {
+		t.Errorf("offered: %d tasks, %d steps, %d planned", s.TasksSubmitted, s.StepsOffered, s.PlannedSteps)
+	}
+	if s.StepsCompletedAfterDrain != s.StepsOffered || s.TasksCompleted != s.TasksSubmitted || s.StepsCompleted > s.StepsOffered || s.Failed != 0 {
+		t.Errorf("completed %d (%d after the drain) of %d steps, %d of %d tasks, %d failed",
+			s.StepsCompleted, s.StepsCompletedAfterDrain, s.StepsOffered, s.TasksCompleted, s.TasksSubmitted, s.Failed)
+	}
+	// Every step has one first attempt, and one first attempt in
+	// benchSoakRetryEvery fails: the count is known to within one.
+	if want := s.StepsOffered / benchSoakRetryEvery; s.Retries < max(1, want-1) || s.Retries > want+1 {
+		t.Errorf("%d retries for %d steps, want about %d", s.Retries, s.StepsOffered, want)
+	}
+	if !(s.CompletedPct > 0) || s.CompletedPct > 100 || !(s.AchievedStepsPerSec > 0) {
+		t.Errorf("rate: %.1f%% completed, %.1f steps/s", s.CompletedPct, s.AchievedStepsPerSec)
+	}
+
+	// Samples: present, in time order, and sane.
+	if len(s.Samples) < 3 {
+		t.Fatalf("%d samples", len(s.Samples))
+	}
+	for i, x := range s.Samples {
+		if !(x.RSSMB > 0) || !(x.HeapLiveMB > 0) || !(x.HeapObjectsMB > 0) || x.Goroutines < 1 || x.InFlight < 0 || x.StepsCompleted < 0 || x.StepsOffered < 0 {
+			t.Errorf("sample %d: %+v", i, x)
+		}
+		if !(x.DatabaseMB > 0) {
+			t.Errorf("sample %d has no database size: %+v", i, x)
+		}
+		if i > 0 {
+			p := s.Samples[i-1]
+			if x.T < p.T || x.StepsOffered < p.StepsOffered || x.StepsCompleted < p.StepsCompleted {
+				t.Errorf("sample %d goes back: %+v after %+v", i, x, p)
+			}
+		}
+	}
+	last := s.Samples[len(s.Samples)-1]
+	if last.StepsOffered != s.StepsOffered || last.StepsCompleted != s.StepsCompleted || last.RSSMB != s.RSSEndMB || last.Goroutines != s.GoroutinesEnd {
+		t.Errorf("the end figures are not the last sample's: %+v vs %+v", last, *s)
+	}
+	if s.SlopeSamples < 2 || s.SlopeSamples > len(s.Samples) {
+		t.Errorf("%d samples after the warm-up of %d", s.SlopeSamples, len(s.Samples))
+	}
+	if s.RSSMaxMB < s.RSSEndMB || s.RSSMaxMB < s.RSSWarmupMB || !(s.RSSWarmupMB > 0) || !(s.BaselineRSSMB > 0) || s.RSSSource == "" ||
+		s.HeapLiveMaxMB < s.HeapLiveEndMB || !(s.HeapLiveWarmupMB > 0) || s.GoroutinesStart < 1 || s.GoroutinesMax < s.GoroutinesEnd {
+		t.Errorf("memory figures: %+v", *s)
+	}
+	for name, v := range map[string]float64{"RSS": s.RSSSlopeMBPerMin, "live heap": s.HeapLiveSlopeMBPerMin, "heap objects": s.HeapObjSlopeMBPerMin} {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			t.Errorf("%s slope is %v", name, v)
+		}
+	}
+	if s.NoGrowth != (s.HeapLiveSlopeMBPerMin < targetSoakHeapSlopeMBPerMin && s.RSSGrowthPct <= targetSoakRSSGrowthPct) {
+		t.Errorf("no_growth %v does not follow from the figures", s.NoGrowth)
+	}
+	for _, p := range []string{prof + ".warmup", prof} {
+		if fi, err := os.Stat(p); err != nil || fi.Size() == 0 {
+			t.Errorf("heap profile %s: %v", p, err)
+		}
+	}
+
+	names := map[string]bool{}
+	for _, f := range res.Figures {
+		names[f.Name] = true
+		if f.Name == "" || f.Unit == "" || f.How == "" || math.IsNaN(f.Value) {
+			t.Errorf("figure not sane: %+v", f)
+		}
+	}
+	for _, want := range []string{"soak live heap slope", "soak RSS slope", "soak RSS after warm-up", "soak RSS at end", "soak peak RSS", "soak goroutines at end", "soak steps completed"} {
+		if !names[want] {
+			t.Errorf("no figure %q", want)
+		}
+	}
+	if !strings.Contains(r.stderr, "soak detail: ") || !strings.Contains(r.stderr, "--soak 3s") {
+		t.Errorf("the table has no soak detail or title:\n%s", r.stderr)
+	}
+}
+
+// TestSoakSummary checks the soak's arithmetic on made-up samples: the
+// warm-up reading, the least-squares slopes and the verdicts.
+func TestSoakSummary(t *testing.T) {
+	res := soakResult{StepsOffered: 1000, StepsCompleted: 995, PlannedSteps: 1000}
+	for i := range 11 { // one sample a minute; warm-up is the first minute
+		x := float64(i)
+		res.Samples = append(res.Samples, soakSample{T: 60 * x, RSSMB: 40 + x, HeapLiveMB: 4 + 0.25*x, HeapObjectsMB: 5, Goroutines: 20 + i})
+	}
+	summarizeSoak(&res, time.Minute, 10*time.Minute)
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+	if !near(res.RSSSlopeMBPerMin, 1) || !near(res.HeapLiveSlopeMBPerMin, 0.25) || !near(res.HeapObjSlopeMBPerMin, 0) {
+		t.Errorf("slopes: RSS %v, live heap %v, heap objects %v", res.RSSSlopeMBPerMin, res.HeapLiveSlopeMBPerMin, res.HeapObjSlopeMBPerMin)
+	}
+	if res.RSSWarmupMB != 41 || res.RSSEndMB != 50 || res.RSSMaxMB != 50 || res.SlopeSamples != 10 || res.GoroutinesStart != 20 || res.GoroutinesWarmup != 21 || res.GoroutinesEnd != 30 {
+		t.Errorf("readings: %+v", res)
+	}
+	if !near(res.RSSGrowthPct, 100*9.0/41) || res.NoGrowth {
+		t.Errorf("RSS grew %.1f%%: no_growth %v", res.RSSGrowthPct, res.NoGrowth)
+	}
+	if !res.Sustained || !near(res.CompletedPct, 99.5) || !near(res.AchievedStepsPerSec, 995.0/600) {
+		t.Errorf("rate: sustained %v, %.2f%%, %.3f steps/s", res.Sustained, res.CompletedPct, res.AchievedStepsPerSec)
+	}
+	flat := soakResult{Samples: []soakSample{{T: 0, RSSMB: 30, HeapLiveMB: 3}, {T: 60, RSSMB: 31, HeapLiveMB: 3.1}, {T: 120, RSSMB: 31, HeapLiveMB: 3}}}
+	summarizeSoak(&flat, 30*time.Second, 2*time.Minute)
+	if !flat.NoGrowth || flat.SlopeSamples != 2 || !near(flat.HeapLiveSlopeMBPerMin, -0.1) {
+		t.Errorf("flat run judged %+v", flat)
 	}
 }

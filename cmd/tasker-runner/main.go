@@ -41,7 +41,7 @@ func commands() []command {
 		{name: "serve", summary: "run the runner and its API against a PostgreSQL database", usage: "[--config PATH] [--migrate]", run: runServe},
 		{name: "migrate", summary: "apply or show the database schema migrations", usage: "[--config PATH] up|status", run: runMigrate},
 		{name: "dev", summary: "the make run demo: a throwaway PostgreSQL (unless DATABASE_URL is set), the runner, example handler services, an order", usage: "[--config PATH] [--chaos LANG] [--chaos-orders N] [--restart-after D] [--examples DIR]", run: runDev},
-		{name: "bench", summary: "measure throughput, latency and memory against the targets (make bench)", usage: "[--quick] [--json] [--out PATH] [flags]", run: runBench},
+		{name: "bench", summary: "measure throughput, latency and memory against the targets (make bench)", usage: "[--quick] [--json] [--out PATH] [--soak DURATION] [flags]", run: runBench},
 		{name: "openapi", summary: "print the management API's OpenAPI 3.1 description", usage: "[--format yaml|json] [--out PATH] [--openapi-version 3.1|3.0]", run: runOpenAPI},
 		{name: "submit", summary: "submit a task to a running server (--wait: follow it to the end)", usage: "--namespace NS --name NAME [--version V] [--context JSON|@file] [--idempotency-key K] [--wait] [--timeout D] [--api URL] [--api-key KEY] [--json]", run: runSubmit},
 		{name: "status", summary: "show a running server's status: tasks, queues, workers, endpoints", usage: "[--api URL] [--api-key KEY] [--json]", run: runStatus},
