@@ -288,6 +288,10 @@ type Completion struct {
 	// MaxBatch writes a batch as soon as it holds this many results.
 	// Default 100.
 	MaxBatch int `toml:"max_batch" env:"MAX_BATCH"`
+	// Writers is the most batches written at once; a second write starts
+	// only with a full batch, so commits overlap without shrinking batches.
+	// Default 2.
+	Writers int `toml:"writers" env:"WRITERS"`
 }
 
 // FlushInterval returns FlushIntervalMS as a duration.
@@ -450,7 +454,7 @@ func Default() Config {
 				},
 			}},
 			Leases:     Leases{VisibilityTimeoutSeconds: 30, HeartbeatIntervalSeconds: 10},
-			Completion: Completion{FlushIntervalMS: 1, MaxBatch: 100},
+			Completion: Completion{FlushIntervalMS: 1, MaxBatch: 100, Writers: 2},
 			Retry:      Retry{MaxAttempts: 3, BackoffBaseMS: 1000, MaxBackoffMS: 60_000},
 			Dynamic:    Dynamic{MaxStepsPerOutcome: 10_000, MaxStepsPerTask: 100_000},
 			Callout: Callout{

@@ -103,6 +103,7 @@ func (w Worker) validate(ps *problems) {
 
 	atLeast(ps, "worker.completion.flush_interval_ms", w.Completion.FlushIntervalMS, 1)
 	atLeast(ps, "worker.completion.max_batch", w.Completion.MaxBatch, 1)
+	atLeast(ps, "worker.completion.writers", w.Completion.Writers, 1)
 
 	atLeast(ps, "worker.dynamic.max_steps_per_outcome", w.Dynamic.MaxStepsPerOutcome, 1)
 	atLeast(ps, "worker.dynamic.max_steps_per_task", w.Dynamic.MaxStepsPerTask, 1)

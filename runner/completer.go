@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -38,7 +39,7 @@ type pendingOutcome struct {
 }
 
 // completer buffers outcomes and writes them in batches: one statement per
-// batch (store.Complete). While other handlers are running, a batch waits at
+// batch (store.Complete), up to FlushWriters batches at once. While other handlers are running, a batch waits at
 // most FlushInterval for company; it holds at most FlushBatch outcomes; under
 // load, outcomes that arrive during a write form the next batch.
 type completer struct {
@@ -47,6 +48,8 @@ type completer struct {
 	stopCh chan struct{}
 	done   chan struct{}
 	buf    []pendingOutcome // guarded by r.mu
+	// eventMu keeps OnEvent calls one at a time across parallel writes.
+	eventMu sync.Mutex
 }
 
 func newCompleter(r *Runner) *completer {
@@ -67,10 +70,7 @@ func (c *completer) add(p pendingOutcome) {
 	c.r.mu.Lock()
 	c.buf = append(c.buf, p)
 	c.r.mu.Unlock()
-	select {
-	case c.signal <- struct{}{}:
-	default:
-	}
+	c.poke()
 }
 
 // stop writes everything buffered and ends the loop.
@@ -81,7 +81,16 @@ func (c *completer) stop() error {
 }
 
 func (c *completer) loop(ctx context.Context) {
-	var timer *time.Timer
+	var (
+		timer  *time.Timer
+		writes sync.WaitGroup
+		// slots bounds the writes in flight. A second write starts only
+		// with a full batch: while one is in flight the next batch grows
+		// (group commit), so parallel writes overlap commit waits without
+		// shrinking batches.
+		slots = make(chan struct{}, c.r.cfg.FlushWriters)
+	)
+	defer writes.Wait()
 	for {
 		stopping := false
 		select {
@@ -107,19 +116,49 @@ func (c *completer) loop(ctx context.Context) {
 			case <-timer.C:
 			}
 		}
-		for {
+		if stopping {
+			writes.Wait()
+			for {
+				batch := c.take()
+				if len(batch) == 0 || !c.flush(ctx, batch) {
+					return
+				}
+			}
+		}
+		for len(slots) == 0 || c.full() {
 			batch := c.take()
 			if len(batch) == 0 {
 				break
 			}
-			if !c.flush(ctx, batch) {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
 				return
 			}
-		}
-		if stopping {
-			return
+			writes.Add(1)
+			go func() {
+				defer writes.Done()
+				c.flush(ctx, batch) // false: ctx ended, which the loop sees
+				<-slots
+				c.poke() // what waited for this write may go now
+			}()
 		}
 	}
+}
+
+// poke wakes the loop.
+func (c *completer) poke() {
+	select {
+	case c.signal <- struct{}{}:
+	default:
+	}
+}
+
+// full reports whether a whole batch is waiting.
+func (c *completer) full() bool {
+	c.r.mu.Lock()
+	defer c.r.mu.Unlock()
+	return len(c.buf) >= c.r.cfg.FlushBatch
 }
 
 // shouldWait reports whether a write is worth delaying for company: the
@@ -246,10 +285,12 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 			}
 		}
 		if r.cfg.OnEvent != nil {
+			c.eventMu.Lock()
 			r.cfg.OnEvent(Event{
 				Step: p.step, State: p.completion.State, Stale: !applied, Result: p.result,
 				Started: p.started, Finished: p.finished, TaskState: res.TasksFinished[p.step.TaskUUID],
 			})
+			c.eventMu.Unlock()
 		}
 	}
 	if res.Enqueued > 0 || yielded {

@@ -30,6 +30,7 @@ const (
 	HeartbeatIntervalDefault  = 10 * time.Second
 	FlushIntervalDefault      = time.Millisecond
 	FlushBatchDefault         = 100
+	FlushWritersDefault       = 2
 	ShutdownTimeoutDefault    = 30 * time.Second
 	StepTimeoutDefault        = 30 * time.Second
 	MaxStepsPerOutcomeDefault = 10_000
@@ -65,6 +66,9 @@ type Config struct {
 	// results per write. Defaults 1ms and 100.
 	FlushInterval time.Duration
 	FlushBatch    int
+	// FlushWriters is the most batches written at once; a second write
+	// starts only with a full batch. Default 2.
+	FlushWriters int
 	// ShutdownTimeout is how long [Runner.Stop] lets in-flight steps finish
 	// before releasing their leases. Default 30s; negative releases at once.
 	ShutdownTimeout time.Duration
@@ -114,6 +118,7 @@ func (c *Config) withDefaults() error {
 	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, HeartbeatIntervalDefault)
 	c.FlushInterval = cmp.Or(c.FlushInterval, FlushIntervalDefault)
 	c.FlushBatch = cmp.Or(c.FlushBatch, FlushBatchDefault)
+	c.FlushWriters = cmp.Or(c.FlushWriters, FlushWritersDefault)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, ShutdownTimeoutDefault)
 	c.StepTimeout = cmp.Or(c.StepTimeout, StepTimeoutDefault)
 	c.MaxStepsPerOutcome = cmp.Or(c.MaxStepsPerOutcome, MaxStepsPerOutcomeDefault)
@@ -142,6 +147,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxConcurrentSteps < 1 {
 		errs = append(errs, fmt.Errorf("MaxConcurrentSteps must be >= 1, got %d", c.MaxConcurrentSteps))
+	}
+	if c.FlushWriters < 1 {
+		errs = append(errs, fmt.Errorf("FlushWriters must be >= 1, got %d", c.FlushWriters))
 	}
 	if c.FlushBatch < 1 {
 		errs = append(errs, fmt.Errorf("FlushBatch must be >= 1, got %d", c.FlushBatch))

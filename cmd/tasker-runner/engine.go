@@ -92,6 +92,7 @@ func newEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *c
 		HeartbeatInterval:  w.Leases.HeartbeatInterval(),
 		FlushInterval:      w.Completion.FlushInterval(),
 		FlushBatch:         w.Completion.MaxBatch,
+		FlushWriters:       w.Completion.Writers,
 		ShutdownTimeout:    shutdown,
 		StepTimeout:        w.Callout.DefaultTimeout(),
 		RetryDefaults:      retry,
