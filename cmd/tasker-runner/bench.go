@@ -62,6 +62,7 @@ type benchOptions struct {
 	repeat       int
 	poolSize     int
 	flushBatch   int
+	flushWriters int
 	flushEvery   time.Duration
 	cpuProfile   string
 	databaseURL  string
@@ -101,6 +102,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	fs.IntVar(&o.repeat, "repeat", 1, "run every scenario `N` times (each in a fresh database) and report medians")
 	fs.IntVar(&o.poolSize, "pool", benchPoolDefault, "tuning: the runner's connection pool size")
 	fs.IntVar(&o.flushBatch, "flush-batch", 0, "tuning: the completer's most outcomes per write (0: the runner's default)")
+	fs.IntVar(&o.flushWriters, "flush-writers", 0, "tuning: the completer's most writes at once (0: the runner's default)")
 	fs.DurationVar(&o.flushEvery, "flush-interval", 0, "tuning: the completer's longest wait for company (0: the runner's default)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "profiling: write a CPU profile of one scenario (--cpuprofile-of) to `PATH`")
 	fs.StringVar(&o.profileOf, "cpuprofile-of", "", "profiling: the scenario --cpuprofile covers: backlog, http, httpbatch, raw, batch or soak (default backlog; http with --http-only, batch with --batch-only, soak with --soak)")
@@ -163,8 +165,8 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	if o.poolSize < 2 {
 		problems = append(problems, fmt.Sprintf("--pool must be at least 2, got %d", o.poolSize))
 	}
-	if o.flushBatch < 0 || o.flushEvery < 0 {
-		problems = append(problems, "--flush-batch and --flush-interval must not be negative")
+	if o.flushBatch < 0 || o.flushEvery < 0 || o.flushWriters < 0 {
+		problems = append(problems, "--flush-batch, --flush-writers and --flush-interval must not be negative")
 	}
 	if n := btoi(onlyBacklog) + btoi(onlyLatency) + btoi(onlyHTTP) + btoi(onlyBatch); n > 1 {
 		problems = append(problems, "--backlog-only, --latency-only, --http-only and --batch-only exclude each other")
@@ -281,6 +283,7 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 			DurationSeconds: o.duration.Seconds(), WarmupSeconds: warmupFor(o.duration).Seconds(),
 			Repeat: o.repeat, PoolMaxConns: o.poolSize,
 			FlushBatch:      cmpOr(o.flushBatch, runner.FlushBatchDefault),
+			FlushWriters:    cmpOr(o.flushWriters, runner.FlushWritersDefault),
 			FlushIntervalMs: float64(cmpOr(o.flushEvery, runner.FlushIntervalDefault)) / float64(time.Millisecond),
 			Mode:            runner.ModeHybrid,
 		},

@@ -53,6 +53,7 @@ type benchSettings struct {
 	Repeat          int     `json:"repeat"`
 	PoolMaxConns    int     `json:"pool_max_conns"`
 	FlushBatch      int     `json:"flush_batch"`
+	FlushWriters    int     `json:"flush_writers"`
 	FlushIntervalMs float64 `json:"flush_interval_ms"`
 	Mode            string  `json:"mode"`
 	HTTPSteps       int     `json:"http_steps,omitempty"`

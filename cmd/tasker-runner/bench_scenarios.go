@@ -59,6 +59,7 @@ func runnerConfigWith(env *environment, o benchOptions, sc *scenarioDB, label st
 		Mode:               runner.ModeHybrid,
 		MaxConcurrentSteps: o.concurrency,
 		FlushBatch:         o.flushBatch,
+		FlushWriters:       o.flushWriters,
 		FlushInterval:      o.flushEvery,
 		Handlers:           handlers,
 		Logger:             slog.New(minLevel{env.logger.Handler(), slog.LevelWarn}),
