@@ -97,8 +97,9 @@ type Config struct {
 	// Endpoints, when set, is reloaded at start and whenever the database
 	// announces a change to handler_endpoints (the listener must be on).
 	Endpoints *Endpoints
-	// OnEvent, when set, is called for every step outcome once written. It
-	// runs on the completer's goroutine and must return quickly.
+	// OnEvent, when set, is called for every step outcome once written,
+	// one call at a time (batches written in parallel take turns), from the
+	// completer: it must return quickly.
 	OnEvent func(Event)
 	// Observer receives measurements for metrics. Default [NopObserver].
 	Observer Observer
