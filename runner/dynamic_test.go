@@ -378,15 +378,20 @@ func TestBatchFailureStrategies(t *testing.T) {
 	// The first worker to run fails for good; with one step at a time the
 	// other nine have not started then.
 	failFirst := func(_ string, call int32) bool { return call == 1 }
+	// run starts a one-step-at-a-time runner and a 100-row, 10-worker task
+	// of a batch with the given failure strategy.
+	run := func(t *testing.T, strategy string) (*pgxpool.Pool, *batchHandlers, uuid.UUID) {
+		pool := pgtest.Pool(t)
+		client := runner.NewClient(pool, runner.ClientConfig{})
+		register(t, client, sprintf(batchTemplate, "etl", strategy))
+		b := &batchHandlers{fail: failFirst}
+		startRunner(t, pool, runner.Config{Handlers: b.funcs(), MaxConcurrentSteps: 1, PollInterval: 50 * time.Millisecond})
+		return pool, b, submitRows(t, client, "etl", 100, 10)
+	}
 
 	t.Run("continue_on_failure", func(t *testing.T) {
 		t.Parallel()
-		pool := pgtest.Pool(t)
-		client := runner.NewClient(pool, runner.ClientConfig{})
-		register(t, client, sprintf(batchTemplate, "etl", "continue_on_failure"))
-		b := &batchHandlers{fail: failFirst}
-		startRunner(t, pool, runner.Config{Handlers: b.funcs(), MaxConcurrentSteps: 1, PollInterval: 50 * time.Millisecond})
-		task := submitRows(t, client, "etl", 100, 10)
+		pool, b, task := run(t, "continue_on_failure")
 		waitTask(t, pool, task, "complete")
 		if a, _ := b.result(task); a.Workers != 10 || a.Failed != 1 || a.Count != 90 {
 			t.Errorf("aggregate = %+v, want 10 workers, 1 failed, 90 rows", a)
@@ -395,12 +400,7 @@ func TestBatchFailureStrategies(t *testing.T) {
 
 	t.Run("fail_fast", func(t *testing.T) {
 		t.Parallel()
-		pool := pgtest.Pool(t)
-		client := runner.NewClient(pool, runner.ClientConfig{})
-		register(t, client, sprintf(batchTemplate, "etl", "fail_fast"))
-		b := &batchHandlers{fail: failFirst}
-		startRunner(t, pool, runner.Config{Handlers: b.funcs(), MaxConcurrentSteps: 1, PollInterval: 50 * time.Millisecond})
-		task := submitRows(t, client, "etl", 100, 10)
+		pool, b, task := run(t, "fail_fast")
 		waitTask(t, pool, task, "blocked_by_failures")
 		states := map[string]int{}
 		for _, s := range taskSteps(t, pool, task) {
@@ -418,12 +418,7 @@ func TestBatchFailureStrategies(t *testing.T) {
 
 	t.Run("isolate", func(t *testing.T) {
 		t.Parallel()
-		pool := pgtest.Pool(t)
-		client := runner.NewClient(pool, runner.ClientConfig{})
-		register(t, client, sprintf(batchTemplate, "etl", "isolate"))
-		b := &batchHandlers{fail: failFirst}
-		startRunner(t, pool, runner.Config{Handlers: b.funcs(), MaxConcurrentSteps: 1, PollInterval: 50 * time.Millisecond})
-		task := submitRows(t, client, "etl", 100, 10)
+		pool, b, task := run(t, "isolate")
 		// The other workers finish; the failed one waits for a person.
 		var failed uuid.UUID
 		waitFor(t, 20*time.Second, "nine workers complete", func() bool {

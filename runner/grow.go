@@ -423,27 +423,28 @@ func (r *Runner) writeGrowingOnce(ctx context.Context, ps []pendingOutcome, refu
 	return res, err
 }
 
-// failureStrategy is a batch worker's failure_strategy, from its inputs
-// (the runner wrote them); other steps have none.
-func failureStrategy(s store.ClaimedStep) workflow.FailureStrategy {
+// batchInputs reads a batch worker's inputs (the runner wrote them); ok is
+// false for other steps.
+func batchInputs(s store.ClaimedStep) (in contracts.BatchWorkerInputs, ok bool) {
 	if workflow.StepType(s.Type) != workflow.StepBatchWorker {
-		return ""
+		return in, false
 	}
-	var in contracts.BatchWorkerInputs
 	if json.Unmarshal(s.Inputs, &in) != nil {
-		return ""
+		return contracts.BatchWorkerInputs{}, false
 	}
+	return in, true
+}
+
+// failureStrategy is a batch worker's failure_strategy; other steps have
+// none.
+func failureStrategy(s store.ClaimedStep) workflow.FailureStrategy {
+	in, _ := batchInputs(s)
 	return workflow.FailureStrategy(in.BatchMetadata.FailureStrategy)
 }
 
 // noOpWorker reports whether s is the placeholder worker of a no_batches
 // outcome, which the runner completes without calling a handler.
 func noOpWorker(s store.ClaimedStep) bool {
-	if workflow.StepType(s.Type) != workflow.StepBatchWorker {
-		return false
-	}
-	var in struct {
-		IsNoOp bool `json:"is_no_op"`
-	}
-	return json.Unmarshal(s.Inputs, &in) == nil && in.IsNoOp
+	in, _ := batchInputs(s)
+	return in.IsNoOp
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -322,7 +321,6 @@ func (d *devDemo) register(ctx context.Context, e *engine) error {
 	ns := d.tpl.NamespaceName
 	p.printf("\nhandler services from %s (their files are in %s, removed on exit):\n", filepath.Join(d.examples, "handlers"), d.services.tmp)
 	fallbacks := devFallbacks()
-	maps.Copy(fallbacks, devDynamicFallbacks())
 	var loud []string
 	want := map[string]string{} // pattern -> the service's base URL
 	for _, l := range devLanguages {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/contracts"
+	"github.com/tasker-runner/tasker-runner/examples/handlers/go/handler"
 	"github.com/tasker-runner/tasker-runner/runner"
 )
 
@@ -66,86 +66,40 @@ func devOrder(n int) (string, json.RawMessage) {
 	return id, b
 }
 
-// devFallbacks are in-process Go versions of the example steps, for a
-// language whose runtime is missing: they behave as the example services do
-// (examples/handlers/go/handler/steps.go; cmd may not import examples).
+// The tasks the demo submits to the dynamic example workflows
+// (examples/templates/approval.yaml and batch_etl.yaml).
+
+// devApproval returns the id and task context of the nth example approval
+// request; the first one needs two approvals (manager and finance).
+func devApproval(n int) (string, json.RawMessage) {
+	id := fmt.Sprintf("REQ-%d", 2000+n)
+	amounts := []float64{7500, 650, 2400, 0, 40_000}
+	b, _ := json.Marshal(map[string]any{"request": map[string]any{
+		"id": id, "amount": amounts[(n-1)%len(amounts)], "requester": "ada", "purpose": "a new build server",
+	}})
+	return id, b
+}
+
+// devETL returns the id and task context of the nth example ETL run: 10,000
+// rows in 4 cursor ranges, a checkpoint every 1,000 rows.
+func devETL(n int) (string, json.RawMessage) {
+	id := fmt.Sprintf("ETL-%d", 3000+n)
+	b, _ := json.Marshal(map[string]any{"etl": map[string]any{"id": id, "rows": devETLRows, "workers": 4, "checkpoint_every": 1000}})
+	return id, b
+}
+
+const devETLRows = 10_000
+
+// devFallbacks are the Go example service's steps run in process, for a
+// language whose runtime is missing: the same code the Go service runs.
 func devFallbacks() map[string]callout.Func {
-	type order struct {
-		Order struct {
-			ID       string  `json:"id"`
-			Total    float64 `json:"total"`
-			Currency string  `json:"currency"`
-			Address  string  `json:"address"`
-			Items    []struct {
-				SKU      string `json:"sku"`
-				Quantity int    `json:"quantity"`
-			} `json:"items"`
-		} `json:"order"`
-	}
-	read := func(env *contracts.StepEnvelope) (order, error) {
-		var o order
-		if err := json.Unmarshal(env.Task.Context, &o); err != nil {
-			return o, callout.Permanent(fmt.Errorf("the task context is not an order: %w", err))
+	out := map[string]callout.Func{}
+	for callable, step := range handler.Steps() {
+		out[callable] = func(ctx context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
+			return handler.Answer(step(ctx, env)), nil
 		}
-		return o, nil
 	}
-	ok := func(v any) (contracts.StepResult, error) {
-		b, err := json.Marshal(v)
-		return contracts.StepResult{Success: true, Result: b}, err
-	}
-	return map[string]callout.Func{
-		"order_fulfillment.validate_order": func(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
-			o, err := read(env)
-			if err != nil {
-				return contracts.StepResult{}, err
-			}
-			problems := []string{}
-			if o.Order.Total <= 0 {
-				problems = append(problems, "order.total must be positive")
-			}
-			if len(o.Order.Items) == 0 {
-				problems = append(problems, "order.items is empty")
-			}
-			return ok(map[string]any{"valid": len(problems) == 0, "problems": problems, "total": o.Order.Total})
-		},
-		"order_fulfillment.charge": func(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
-			o, err := read(env)
-			if err != nil {
-				return contracts.StepResult{}, err
-			}
-			var v struct {
-				Valid bool `json:"valid"`
-			}
-			if json.Unmarshal(env.DependencyResults["validate_order"].Result, &v) != nil || !v.Valid {
-				return contracts.Failure("order_invalid", "validate_order did not find the order valid", false), nil
-			}
-			if o.Order.Total > 10_000 {
-				return contracts.Failure("card_declined", fmt.Sprintf("card declined for %.2f", o.Order.Total), false), nil
-			}
-			return ok(map[string]any{"charge_id": "ch_" + env.Step.StepUUID, "amount": o.Order.Total, "currency": cmp.Or(o.Order.Currency, "EUR")})
-		},
-		"order_fulfillment.reserve_stock": func(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
-			if env.Step.Attempts < 2 {
-				res := contracts.Failure("warehouse_busy", "the warehouse is busy, try again shortly", true)
-				res.Error.StatusCode = 503
-				res.OrchestrationMetadata = &contracts.OrchestrationMetadata{BackoffHint: &contracts.BackoffHint{DelaySeconds: 1}}
-				return res, nil
-			}
-			return ok(map[string]any{"reservation_id": "rsv_" + env.Step.StepUUID, "attempt": env.Step.Attempts})
-		},
-		"order_fulfillment.ship": func(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
-			o, err := read(env)
-			if err != nil {
-				return contracts.StepResult{}, err
-			}
-			if o.Order.Address == "" {
-				res := contracts.Failure("no_address", "order.address is missing", false)
-				res.Error.StatusCode = 422
-				return res, nil
-			}
-			return ok(map[string]any{"tracking": "trk_" + env.Task.TaskUUID, "address": o.Order.Address})
-		},
-	}
+	return out
 }
 
 // devProgress prints the outcomes of the example namespace's steps as they

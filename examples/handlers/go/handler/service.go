@@ -149,32 +149,50 @@ func (s *service) run(ctx context.Context, env *contracts.StepEnvelope) (contrac
 	start := time.Now()
 	value, err := fn(ctx, env)
 	metadata, _ := json.Marshal(map[string]any{"execution_time_ms": time.Since(start).Milliseconds(), "handler": "examples/handlers/go"})
+	res, f := answer(value, err)
+	res.StepUUID, res.Metadata = env.Step.StepUUID, metadata
+	switch {
+	case f != nil:
+		log.Info("step failed", "error_type", f.Type, "retryable", f.Retryable, "message", f.Message)
+		return res, cmp.Or(f.Status, http.StatusOK), f.RetryAfter
+	case isResult(value):
+		log.Info("step answered", "status", res.Status)
+	default:
+		log.Info("step completed")
+	}
+	return res, http.StatusOK, 0
+}
+
+// Answer turns what a [StepFunc] returned into the step's result, as the
+// service sends it: a contracts.StepResult (an outcome or a checkpoint from
+// the contracts helpers) as it is, a [*Failure] as that failure, any other
+// error as a retryable handler_error, anything else as the result of a
+// success. The `make run` demo uses it to run these steps in process.
+func Answer(value any, err error) contracts.StepResult {
+	res, _ := answer(value, err)
+	return res
+}
+
+func isResult(v any) bool { _, ok := v.(contracts.StepResult); return ok }
+
+// answer is Answer, also returning the failure a StepFunc reported.
+func answer(value any, err error) (contracts.StepResult, *Failure) {
 	if err != nil {
 		var f *Failure
 		if !errors.As(err, &f) {
 			f = &Failure{Type: "handler_error", Message: err.Error(), Retryable: true}
 		}
-		log.Info("step failed", "error_type", f.Type, "retryable", f.Retryable, "message", f.Message)
-		res := failed(f)
-		res.StepUUID, res.Metadata = env.Step.StepUUID, metadata
-		return res, cmp.Or(f.Status, http.StatusOK), f.RetryAfter
+		return failed(f), f
 	}
-	if res, ok := value.(contracts.StepResult); ok { // an outcome or a checkpoint, from the contracts helpers
-		log.Info("step answered", "status", res.Status)
-		res.StepUUID, res.Metadata = env.Step.StepUUID, metadata
-		return res, http.StatusOK, 0
+	if res, ok := value.(contracts.StepResult); ok {
+		return res, nil
 	}
 	result, err := json.Marshal(value)
 	if err != nil {
-		res := failed(&Failure{Type: "handler_error", Message: "cannot encode the result: " + err.Error()})
-		res.StepUUID = env.Step.StepUUID
-		return res, http.StatusOK, 0
+		f := &Failure{Type: "handler_error", Message: "cannot encode the result: " + err.Error()}
+		return failed(f), f
 	}
-	log.Info("step completed")
-	return contracts.StepResult{
-		StepUUID: env.Step.StepUUID, Success: true, Status: contracts.StatusCompleted,
-		Result: result, Metadata: metadata,
-	}, http.StatusOK, 0
+	return contracts.StepResult{Success: true, Status: contracts.StatusCompleted, Result: result}, nil
 }
 
 // failed turns a Failure into a failed StepExecutionResult.
