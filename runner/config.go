@@ -46,7 +46,9 @@ type Config struct {
 	// created while running.
 	Namespaces []string
 	// Mode is one of [ModePollingOnly], [ModeEventDrivenOnly], [ModeHybrid]
-	// (default).
+	// (default). Without the poller (event_driven_only) the runner still
+	// claims every LeaseFor/3, to rescue the expired leases and due retries
+	// of runners that died: no notification announces those.
 	Mode string
 	// MaxConcurrentSteps bounds the steps in flight. Default 500.
 	MaxConcurrentSteps int

@@ -10,7 +10,10 @@ import (
 )
 
 // maintain extends the leases of in-flight steps every LeaseFor/3, in one
-// statement, and refreshes the worker's heartbeat.
+// statement, and refreshes the worker's heartbeat. Without a poller
+// (event_driven_only) the same tick also sweeps: it wakes the claim loop,
+// because nothing announces a lease that expires when its runner died, or
+// the due retries of that runner.
 func (r *Runner) maintain(ctx context.Context) {
 	leases := time.NewTicker(r.cfg.LeaseFor / 3)
 	defer leases.Stop()
@@ -22,6 +25,9 @@ func (r *Runner) maintain(ctx context.Context) {
 			return
 		case <-leases.C:
 			r.extendLeases(ctx)
+			if !r.cfg.polls() {
+				r.wake()
+			}
 		case <-heartbeat.C:
 			if err := store.HeartbeatWorker(ctx, r.pool, r.cfg.WorkerID, r.cfg.Now()); err != nil && ctx.Err() == nil {
 				r.log.Warn("worker heartbeat", "err", err)

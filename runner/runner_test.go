@@ -128,9 +128,18 @@ func TestThreeRunnersShareWork(t *testing.T) {
 
 // A runner that dies mid-step (its context cancelled, no graceful stop)
 // leaves its leases behind; another runner finishes the steps once the
-// leases expire.
+// leases expire. Without a poller too: nothing notifies an expiry.
 func TestCrashedRunnerLosesNothing(t *testing.T) {
 	t.Parallel()
+	for _, mode := range []string{runner.ModeHybrid, runner.ModeEventDrivenOnly} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			testCrashedRunnerLosesNothing(t, mode)
+		})
+	}
+}
+
+func testCrashedRunnerLosesNothing(t *testing.T, mode string) {
 	ctx := t.Context()
 	pool := pgtest.Pool(t)
 	client := runner.NewClient(pool, runner.ClientConfig{})
@@ -143,7 +152,7 @@ func TestCrashedRunnerLosesNothing(t *testing.T) {
 		<-ctx.Done()
 		return contracts.StepResult{}, ctx.Err()
 	})
-	r1, err := runner.New(pool, runner.Config{WorkerID: "doomed", Handlers: &stuck, LeaseFor: time.Second, Logger: testLogger(t)})
+	r1, err := runner.New(pool, runner.Config{WorkerID: "doomed", Mode: mode, Handlers: &stuck, LeaseFor: time.Second, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +178,10 @@ func TestCrashedRunnerLosesNothing(t *testing.T) {
 	ok.Register("work", func(context.Context, *contracts.StepEnvelope) (contracts.StepResult, error) {
 		return contracts.StepResult{Success: true}, nil
 	})
-	r2 := startRunner(t, pool, runner.Config{WorkerID: "rescuer", Handlers: &ok, PollInterval: 100 * time.Millisecond, LeaseFor: time.Second})
+	// The rescuer starts before the leases expire: its first claim finds
+	// nothing, so only its poller (hybrid) or sweep (event_driven_only)
+	// can find the steps later.
+	r2 := startRunner(t, pool, runner.Config{WorkerID: "rescuer", Mode: mode, Handlers: &ok, PollInterval: 100 * time.Millisecond, LeaseFor: time.Second})
 	waitFor(t, 20*time.Second, "rescued tasks complete", func() bool {
 		for _, task := range tasks {
 			if taskState(t, pool, task) != "complete" {
