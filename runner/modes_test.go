@@ -208,5 +208,9 @@ steps:
 		if errType != wantType {
 			t.Errorf("task %s: error_type %q, want %q", task, errType, wantType)
 		}
+		// Retried up to the limit; non-retryable failures ran once.
+		if want, ok := map[uuid.UUID]int{flaky: 3, slow: 1, missing: 1}[task]; ok && attempts != want {
+			t.Errorf("task %s (%s): %d attempts, want %d", task, wantType, attempts, want)
+		}
 	}
 }
