@@ -39,6 +39,9 @@ type envOptions struct {
 	// maxRequestBytes overrides the body limit.
 	maxRequestBytes int64
 	env             map[string]string
+	// auth, when set, serves the API as serve.go does: /metrics and the
+	// API on one mux, all behind auth's middleware.
+	auth *openapi.Authenticator
 }
 
 func newAPIEnv(t *testing.T, opts envOptions) *apiEnv {
@@ -86,7 +89,14 @@ func newAPIEnv(t *testing.T, opts envOptions) *apiEnv {
 		cfg.Endpoints = e.reg.Endpoints
 		cfg.RunnerStats = r.Stats
 	}
-	e.srv = httptest.NewServer(openapi.New(cfg).Handler())
+	var h http.Handler = openapi.New(cfg).Handler()
+	if opts.auth != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", openapi.NewMetrics(openapi.MetricsConfig{DB: e.pool, Logger: log}).Handler())
+		mux.Handle("/", h)
+		h = opts.auth.Middleware(mux)
+	}
+	e.srv = httptest.NewServer(h)
 	t.Cleanup(e.srv.Close)
 	return e
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -331,3 +332,72 @@ func TestMirrorAuth(t *testing.T) {
 }
 
 func grpcCode(err error) codes.Code { return status.Code(err) }
+
+// protoRecorder remembers the HTTP version of the last answer.
+type protoRecorder struct {
+	rt    http.RoundTripper
+	proto atomic.Pointer[string]
+}
+
+func (p *protoRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := p.rt.RoundTrip(r)
+	if err == nil {
+		p.proto.Store(&resp.Proto)
+	}
+	return resp, err
+}
+
+// gRPC-Web, as browsers speak it (HTTP/1.1) and over h2c: reads answer,
+// errors keep their codes, and auth applies.
+func TestMirrorGRPCWeb(t *testing.T) {
+	open, _ := mirrorServer(t, nil)
+	guarded, _ := mirrorServer(t, newAuth(t, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	http1 := &http.Transport{}
+	t.Cleanup(http1.CloseIdleConnections)
+
+	for _, c := range []struct {
+		name  string
+		rt    http.RoundTripper
+		proto string
+	}{
+		{"HTTP/1.1", http1, "HTTP/1.1"},
+		{"h2c", h2cClient(t).Transport, "HTTP/2.0"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rec := &protoRecorder{rt: c.rt}
+			hc := &http.Client{Transport: rec}
+			client := adminv1connect.NewAdminServiceClient(hc, open, connect.WithGRPCWeb())
+			st, err := client.GetStatus(ctx, connect.NewRequest(&adminv1.GetStatusRequest{}))
+			if err != nil || st.Msg.GetVersion() != "test" || st.Msg.GetTime() == nil {
+				t.Fatalf("GetStatus: %v %v", st, err)
+			}
+			if ct := st.Header().Get("Content-Type"); ct != "application/grpc-web+proto" {
+				t.Errorf("Content-Type %q, want application/grpc-web+proto", ct)
+			}
+			if got := *rec.proto.Load(); got != c.proto {
+				t.Errorf("answered over %s, want %s", got, c.proto)
+			}
+			_, err = client.GetTask(ctx, connect.NewRequest(&adminv1.GetTaskRequest{TaskUuid: "0190a5a0-0000-7000-8000-000000000000"}))
+			if connect.CodeOf(err) != connect.CodeNotFound {
+				t.Errorf("unknown task: %v", err)
+			}
+
+			client = adminv1connect.NewAdminServiceClient(hc, guarded, connect.WithGRPCWeb())
+			if _, err := client.GetStatus(ctx, connect.NewRequest(&adminv1.GetStatusRequest{})); connect.CodeOf(err) != connect.CodeUnauthenticated {
+				t.Errorf("no credential: %v, want Unauthenticated", err)
+			}
+			req := connect.NewRequest(&adminv1.SubmitTaskRequest{Namespace: "shop", Name: "order"})
+			req.Header().Set("Authorization", "Bearer "+readKey)
+			if _, err := client.SubmitTask(ctx, req); connect.CodeOf(err) != connect.CodePermissionDenied {
+				t.Errorf("read key on a write: %v, want PermissionDenied", err)
+			}
+			get := connect.NewRequest(&adminv1.GetStatusRequest{})
+			get.Header().Set("X-API-Key", readKey)
+			if st, err := client.GetStatus(ctx, get); err != nil || st.Msg.GetVersion() != "test" {
+				t.Errorf("read key: %v %v", st, err)
+			}
+		})
+	}
+}
