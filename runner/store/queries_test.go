@@ -286,6 +286,30 @@ func TestListTasksAndCounts(t *testing.T) {
 	if counts, err := store.CountTasksByState(ctx, pool, time.Now().Add(time.Minute)); err != nil || counts[store.TaskCancelled] != 0 || counts[store.TaskStepsInProcess] != 6 {
 		t.Fatalf("counts in a window after the tasks = %v, %v", counts, err)
 	}
+	// Complete tasks are outside the state indexes: listed through the
+	// primary key, counted as the window's tasks less the others.
+	if _, err := pool.Exec(ctx, `UPDATE tasker.tasks SET state = 'complete', steps_done = steps_total
+		WHERE task_uuid = ANY($1)`, []uuid.UUID{tasks[1], tasks[6]}); err != nil {
+		t.Fatal(err)
+	}
+	for since, want := range map[time.Time]map[string]int{
+		base.Add(-time.Hour):        {store.TaskComplete: 2, store.TaskStepsInProcess: 4, store.TaskCancelled: 1},
+		time.Now().Add(time.Minute): {store.TaskComplete: 0, store.TaskStepsInProcess: 4, store.TaskCancelled: 0},
+	} {
+		counts, err := store.CountTasksByState(ctx, pool, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for state, n := range want {
+			if counts[state] != n {
+				t.Errorf("since %s: %s = %d, want %d (%v)", since.Sub(base), state, counts[state], n, counts)
+			}
+		}
+	}
+	done, _, err := store.ListTasks(ctx, pool, store.TaskFilter{States: []string{store.TaskComplete}, Limit: 10})
+	if err != nil || len(done) != 2 || done[0].TaskUUID != tasks[1] || done[1].TaskUUID != tasks[6] {
+		t.Fatalf("complete tasks = %+v, %v", done, err)
+	}
 
 	now := base.Add(30 * time.Minute)
 	qs, err := store.ListNamespaceQueues(ctx, pool, now)
