@@ -257,8 +257,10 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 	}
 	more := r.more
 	r.mu.Unlock()
-	if more {
-		// Permits were freed and the last claim was full.
+	if more || res.Enqueued > 0 {
+		// Permits were freed and the last claim was full, or children are
+		// ready: claim now rather than wait for our own NOTIFY (and before
+		// the events below, which the next steps need not wait for).
 		r.wake()
 	}
 	for _, p := range batch {
@@ -293,8 +295,8 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 			c.eventMu.Unlock()
 		}
 	}
-	if res.Enqueued > 0 || yielded {
-		// Ready children: claim now rather than wait for our own NOTIFY.
+	if yielded {
+		// A yielded step is claimable again at once.
 		r.wake()
 	}
 	if !earliestRetry.IsZero() {
