@@ -453,7 +453,7 @@ func (a *Authenticator) ConnectInterceptor() connect.Interceptor {
 type connectAuth struct{ a *Authenticator }
 
 // procedure decides on one call: the context to go on with, or an error.
-func (c connectAuth) procedure(ctx context.Context, spec connect.Spec, h http.Header) (context.Context, error) {
+func (c connectAuth) procedure(ctx context.Context, spec connect.Spec, peer connect.Peer, h http.Header) (context.Context, error) {
 	a := c.a
 	if !a.cfg.Enabled || spec.IsClient {
 		return ctx, nil
@@ -476,7 +476,9 @@ func (c connectAuth) procedure(ctx context.Context, spec connect.Spec, h http.He
 			code = connect.CodePermissionDenied
 		}
 		err := connect.NewError(code, errors.New(aerr.detail))
-		if code == connect.CodeUnauthenticated {
+		// The challenge is an HTTP header: gRPC and gRPC-Web carry error
+		// metadata as trailers, where clients reject it.
+		if code == connect.CodeUnauthenticated && peer.Protocol == connect.ProtocolConnect {
 			err.Meta().Set("WWW-Authenticate", aerr.wwwAuthenticate())
 		}
 		return ctx, err
@@ -502,7 +504,7 @@ func readOnlyProcedure(spec connect.Spec) bool {
 
 func (c connectAuth) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		ctx, err := c.procedure(ctx, req.Spec(), req.Header())
+		ctx, err := c.procedure(ctx, req.Spec(), req.Peer(), req.Header())
 		if err != nil {
 			return nil, err
 		}
@@ -516,7 +518,7 @@ func (c connectAuth) WrapStreamingClient(next connect.StreamingClientFunc) conne
 
 func (c connectAuth) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		ctx, err := c.procedure(ctx, conn.Spec(), conn.RequestHeader())
+		ctx, err := c.procedure(ctx, conn.Spec(), conn.Peer(), conn.RequestHeader())
 		if err != nil {
 			return err
 		}

@@ -465,6 +465,15 @@ func TestAuthConnectInterceptor(t *testing.T) {
 				}
 				resp, err := client.CallUnary(context.Background(), req)
 				checkConnect(t, err, tc.want, tc.detail)
+				// The Bearer challenge only where it is an HTTP header: gRPC
+				// carries error metadata as trailers.
+				var cerr *connect.Error
+				if errors.As(err, &cerr) && cerr.Code() == connect.CodeUnauthenticated {
+					challenge := cerr.Meta().Get("WWW-Authenticate")
+					if (protocol == "connect") != strings.HasPrefix(challenge, "Bearer") {
+						t.Fatalf("over %s: WWW-Authenticate %q", protocol, challenge)
+					}
+				}
 				if err == nil && tc.principal != "" {
 					if got := resp.Header().Get(principal); got != tc.principal {
 						t.Fatalf("principal %q, want %q", got, tc.principal)
