@@ -297,14 +297,19 @@ type Completion struct {
 // FlushInterval returns FlushIntervalMS as a duration.
 func (c Completion) FlushInterval() time.Duration { return millis(c.FlushIntervalMS) }
 
-// Dynamic limits the steps that decision and batch outcomes create; an
-// outcome over a limit fails its step and creates nothing.
+// Dynamic limits the steps that decision and batch outcomes create (an
+// outcome over a limit fails its step and creates nothing) and the yields
+// of one step.
 type Dynamic struct {
 	// MaxStepsPerOutcome caps the steps one outcome creates. Default 10000.
 	MaxStepsPerOutcome int `toml:"max_steps_per_outcome" env:"MAX_STEPS_PER_OUTCOME"`
 	// MaxStepsPerTask caps the steps of one task, the initial ones
 	// included. Default 100000.
 	MaxStepsPerTask int `toml:"max_steps_per_task" env:"MAX_STEPS_PER_TASK"`
+	// MaxYieldsPerStep caps how often one step may yield (save a
+	// checkpoint and run again without consuming an attempt); one more
+	// fails it with error_type yield_limit_exceeded. Default 100000.
+	MaxYieldsPerStep int `toml:"max_yields_per_step" env:"MAX_YIELDS_PER_STEP"`
 }
 
 // Retry holds retry defaults for template steps without a retry block.
@@ -456,7 +461,7 @@ func Default() Config {
 			Leases:     Leases{VisibilityTimeoutSeconds: 30, HeartbeatIntervalSeconds: 10},
 			Completion: Completion{FlushIntervalMS: 1, MaxBatch: 100, Writers: 2},
 			Retry:      Retry{MaxAttempts: 3, BackoffBaseMS: 1000, MaxBackoffMS: 60_000},
-			Dynamic:    Dynamic{MaxStepsPerOutcome: 10_000, MaxStepsPerTask: 100_000},
+			Dynamic:    Dynamic{MaxStepsPerOutcome: 10_000, MaxStepsPerTask: 100_000, MaxYieldsPerStep: 100_000},
 			Callout: Callout{
 				DefaultTimeoutSeconds: 30,
 				MaxResponseBytes:      4 << 20,

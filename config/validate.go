@@ -107,6 +107,7 @@ func (w Worker) validate(ps *problems) {
 
 	atLeast(ps, "worker.dynamic.max_steps_per_outcome", w.Dynamic.MaxStepsPerOutcome, 1)
 	atLeast(ps, "worker.dynamic.max_steps_per_task", w.Dynamic.MaxStepsPerTask, 1)
+	atLeast(ps, "worker.dynamic.max_yields_per_step", w.Dynamic.MaxYieldsPerStep, 1)
 	atLeast(ps, "worker.retry.max_attempts", w.Retry.MaxAttempts, 1)
 	atLeast(ps, "worker.retry.backoff_base_ms", w.Retry.BackoffBaseMS, 0)
 	if w.Retry.BackoffBaseMS >= 0 && w.Retry.MaxBackoffMS < w.Retry.BackoffBaseMS {

@@ -25,6 +25,10 @@ const (
 	// ErrorTypeStepLimit fails a step whose outcome would create more steps
 	// than the runner allows per outcome or per task; nothing is created.
 	ErrorTypeStepLimit = "step_limit_exceeded"
+	// ErrorTypeYieldLimit fails a step that yielded more often than the
+	// runner allows ([worker.dynamic] max_yields_per_step): a yield
+	// consumes no attempt, so only this ends a handler that never finishes.
+	ErrorTypeYieldLimit = "yield_limit_exceeded"
 	// ErrorTypeCircuitOpen is never recorded: the runner did not call the
 	// handler because its endpoint's circuit breaker is open, and gives the
 	// step back (its attempt not consumed) until the breaker may close.

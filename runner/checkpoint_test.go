@@ -4,13 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner"
+	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
 )
 
@@ -94,4 +98,66 @@ func TestCheckpointsDoNotConsumeAttempts(t *testing.T) {
 	if resumedFrom[2] != 3 {
 		t.Fatalf("the retry after the failure started from cursor %d, want 3 (attempts seen: %v)", resumedFrom[2], resumedFrom)
 	}
+}
+
+// A step that never stops yielding is stopped at the yield limit
+// (yield_limit_exceeded, no retries, its last checkpoint kept); a redrive
+// gives it a new allowance from that checkpoint.
+func TestYieldLimit(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.Pool(t)
+	client := runner.NewClient(pool, runner.ClientConfig{})
+	register(t, client, "name: forever\nnamespace_name: ckpt\nversion: 1\nsteps:\n  - name: work\n    handler: {callable: forever}\n    retry: {max_attempts: 3}\n")
+	var mu sync.Mutex
+	var cursors []int // the checkpoint each call started from
+	var h callout.Funcs
+	h.Register("forever", func(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
+		var c checkpoint
+		if len(env.Step.Checkpoint) > 0 {
+			_ = json.Unmarshal(env.Step.Checkpoint, &c)
+		}
+		mu.Lock()
+		cursors = append(cursors, c.Cursor)
+		mu.Unlock()
+		b, _ := json.Marshal(checkpoint{Cursor: c.Cursor + 1})
+		return contracts.StepResult{Success: true, Status: contracts.StatusYielded, Checkpoint: b}, nil
+	})
+	startRunner(t, pool, runner.Config{Handlers: &h, PollInterval: 50 * time.Millisecond, MaxYieldsPerStep: 5})
+
+	task, err := client.Submit(ctx, runner.SubmitRequest{Namespace: "ckpt", Name: "forever"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := func(round int, wantCursor int, wantCalls []int) {
+		t.Helper()
+		waitFor(t, 15*time.Second, "the step stopped", func() bool { return taskState(t, pool, task.TaskUUID) == "blocked_by_failures" })
+		var state, errType string
+		var attempts, yields, cursor int
+		if err := pool.QueryRow(ctx, `SELECT state, attempts, yields, (checkpoint->>'cursor')::int, last_error->'error'->>'error_type'
+			FROM tasker.steps WHERE task_uuid = $1`, task.TaskUUID).Scan(&state, &attempts, &yields, &cursor, &errType); err != nil {
+			t.Fatal(err)
+		}
+		if state != "error" || attempts != round || yields != 5 || cursor != wantCursor || errType != contracts.ErrorTypeYieldLimit {
+			t.Fatalf("round %d: state %s, %d attempts, %d yields, checkpoint cursor %d, error_type %q; want error, %d, 5, %d, %s",
+				round, state, attempts, yields, cursor, errType, round, wantCursor, contracts.ErrorTypeYieldLimit)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(cursors, wantCalls) {
+			t.Fatalf("round %d: calls started from cursors %v, want %v", round, cursors, wantCalls)
+		}
+	}
+	// Five yields stored, the sixth refused: six calls, one attempt.
+	stopped(1, 5, []int{0, 1, 2, 3, 4, 5})
+
+	var step uuid.UUID
+	if err := pool.QueryRow(ctx, `SELECT step_uuid FROM tasker.steps WHERE task_uuid = $1`, task.TaskUUID).Scan(&step); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.RedriveSteps(ctx, pool, store.RedriveRequest{StepUUIDs: []uuid.UUID{step}}); err != nil {
+		t.Fatal(err)
+	}
+	// Redriven: five more yields from cursor 5, then stopped again.
+	stopped(2, 10, []int{0, 1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 10})
 }

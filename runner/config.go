@@ -35,6 +35,7 @@ const (
 	StepTimeoutDefault        = 30 * time.Second
 	MaxStepsPerOutcomeDefault = 10_000
 	MaxStepsPerTaskDefault    = 100_000
+	MaxYieldsPerStepDefault   = 100_000
 )
 
 // Config configures a [Runner]. Zero values take the documented defaults.
@@ -86,6 +87,10 @@ type Config struct {
 	// creates nothing. Defaults 10,000 and 100,000.
 	MaxStepsPerOutcome int
 	MaxStepsPerTask    int
+	// MaxYieldsPerStep caps the yields of one step (a yield consumes no
+	// attempt): one more fails the step with error_type
+	// yield_limit_exceeded, without retries. Default 100,000.
+	MaxYieldsPerStep int
 	// Handlers resolves a step's callable to its handler. Required.
 	Handlers callout.Resolver
 	// Logger defaults to slog.Default().
@@ -126,6 +131,7 @@ func (c *Config) withDefaults() error {
 	c.StepTimeout = cmp.Or(c.StepTimeout, StepTimeoutDefault)
 	c.MaxStepsPerOutcome = cmp.Or(c.MaxStepsPerOutcome, MaxStepsPerOutcomeDefault)
 	c.MaxStepsPerTask = cmp.Or(c.MaxStepsPerTask, MaxStepsPerTaskDefault)
+	c.MaxYieldsPerStep = cmp.Or(c.MaxYieldsPerStep, MaxYieldsPerStepDefault)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -159,6 +165,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxStepsPerOutcome < 1 || c.MaxStepsPerTask < 1 {
 		errs = append(errs, fmt.Errorf("MaxStepsPerOutcome and MaxStepsPerTask must be >= 1, got %d and %d", c.MaxStepsPerOutcome, c.MaxStepsPerTask))
+	}
+	if c.MaxYieldsPerStep < 1 {
+		errs = append(errs, fmt.Errorf("MaxYieldsPerStep must be >= 1, got %d", c.MaxYieldsPerStep))
 	}
 	if c.LeaseFor < time.Second {
 		errs = append(errs, fmt.Errorf("LeaseFor must be at least 1s, got %s", c.LeaseFor))

@@ -97,7 +97,7 @@ func (r *Runner) run(f *flight) {
 	if tpl != nil {
 		res = r.invoke(s, tpl)
 	}
-	c := decideOutcome(s, res, r.cfg.Now(), r.cfg.Rand)
+	c := decideOutcome(s, res, r.cfg.Now(), r.cfg.Rand, r.cfg.MaxYieldsPerStep)
 
 	r.mu.Lock()
 	r.active--

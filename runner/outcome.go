@@ -2,6 +2,7 @@ package runner
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/tasker-runner/tasker-runner/contracts"
@@ -15,7 +16,7 @@ import (
 // the attempts are used up (a batch worker of a continue_on_failure batch
 // completes with its failure as its result instead), or enqueued again with its attempt given back
 // when the handler was not called because its circuit breaker is open.
-func decideOutcome(s store.ClaimedStep, res contracts.StepResult, now time.Time, rnd func() float64) store.Completion {
+func decideOutcome(s store.ClaimedStep, res contracts.StepResult, now time.Time, rnd func() float64, maxYields int) store.Completion {
 	c := store.Completion{StepUUID: s.StepUUID, Attempt: s.Attempt}
 	res.StepUUID = ""
 	if res.Success && res.Status != contracts.StatusFailed && res.Status != contracts.StatusYielded {
@@ -36,6 +37,10 @@ func decideOutcome(s store.ClaimedStep, res contracts.StepResult, now time.Time,
 	if res.Status == contracts.StatusYielded {
 		if len(res.Checkpoint) == 0 || string(res.Checkpoint) == "null" {
 			res = contracts.Failure(contracts.ErrorTypeInvalidResponse, "status \"yielded\" needs a checkpoint", false)
+		} else if s.Yields >= maxYields {
+			// Its previous checkpoint stays: a redrive resumes from there.
+			res = contracts.Failure(contracts.ErrorTypeYieldLimit,
+				fmt.Sprintf("step yielded %d times, the most allowed (max_yields_per_step); it was stopped", s.Yields), false)
 		} else {
 			// Progress: store the checkpoint and run the step again at once,
 			// without consuming an attempt.

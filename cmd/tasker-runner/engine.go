@@ -98,6 +98,7 @@ func newEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *c
 		RetryDefaults:      retry,
 		MaxStepsPerOutcome: w.Dynamic.MaxStepsPerOutcome,
 		MaxStepsPerTask:    w.Dynamic.MaxStepsPerTask,
+		MaxYieldsPerStep:   w.Dynamic.MaxYieldsPerStep,
 		Handlers:           reg,
 		Endpoints:          &runner.Endpoints{Registry: reg, Static: static, DB: pool},
 		Logger:             log,

@@ -45,6 +45,9 @@ type ClaimedStep struct {
 	LeaseExpires time.Time
 	// Rescued is true when the step's previous lease had expired.
 	Rescued bool
+	// Yields counts the step's yields so far (checkpoints saved with a
+	// request to run again).
+	Yields int
 	// EnqueuedAt is when the step became ready (its run_at).
 	EnqueuedAt time.Time
 
@@ -108,11 +111,11 @@ claimed AS (
 	WHERE s.step_uuid = p.step_uuid
 	RETURNING s.step_uuid, s.task_uuid, s.namespace, s.name, s.template_step_name, s.handler, s.type,
 	          s.attempts, s.max_attempts, s.retryable, s.retry_policy, coalesce(s.timeout_ms, 0) AS timeout_ms,
-	          s.inputs, s.checkpoint, s.lease_expires_at, p.state = 'in_progress' AS rescued, s.run_at, s.ancestors
+	          s.inputs, s.checkpoint, s.lease_expires_at, p.state = 'in_progress' AS rescued, s.run_at, s.ancestors, s.yields
 )
 SELECT c.step_uuid, c.task_uuid, c.namespace, c.name, c.template_step_name, c.handler, c.type,
        c.attempts, c.max_attempts, c.retryable, c.retry_policy, c.timeout_ms, c.inputs, c.checkpoint,
-       c.lease_expires_at, c.rescued, c.run_at,
+       c.lease_expires_at, c.rescued, c.run_at, c.yields,
        t.template_id, t.template_name, t.template_version, t.context, t.correlation_id, t.parent_correlation_id,
        t.priority, t.tags,
        CASE WHEN cardinality(c.ancestors) = 0 THEN NULL ELSE (
@@ -146,7 +149,7 @@ func Claim(ctx context.Context, db DB, p ClaimParams) ([]ClaimedStep, error) {
 	_, err = pgx.ForEachRow(rows, []any{
 		(*[16]byte)(&c.StepUUID), (*[16]byte)(&c.TaskUUID), &c.Namespace, &c.Name, &c.TemplateStepName, &c.Handler, &c.Type,
 		&c.Attempt, &c.MaxAttempts, &c.Retryable, &policy, &c.TimeoutMs, &inputs, &checkpoint,
-		&c.LeaseExpires, &c.Rescued, &c.EnqueuedAt,
+		&c.LeaseExpires, &c.Rescued, &c.EnqueuedAt, &c.Yields,
 		&c.TemplateID, &c.TemplateName, &c.TemplateVersion, &taskCtx, (*[16]byte)(&c.CorrelationID), &parent,
 		&c.Priority, &c.Tags, &deps,
 	}, func() error {

@@ -38,7 +38,7 @@ type Completion struct {
 	// Checkpoint, with State [StateEnqueued], records a yielded step's
 	// progress: it becomes the step's checkpoint (sent with the next call)
 	// and is appended to its checkpoint history, which keeps the latest
-	// [CheckpointHistoryMax].
+	// [CheckpointHistoryMax]; the step's yield count goes up by one.
 	Checkpoint []byte
 }
 
@@ -96,6 +96,7 @@ done AS (
 		run_at = CASE WHEN i.new_state IN ('waiting_for_retry', 'enqueued') THEN coalesce(i.run_at, $8) ELSE s.run_at END,
 		attempts = CASE WHEN i.new_state = 'enqueued' THEN s.attempts - 1 ELSE s.attempts END,
 		checkpoint = coalesce(i.ckpt, s.checkpoint),
+		yields = CASE WHEN i.ckpt IS NULL THEN s.yields ELSE s.yields + 1 END,
 		checkpoint_history = CASE WHEN i.ckpt IS NULL THEN s.checkpoint_history
 		                          -- Bounded: each append rewrites the array.
 		                          WHEN jsonb_array_length(s.checkpoint_history) >= $11

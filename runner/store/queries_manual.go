@@ -272,15 +272,17 @@ type RedriveResult struct {
 	More bool
 }
 
-// redriveSQL moves dead letters back to enqueued, ready now, resumes their
-// tasks when no other step of theirs is in error, and wakes the runners of
-// each namespace once.
+// redriveSQL moves dead letters back to enqueued, ready now, with their
+// yield count reset (a step failed for yielding too often gets a new
+// allowance, from its last checkpoint); resumes their tasks when no other
+// step of theirs is in error, and wakes the runners of each namespace once.
 const redriveSQL = `
 WITH upd AS (
 	UPDATE tasker.steps s SET
 		state = 'enqueued',
 		run_at = $2,
 		max_attempts = greatest(s.max_attempts, s.attempts + $3),
+		yields = 0,
 		updated_at = $2
 	WHERE s.step_uuid = ANY($1) AND s.state = 'error'
 	RETURNING s.step_uuid, s.task_uuid, s.namespace
