@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/google/uuid"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -188,7 +189,11 @@ func (m *mirrorService) SubmitTask(ctx context.Context, req *connect.Request[adm
 
 func (m *mirrorService) ListTasks(ctx context.Context, req *connect.Request[adminv1.ListTasksRequest]) (*connect.Response[adminv1.ListTasksResponse], error) {
 	r := req.Msg
+	var correlationID uuid.UUID
 	limit, err := pageLimit(r.Limit)
+	if err == nil && r.CorrelationId != "" {
+		correlationID, err = parseUUID("query.correlation_id", r.CorrelationId)
+	}
 	if err == nil {
 		err = checkParams(
 			param{location: "query.state", values: r.State, enum: taskStates},
@@ -201,7 +206,7 @@ func (m *mirrorService) ListTasks(ctx context.Context, req *connect.Request[admi
 		return nil, connectError(err, "")
 	}
 	out, err := m.s.listTasks(ctx, &listTasksInput{
-		State: r.State, Namespace: r.Namespace, Template: r.Template,
+		State: r.State, Namespace: r.Namespace, Template: r.Template, CorrelationID: correlationID,
 		CreatedAfter: asTime(r.CreatedAfter), CreatedBefore: asTime(r.CreatedBefore),
 		Cursor: r.Cursor, Limit: limit,
 	})

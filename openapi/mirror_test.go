@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/google/uuid"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -399,5 +400,78 @@ func TestMirrorGRPCWeb(t *testing.T) {
 				t.Errorf("read key: %v %v", st, err)
 			}
 		})
+	}
+}
+
+// ListTasks filters on correlation_id as REST's listTasks does; a malformed
+// one is InvalidArgument naming the field.
+func TestMirrorListTasksByCorrelationID(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	base, _ := mirrorServer(t, nil)
+	client := adminv1connect.NewAdminServiceClient(h2cClient(t), base)
+	if _, err := client.RegisterTemplate(ctx, connect.NewRequest(&adminv1.RegisterTemplateRequest{Template: orderTemplate})); err != nil {
+		t.Fatal(err)
+	}
+	corrA, corrB := uuid.NewString(), uuid.NewString()
+	submit := func(corr string, order int) string {
+		t.Helper()
+		c, _ := structpb.NewStruct(map[string]any{"order_id": order})
+		res, err := client.SubmitTask(ctx, connect.NewRequest(&adminv1.SubmitTaskRequest{Namespace: "shop", Name: "order", Context: c, CorrelationId: corr}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Msg.GetTask().GetTaskUuid()
+	}
+	a1 := submit(corrA, 1)
+	b := submit(corrB, 2)
+	a2 := submit(corrA, 3)
+	list := func(r *adminv1.ListTasksRequest) []string {
+		t.Helper()
+		res, err := client.ListTasks(ctx, connect.NewRequest(r))
+		if err != nil {
+			t.Fatalf("ListTasks(%v): %v", r, err)
+		}
+		var ids []string
+		for _, it := range res.Msg.GetItems() {
+			if r.CorrelationId != "" && it.GetCorrelationId() != r.CorrelationId {
+				t.Errorf("ListTasks(%v) lists %s of correlation id %s", r, it.GetTaskUuid(), it.GetCorrelationId())
+			}
+			ids = append(ids, it.GetTaskUuid())
+		}
+		return ids
+	}
+	if got, want := list(&adminv1.ListTasksRequest{CorrelationId: corrA}), []string{a2, a1}; !slices.Equal(got, want) {
+		t.Errorf("correlation id %s: %v, want %v", corrA, got, want)
+	}
+	if got, want := list(&adminv1.ListTasksRequest{CorrelationId: corrB, Namespace: "shop"}), []string{b}; !slices.Equal(got, want) {
+		t.Errorf("correlation id %s: %v, want %v", corrB, got, want)
+	}
+	if got := list(&adminv1.ListTasksRequest{CorrelationId: uuid.NewString()}); len(got) != 0 {
+		t.Errorf("an unknown correlation id: %v", got)
+	}
+	if got := list(&adminv1.ListTasksRequest{}); len(got) != 3 {
+		t.Errorf("no filter: %v, want 3 tasks", got)
+	}
+
+	_, err := client.ListTasks(ctx, connect.NewRequest(&adminv1.ListTasksRequest{CorrelationId: "nope"}))
+	var ce *connect.Error
+	if !errors.As(err, &ce) || ce.Code() != connect.CodeInvalidArgument || !strings.Contains(ce.Message(), "correlation_id") {
+		t.Fatalf("a malformed correlation id: %v", err)
+	}
+	var fields []string
+	for _, d := range ce.Details() {
+		v, err := d.Value()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if br, ok := v.(*errdetails.BadRequest); ok {
+			for _, fv := range br.GetFieldViolations() {
+				fields = append(fields, fv.GetField())
+			}
+		}
+	}
+	if !slices.Equal(fields, []string{"correlation_id"}) {
+		t.Errorf("BadRequest fields = %v, want [correlation_id]", fields)
 	}
 }

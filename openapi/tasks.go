@@ -140,6 +140,7 @@ type listTasksInput struct {
 	State         []string  `query:"state" enum:"pending,steps_in_process,complete,blocked_by_failures,cancelled,resolved_manually" doc:"only tasks in these states (comma-separated)"`
 	Namespace     string    `query:"namespace" maxLength:"56"`
 	Template      string    `query:"template" maxLength:"128" doc:"only tasks of this template name"`
+	CorrelationID uuid.UUID `query:"correlation_id" format:"uuid" doc:"only tasks with this correlation_id"`
 	CreatedAfter  time.Time `query:"created_after" doc:"only tasks created at or after (RFC 3339)"`
 	CreatedBefore time.Time `query:"created_before" doc:"only tasks created before (RFC 3339)"`
 	Cursor        string    `query:"cursor" maxLength:"64" doc:"next_cursor of the previous page"`
@@ -187,7 +188,7 @@ func (s *Server) registerTasks() {
 		Method:      http.MethodGet,
 		Path:        "/v1/tasks",
 		Summary:     "List tasks",
-		Description: "Tasks newest first, filtered by state, namespace, template and creation time, in pages of at most 500 (cursor pagination).",
+		Description: "Tasks newest first, filtered by state, namespace, template, correlation id and creation time, in pages of at most 500 (cursor pagination).",
 		Tags:        tags,
 		Errors:      []int{http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
 	}, s.listTasks)
@@ -336,7 +337,7 @@ func (s *Server) listTasks(ctx context.Context, in *listTasksInput) (*listTasksO
 		return nil, errNoDatabase
 	}
 	f := store.TaskFilter{
-		States: in.State, Namespace: in.Namespace, TemplateName: in.Template,
+		States: in.State, Namespace: in.Namespace, TemplateName: in.Template, CorrelationID: in.CorrelationID,
 		CreatedAfter: in.CreatedAfter, CreatedBefore: in.CreatedBefore, Limit: in.Limit,
 	}
 	if in.Cursor != "" {

@@ -256,12 +256,13 @@ func runTasks(ctx context.Context, env *environment, args []string) error {
 	}
 	fs := newFlagSet("tasks")
 	o := addClientFlags(env, fs)
-	var state, namespace, template, cursor *string
+	var state, namespace, template, correlationID, cursor *string
 	var limit *int64
 	if sub == "list" || sub == "" {
 		state = fs.String("state", "", "only tasks in these states (comma-separated: pending, steps_in_process, complete, blocked_by_failures, cancelled, resolved_manually)")
 		namespace = fs.String("namespace", "", "only tasks of this namespace")
 		template = fs.String("template", "", "only tasks of this template name")
+		correlationID = fs.String("correlation-id", "", "only tasks with this correlation id (a UUID)")
 		cursor = fs.String("cursor", "", "the next page, from the previous page's cursor")
 		limit = fs.Int64("limit", 50, "page size (at most 500)")
 	}
@@ -301,6 +302,13 @@ func runTasks(ctx context.Context, env *environment, args []string) error {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
 	params := client.ListTasksParams{Limit: limit}
+	if *correlationID != "" {
+		id, err := uuid.Parse(*correlationID)
+		if err != nil {
+			return fmt.Errorf("%w: --correlation-id: %q is not a UUID", errUsage, *correlationID)
+		}
+		params.CorrelationId = &id
+	}
 	if *state != "" {
 		var states []client.ListTasksParamsState
 		for s := range strings.SplitSeq(*state, ",") {

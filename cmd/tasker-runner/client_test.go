@@ -203,6 +203,15 @@ func TestClientEndToEnd(t *testing.T) {
 	if r := runCLI(t, cli, "tasks", "list", "--json", "--limit", "2"); r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil || len(list.Items) != 2 || list.NextCursor == nil {
 		t.Errorf("tasks list --json --limit 2: %v", r)
 	}
+	// --correlation-id: only the task of that correlation id (every task here has its own).
+	list = client.TaskList{}
+	if r := runCLI(t, cli, "tasks", "list", "--json", "--correlation-id", task.CorrelationId.String()); r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil ||
+		len(list.Items) != 1 || list.Items[0].TaskUuid != task.TaskUuid || list.Items[0].CorrelationId != task.CorrelationId {
+		t.Errorf("tasks list --correlation-id %s: want only task %s, got %v", task.CorrelationId, task.TaskUuid, r)
+	}
+	if r := runCLI(t, cli, "tasks", "list", "--correlation-id", uuid.NewString()); r.code != 0 || strings.Contains(r.stdout, "e2e_order") {
+		t.Errorf("tasks list --correlation-id of no task: %v", r)
+	}
 	if r := runCLI(t, cli, "tasks", "get", task.TaskUuid.String()); r.code != 0 || !strings.Contains(r.stdout, "charge") || !strings.Contains(r.stdout, "complete") {
 		t.Errorf("tasks get: %v", r)
 	}
@@ -236,6 +245,7 @@ func TestClientCommandsUsage(t *testing.T) {
 		{"tasks", "frob"},
 		{"tasks", "get"},
 		{"tasks", "get", "not-a-uuid"},
+		{"tasks", "list", "--correlation-id", "not-a-uuid"},
 		{"handlers", "put"},
 		{"dlq", "redrive"},
 		{"dlq", "redrive", "--all", uuid.NewString()},

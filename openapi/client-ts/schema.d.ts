@@ -255,7 +255,7 @@ export interface paths {
         };
         /**
          * List tasks
-         * @description Tasks newest first, filtered by state, namespace, template and creation time, in pages of at most 500 (cursor pagination).
+         * @description Tasks newest first, filtered by state, namespace, template, correlation id and creation time, in pages of at most 500 (cursor pagination).
          */
         get: operations["listTasks"];
         put?: never;
@@ -2221,6 +2221,8 @@ export interface operations {
                 namespace?: string;
                 /** @description only tasks of this template name */
                 template?: string;
+                /** @description only tasks with this correlation_id */
+                correlation_id?: string;
                 /** @description only tasks created at or after (RFC 3339) */
                 created_after?: string;
                 /** @description only tasks created before (RFC 3339) */

@@ -1367,6 +1367,9 @@ type ListTasksParams struct {
 	// Template only tasks of this template name
 	Template *string `form:"template,omitempty" json:"template,omitempty"`
 
+	// CorrelationId only tasks with this correlation_id
+	CorrelationId *openapi_types.UUID `form:"correlation_id,omitempty" json:"correlation_id,omitempty"`
+
 	// CreatedAfter only tasks created at or after (RFC 3339)
 	CreatedAfter *time.Time `form:"created_after,omitempty" json:"created_after,omitempty"`
 
@@ -1654,7 +1657,7 @@ type ClientInterface interface {
 
 	// ListTasks List tasks
 	//
-	// Tasks newest first, filtered by state, namespace, template and creation time, in pages of at most 500 (cursor pagination).
+	// Tasks newest first, filtered by state, namespace, template, correlation id and creation time, in pages of at most 500 (cursor pagination).
 	//
 	// Corresponds with GET /v1/tasks (the `ListTasks` operationId).
 	ListTasks(ctx context.Context, params *ListTasksParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2073,7 +2076,7 @@ func (c *Client) RetryStep(ctx context.Context, stepUuid openapi_types.UUID, bod
 
 // ListTasks List tasks
 //
-// Tasks newest first, filtered by state, namespace, template and creation time, in pages of at most 500 (cursor pagination).
+// Tasks newest first, filtered by state, namespace, template, correlation id and creation time, in pages of at most 500 (cursor pagination).
 //
 // Corresponds with GET /v1/tasks (the `ListTasks` operationId).
 func (c *Client) ListTasks(ctx context.Context, params *ListTasksParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3073,6 +3076,18 @@ func NewListTasksRequest(server string, params *ListTasksParams) (*http.Request,
 
 		}
 
+		if params.CorrelationId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "correlation_id", *params.CorrelationId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.CreatedAfter != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "created_after", *params.CreatedAfter, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
@@ -3740,7 +3755,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListTasksWithResponse List tasks
 	//
-	// Tasks newest first, filtered by state, namespace, template and creation time, in pages of at most 500 (cursor pagination).
+	// Tasks newest first, filtered by state, namespace, template, correlation id and creation time, in pages of at most 500 (cursor pagination).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5871,7 +5886,7 @@ func (c *ClientWithResponses) RetryStepWithResponse(ctx context.Context, stepUui
 
 // ListTasksWithResponse List tasks
 //
-// Tasks newest first, filtered by state, namespace, template and creation time, in pages of at most 500 (cursor pagination).
+// Tasks newest first, filtered by state, namespace, template, correlation id and creation time, in pages of at most 500 (cursor pagination).
 //
 // Returns a wrapper object for the known response body format(s).
 //

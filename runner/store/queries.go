@@ -225,6 +225,9 @@ type TaskFilter struct {
 	States       []string
 	Namespace    string
 	TemplateName string
+	// CorrelationID selects the tasks of one correlation id (served by the
+	// tasks_correlation_id index); uuid.Nil does not filter.
+	CorrelationID uuid.UUID
 	// CreatedAfter (inclusive) and CreatedBefore (exclusive) bound created_at.
 	CreatedAfter  time.Time
 	CreatedBefore time.Time
@@ -240,6 +243,8 @@ type TaskFilter struct {
 // are created; the (namespace, state, task_uuid) and (state, task_uuid)
 // indexes serve the filters on unfinished states in order, and the primary
 // key (uuid v7, newest first) the rest, complete tasks being most tasks.
+// A correlation id is served by the tasks_correlation_id index (few tasks
+// each, sorted after).
 func ListTasks(ctx context.Context, db DB, f TaskFilter) ([]Task, bool, error) {
 	var w where
 	if len(f.States) > 0 {
@@ -250,6 +255,9 @@ func ListTasks(ctx context.Context, db DB, f TaskFilter) ([]Task, bool, error) {
 	}
 	if f.TemplateName != "" {
 		w.add("t.template_name = ?", f.TemplateName)
+	}
+	if f.CorrelationID != uuid.Nil {
+		w.add("t.correlation_id = ?", f.CorrelationID)
 	}
 	if !f.CreatedAfter.IsZero() {
 		w.add("t.created_at >= ?", f.CreatedAfter)

@@ -332,6 +332,42 @@ func TestListTasksAndCounts(t *testing.T) {
 	}
 }
 
+func TestListTasksByCorrelationID(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.Pool(t)
+	now := time.Now().Add(-time.Minute)
+	first, _ := diamond(t, pool, "shop", now)
+	second, _ := diamond(t, pool, "shop", now.Add(time.Second))
+	corr := map[uuid.UUID]uuid.UUID{}
+	for _, id := range []uuid.UUID{first, second} {
+		task, err := store.GetTask(ctx, pool, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		corr[id] = task.CorrelationID
+	}
+	if corr[first] == corr[second] {
+		t.Fatalf("both tasks have correlation id %s", corr[first])
+	}
+	for _, id := range []uuid.UUID{first, second} {
+		got, more, err := store.ListTasks(ctx, pool, store.TaskFilter{CorrelationID: corr[id], Limit: 10})
+		if err != nil || more || len(got) != 1 || got[0].TaskUUID != id || got[0].CorrelationID != corr[id] {
+			t.Fatalf("tasks of correlation id %s = %+v, %v, %v; want only %s", corr[id], got, more, err, id)
+		}
+	}
+	// With the other filters, and an unknown correlation id.
+	if got, _, err := store.ListTasks(ctx, pool, store.TaskFilter{CorrelationID: corr[first], Namespace: "mail", Limit: 10}); err != nil || len(got) != 0 {
+		t.Fatalf("correlation id in another namespace = %+v, %v", got, err)
+	}
+	if got, _, err := store.ListTasks(ctx, pool, store.TaskFilter{CorrelationID: uuid.New(), Limit: 10}); err != nil || len(got) != 0 {
+		t.Fatalf("unknown correlation id = %+v, %v", got, err)
+	}
+	if got, _, err := store.ListTasks(ctx, pool, store.TaskFilter{Limit: 10}); err != nil || len(got) != 2 {
+		t.Fatalf("no filter = %d tasks, %v; want 2", len(got), err)
+	}
+}
+
 func TestListTemplates(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()

@@ -2993,7 +2993,9 @@ type ListTasksRequest struct {
 	CreatedBefore *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_before,proto3" json:"created_before,omitempty"`
 	Cursor        string                 `protobuf:"bytes,6,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	// 1 to 500; 0 means 50.
-	Limit         int32 `protobuf:"varint,7,opt,name=limit,proto3" json:"limit,omitempty"`
+	Limit int32 `protobuf:"varint,7,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Only tasks with this correlation id (a UUID); empty: any.
+	CorrelationId string `protobuf:"bytes,8,opt,name=correlation_id,proto3" json:"correlation_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3075,6 +3077,13 @@ func (x *ListTasksRequest) GetLimit() int32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *ListTasksRequest) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
 }
 
 // ListTasksResponse is a page of tasks.
@@ -4407,7 +4416,7 @@ const file_tasker_admin_v1_admin_proto_rawDesc = "" +
 	"\x04tags\x18\f \x03(\tR\x04tags\"Y\n" +
 	"\x12SubmitTaskResponse\x12)\n" +
 	"\x04task\x18\x01 \x01(\v2\x15.tasker.admin.v1.TaskR\x04task\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"\x96\x02\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"\xbe\x02\n" +
 	"\x10ListTasksRequest\x12\x14\n" +
 	"\x05state\x18\x01 \x03(\tR\x05state\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x1a\n" +
@@ -4415,7 +4424,8 @@ const file_tasker_admin_v1_admin_proto_rawDesc = "" +
 	"\rcreated_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rcreated_after\x12B\n" +
 	"\x0ecreated_before\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0ecreated_before\x12\x16\n" +
 	"\x06cursor\x18\x06 \x01(\tR\x06cursor\x12\x14\n" +
-	"\x05limit\x18\a \x01(\x05R\x05limit\"i\n" +
+	"\x05limit\x18\a \x01(\x05R\x05limit\x12&\n" +
+	"\x0ecorrelation_id\x18\b \x01(\tR\x0ecorrelation_id\"i\n" +
 	"\x11ListTasksResponse\x122\n" +
 	"\x05items\x18\x01 \x03(\v2\x1c.tasker.admin.v1.TaskSummaryR\x05items\x12 \n" +
 	"\vnext_cursor\x18\x02 \x01(\tR\vnext_cursor\"H\n" +
