@@ -171,7 +171,9 @@ func TestRetryErrorRescueAndIllegalTransition(t *testing.T) {
 		_ = rows.Scan(&s)
 		audit = append(audit, s)
 	}
-	want := []string{">enqueued@0:", "enqueued>in_progress@1:w1", "in_progress>in_progress@2:w2", "in_progress>waiting_for_retry@2:w2", "waiting_for_retry>in_progress@3:w2", "in_progress>error@3:w2"}
+	want := []string{">enqueued@0:", "enqueued>in_progress@1:w1", "in_progress>in_progress@2:w2", "in_progress>waiting_for_retry@2:w2",
+		// The due retry became enqueued at its run_at, then was claimed.
+		"waiting_for_retry>enqueued@2:w2", "enqueued>in_progress@3:w2", "in_progress>error@3:w2"}
 	if len(audit) != len(want) {
 		t.Fatalf("audit = %v, want %v", audit, want)
 	}
@@ -179,6 +181,11 @@ func TestRetryErrorRescueAndIllegalTransition(t *testing.T) {
 		if audit[i] != want[i] {
 			t.Fatalf("audit = %v, want %v", audit, want)
 		}
+	}
+	var due time.Time
+	if err := pool.QueryRow(ctx, `SELECT (metadata->>'due_at')::timestamptz FROM tasker.step_transitions
+		WHERE step_uuid = $1 AND from_state = 'waiting_for_retry' AND to_state = 'enqueued'`, steps[0]).Scan(&due); err != nil || !due.Equal(retryAt) {
+		t.Fatalf("due_at = %v, %v; want the retry's run_at %v", due, err, retryAt)
 	}
 }
 
