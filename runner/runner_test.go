@@ -179,9 +179,11 @@ func testCrashedRunnerLosesNothing(t *testing.T, mode string) {
 		return contracts.StepResult{Success: true}, nil
 	})
 	// The rescuer starts before the leases expire: its first claim finds
-	// nothing, so only its poller (hybrid) or sweep (event_driven_only)
-	// can find the steps later.
-	r2 := startRunner(t, pool, runner.Config{WorkerID: "rescuer", Mode: mode, Handlers: &ok, PollInterval: 100 * time.Millisecond, LeaseFor: time.Second})
+	// nothing, so only its poller (hybrid) or sweep (event_driven_only,
+	// every LeaseFor/3) can find the steps later. Its own leases are longer
+	// than the dead runner's, so that a slow machine cannot make it lose
+	// one and count a second rescue.
+	r2 := startRunner(t, pool, runner.Config{WorkerID: "rescuer", Mode: mode, Handlers: &ok, PollInterval: 100 * time.Millisecond, LeaseFor: 3 * time.Second})
 	waitFor(t, 20*time.Second, "rescued tasks complete", func() bool {
 		for _, task := range tasks {
 			if taskState(t, pool, task) != "complete" {
