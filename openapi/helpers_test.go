@@ -264,6 +264,7 @@ type (
 		DependsOn   []string        `json:"depends_on"`
 		Attempts    int             `json:"attempts"`
 		MaxAttempts int             `json:"max_attempts"`
+		Yields      int             `json:"yields"`
 		Results     json.RawMessage `json:"results"`
 		LastError   json.RawMessage `json:"last_error"`
 		Transitions []apiTransition `json:"transitions"`

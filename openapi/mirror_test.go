@@ -15,6 +15,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -35,7 +36,12 @@ import (
 // gRPC-Web) on a private database, and returns its base URL and address.
 func mirrorServer(t *testing.T, auth *openapi.Authenticator) (string, string) {
 	t.Helper()
-	pool := pgtest.Pool(t)
+	return serveMirror(t, pgtest.Pool(t), auth)
+}
+
+// serveMirror serves the mirror as mirrorServer does, on pool.
+func serveMirror(t *testing.T, pool *pgxpool.Pool, auth *openapi.Authenticator) (string, string) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg := openapi.Config{
 		Version: "test", DB: pool, Logger: log,

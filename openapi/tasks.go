@@ -63,6 +63,7 @@ type Step struct {
 	PendingParents   int             `json:"pending_parents" doc:"parents not finished yet"`
 	Attempts         int             `json:"attempts" doc:"attempts started"`
 	MaxAttempts      int             `json:"max_attempts"`
+	Yields           int             `json:"yields" doc:"times the step yielded (saved a checkpoint and ran again without using an attempt); reset by a redrive"`
 	Retryable        bool            `json:"retryable"`
 	TimeoutMs        int             `json:"timeout_ms,omitempty"`
 	RunAt            time.Time       `json:"run_at" doc:"when it is (or was) ready to run; retries put it in the future"`
@@ -227,7 +228,7 @@ func stepFromRow(s store.Step) Step {
 	return Step{
 		StepUUID: s.StepUUID, TaskUUID: s.TaskUUID, Namespace: s.Namespace, Name: s.Name, TemplateStepName: s.TemplateStepName,
 		Handler: s.Handler, Type: s.Type, State: s.State, DependsOn: deps, PendingParents: s.PendingParents,
-		Attempts: s.Attempts, MaxAttempts: s.MaxAttempts, Retryable: s.Retryable, TimeoutMs: s.TimeoutMs, RunAt: s.RunAt,
+		Attempts: s.Attempts, MaxAttempts: s.MaxAttempts, Yields: s.Yields, Retryable: s.Retryable, TimeoutMs: s.TimeoutMs, RunAt: s.RunAt,
 		LeaseOwner: s.LeaseOwner, LeaseExpiresAt: s.LeaseExpiresAt,
 		Inputs: rawJSON(s.Inputs), Results: rawJSON(s.Results), Checkpoint: rawJSON(s.Checkpoint), LastError: rawJSON(s.LastError),
 		CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, LastAttemptedAt: s.LastAttemptedAt, CompletedAt: s.CompletedAt,

@@ -132,6 +132,19 @@ func fmtTime(t *time.Time) string {
 	return t.Local().Format(time.DateTime)
 }
 
+// fmtAttempts shows a step's attempts as "attempts/max", then its yields
+// (checkpointed re-runs that used no attempt) when it has any.
+func fmtAttempts(attempts, maxAttempts, yields int64) string {
+	out := fmt.Sprintf("%d/%d", attempts, maxAttempts)
+	switch {
+	case yields == 1:
+		out += ", 1 yield"
+	case yields > 1:
+		out += fmt.Sprintf(", %d yields", yields)
+	}
+	return out
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"

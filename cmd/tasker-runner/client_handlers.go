@@ -196,8 +196,8 @@ func runDLQ(ctx context.Context, env *environment, args []string) error {
 		tw := newTable(env.stdout)
 		fmt.Fprintln(tw, "STEP\tTASK\tNAMESPACE\tTEMPLATE\tNAME\tHANDLER\tATTEMPTS\tFAILED\tLAST ERROR")
 		for _, d := range res.JSON200.Items {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", d.StepUuid, d.TaskUuid, d.Namespace, d.TemplateName, d.Name, d.Handler,
-				d.Attempts, d.MaxAttempts, fmtTime(d.LastAttemptedAt), orDash(compactJSON(d.LastError, 80)))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.StepUuid, d.TaskUuid, d.Namespace, d.TemplateName, d.Name, d.Handler,
+				fmtAttempts(d.Attempts, d.MaxAttempts, d.Yields), fmtTime(d.LastAttemptedAt), orDash(compactJSON(d.LastError, 80)))
 		}
 		tw.Flush()
 		if nc := res.JSON200.NextCursor; nc != nil && *nc != "" {

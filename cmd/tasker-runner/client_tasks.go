@@ -135,7 +135,7 @@ func waitTask(ctx context.Context, c *client.ClientWithResponses, id uuid.UUID, 
 			if prev, ok := seen[s.StepUuid]; !ok || prev != s.State {
 				line := fmt.Sprintf("  %s  step %-24s %s", time.Now().Format(time.TimeOnly), s.Name, s.State)
 				if s.Attempts > 0 {
-					line += fmt.Sprintf(" (attempt %d/%d)", s.Attempts, s.MaxAttempts)
+					line += " (attempt " + fmtAttempts(s.Attempts, s.MaxAttempts, s.Yields) + ")"
 				}
 				if s.LastError != nil && s.State != client.StepStateComplete {
 					line += "  " + compactJSON(s.LastError, 120)
@@ -177,7 +177,7 @@ func printTask(w io.Writer, t *client.Task) {
 		if s.State != client.StepStateComplete && s.State != client.StepStateResolvedManually && s.LastError != nil {
 			detail = compactJSON(s.LastError, 100)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\n", s.Name, s.Handler, s.State, s.Attempts, s.MaxAttempts, orDash(detail))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Handler, s.State, fmtAttempts(s.Attempts, s.MaxAttempts, s.Yields), orDash(detail))
 	}
 	tw.Flush()
 }

@@ -260,3 +260,23 @@ func TestClientCommandsUsage(t *testing.T) {
 		t.Errorf("status without a server: %v", r)
 	}
 }
+
+// tasks get shows a step's yields next to its attempts, only when it has
+// any.
+func TestPrintTaskShowsYields(t *testing.T) {
+	task := &client.Task{TaskUuid: uuid.New(), State: client.TaskStateStepsInProcess, Steps: []client.Step{
+		{Name: "scan", Handler: "etl.scan", State: client.StepStateEnqueued, Attempts: 1, MaxAttempts: 3, Yields: 2},
+		{Name: "load", Handler: "etl.load", State: client.StepStatePending, MaxAttempts: 3},
+		{Name: "once", Handler: "etl.once", State: client.StepStateEnqueued, Attempts: 1, MaxAttempts: 1, Yields: 1},
+	}}
+	var out strings.Builder
+	printTask(&out, task)
+	for _, want := range []string{"1/3, 2 yields", "0/3 ", "1/1, 1 yield "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("printTask: no %q in\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "0/3,") {
+		t.Errorf("printTask shows yields of a step that has none:\n%s", out.String())
+	}
+}

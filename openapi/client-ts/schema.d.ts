@@ -486,6 +486,11 @@ export interface components {
             type: "standard" | "decision" | "deferred_convergence" | "batchable" | "batch_worker";
             /** Format: date-time */
             updated_at: string;
+            /**
+             * Format: int64
+             * @description times the step yielded (saved a checkpoint and ran again without using an attempt); reset by a redrive
+             */
+            yields: number;
         };
         DeadLetterFilter: {
             /**
@@ -945,6 +950,11 @@ export interface components {
             type: "standard" | "decision" | "deferred_convergence" | "batchable" | "batch_worker";
             /** Format: date-time */
             updated_at: string;
+            /**
+             * Format: int64
+             * @description times the step yielded (saved a checkpoint and ran again without using an attempt); reset by a redrive
+             */
+            yields: number;
         };
         StepDetail: {
             /**
@@ -1002,6 +1012,11 @@ export interface components {
             type: "standard" | "decision" | "deferred_convergence" | "batchable" | "batch_worker";
             /** Format: date-time */
             updated_at: string;
+            /**
+             * Format: int64
+             * @description times the step yielded (saved a checkpoint and ran again without using an attempt); reset by a redrive
+             */
+            yields: number;
         };
         SubmitTaskRequest: {
             /** @description the task's input: a JSON object, validated against the template's input_schema */

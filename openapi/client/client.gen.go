@@ -601,6 +601,9 @@ type DeadLetter struct {
 	TimeoutMs        *int64             `json:"timeout_ms,omitempty"`
 	Type             DeadLetterType     `json:"type"`
 	UpdatedAt        time.Time          `json:"updated_at"`
+
+	// Yields times the step yielded (saved a checkpoint and ran again without using an attempt); reset by a redrive
+	Yields int64 `json:"yields"`
 }
 
 // DeadLetterState defines model for DeadLetter.State.
@@ -1010,6 +1013,9 @@ type Step struct {
 	TimeoutMs        *int64             `json:"timeout_ms,omitempty"`
 	Type             StepType           `json:"type"`
 	UpdatedAt        time.Time          `json:"updated_at"`
+
+	// Yields times the step yielded (saved a checkpoint and ran again without using an attempt); reset by a redrive
+	Yields int64 `json:"yields"`
 }
 
 // StepState defines model for Step.State.
@@ -1063,6 +1069,9 @@ type StepDetail struct {
 	Transitions *[]Transition  `json:"transitions,omitempty"`
 	Type        StepDetailType `json:"type"`
 	UpdatedAt   time.Time      `json:"updated_at"`
+
+	// Yields times the step yielded (saved a checkpoint and ran again without using an attempt); reset by a redrive
+	Yields int64 `json:"yields"`
 }
 
 // StepDetailState defines model for StepDetail.State.

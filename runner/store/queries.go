@@ -67,6 +67,9 @@ type Step struct {
 	PendingParents int
 	Attempts       int
 	MaxAttempts    int
+	// Yields counts the times the step yielded (saved a checkpoint and ran
+	// again without using an attempt); a redrive resets it.
+	Yields         int
 	Retryable      bool
 	TimeoutMs      int
 	RunAt          time.Time
@@ -86,14 +89,14 @@ type Step struct {
 const stepColumns = `s.step_uuid, s.task_uuid, s.namespace, s.name, s.template_step_name, s.handler, s.type, s.state,
 	ARRAY(SELECT p.name FROM tasker.step_edges e JOIN tasker.steps p ON p.step_uuid = e.from_step
 	      WHERE e.to_step = s.step_uuid ORDER BY p.name) AS depends_on,
-	s.pending_parents, s.attempts, s.max_attempts, s.retryable, coalesce(s.timeout_ms, 0), s.run_at,
+	s.pending_parents, s.attempts, s.max_attempts, s.yields, s.retryable, coalesce(s.timeout_ms, 0), s.run_at,
 	coalesce(s.lease_owner, ''), s.lease_expires_at, s.inputs, s.results, s.checkpoint, s.last_error,
 	s.created_at, s.updated_at, s.last_attempted_at, s.completed_at`
 
 func scanStep(row pgx.Row, extra ...any) (Step, error) {
 	var s Step
 	dest := []any{&s.StepUUID, &s.TaskUUID, &s.Namespace, &s.Name, &s.TemplateStepName, &s.Handler, &s.Type, &s.State,
-		&s.DependsOn, &s.PendingParents, &s.Attempts, &s.MaxAttempts, &s.Retryable, &s.TimeoutMs, &s.RunAt,
+		&s.DependsOn, &s.PendingParents, &s.Attempts, &s.MaxAttempts, &s.Yields, &s.Retryable, &s.TimeoutMs, &s.RunAt,
 		&s.LeaseOwner, &s.LeaseExpiresAt, &s.Inputs, &s.Results, &s.Checkpoint, &s.LastError,
 		&s.CreatedAt, &s.UpdatedAt, &s.LastAttemptedAt, &s.CompletedAt}
 	err := row.Scan(append(dest, extra...)...)

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -413,5 +414,52 @@ func TestUUIDv7Floor(t *testing.T) {
 	}
 	if ms != at.UnixMilli() {
 		t.Fatalf("floor time = %d ms, want %d", ms, at.UnixMilli())
+	}
+}
+
+// A step's yields show in every read of it (GetStep, ListTaskSteps, dead
+// letters), and a redrive resets them.
+func TestStepReadsShowYields(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.Pool(t)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	task, steps := diamond(t, pool, "yields", now)
+	for i := range 2 {
+		cs, err := store.Claim(ctx, pool, store.ClaimParams{WorkerID: "w1", Namespaces: []string{"yields"}, Limit: 1, Now: now, LeaseFor: time.Minute})
+		if err != nil || len(cs) != 1 {
+			t.Fatalf("claim %d: %v %v", i, cs, err)
+		}
+		ckpt := fmt.Sprintf(`{"cursor": %d}`, i)
+		if _, err := store.Complete(ctx, pool, "w1", now, []store.Completion{{StepUUID: steps[0], Attempt: cs[0].Attempt, State: store.StateEnqueued, RunAt: now, Checkpoint: []byte(ckpt)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := store.GetStep(ctx, pool, steps[0])
+	if err != nil || st.Yields != 2 || st.State != store.StateEnqueued || string(st.Checkpoint) != `{"cursor": 1}` {
+		t.Fatalf("GetStep after 2 yields = %+v, %v", st, err)
+	}
+	all, err := store.ListTaskSteps(ctx, pool, task)
+	if err != nil || len(all) != 4 {
+		t.Fatalf("ListTaskSteps = %+v, %v", all, err)
+	}
+	for _, s := range all {
+		if want := map[bool]int{true: 2, false: 0}[s.StepUUID == steps[0]]; s.Yields != want {
+			t.Errorf("ListTaskSteps: step %s has %d yields, want %d", s.Name, s.Yields, want)
+		}
+	}
+
+	if failed := failReady(t, pool, "yields", now); !slices.Equal(failed, steps[:1]) {
+		t.Fatalf("failed %v, want step a", failed)
+	}
+	dl, _, err := store.ListDeadLetters(ctx, pool, store.DeadLetterFilter{Namespace: "yields"}, nil, 10)
+	if err != nil || len(dl) != 1 || dl[0].StepUUID != steps[0] || dl[0].Yields != 2 {
+		t.Fatalf("dead letters = %+v, %v", dl, err)
+	}
+	if _, err := store.RedriveSteps(ctx, pool, store.RedriveRequest{StepUUIDs: steps[:1], AdditionalAttempts: 1, Manual: store.Manual{Now: now}}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := store.GetStep(ctx, pool, steps[0]); err != nil || st.Yields != 0 || st.State != store.StateEnqueued {
+		t.Fatalf("redriven step = %+v, %v", st, err)
 	}
 }

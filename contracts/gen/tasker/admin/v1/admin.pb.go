@@ -2485,7 +2485,10 @@ type Step struct {
 	LastAttemptedAt  *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=last_attempted_at,proto3" json:"last_attempted_at,omitempty"`
 	CompletedAt      *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=completed_at,proto3" json:"completed_at,omitempty"`
 	// GetStep with include "transitions": the step's audit trail.
-	Transitions   []*Transition `protobuf:"bytes,26,rep,name=transitions,proto3" json:"transitions,omitempty"`
+	Transitions []*Transition `protobuf:"bytes,26,rep,name=transitions,proto3" json:"transitions,omitempty"`
+	// Times the step yielded (saved a checkpoint and ran again without using
+	// an attempt); reset by a redrive.
+	Yields        int32 `protobuf:"varint,27,opt,name=yields,proto3" json:"yields,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2700,6 +2703,13 @@ func (x *Step) GetTransitions() []*Transition {
 		return x.Transitions
 	}
 	return nil
+}
+
+func (x *Step) GetYields() int32 {
+	if x != nil {
+		return x.Yields
+	}
+	return 0
 }
 
 // Transition is one state change in the audit trail.
@@ -4346,7 +4356,7 @@ const file_tasker_admin_v1_admin_proto_rawDesc = "" +
 	"\fcompleted_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\fcompleted_at\x121\n" +
 	"\acontext\x18\x13 \x01(\v2\x17.google.protobuf.StructR\acontext\x12+\n" +
 	"\x05steps\x18\x14 \x03(\v2\x15.tasker.admin.v1.StepR\x05steps\x12=\n" +
-	"\vtransitions\x18\x15 \x03(\v2\x1b.tasker.admin.v1.TransitionR\vtransitions\"\xe1\b\n" +
+	"\vtransitions\x18\x15 \x03(\v2\x1b.tasker.admin.v1.TransitionR\vtransitions\"\xf9\b\n" +
 	"\x04Step\x12\x1c\n" +
 	"\tstep_uuid\x18\x01 \x01(\tR\tstep_uuid\x12\x1c\n" +
 	"\ttask_uuid\x18\x02 \x01(\tR\ttask_uuid\x12\x1c\n" +
@@ -4386,7 +4396,8 @@ const file_tasker_admin_v1_admin_proto_rawDesc = "" +
 	"updated_at\x12H\n" +
 	"\x11last_attempted_at\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\x11last_attempted_at\x12>\n" +
 	"\fcompleted_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\fcompleted_at\x12=\n" +
-	"\vtransitions\x18\x1a \x03(\v2\x1b.tasker.admin.v1.TransitionR\vtransitions\"\x8e\x02\n" +
+	"\vtransitions\x18\x1a \x03(\v2\x1b.tasker.admin.v1.TransitionR\vtransitions\x12\x16\n" +
+	"\x06yields\x18\x1b \x01(\x05R\x06yields\"\x8e\x02\n" +
 	"\n" +
 	"Transition\x12\x1c\n" +
 	"\tstep_uuid\x18\x01 \x01(\tR\tstep_uuid\x12\x1e\n" +
