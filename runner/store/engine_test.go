@@ -3,6 +3,7 @@ package store_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -214,6 +215,13 @@ func TestIdempotentSubmission(t *testing.T) {
 	}
 	if again[0].Created || again[0].TaskUUID != first[0].TaskUUID || !again[1].Created || again[2].Created || again[2].TaskUUID != again[1].TaskUUID {
 		t.Fatalf("idempotency: first %+v, again %+v", first, again)
+	}
+	// The statements are pipelined in one transaction: a step that fails
+	// its insert leaves no task behind.
+	bad := mk("")
+	bad.Steps[0].Type = "bogus"
+	if _, err := store.CreateTasks(ctx, pool, time.Now(), []store.NewTask{mk("third"), bad}); err == nil || !strings.Contains(err.Error(), "store: creating steps") {
+		t.Fatalf("a step that cannot be inserted: err = %v", err)
 	}
 	var tasks, steps int
 	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM tasker.tasks), (SELECT count(*) FROM tasker.steps)`).Scan(&tasks, &steps); err != nil || tasks != 2 || steps != 2 {

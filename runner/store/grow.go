@@ -107,7 +107,7 @@ func AddSteps(ctx context.Context, tx pgx.Tx, now time.Time, steps []GrowStep) e
 		sr.step(s.TaskUUID, s.Namespace, s.Priority, s.NewStep, s.PendingParents, s.Ancestors)
 		ready = ready || s.PendingParents == 0
 	}
-	if err := sr.insert(ctx, tx, now, nil); err != nil {
+	if err := sr.insert(ctx, tx, now); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, `

@@ -113,89 +113,104 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 		}
 	}
 
-	out := make([]CreatedTask, len(tasks))
-	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		// Tasks first; ON CONFLICT skips those whose idempotency key exists
-		// (including a repeat within this batch).
-		rows, err := tx.Query(ctx, `
-			INSERT INTO tasker.tasks (task_uuid, template_id, namespace, template_name, template_version, context,
-			                          priority, correlation_id, parent_correlation_id, idempotency_key,
-			                          initiator, source_system, reason, tags, steps_total, created_at, updated_at)
-			SELECT u, tpl, ns, name, ver, ctx, prio, corr, parent, nullif(key, ''), ini, src, rsn,
-			       ARRAY(SELECT jsonb_array_elements_text(tags)), total, $16, $16
-			FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::int[],
-			            $8::uuid[], $9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], $14::jsonb[], $15::int[])
-			     AS t(u, tpl, ns, name, ver, ctx, prio, corr, parent, key, ini, src, rsn, tags, total)
-			ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-			RETURNING task_uuid`,
-			tUUID, tTemplate, tNS, tName, tVersion, tCtx, tPrio, tCorr, tParent, tKey, tInit, tSrc, tRs, tTags, tTotal, now)
-		if err != nil {
-			return fmt.Errorf("store: creating tasks: %w", err)
-		}
-		inserted, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-		if err != nil {
-			return fmt.Errorf("store: creating tasks: %w", err)
-		}
-		created := make(map[uuid.UUID]bool, len(inserted))
-		for _, u := range inserted {
-			created[u] = true
-		}
-		var dupKeys []string
-		for i, t := range tasks {
-			out[i] = CreatedTask{TaskUUID: t.TaskUUID, Created: created[t.TaskUUID]}
-			if !out[i].Created {
-				if t.IdempotencyKey == "" {
-					return fmt.Errorf("store: task %s was not created", t.TaskUUID)
-				}
-				dupKeys = append(dupKeys, t.IdempotencyKey)
-			}
-		}
-		if len(dupKeys) > 0 {
-			existing := map[string]uuid.UUID{}
-			rows, err := tx.Query(ctx, `SELECT idempotency_key, task_uuid FROM tasker.tasks WHERE idempotency_key = ANY($1)`, dupKeys)
-			if err != nil {
-				return fmt.Errorf("store: resolving idempotency keys: %w", err)
-			}
-			var k string
-			var u uuid.UUID
-			if _, err := pgx.ForEachRow(rows, []any{&k, &u}, func() error { existing[k] = u; return nil }); err != nil {
-				return fmt.Errorf("store: resolving idempotency keys: %w", err)
-			}
-			for i := range out {
-				if !out[i].Created {
-					u, ok := existing[tasks[i].IdempotencyKey]
-					if !ok {
-						return fmt.Errorf("store: idempotency key %q conflicted but no task holds it", tasks[i].IdempotencyKey)
-					}
-					out[i].TaskUUID = u
-				}
-			}
-		}
-		if len(inserted) == 0 {
-			return nil
-		}
+	// One round trip: the statements are pipelined and run in one
+	// transaction (implicit, or db's). Steps, edges and the start of the
+	// tasks only touch the tasks this batch inserted: a task whose
+	// idempotency key already existed was skipped by ON CONFLICT, and its
+	// fresh uuid names no row.
+	var b pgx.Batch
+	b.Queue(`
+		INSERT INTO tasker.tasks (task_uuid, template_id, namespace, template_name, template_version, context,
+		                          priority, correlation_id, parent_correlation_id, idempotency_key,
+		                          initiator, source_system, reason, tags, steps_total, created_at, updated_at)
+		SELECT u, tpl, ns, name, ver, ctx, prio, corr, parent, nullif(key, ''), ini, src, rsn,
+		       ARRAY(SELECT jsonb_array_elements_text(tags)), total, $16, $16
+		FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::int[],
+		            $8::uuid[], $9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], $14::jsonb[], $15::int[])
+		     AS t(u, tpl, ns, name, ver, ctx, prio, corr, parent, key, ini, src, rsn, tags, total)
+		ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+		RETURNING task_uuid`,
+		tUUID, tTemplate, tNS, tName, tVersion, tCtx, tPrio, tCorr, tParent, tKey, tInit, tSrc, tRs, tTags, tTotal, now)
+	sr.queue(&b, now)
+	// The steps are enqueued in the same transaction, so the tasks are in
+	// process from the start (Tasker: pending -> steps_in_process once its
+	// steps are enqueued). The update writes the audit rows.
+	b.Queue(`
+		WITH upd AS (
+			UPDATE tasker.tasks SET state = 'steps_in_process' WHERE task_uuid = ANY($1) AND state = 'pending' RETURNING namespace
+		)
+		SELECT pg_notify($2 || namespace, '') FROM (SELECT DISTINCT namespace FROM upd) n`,
+		tUUID, ChannelPrefix)
 
-		// Steps and edges only for the tasks just inserted.
-		if err := sr.insert(ctx, tx, now, inserted); err != nil {
-			return err
-		}
-		// The steps are enqueued in the same transaction, so the tasks are in
-		// process from the start (Tasker: pending -> steps_in_process once its
-		// steps are enqueued). The update writes the audit rows.
-		if _, err := tx.Exec(ctx, `
-			WITH upd AS (
-				UPDATE tasker.tasks SET state = 'steps_in_process' WHERE task_uuid = ANY($1) RETURNING namespace
-			)
-			SELECT pg_notify($2 || namespace, '') FROM (SELECT DISTINCT namespace FROM upd) n`,
-			inserted, ChannelPrefix); err != nil {
-			return fmt.Errorf("store: starting tasks: %w", err)
-		}
-		return nil
-	})
+	br := db.SendBatch(ctx, &b)
+	inserted, err := createTasksResults(br, &sr)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("store: creating tasks: %w", cerr)
+	}
 	if err != nil {
 		return nil, err
 	}
+
+	out := make([]CreatedTask, len(tasks))
+	created := make(map[uuid.UUID]bool, len(inserted))
+	for _, u := range inserted {
+		created[u] = true
+	}
+	var dupKeys []string
+	for i, t := range tasks {
+		out[i] = CreatedTask{TaskUUID: t.TaskUUID, Created: created[t.TaskUUID]}
+		if !out[i].Created {
+			if t.IdempotencyKey == "" {
+				return nil, fmt.Errorf("store: task %s was not created", t.TaskUUID)
+			}
+			dupKeys = append(dupKeys, t.IdempotencyKey)
+		}
+	}
+	if len(dupKeys) == 0 {
+		return out, nil
+	}
+	// Committed: the tasks that hold the keys now (ours, if two requests in
+	// the batch shared a key, or someone else's).
+	existing := map[string]uuid.UUID{}
+	rows, err := db.Query(ctx, `SELECT idempotency_key, task_uuid FROM tasker.tasks WHERE idempotency_key = ANY($1)`, dupKeys)
+	if err != nil {
+		return nil, fmt.Errorf("store: resolving idempotency keys: %w", err)
+	}
+	var k string
+	var u uuid.UUID
+	if _, err := pgx.ForEachRow(rows, []any{&k, &u}, func() error { existing[k] = u; return nil }); err != nil {
+		return nil, fmt.Errorf("store: resolving idempotency keys: %w", err)
+	}
+	for i := range out {
+		if !out[i].Created {
+			u, ok := existing[tasks[i].IdempotencyKey]
+			if !ok {
+				return nil, fmt.Errorf("store: idempotency key %q conflicted but no task holds it", tasks[i].IdempotencyKey)
+			}
+			out[i].TaskUUID = u
+		}
+	}
 	return out, nil
+}
+
+// createTasksResults reads the outcomes of CreateTasks's batch: the uuids
+// of the tasks inserted, then the steps, edges and start of the tasks.
+func createTasksResults(br pgx.BatchResults, sr *stepRows) ([]uuid.UUID, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("store: creating tasks: %w", err)
+	}
+	inserted, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, fmt.Errorf("store: creating tasks: %w", err)
+	}
+	if err := sr.results(br); err != nil {
+		return nil, err
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("store: starting tasks: %w", err)
+	}
+	return inserted, nil
 }
 
 // stepRows collects steps and edges column by column for one set-based
@@ -245,8 +260,11 @@ func (r *stepRows) edge(task, from, to uuid.UUID) {
 }
 
 // insert writes the steps and edges of the given tasks (all when nil).
-func (r *stepRows) insert(ctx context.Context, tx pgx.Tx, now time.Time, tasks []uuid.UUID) error {
-	if _, err := tx.Exec(ctx, `
+// queue adds the statements inserting the steps and edges to b. Rows of
+// tasks that do not exist (their submit was skipped for an existing
+// idempotency key, earlier in the batch) are left out.
+func (r *stepRows) queue(b *pgx.Batch, now time.Time) {
+	b.Queue(`
 		INSERT INTO tasker.steps (step_uuid, task_uuid, namespace, priority, name, template_step_name, handler, type,
 		                          state, pending_parents, ancestors, max_attempts, retryable, retry_policy,
 		                          timeout_ms, inputs, run_at, created_at, updated_at)
@@ -255,20 +273,40 @@ func (r *stepRows) insert(ctx context.Context, tx pgx.Tx, now time.Time, tasks [
 		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[],
 		            $9::text[], $10::int[], $11::text[], $12::int[], $13::bool[], $14::jsonb[], $15::int[], $16::jsonb[])
 		     AS s(u, task, ns, prio, name, tname, handler, type, state, pending, anc, maxa, retryable, policy, timeout, inputs)
-		WHERE $18::uuid[] IS NULL OR task = ANY($18)`,
+		WHERE EXISTS (SELECT 1 FROM tasker.tasks t WHERE t.task_uuid = s.task)`,
 		r.sUUID, r.sTask, r.sNS, r.sPrio, r.sName, r.sTplName, r.sHandler, r.sType, r.sState, r.sPending, r.sAncestors,
-		r.sMax, r.sRetryable, r.sPolicy, r.sTimeout, r.sInputs, now, tasks); err != nil {
+		r.sMax, r.sRetryable, r.sPolicy, r.sTimeout, r.sInputs, now)
+	if len(r.eFrom) > 0 {
+		b.Queue(`
+			INSERT INTO tasker.step_edges (task_uuid, from_step, to_step)
+			SELECT task, f, t FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS e(task, f, t)
+			WHERE EXISTS (SELECT 1 FROM tasker.tasks x WHERE x.task_uuid = e.task)`, r.eTask, r.eFrom, r.eTo)
+	}
+}
+
+// results reads the outcomes of what queue added.
+func (r *stepRows) results(br pgx.BatchResults) error {
+	if _, err := br.Exec(); err != nil {
 		return fmt.Errorf("store: creating steps: %w", err)
 	}
 	if len(r.eFrom) > 0 {
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO tasker.step_edges (task_uuid, from_step, to_step)
-			SELECT task, f, t FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS e(task, f, t)
-			WHERE $4::uuid[] IS NULL OR task = ANY($4)`, r.eTask, r.eFrom, r.eTo, tasks); err != nil {
+		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("store: creating step edges: %w", err)
 		}
 	}
 	return nil
+}
+
+// insert inserts the steps and edges in one round trip.
+func (r *stepRows) insert(ctx context.Context, db DB, now time.Time) error {
+	var b pgx.Batch
+	r.queue(&b, now)
+	br := db.SendBatch(ctx, &b)
+	err := r.results(br)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("store: creating steps: %w", cerr)
+	}
+	return err
 }
 
 func orJSON(b []byte, def string) []byte {
