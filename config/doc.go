@@ -29,7 +29,9 @@
 // Lists of strings are comma separated (TASKER_WORKER_NAMESPACES=a,b). Arrays of
 // tables take a JSON array whose objects use the TOML key names
 // (TASKER_WORKER_HANDLERS='[{"pattern":"x","url":"http://h/x"}]'). A
-// variable set to the empty string is treated as unset.
+// variable set to the empty string is treated as unset. A variable that
+// names no key is ignored; [EnvTypos] finds the ones that look misspelt so
+// that the command can warn about them.
 //
 // database.url can also be set with DATABASE_URL, the name most tools and
 // platforms use; when both DATABASE_URL and TASKER_DATABASE_URL are set,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -244,4 +245,39 @@ func EnvVar(key string) string {
 		}
 	}
 	return ""
+}
+
+// EnvTypo is a TASKER_ variable that overrides no key but is one typo away
+// from a variable that does.
+type EnvTypo struct {
+	Name    string // as set, e.g. TASKER_WORKER_WEB_PROT
+	Suggest string // the likely meant one, e.g. TASKER_WORKER_WEB_PORT
+}
+
+// EnvTypos finds the variables of environ ("NAME=value" entries, as
+// [os.Environ] returns them) that look like misspelt overrides: a TASKER_
+// variable that names no key would otherwise be silently ignored. Only
+// near misses are reported, so variables of other programs that share the
+// prefix stay quiet.
+func EnvTypos(environ []string) []EnvTypo {
+	known := envLeafByName()
+	var out []EnvTypo
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		rest, ok := strings.CutPrefix(name, EnvPrefix)
+		if !ok || name == PathEnv || known[name].env != "" {
+			continue
+		}
+		best, bestDist := "", -1
+		for env := range known {
+			if d := editDistance(rest, strings.TrimPrefix(env, EnvPrefix)); bestDist < 0 || d < bestDist || d == bestDist && env < best {
+				best, bestDist = env, d
+			}
+		}
+		if best != "" && bestDist <= max(1, len(best)/10) {
+			out = append(out, EnvTypo{Name: name, Suggest: best})
+		}
+	}
+	slices.SortFunc(out, func(a, b EnvTypo) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }

@@ -174,6 +174,9 @@ func TestConfigProblems(t *testing.T) {
 			{"bad env value",
 				map[string]string{"DATABASE_URL": dbURL["DATABASE_URL"], "TASKER_WORKER_WEB_PORT": "lots"},
 				nil, []string{"TASKER_WORKER_WEB_PORT", "worker.web.port"}},
+			{"misspelt variable (a warning, besides the file's problem)",
+				map[string]string{"DATABASE_URL": dbURL["DATABASE_URL"], "TASKER_WORKER_WEB_PROT": "9000"},
+				[]string{"--config", unknownKey}, []string{"warning: TASKER_WORKER_WEB_PROT overrides no configuration key and is ignored; did you mean TASKER_WORKER_WEB_PORT?"}},
 			{"all problems at once",
 				map[string]string{"DATABASE_URL": dbURL["DATABASE_URL"], "TASKER_WORKER_WEB_PORT": "lots"},
 				[]string{"--config", unknownKey}, []string{"worker.web.prot", "TASKER_WORKER_WEB_PORT"}},
@@ -188,7 +191,7 @@ func TestConfigProblems(t *testing.T) {
 				t.Errorf("%s: %v: want exit 1, got %v", tt.name, args, r)
 				continue
 			}
-			if !strings.HasPrefix(r.stderr, "tasker-runner "+cmd[0]+": ") {
+			if !strings.Contains(r.stderr, "tasker-runner "+cmd[0]+": ") {
 				t.Errorf("%s: %v: stderr does not name the command:\n%s", tt.name, args, r.stderr)
 			}
 			for _, w := range tt.want {

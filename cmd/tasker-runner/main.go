@@ -30,7 +30,10 @@ type environment struct {
 	stdout io.Writer
 	stderr io.Writer
 	lookup envconfig.Lookuper
-	logger *slog.Logger
+	// environ lists the environment (os.Environ) to warn about misspelt
+	// overrides; nil skips the check.
+	environ func() []string
+	logger  *slog.Logger
 }
 
 // errUsage marks an error caused by how the command was called (exit 2).
@@ -54,7 +57,7 @@ func commands() []command {
 }
 
 func main() {
-	env := &environment{stdout: os.Stdout, stderr: os.Stderr, lookup: envconfig.OsLookuper()}
+	env := &environment{stdout: os.Stdout, stderr: os.Stderr, lookup: envconfig.OsLookuper(), environ: os.Environ}
 	env.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(os.Getenv("TASKER_LOG_LEVEL"))}))
 
 	// The first SIGINT/SIGTERM starts a graceful stop; once it is under way

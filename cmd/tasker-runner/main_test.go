@@ -81,6 +81,13 @@ func runCLI(t *testing.T, vars map[string]string, args ...string) cliResult {
 		stdout: &stdout,
 		stderr: &stderr,
 		lookup: envconfig.MapLookuper(vars),
+		environ: func() []string {
+			var kv []string
+			for k, v := range vars {
+				kv = append(kv, k+"="+v)
+			}
+			return kv
+		},
 		logger: slog.New(slog.NewTextHandler(&stderr, nil)),
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)

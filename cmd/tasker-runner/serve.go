@@ -37,8 +37,14 @@ func runServe(ctx context.Context, env *environment, args []string) error {
 	return serve(ctx, env, cfg, serveOptions{migrate: *migrate || cfg.Database.MigrateOnStart})
 }
 
-// loadConfig resolves, loads and validates the configuration.
+// loadConfig resolves, loads and validates the configuration, and warns
+// about variables that look like misspelt overrides (they are ignored).
 func loadConfig(env *environment, flagPath string) (config.Config, error) {
+	if env.environ != nil {
+		for _, t := range config.EnvTypos(env.environ()) {
+			fmt.Fprintf(env.stderr, "tasker-runner: warning: %s overrides no configuration key and is ignored; did you mean %s?\n", t.Name, t.Suggest)
+		}
+	}
 	return config.Load(config.ResolvePath(flagPath, env.lookup), env.lookup)
 }
 
