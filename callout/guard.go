@@ -48,10 +48,10 @@ var (
 	errAbandoned     = errors.New("call abandoned by the runner")
 )
 
-// guard protects one endpoint: a concurrency limit (adapting to 429s) and
-// a circuit breaker
-// that counts calls failed by the endpoint itself (not handler-reported
-// failures), and the counters the status API and metrics read.
+// guard protects one endpoint: a concurrency limit (adapting to 429s), a
+// circuit breaker that counts calls failed by the endpoint itself (not
+// handler-reported failures), and the counters the status API and metrics
+// read.
 type guard struct {
 	name        string
 	cb          *gobreaker.CircuitBreaker[struct{}]

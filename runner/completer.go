@@ -39,9 +39,10 @@ type pendingOutcome struct {
 }
 
 // completer buffers outcomes and writes them in batches: one statement per
-// batch (store.Complete), up to FlushWriters batches at once. While other handlers are running, a batch waits at
-// most FlushInterval for company; it holds at most FlushBatch outcomes; under
-// load, outcomes that arrive during a write form the next batch.
+// batch (store.Complete), up to FlushWriters batches at once. While other
+// handlers are running, a batch waits at most FlushInterval for company; it
+// holds at most FlushBatch outcomes; under load, outcomes that arrive during
+// a write form the next batch.
 type completer struct {
 	r      *Runner
 	signal chan struct{}
@@ -250,15 +251,17 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 	r.observeFlush(batch, res, time.Since(began))
 
 	var earliestRetry time.Time
-	yielded := false
+	ready := res.Enqueued > 0 // children became ready
 	r.mu.Lock()
 	for _, p := range batch {
 		delete(r.inflight, p.completion.StepUUID)
+		// A yielded step is claimable again at once.
+		ready = ready || len(p.completion.Checkpoint) > 0 && res.Applied[p.completion.StepUUID] == store.StateEnqueued
 	}
 	more := r.more
 	r.mu.Unlock()
-	if more || res.Enqueued > 0 {
-		// Permits were freed and the last claim was full, or children are
+	if more || ready {
+		// Permits were freed and the last claim was full, or steps are
 		// ready: claim now rather than wait for our own NOTIFY (and before
 		// the events below, which the next steps need not wait for).
 		r.wake()
@@ -281,9 +284,6 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 				if p.completion.RunAt.After(p.finished) && (earliestRetry.IsZero() || p.completion.RunAt.Before(earliestRetry)) {
 					earliestRetry = p.completion.RunAt
 				}
-				if len(p.completion.Checkpoint) > 0 {
-					yielded = true
-				}
 			}
 		}
 		if r.cfg.OnEvent != nil {
@@ -294,10 +294,6 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 			})
 			c.eventMu.Unlock()
 		}
-	}
-	if yielded {
-		// A yielded step is claimable again at once.
-		r.wake()
 	}
 	if !earliestRetry.IsZero() {
 		r.scheduleWake(earliestRetry)

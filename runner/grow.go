@@ -202,6 +202,8 @@ func (g *grower) instantiate(p *pendingOutcome, tpl *workflow.Template, graph *t
 		ancestors map[uuid.UUID][]uuid.UUID
 	}
 	fresh := map[string]*added{}
+	// Names added by this outcome: the graph learns them only once the whole
+	// outcome is valid, so a refused one leaves no trace for the next.
 	newNames := map[string]bool{}
 	done := func(state string) bool { return state == store.StateComplete || state == store.StepResolvedManually }
 	var out []store.GrowStep
@@ -408,17 +410,19 @@ func (r *Runner) writeGrowingOnce(ctx context.Context, ps []pendingOutcome, refu
 		if res, err = store.Complete(ctx, tx, r.cfg.WorkerID, now, cs); err != nil {
 			return err
 		}
+		var failed []store.Batch
 		for i := range ps {
 			p := &ps[i]
 			if res.Applied[p.step.StepUUID] == store.StateError && failureStrategy(p.step) == workflow.FailFast {
-				n, err := store.CancelSiblings(ctx, tx, p.step.TaskUUID, p.step.TemplateStepName, now)
-				if err != nil {
-					return err
-				}
-				r.log.Info("fail_fast batch: worker failed; cancelled the workers not started", "step_uuid", p.step.StepUUID, "cancelled", n)
+				failed = append(failed, store.Batch{TaskUUID: p.step.TaskUUID, TemplateStepName: p.step.TemplateStepName})
+				r.log.Info("fail_fast batch: worker failed; cancelling the workers not started", "step_uuid", p.step.StepUUID)
 			}
 		}
-		return nil
+		n, err := store.CancelSiblings(ctx, tx, failed, now)
+		if n > 0 {
+			r.log.Info("fail_fast batches: cancelled the workers not started", "batches", len(failed), "cancelled", n)
+		}
+		return err
 	})
 	return res, err
 }

@@ -18,13 +18,11 @@ import (
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
 )
 
-// TestBenchJSON runs the bench with tiny sizes against the test server and
-// checks that stdout is one JSON object with sane figures. It checks shape,
-// not speed: timed assertions belong to `make bench`, not to unit tests.
-func TestBenchJSON(t *testing.T) {
-	vars := map[string]string{"DATABASE_URL": pgtest.URL(t)}
-	r := runCLI(t, vars, "bench", "--json", "--steps", "300", "--duration", "1s", "--rate", "50", "--concurrency", "100", "--http-steps", "100",
-		"--batch-rows", "600", "--batch-cursors", "3", "--batch-runs", "1")
+// runBenchJSON runs `bench --json args...` against the test server and
+// decodes stdout, which must be exactly one results object.
+func runBenchJSON(t *testing.T, args ...string) (benchResults, cliResult) {
+	t.Helper()
+	r := runCLI(t, map[string]string{"DATABASE_URL": pgtest.URL(t)}, append([]string{"bench"}, args...)...)
 	if r.code != 0 {
 		t.Fatalf("bench failed:\n%s", r)
 	}
@@ -37,6 +35,15 @@ func TestBenchJSON(t *testing.T) {
 	if dec.More() {
 		t.Fatalf("stdout holds more than one JSON value:\n%s", r)
 	}
+	return res, r
+}
+
+// TestBenchJSON runs the bench with tiny sizes against the test server and
+// checks that stdout is one JSON object with sane figures. It checks shape,
+// not speed: timed assertions belong to `make bench`, not to unit tests.
+func TestBenchJSON(t *testing.T) {
+	res, r := runBenchJSON(t, "--json", "--steps", "300", "--duration", "1s", "--rate", "50", "--concurrency", "100", "--http-steps", "100",
+		"--batch-rows", "600", "--batch-cursors", "3", "--batch-runs", "1")
 	if !strings.Contains(r.stderr, "FIGURE") {
 		t.Errorf("with --json the table should go to stderr:\n%s", r)
 	}
@@ -92,17 +99,7 @@ func TestBenchJSON(t *testing.T) {
 // batched through a loopback handler service, and its raw rate) with tiny
 // sizes and checks the figures are there and positive.
 func TestBenchHTTPJSON(t *testing.T) {
-	vars := map[string]string{"DATABASE_URL": pgtest.URL(t)}
-	r := runCLI(t, vars, "bench", "--json", "--http-only", "--http-steps", "200", "--concurrency", "50", "--batch-max", "10")
-	if r.code != 0 {
-		t.Fatalf("bench failed:\n%s", r)
-	}
-	var res benchResults
-	dec := json.NewDecoder(strings.NewReader(r.stdout))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&res); err != nil {
-		t.Fatalf("stdout is not the results JSON: %v\n%s", err, r)
-	}
+	res, r := runBenchJSON(t, "--json", "--http-only", "--http-steps", "200", "--concurrency", "50", "--batch-max", "10")
 	if res.Backlog != nil || res.Latency != nil {
 		t.Errorf("--http-only ran other scenarios: backlog %v, latency %v", res.Backlog != nil, res.Latency != nil)
 	}
@@ -178,17 +175,7 @@ func TestBenchUsageErrors(t *testing.T) {
 // worker is called twice (one checkpoint each), and checks that every run
 // was verified and the figures are there. No timing assertions.
 func TestBenchBatchJSON(t *testing.T) {
-	vars := map[string]string{"DATABASE_URL": pgtest.URL(t)}
-	r := runCLI(t, vars, "bench", "--json", "--quick", "--batch-only", "--batch-rows", "4000", "--batch-cursors", "8")
-	if r.code != 0 {
-		t.Fatalf("bench failed:\n%s", r)
-	}
-	var res benchResults
-	dec := json.NewDecoder(strings.NewReader(r.stdout))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&res); err != nil {
-		t.Fatalf("stdout is not the results JSON: %v\n%s", err, r)
-	}
+	res, r := runBenchJSON(t, "--json", "--quick", "--batch-only", "--batch-rows", "4000", "--batch-cursors", "8")
 	if res.Backlog != nil || res.Latency != nil || res.HTTP != nil {
 		t.Errorf("--batch-only ran other scenarios: backlog %v, latency %v, http %v", res.Backlog != nil, res.Latency != nil, res.HTTP != nil)
 	}
@@ -288,18 +275,8 @@ func TestBenchBatchVerificationFails(t *testing.T) {
 // retry path ran, and that the figures and the raw samples are there and
 // consistent. No timing or growth assertions: those belong to `make bench`.
 func TestBenchSoakJSON(t *testing.T) {
-	vars := map[string]string{"DATABASE_URL": pgtest.URL(t)}
 	prof := filepath.Join(t.TempDir(), "heap.pprof")
-	r := runCLI(t, vars, "bench", "--json", "--soak", "3s", "--soak-rate", "120", "--concurrency", "50", "--memprofile", prof)
-	if r.code != 0 {
-		t.Fatalf("bench failed:\n%s", r)
-	}
-	var res benchResults
-	dec := json.NewDecoder(strings.NewReader(r.stdout))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&res); err != nil {
-		t.Fatalf("stdout is not the results JSON: %v\n%s", err, r)
-	}
+	res, r := runBenchJSON(t, "--json", "--soak", "3s", "--soak-rate", "120", "--concurrency", "50", "--memprofile", prof)
 	if res.Backlog != nil || res.Latency != nil || res.HTTP != nil || res.Batch != nil {
 		t.Errorf("--soak ran other scenarios: backlog %v, latency %v, http %v, batch %v", res.Backlog != nil, res.Latency != nil, res.HTTP != nil, res.Batch != nil)
 	}

@@ -92,8 +92,8 @@ type GrowStep struct {
 }
 
 // AddSteps creates steps and their edges in running tasks and raises the
-// tasks' step totals, in a fixed number of statements; namespaces that get
-// ready steps are notified at commit. Call it after [LockTasks].
+// tasks' step totals, in one round trip; namespaces that get ready steps
+// are notified at commit. Call it after [LockTasks].
 func AddSteps(ctx context.Context, tx pgx.Tx, now time.Time, steps []GrowStep) error {
 	if len(steps) == 0 {
 		return nil
@@ -107,35 +107,64 @@ func AddSteps(ctx context.Context, tx pgx.Tx, now time.Time, steps []GrowStep) e
 		sr.step(s.TaskUUID, s.Namespace, s.Priority, s.NewStep, s.PendingParents, s.Ancestors)
 		ready = ready || s.PendingParents == 0
 	}
-	if err := sr.insert(ctx, tx, now); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, `
+	var b pgx.Batch
+	sr.queue(&b, now)
+	b.Queue(`
 		UPDATE tasker.tasks t SET steps_total = t.steps_total + n.added, updated_at = $2
 		FROM (SELECT task, count(*)::int AS added FROM unnest($1::uuid[]) AS task GROUP BY task) n
-		WHERE t.task_uuid = n.task`, sr.sTask, now); err != nil {
+		WHERE t.task_uuid = n.task`, sr.sTask, now)
+	if ready {
+		b.Queue(`SELECT pg_notify($2 || ns, '') FROM (SELECT DISTINCT unnest($1::text[]) AS ns) n`, sr.sNS, ChannelPrefix)
+	}
+	br := tx.SendBatch(ctx, &b)
+	err := addStepsResults(br, &sr, ready)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("store: adding steps: %w", cerr)
+	}
+	return err
+}
+
+func addStepsResults(br pgx.BatchResults, sr *stepRows, ready bool) error {
+	if err := sr.results(br); err != nil {
+		return err
+	}
+	if _, err := br.Exec(); err != nil {
 		return fmt.Errorf("store: counting added steps: %w", err)
 	}
 	if ready {
-		if _, err := tx.Exec(ctx, `SELECT pg_notify($2 || ns, '') FROM (SELECT DISTINCT unnest($1::text[]) AS ns) n`,
-			sr.sNS, ChannelPrefix); err != nil {
+		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("store: notifying: %w", err)
 		}
 	}
 	return nil
 }
 
-// CancelSiblings cancels the steps of a task made from template step
-// templateStepName that have not started (pending, enqueued or waiting for
-// a retry): a fail_fast batch stops its other workers. In-flight ones
-// finish. It returns how many were cancelled.
-func CancelSiblings(ctx context.Context, tx pgx.Tx, task uuid.UUID, templateStepName string, now time.Time) (int, error) {
+// Batch names the instances of one batch_worker template step in a task.
+type Batch struct {
+	TaskUUID         uuid.UUID
+	TemplateStepName string
+}
+
+// CancelSiblings cancels, in one statement, the steps of the batches that
+// have not started (pending, enqueued or waiting for a retry): a fail_fast
+// batch stops its other workers. In-flight ones finish. It returns how
+// many were cancelled.
+func CancelSiblings(ctx context.Context, tx pgx.Tx, batches []Batch, now time.Time) (int, error) {
+	if len(batches) == 0 {
+		return 0, nil
+	}
+	tasks := make([]uuid.UUID, len(batches))
+	names := make([]string, len(batches))
+	for i, b := range batches {
+		tasks[i], names[i] = b.TaskUUID, b.TemplateStepName
+	}
 	tag, err := tx.Exec(ctx, `
-		UPDATE tasker.steps SET state = 'cancelled', updated_at = $3
-		WHERE task_uuid = $1 AND template_step_name = $2 AND state IN ('pending', 'enqueued', 'waiting_for_retry')`,
-		task, templateStepName, now)
+		UPDATE tasker.steps s SET state = 'cancelled', updated_at = $3
+		FROM unnest($1::uuid[], $2::text[]) AS b(task, name)
+		WHERE s.task_uuid = b.task AND s.template_step_name = b.name AND s.state IN ('pending', 'enqueued', 'waiting_for_retry')`,
+		tasks, names, now)
 	if err != nil {
-		return 0, fmt.Errorf("store: cancelling the rest of batch %s in task %s: %w", templateStepName, task, err)
+		return 0, fmt.Errorf("store: cancelling the rest of %d fail_fast batches: %w", len(batches), err)
 	}
 	return int(tag.RowsAffected()), nil
 }
