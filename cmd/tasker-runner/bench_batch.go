@@ -478,27 +478,11 @@ func startETL(ctx context.Context, env *environment, srv *benchServer, o benchOp
 		return nil, nil, err
 	}
 	tr := &etlTracker{tasks: map[uuid.UUID]*etlTrack{}}
-	r, err := runner.New(sc.pool, runnerConfigWith(env, o, sc, "batch", etlFuncs(int64(o.batchCheckpoint)), tr.onEvent))
+	_, stopRun, err := startListeningRunner(ctx, sc.pool, runnerConfigWith(env, o, sc, "batch", etlFuncs(int64(o.batchCheckpoint)), tr.onEvent))
 	if err != nil {
 		return nil, nil, err
 	}
-	runCtx, cancelRun := context.WithCancel(ctx)
-	if err := r.Start(runCtx); err != nil {
-		cancelRun()
-		return nil, nil, err
-	}
-	stops = append(stops, func() {
-		_ = stopRunner(ctx, r)
-		cancelRun()
-		r.Wait()
-	})
-	// Measure the event-driven path: wait for the LISTEN connection.
-	for deadline := time.Now().Add(10 * time.Second); !r.ListenerConnected(); {
-		if time.Now().After(deadline) {
-			return nil, nil, fmt.Errorf("the runner's LISTEN connection did not come up within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	stops = append(stops, func() { _ = stopRun() })
 	return &etlRunner{sc: sc, client: client, tpl: tpl, tr: tr, timeout: o.scenarioTime}, stop, nil
 }
 

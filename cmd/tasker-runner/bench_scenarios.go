@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/contracts"
@@ -89,6 +90,35 @@ func stopRunner(ctx context.Context, r *runner.Runner) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	return r.Stop(ctx)
+}
+
+// startListeningRunner starts a runner and waits until its LISTEN
+// connection is up, so that a scenario measures the event-driven path. stop
+// stops it gracefully and waits for it; calls after the first do nothing.
+func startListeningRunner(ctx context.Context, pool *pgxpool.Pool, cfg runner.Config) (r *runner.Runner, stop func() error, err error) {
+	r, err = runner.New(pool, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	runCtx, cancelRun := context.WithCancel(ctx)
+	if err := r.Start(runCtx); err != nil {
+		cancelRun()
+		return nil, nil, err
+	}
+	stop = sync.OnceValue(func() error {
+		err := stopRunner(ctx, r)
+		cancelRun()
+		r.Wait()
+		return err
+	})
+	for deadline := time.Now().Add(10 * time.Second); !r.ListenerConnected(); {
+		if time.Now().After(deadline) {
+			_ = stop()
+			return nil, nil, fmt.Errorf("the runner's LISTEN connection did not come up within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return r, stop, nil
 }
 
 type backlogResult struct {
@@ -434,27 +464,11 @@ func runLatency(ctx context.Context, env *environment, srv *benchServer, o bench
 			checkDone()
 		}
 	}
-	r, err := runner.New(sc.pool, runnerConfig(env, o, sc, "latency", onEvent))
+	_, stop, err := startListeningRunner(ctx, sc.pool, runnerConfig(env, o, sc, "latency", onEvent))
 	if err != nil {
 		return res, err
 	}
-	runCtx, cancelRun := context.WithCancel(ctx)
-	defer cancelRun()
-	if err := r.Start(runCtx); err != nil {
-		return res, err
-	}
-	defer func() {
-		_ = stopRunner(ctx, r)
-		cancelRun()
-		r.Wait()
-	}()
-	// Measure the event-driven path: wait for the LISTEN connection.
-	for deadline := time.Now().Add(10 * time.Second); !r.ListenerConnected(); {
-		if time.Now().After(deadline) {
-			return res, fmt.Errorf("the runner's LISTEN connection did not come up within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	defer func() { _ = stop() }()
 
 	// History first, worked off as fast as the runner goes; then the
 	// statistics autovacuum would have gathered in a live database. Without

@@ -311,33 +311,11 @@ func runSoak(ctx context.Context, env *environment, srv *benchServer, o benchOpt
 	handler := &soakHandler{}
 	funcs := &callout.Funcs{}
 	funcs.Register(benchSoakCallable, handler.handle)
-	r, err := runner.New(sc.pool, runnerConfigWith(env, o, sc, "soak", funcs, onEvent))
+	r, stop, err := startListeningRunner(ctx, sc.pool, runnerConfigWith(env, o, sc, "soak", funcs, onEvent))
 	if err != nil {
 		return res, err
 	}
-	runCtx, cancelRun := context.WithCancel(ctx)
-	defer cancelRun()
-	if err := r.Start(runCtx); err != nil {
-		return res, err
-	}
-	stopped := false
-	stop := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		err := stopRunner(ctx, r)
-		cancelRun()
-		r.Wait()
-		return err
-	}
 	defer func() { _ = stop() }()
-	for deadline := time.Now().Add(10 * time.Second); !r.ListenerConnected(); {
-		if time.Now().After(deadline) {
-			return res, fmt.Errorf("the runner's LISTEN connection did not come up within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 
 	// History first, then the statistics autovacuum would have gathered in
 	// a live database: without them the claim plans cached while the tables
