@@ -14,6 +14,7 @@ import (
 // full), newly ready children and due retries.
 func (r *Runner) claimLoop(ctx context.Context) {
 	errDelay := 50 * time.Millisecond
+	var buf []store.ClaimedStep // reused by every claim
 	for {
 		select {
 		case <-ctx.Done():
@@ -35,7 +36,9 @@ func (r *Runner) claimLoop(ctx context.Context) {
 				Limit:      free,
 				Now:        r.cfg.Now(),
 				LeaseFor:   r.cfg.LeaseFor,
+				Buf:        buf, // dispatch copies each step out
 			})
+			buf = steps
 			r.stats.claimQueries.Add(1)
 			r.noteClaim(err)
 			if err != nil {
@@ -59,6 +62,7 @@ func (r *Runner) claimLoop(ctx context.Context) {
 			for _, s := range steps {
 				r.dispatch(s)
 			}
+			clear(steps) // dispatched copies; keep no payloads alive here
 			if len(steps) < free {
 				break
 			}

@@ -5,8 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
@@ -213,27 +211,26 @@ func (c *completer) retry(ctx context.Context, n int, write func() (store.Comple
 func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 	r := c.r
 	began := time.Now()
-	var static, growing []pendingOutcome
-	for _, p := range batch {
-		if p.tpl != nil {
-			growing = append(growing, p)
+	// Outcomes are large: the static ones are written from their
+	// completions alone, and only growing tasks' outcomes are copied.
+	var growing []pendingOutcome
+	cs := make([]store.Completion, 0, len(batch))
+	for i := range batch {
+		if batch[i].tpl != nil {
+			growing = append(growing, batch[i])
 		} else {
-			static = append(static, p)
+			cs = append(cs, batch[i].completion)
 		}
 	}
-	res := store.CompleteResult{Applied: make(map[uuid.UUID]string, len(batch))}
-	if len(static) > 0 {
-		cs := make([]store.Completion, len(static))
-		for i, p := range static {
-			cs[i] = p.completion
-		}
+	var res store.CompleteResult
+	if len(cs) > 0 {
 		part, ok := c.retry(ctx, len(cs), func() (store.CompleteResult, error) {
 			return store.Complete(ctx, r.pool, r.cfg.WorkerID, r.cfg.Now(), cs)
 		})
 		if !ok {
 			return false
 		}
-		res.Merge(part)
+		res = part
 	}
 	if len(growing) > 0 {
 		part, ok := c.retry(ctx, len(growing), func() (store.CompleteResult, error) {
@@ -244,7 +241,13 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 		}
 		res.Merge(part)
 		// writeGrowing may have turned outcomes into failures.
-		batch = append(static, growing...)
+		j := 0
+		for i := range batch {
+			if batch[i].tpl != nil {
+				batch[i] = growing[j]
+				j++
+			}
+		}
 	}
 	r.stats.flushes.Add(1)
 	r.stats.stale.Add(int64(res.Stale))

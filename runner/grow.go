@@ -429,10 +429,13 @@ func (r *Runner) writeGrowingOnce(ctx context.Context, ps []pendingOutcome, refu
 
 // batchInputs reads a batch worker's inputs (the runner wrote them); ok is
 // false for other steps.
-func batchInputs(s store.ClaimedStep) (in contracts.BatchWorkerInputs, ok bool) {
+func batchInputs(s store.ClaimedStep) (contracts.BatchWorkerInputs, bool) {
 	if workflow.StepType(s.Type) != workflow.StepBatchWorker {
-		return in, false
+		// Returned before in is declared: decoding into it moves it to
+		// the heap, and this runs for every step.
+		return contracts.BatchWorkerInputs{}, false
 	}
+	var in contracts.BatchWorkerInputs
 	if json.Unmarshal(s.Inputs, &in) != nil {
 		return contracts.BatchWorkerInputs{}, false
 	}

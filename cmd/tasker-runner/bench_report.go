@@ -41,6 +41,7 @@ type machine struct {
 	MemoryMB   float64      `json:"memory_mb,omitempty"`
 	Kernel     string       `json:"kernel,omitempty"`
 	Go         string       `json:"go"`
+	GC         string       `json:"gc"`
 	Postgres   postgresInfo `json:"postgres"`
 }
 
@@ -160,8 +161,8 @@ func describe(r *benchResults, srv *benchServer) string {
 		}
 	}
 	return fmt.Sprintf("in-process runner with %s (the runner is this process), hybrid mode; "+
-		"PostgreSQL %s (%s, %s, %s); %s, %d cores, %s",
-		handlers, pg.Version, pg.Source, pg.Isolation, dur, m.CPUModel, m.Cores, m.Go)
+		"PostgreSQL %s (%s, %s, %s); %s, %d cores, %s, %s",
+		handlers, pg.Version, pg.Source, pg.Isolation, dur, m.CPUModel, m.Cores, m.Go, m.GC)
 }
 
 func printBenchTable(w io.Writer, r *benchResults) {
@@ -288,7 +289,7 @@ func groupThousands(n int64) string {
 }
 
 func machineInfo() machine {
-	m := machine{Cores: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), Go: goVersion()}
+	m := machine{Cores: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), Go: goVersion(), GC: gcSetting()}
 	m.CPUModel = cpuModel()
 	if kb := procFileKB("/proc/meminfo", "MemTotal"); kb > 0 {
 		m.MemoryMB = float64(kb) / 1024

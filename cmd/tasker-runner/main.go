@@ -58,6 +58,7 @@ func commands() []command {
 
 func main() {
 	env := &environment{stdout: os.Stdout, stderr: os.Stderr, lookup: envconfig.OsLookuper(), environ: os.Environ}
+	applyGCDefault(os.LookupEnv)
 	env.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(os.Getenv("TASKER_LOG_LEVEL"))}))
 
 	// The first SIGINT/SIGTERM starts a graceful stop; once it is under way

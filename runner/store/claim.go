@@ -22,6 +22,10 @@ type ClaimParams struct {
 	Now time.Time
 	// LeaseFor is how long the lease lasts before another runner may rescue it.
 	LeaseFor time.Duration
+	// Buf, when not nil, is reused for the result (rows are appended to
+	// Buf[:0]): a claim loop that copies the steps out before its next
+	// claim passes the previous result back and allocates no new slice.
+	Buf []ClaimedStep
 }
 
 // ClaimedStep is a leased step hydrated with everything its handler needs.
@@ -136,7 +140,7 @@ func Claim(ctx context.Context, db DB, p ClaimParams) ([]ClaimedStep, error) {
 		return nil, fmt.Errorf("store: claiming steps: %w", err)
 	}
 	var (
-		out    []ClaimedStep
+		out    = p.Buf[:0]
 		c      ClaimedStep
 		deps   []byte
 		parent pgtype.UUID
