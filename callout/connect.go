@@ -381,14 +381,23 @@ func (c *ConnectInvoker) callContext(ctx context.Context) (context.Context, cont
 	return ctx, func() {}
 }
 
+// serverDeadlineSlack is how early a server may end a call for the
+// deadline the invoker sent it (the timeout travels in whole milliseconds).
+const serverDeadlineSlack = 5 * time.Millisecond
+
 // withCause adds the cause of the call context's end (the per-call timeout)
 // to err, as [HTTPInvoker] does.
 func withCause(ctx context.Context, err error) error {
 	if ctx.Err() == nil {
-		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		if dl, ok := ctx.Deadline(); ok {
 			// The call failed because the deadline passed (an HTTP/2 stream
-			// reset, say) before the context's timer fired: it is about to.
-			<-ctx.Done()
+			// reset, say) before the context's timer fired, or the server
+			// ended it at the deadline we sent, which the protocol rounds
+			// down to whole milliseconds: our timer is about to fire.
+			left := time.Until(dl)
+			if left <= 0 || left <= serverDeadlineSlack && connect.CodeOf(err) == connect.CodeDeadlineExceeded {
+				<-ctx.Done()
+			}
 		}
 	}
 	if ctx.Err() != nil {
@@ -480,6 +489,12 @@ func classifyConnectError(endpoint string, err error, now time.Time) (contracts.
 	var ce *connect.Error
 	isConnect := errors.As(err, &ce)
 	wire := isConnect && connect.IsWireError(ce)
+	var callTimeout *callTimeoutError
+	if errors.As(err, &callTimeout) {
+		// Our per-call timeout ended the call (see withCause), even when
+		// the server's DEADLINE_EXCEEDED for it came back first.
+		return ClassifyCallError(endpoint, err), true
+	}
 	if !wire {
 		switch {
 		case errors.Is(err, context.Canceled):
