@@ -12,7 +12,9 @@ import (
 // value gives the defaults listed on each field.
 type TransportOptions struct {
 	// MaxIdleConnsPerHost is the keep-alive pool per handler host; default
-	// 256, so a busy runner reuses connections instead of dialling.
+	// 512, so a busy runner reuses connections instead of dialling. Keep it
+	// at least the calls in flight to one host: with fewer, connections are
+	// closed and redialled under load (each closed one sits in TIME_WAIT).
 	MaxIdleConnsPerHost int
 	// DialTimeout bounds connecting to a handler; default 5s.
 	DialTimeout time.Duration
@@ -33,7 +35,7 @@ type TransportOptions struct {
 
 // Transport defaults.
 const (
-	DefaultMaxIdleConnsPerHost    = 256
+	DefaultMaxIdleConnsPerHost    = 512
 	defaultDialTimeout            = 5 * time.Second
 	defaultTLSHandshakeTimeout    = 10 * time.Second
 	defaultResponseHeaderTimeout  = time.Hour

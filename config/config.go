@@ -338,8 +338,9 @@ type Callout struct {
 	// permanently instead of exhausting memory. Default 4 MiB.
 	MaxResponseBytes int `toml:"max_response_bytes" env:"MAX_RESPONSE_BYTES"`
 	// MaxIdleConnsPerHost keeps this many keep-alive connections per handler
-	// host. Go's default of 2 would make most calls dial under load.
-	// Default 256.
+	// host. Go's default of 2 would make most calls dial under load; below
+	// max_concurrent_steps a busy runner still closes and redials
+	// connections, each closed one waiting in TIME_WAIT. Default 512.
 	MaxIdleConnsPerHost int `toml:"max_idle_conns_per_host" env:"MAX_IDLE_CONNS_PER_HOST"`
 	// Breaker holds the circuit breaker defaults for every endpoint.
 	Breaker Breaker `toml:"breaker" env:",prefix=BREAKER_"`
@@ -465,7 +466,7 @@ func Default() Config {
 			Callout: Callout{
 				DefaultTimeoutSeconds: 30,
 				MaxResponseBytes:      4 << 20,
-				MaxIdleConnsPerHost:   256,
+				MaxIdleConnsPerHost:   512,
 				Breaker: Breaker{
 					MaxRequests:         1,
 					IntervalSeconds:     60,
