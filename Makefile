@@ -9,7 +9,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 TESTFLAGS ?=
 
-.PHONY: help run test bench bench-soak build lint generate clean postgres
+.PHONY: help run test bench bench-soak bench-river build lint generate clean postgres
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +34,9 @@ bench: build postgres ## run the benchmarks: prints a table and writes bench-res
 
 bench-soak: build postgres ## the 10-minute memory soak (bench --soak 10m): prints a table and writes bench-results-soak.json
 	./$(BIN) bench --soak $(or $(SOAK),10m) --out bench-results-soak.json
+
+bench-river: postgres ## River on this machine, measured like the backlog bench (cmd/riverbench, a module of its own)
+	cd cmd/riverbench && $(GO) run . $(RIVERFLAGS)
 
 lint: ## gofmt, go vet and the import-direction check
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*')); \
