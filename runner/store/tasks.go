@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // NewTask is one task to create with all of its initial steps.
@@ -67,8 +68,10 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 		return nil, nil
 	}
 	var (
-		tUUID, tCorr                                 []uuid.UUID
-		tParent                                      []uuid.NullUUID
+		// [16]byte, not uuid.UUID: pgx encodes a uuid.UUID through its
+		// driver.Valuer (text), trying and failing a binary plan for each.
+		tUUID, tCorr                                 [][16]byte
+		tParent                                      []pgtype.UUID
 		tTemplate                                    []int64
 		tNS, tName, tVersion, tKey, tInit, tSrc, tRs []string
 		tCtx                                         [][]byte
@@ -82,7 +85,7 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 		}
 		tUUID = append(tUUID, t.TaskUUID)
 		tCorr = append(tCorr, t.CorrelationID)
-		tParent = append(tParent, t.ParentCorrelationID)
+		tParent = append(tParent, pgtype.UUID{Bytes: t.ParentCorrelationID.UUID, Valid: t.ParentCorrelationID.Valid})
 		tTemplate = append(tTemplate, t.TemplateID)
 		tNS = append(tNS, t.Namespace)
 		tName = append(tName, t.TemplateName)
@@ -216,13 +219,13 @@ func createTasksResults(br pgx.BatchResults, sr *stepRows) ([]uuid.UUID, error) 
 // stepRows collects steps and edges column by column for one set-based
 // insert (pgx sends each column as one array).
 type stepRows struct {
-	sUUID, sTask                    []uuid.UUID
+	sUUID, sTask                    [][16]byte // see CreateTasks
 	sNS, sName, sTplName, sHandler  []string
 	sType, sState, sAncestors       []string
 	sPrio, sPending, sMax, sTimeout []int32
 	sRetryable                      []bool
 	sPolicy, sInputs                [][]byte
-	eTask, eFrom, eTo               []uuid.UUID
+	eTask, eFrom, eTo               [][16]byte
 }
 
 // step adds a step; with pending parents it starts pending, else enqueued.
