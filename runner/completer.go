@@ -166,7 +166,10 @@ func (c *completer) full() bool {
 func (c *completer) shouldWait() bool {
 	c.r.mu.Lock()
 	defer c.r.mu.Unlock()
-	return len(c.buf) < c.r.cfg.FlushBatch && c.r.active > 0
+	// An empty buffer has nothing to delay: waiting then would only hold
+	// back, unseen, the outcome that arrives next (the loop is woken with
+	// nothing buffered when a write ends while handlers run).
+	return len(c.buf) > 0 && len(c.buf) < c.r.cfg.FlushBatch && c.r.active > 0
 }
 
 func (c *completer) take() []pendingOutcome {

@@ -49,11 +49,15 @@ func TestClaimCompleteDiamond(t *testing.T) {
 	pool := pgtest.Pool(t)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	task, steps := diamond(t, pool, "shop", now)
+	buf := make([]store.ClaimedStep, 3, 10) // reused, as the runner's claim loop does; stale rows must not leak
 	claim := func(limit int) []store.ClaimedStep {
 		t.Helper()
-		cs, err := store.Claim(ctx, pool, store.ClaimParams{WorkerID: "w1", Namespaces: []string{"shop"}, Limit: limit, Now: now, LeaseFor: time.Minute})
+		cs, err := store.Claim(ctx, pool, store.ClaimParams{WorkerID: "w1", Namespaces: []string{"shop"}, Limit: limit, Now: now, LeaseFor: time.Minute, Buf: buf})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if len(cs) > 0 && &cs[0] != &buf[:1][0] {
+			t.Fatal("Claim allocated a new slice instead of reusing Buf")
 		}
 		return cs
 	}
