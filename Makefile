@@ -47,6 +47,5 @@ lint: ## gofmt, go vet and the import-direction check
 generate: ## regenerate committed generated code
 	$(GO) generate ./...
 
-clean: ## remove build outputs and cached test results
-	rm -rf bin bench-results.json bench-results-soak.json
-	$(GO) clean -testcache
+clean: ## remove build outputs: bin/, bench results, the TypeScript example's dist/ (not Go's shared test cache)
+	rm -rf bin tasker-runner bench-results.json bench-results-soak.json examples/handlers/typescript/dist
