@@ -211,6 +211,8 @@ func checkEnv(t *testing.T, where, file string, env map[string]string) config.Co
 	for name := range env {
 		switch {
 		case name == config.DatabaseURLEnv, name == config.PathEnv:
+		case name == "GOGC", name == "GOMEMLIMIT", name == "GOMAXPROCS":
+			// Read by the Go runtime of the binary (README: Configuration).
 		case strings.HasPrefix(name, config.EnvPrefix):
 			if envKey(name) == "" {
 				t.Errorf("%s: env %s is no config key", where, name)
