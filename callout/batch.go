@@ -162,6 +162,21 @@ type batchItem struct {
 }
 
 func decodeBatchResponse(body []byte) ([]batchItem, error) {
+	// Every item decodes in the common case: one pass over the body. Any
+	// error (a malformed item, no "results") takes the item-by-item path
+	// below, which fails only the items at fault and says why.
+	var all struct {
+		Results *[]wireResult `json:"results"`
+	}
+	if json.Unmarshal(body, &all) == nil && all.Results != nil {
+		items := make([]batchItem, len(*all.Results))
+		for i := range *all.Results {
+			wr := &(*all.Results)[i]
+			res, _, err := wr.normalize()
+			items[i] = batchItem{stepUUID: wr.StepUUID, res: res, err: err}
+		}
+		return items, nil
+	}
 	var w struct {
 		Results *[]json.RawMessage `json:"results"`
 	}
