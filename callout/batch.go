@@ -171,9 +171,7 @@ func decodeBatchResponse(body []byte) ([]batchItem, error) {
 	if json.Unmarshal(body, &all) == nil && all.Results != nil {
 		items := make([]batchItem, len(*all.Results))
 		for i := range *all.Results {
-			wr := &(*all.Results)[i]
-			res, _, err := wr.normalize()
-			items[i] = batchItem{stepUUID: wr.StepUUID, res: res, err: err}
+			items[i] = (*all.Results)[i].item()
 		}
 		return items, nil
 	}
@@ -198,10 +196,15 @@ func decodeBatchResponse(body []byte) ([]batchItem, error) {
 			items[i] = batchItem{stepUUID: id.StepUUID, err: describeJSONError(err)}
 			continue
 		}
-		res, _, err := wr.normalize()
-		items[i] = batchItem{stepUUID: wr.StepUUID, res: res, err: err}
+		items[i] = wr.item()
 	}
 	return items, nil
+}
+
+// item is the batch item of a decoded result.
+func (w *wireResult) item() batchItem {
+	res, _, err := w.normalize()
+	return batchItem{stepUUID: w.StepUUID, res: res, err: err}
 }
 
 // matchBatch gives each requested step its result by step_uuid.

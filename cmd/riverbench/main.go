@@ -8,7 +8,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -106,7 +107,7 @@ func bench(ctx context.Context) error {
 	}
 	med := median(runs)
 	fmt.Fprintf(os.Stderr, "riverbench: median of %d: %.0f jobs/s; CPU per job: River process %.0f µs, rest of the machine (PostgreSQL) %.0f µs; River %s, MaxWorkers %d, PostgreSQL %s, %d cores\n",
-		len(runs), med.JobsPerSec, med.ProcessCPUPerJob, med.OtherCPUPerJob, riverVersion(), *workers, pgVersion, numCPU())
+		len(runs), med.JobsPerSec, med.ProcessCPUPerJob, med.OtherCPUPerJob, riverVersion(), *workers, pgVersion, runtime.NumCPU())
 	if *asJSON {
 		return json.NewEncoder(os.Stdout).Encode(map[string]any{
 			"river": riverVersion(), "postgres": pgVersion, "max_workers": *workers, "runs": runs, "median": med,
@@ -216,6 +217,14 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// riverVersion is the River module this program was built with.
 func riverVersion() string {
-	return cmp.Or(moduleVersion("github.com/riverqueue/river"), "unknown")
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/riverqueue/river" {
+				return d.Version
+			}
+		}
+	}
+	return "unknown"
 }

@@ -7,6 +7,7 @@ import (
 )
 
 func TestGCDefault(t *testing.T) {
+	t.Setenv("GOGC", "") // gcSetting reads the real environment: an outer GOGC must not decide the result
 	was := debug.SetGCPercent(100)
 	t.Cleanup(func() { debug.SetGCPercent(was) })
 

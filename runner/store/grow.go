@@ -116,12 +116,9 @@ func AddSteps(ctx context.Context, tx pgx.Tx, now time.Time, steps []GrowStep) e
 	if ready {
 		b.Queue(`SELECT pg_notify($2 || ns, '') FROM (SELECT DISTINCT unnest($1::text[]) AS ns) n`, sr.sNS, ChannelPrefix)
 	}
-	br := tx.SendBatch(ctx, &b)
-	err := addStepsResults(br, &sr, ready)
-	if cerr := br.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("store: adding steps: %w", cerr)
-	}
-	return err
+	return sendBatch(ctx, tx, &b, "adding steps", func(br pgx.BatchResults) error {
+		return addStepsResults(br, &sr, ready)
+	})
 }
 
 func addStepsResults(br pgx.BatchResults, sr *stepRows, ready bool) error {

@@ -145,12 +145,11 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 		SELECT pg_notify($2 || namespace, '') FROM (SELECT DISTINCT namespace FROM upd) n`,
 		tUUID, ChannelPrefix)
 
-	br := db.SendBatch(ctx, &b)
-	inserted, err := createTasksResults(br, &sr)
-	if cerr := br.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("store: creating tasks: %w", cerr)
-	}
-	if err != nil {
+	var inserted []uuid.UUID
+	if err := sendBatch(ctx, db, &b, "creating tasks", func(br pgx.BatchResults) (err error) {
+		inserted, err = createTasksResults(br, &sr)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 
@@ -262,7 +261,6 @@ func (r *stepRows) edge(task, from, to uuid.UUID) {
 	r.eTo = append(r.eTo, to)
 }
 
-// insert writes the steps and edges of the given tasks (all when nil).
 // queue adds the statements inserting the steps and edges to b. Rows of
 // tasks that do not exist (their submit was skipped for an existing
 // idempotency key, earlier in the batch) are left out.
@@ -300,14 +298,14 @@ func (r *stepRows) results(br pgx.BatchResults) error {
 	return nil
 }
 
-// insert inserts the steps and edges in one round trip.
-func (r *stepRows) insert(ctx context.Context, db DB, now time.Time) error {
-	var b pgx.Batch
-	r.queue(&b, now)
-	br := db.SendBatch(ctx, &b)
-	err := r.results(br)
+// sendBatch sends b in one round trip (one implicit transaction outside a
+// transaction, or part of db's), lets read consume the results in order,
+// and closes the batch; what names the work in an error of the close.
+func sendBatch(ctx context.Context, db DB, b *pgx.Batch, what string, read func(pgx.BatchResults) error) error {
+	br := db.SendBatch(ctx, b)
+	err := read(br)
 	if cerr := br.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("store: creating steps: %w", cerr)
+		err = fmt.Errorf("store: %s: %w", what, cerr)
 	}
 	return err
 }
