@@ -39,7 +39,7 @@ bench-river: postgres ## River on this machine, measured like the backlog bench 
 	cd cmd/riverbench && $(GO) run . $(RIVERFLAGS)
 
 lint: ## gofmt, go vet and the import-direction check
-	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*')); \
+	@out=$$(gofmt -l $$( (git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*') | while read -r f; do [[ -e "$$f" ]] && echo "$$f"; done)); \
 	if [[ -n "$$out" ]]; then echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@bash .ci/check-imports
