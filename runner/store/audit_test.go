@@ -1,0 +1,126 @@
+package store_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tasker-runner/tasker-runner/runner/store"
+	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
+)
+
+// auditOf renders the audit rows of one step or task, oldest first, as
+// "from>to@attempt:worker metadata" (due_at, a time, shown as its presence).
+func auditOf(t *testing.T, pool *pgxpool.Pool, table string, id uuid.UUID) []string {
+	t.Helper()
+	attempt, key := "'@' || attempt", "step_uuid"
+	if table == "task_transitions" {
+		attempt, key = "''", "task_uuid"
+	}
+	rows, err := pool.Query(t.Context(), `
+		SELECT coalesce(from_state, '') || '>' || to_state || `+attempt+` || ':' || coalesce(worker_id, '')
+		       || coalesce(' ' || nullif(metadata - 'due_at', '{}')::text, '')
+		       || CASE WHEN metadata ? 'due_at' THEN ' due_at' ELSE '' END
+		FROM tasker.`+table+` WHERE `+key+` = $1 ORDER BY id`, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Every state change of every path (creation, claim, rescue, yield, retry,
+// due retry, failure, children made ready, a manual resolve, completion of
+// the task) leaves exactly its audit rows, with the worker and metadata
+// each kind of move records. Lease extensions and counter changes leave
+// none.
+func TestAuditOfEveryMove(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.Pool(t)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	task, s := diamond(t, pool, "audit", now)
+	a, b, c, d := s[0], s[1], s[2], s[3]
+
+	claim := func(worker string, at time.Time, want int) []store.ClaimedStep {
+		t.Helper()
+		cs, err := store.Claim(ctx, pool, store.ClaimParams{WorkerID: worker, Namespaces: []string{"audit"}, Limit: 10, Now: at, LeaseFor: time.Minute})
+		if err != nil || len(cs) != want {
+			t.Fatalf("claim by %s at %v: %d steps (%v), want %d", worker, at, len(cs), err, want)
+		}
+		return cs
+	}
+	complete := func(worker string, at time.Time, cs ...store.Completion) store.CompleteResult {
+		t.Helper()
+		r, err := store.Complete(ctx, pool, worker, at, cs)
+		if err != nil || r.Stale != 0 {
+			t.Fatalf("complete by %s: %+v, %v", worker, r, err)
+		}
+		return r
+	}
+
+	claim("w1", now, 1)
+	if n, err := store.ExtendLeases(ctx, pool, "w1", []uuid.UUID{a}, now.Add(30*time.Second), now); err != nil || n != 1 {
+		t.Fatalf("extend: %d, %v", n, err)
+	}
+	t1 := now.Add(2 * time.Minute) // the lease has expired: w2 rescues the step
+	claim("w2", t1, 1)
+	complete("w2", t1, store.Completion{StepUUID: a, Attempt: 2, State: store.StateEnqueued, Checkpoint: []byte(`{"at":1}`), RunAt: t1})
+	claim("w2", t1, 1)
+	retryAt := t1.Add(time.Hour)
+	complete("w2", t1, store.Completion{StepUUID: a, Attempt: 2, State: store.StateWaitingForRetry, Error: []byte(`{"message":"x"}`), RunAt: retryAt})
+	claim("w2", retryAt, 1)
+	if r := complete("w2", retryAt, store.Completion{StepUUID: a, Attempt: 3, State: store.StateComplete, Results: []byte(`1`)}); r.Enqueued != 2 {
+		t.Fatalf("completing a enqueued %d children, want 2", r.Enqueued)
+	}
+	claim("w1", retryAt, 2)
+	r := complete("w1", retryAt,
+		store.Completion{StepUUID: b, Attempt: 1, State: store.StateComplete},
+		store.Completion{StepUUID: c, Attempt: 1, State: store.StateError, Error: []byte(`{"message":"boom"}`)})
+	if r.TasksFinished[task] != store.TaskBlockedByFailures {
+		t.Fatalf("after c failed: %+v", r)
+	}
+	if res, err := store.ResolveStep(ctx, pool, c, []byte(`"by hand"`), store.Manual{Actor: "ops", Reason: "fixed", Now: retryAt}); err != nil || res.Enqueued != 1 {
+		t.Fatalf("resolve c: %+v, %v", res, err)
+	}
+	claim("w1", retryAt, 1)
+	if r := complete("w1", retryAt, store.Completion{StepUUID: d, Attempt: 1, State: store.StateComplete}); r.TasksFinished[task] != store.TaskComplete {
+		t.Fatalf("after d: %+v", r)
+	}
+
+	manual := `{"actor": "ops", "action": "resolve", "reason": "fixed"}`
+	for _, tc := range []struct {
+		table string
+		id    uuid.UUID
+		want  []string
+	}{
+		{"step_transitions", a, []string{
+			">enqueued@0:",
+			"enqueued>in_progress@1:w1",
+			`in_progress>in_progress@2:w2 {"lease_rescued_from": "w1"}`,
+			"in_progress>enqueued@1:w2", // a yield gives its attempt back
+			"enqueued>in_progress@2:w2",
+			`in_progress>waiting_for_retry@2:w2 {"error": {"message": "x"}}`,
+			"waiting_for_retry>enqueued@2:w2 due_at",
+			"enqueued>in_progress@3:w2",
+			"in_progress>complete@3:w2",
+		}},
+		{"step_transitions", b, []string{">pending@0:", "pending>enqueued@0:", "enqueued>in_progress@1:w1", "in_progress>complete@1:w1"}},
+		{"step_transitions", c, []string{">pending@0:", "pending>enqueued@0:", "enqueued>in_progress@1:w1",
+			`in_progress>error@1:w1 {"error": {"message": "boom"}}`, "error>resolved_manually@1:ops " + manual}},
+		{"step_transitions", d, []string{">pending@0:", "pending>enqueued@0:ops " + manual, "enqueued>in_progress@1:w1", "in_progress>complete@1:w1"}},
+		{"task_transitions", task, []string{">pending:", "pending>steps_in_process:", "steps_in_process>blocked_by_failures:",
+			"blocked_by_failures>steps_in_process:ops " + manual, "steps_in_process>complete:"}},
+	} {
+		if got := auditOf(t, pool, tc.table, tc.id); !slices.Equal(got, tc.want) {
+			t.Errorf("%s of %s:\n got %q\nwant %q", tc.table, tc.id, got, tc.want)
+		}
+	}
+}
