@@ -1,12 +1,16 @@
 package store_test
 
 import (
+	"context"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-runner/tasker-runner/runner/store"
@@ -121,6 +125,97 @@ func TestAuditOfEveryMove(t *testing.T) {
 	} {
 		if got := auditOf(t, pool, tc.table, tc.id); !slices.Equal(got, tc.want) {
 			t.Errorf("%s of %s:\n got %q\nwant %q", tc.table, tc.id, got, tc.want)
+		}
+	}
+}
+
+// A submitted task is in process from the start: it is inserted so, in one
+// statement fewer than before, and its audit still shows it created pending
+// and then started. Its namespace is notified at commit; a repeated
+// submission that creates nothing notifies no one. A task inserted by hand
+// in any other state than those two is refused.
+func TestCreatedTasksStartInProcess(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.Pool(t)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	listener, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Release()
+	channel := store.ChannelPrefix + "start"
+	if _, err := listener.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	next := func() string {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		n, err := listener.Conn().WaitForNotification(wctx)
+		if err != nil {
+			t.Fatalf("waiting for a notification: %v", err)
+		}
+		return n.Channel + " " + n.Payload
+	}
+
+	task, _ := diamond(t, pool, "start", now)
+	if got := next(); got != channel+" " {
+		t.Fatalf("notification after the submit = %q, want %q", got, channel+" ")
+	}
+	if s := mustState(t, pool, "tasks", task); s != store.TaskStepsInProcess {
+		t.Fatalf("task state = %s, want %s", s, store.TaskStepsInProcess)
+	}
+	if got, want := auditOf(t, pool, "task_transitions", task), []string{">pending:", "pending>steps_in_process:"}; !slices.Equal(got, want) {
+		t.Fatalf("task audit = %q, want %q", got, want)
+	}
+
+	// The same idempotency key again: nothing is created and nothing is
+	// sent. Notifications arrive in commit order, so the marker sent after
+	// the repeat is the next one when the repeat sent none.
+	var tpl int64
+	var key string
+	if err := pool.QueryRow(ctx, `SELECT template_id, idempotency_key FROM tasker.tasks WHERE task_uuid = $1`, task).Scan(&tpl, &key); err != nil {
+		t.Fatal(err)
+	}
+	again, err := store.CreateTasks(ctx, pool, now, []store.NewTask{{TaskUUID: uuid.Must(uuid.NewV7()), TemplateID: tpl, Namespace: "start",
+		TemplateName: "diamond", TemplateVersion: "1.0.0", CorrelationID: uuid.New(), IdempotencyKey: key,
+		Steps: []store.NewStep{{StepUUID: uuid.Must(uuid.NewV7()), Name: "a", TemplateStepName: "a", Handler: "h.a", MaxAttempts: 1}}}})
+	if err != nil || len(again) != 1 || again[0].Created || again[0].TaskUUID != task {
+		t.Fatalf("repeated submission = %+v, %v", again, err)
+	}
+	if _, err := pool.Exec(ctx, `SELECT pg_notify($1, 'marker')`, channel); err != nil {
+		t.Fatal(err)
+	}
+	if got := next(); got != channel+" marker" {
+		t.Fatalf("after a repeated submission the next notification is %q, want the marker", got)
+	}
+
+	insert := func(state string) (uuid.UUID, error) {
+		id := uuid.Must(uuid.NewV7())
+		_, err := pool.Exec(ctx, `INSERT INTO tasker.tasks (task_uuid, template_id, namespace, template_name, template_version, correlation_id, state)
+			VALUES ($1, $2, 'start', 'diamond', '1.0.0', $3, $4)`, id, tpl, uuid.New(), state)
+		return id, err
+	}
+	for _, state := range []string{store.TaskPending, store.TaskStepsInProcess} {
+		id, err := insert(state)
+		if err != nil {
+			t.Fatalf("inserting a task %s: %v", state, err)
+		}
+		want := []string{">pending:"}
+		if state == store.TaskStepsInProcess {
+			want = append(want, "pending>steps_in_process:")
+		}
+		if got := auditOf(t, pool, "task_transitions", id); !slices.Equal(got, want) {
+			t.Fatalf("audit of a task inserted %s = %q, want %q", state, got, want)
+		}
+	}
+	for _, state := range []string{store.TaskComplete, store.TaskBlockedByFailures, store.TaskCancelled} {
+		_, err := insert(state)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.ConstraintName != "task_state_transition" ||
+			!strings.Contains(pgErr.Message, "cannot be created in state "+state) {
+			t.Fatalf("inserting a task %s: err = %v, want an illegal transition", state, err)
 		}
 	}
 }

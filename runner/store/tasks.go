@@ -117,33 +117,36 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 	}
 
 	// One round trip: the statements are pipelined and run in one
-	// transaction (implicit, or db's). Steps, edges and the start of the
-	// tasks only touch the tasks this batch inserted: a task whose
-	// idempotency key already existed was skipped by ON CONFLICT, and its
-	// fresh uuid names no row.
+	// transaction (implicit, or db's). Steps and edges only touch the tasks
+	// this batch inserted: a task whose idempotency key already existed was
+	// skipped by ON CONFLICT, and its fresh uuid names no row.
+	//
+	// Its steps are enqueued in the same transaction, so a task is in
+	// process from the start (Tasker: pending -> steps_in_process once its
+	// steps are enqueued); it is inserted so, and the insert trigger records
+	// both moves (migration 0009). The namespaces of the inserted tasks are
+	// notified at commit.
 	var b pgx.Batch
 	b.Queue(`
-		INSERT INTO tasker.tasks (task_uuid, template_id, namespace, template_name, template_version, context,
-		                          priority, correlation_id, parent_correlation_id, idempotency_key,
-		                          initiator, source_system, reason, tags, steps_total, created_at, updated_at)
-		SELECT u, tpl, ns, name, ver, ctx, prio, corr, parent, nullif(key, ''), ini, src, rsn,
-		       ARRAY(SELECT jsonb_array_elements_text(tags)), total, $16, $16
-		FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::int[],
-		            $8::uuid[], $9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], $14::jsonb[], $15::int[])
-		     AS t(u, tpl, ns, name, ver, ctx, prio, corr, parent, key, ini, src, rsn, tags, total)
-		ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-		RETURNING task_uuid`,
-		tUUID, tTemplate, tNS, tName, tVersion, tCtx, tPrio, tCorr, tParent, tKey, tInit, tSrc, tRs, tTags, tTotal, now)
-	sr.queue(&b, now)
-	// The steps are enqueued in the same transaction, so the tasks are in
-	// process from the start (Tasker: pending -> steps_in_process once its
-	// steps are enqueued). The update writes the audit rows.
-	b.Queue(`
-		WITH upd AS (
-			UPDATE tasker.tasks SET state = 'steps_in_process' WHERE task_uuid = ANY($1) AND state = 'pending' RETURNING namespace
+		WITH ins AS (
+			INSERT INTO tasker.tasks (task_uuid, template_id, namespace, template_name, template_version, context,
+			                          priority, correlation_id, parent_correlation_id, idempotency_key,
+			                          initiator, source_system, reason, tags, steps_total, state, created_at, updated_at)
+			SELECT u, tpl, ns, name, ver, ctx, prio, corr, parent, nullif(key, ''), ini, src, rsn,
+			       ARRAY(SELECT jsonb_array_elements_text(tags)), total, 'steps_in_process', $16, $16
+			FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::int[],
+			            $8::uuid[], $9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], $14::jsonb[], $15::int[])
+			     AS t(u, tpl, ns, name, ver, ctx, prio, corr, parent, key, ini, src, rsn, tags, total)
+			ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+			RETURNING task_uuid, namespace
+		),
+		notified AS (
+			SELECT count(pg_notify($17 || namespace, '')) AS n FROM (SELECT DISTINCT namespace FROM ins) x
 		)
-		SELECT pg_notify($2 || namespace, '') FROM (SELECT DISTINCT namespace FROM upd) n`,
-		tUUID, ChannelPrefix)
+		SELECT ins.task_uuid FROM ins, notified`,
+		tUUID, tTemplate, tNS, tName, tVersion, tCtx, tPrio, tCorr, tParent, tKey, tInit, tSrc, tRs, tTags, tTotal, now,
+		ChannelPrefix)
+	sr.queue(&b, now)
 
 	var inserted []uuid.UUID
 	if err := sendBatch(ctx, db, &b, "creating tasks", func(br pgx.BatchResults) (err error) {
@@ -208,9 +211,6 @@ func createTasksResults(br pgx.BatchResults, sr *stepRows) ([]uuid.UUID, error) 
 	}
 	if err := sr.results(br); err != nil {
 		return nil, err
-	}
-	if _, err := br.Exec(); err != nil {
-		return nil, fmt.Errorf("store: starting tasks: %w", err)
 	}
 	return inserted, nil
 }
