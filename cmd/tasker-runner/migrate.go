@@ -2,9 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
@@ -69,5 +74,36 @@ func runMigrate(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "%d applied, %d pending\n", len(status)-pending, pending)
+	return nil
+}
+
+// checkSchema refuses to serve on a database that lacks migrations this
+// binary embeds: its statements rely on them and would fail later, on the
+// first submit or claim, with errors that do not say why. A database ahead
+// of the binary (a newer release migrated it) is only reported: migrations
+// keep older releases working during a rolling upgrade.
+func checkSchema(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
+	status, err := store.NewMigrator(pool).Status(ctx)
+	if errors.Is(err, store.ErrUnknownMigrations) {
+		log.Warn("the database schema is newer than this binary; upgrade it when you can", "err", err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var pending []string
+	for _, s := range status {
+		name := fmt.Sprintf("%04d_%s", s.Version, s.Name)
+		switch {
+		case s.AppliedAt == nil:
+			pending = append(pending, name)
+		case s.Modified:
+			log.Warn("an applied migration differs from this binary's copy (checksum); see `tasker-runner migrate status`", "migration", name)
+		}
+	}
+	if len(pending) > 0 {
+		return fmt.Errorf("the database lacks %d migration(s) this binary needs (%s): run `tasker-runner migrate up`, or start serve with --migrate (database.migrate_on_start)",
+			len(pending), strings.Join(pending, ", "))
+	}
 	return nil
 }

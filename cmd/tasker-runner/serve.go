@@ -112,6 +112,8 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 		for _, m := range applied {
 			log.Info("applied migration", "version", m.Version, "name", m.Name)
 		}
+	} else if err := checkSchema(ctx, pool, log); err != nil {
+		return stoppedWhileStarting(ctx, env, err)
 	}
 
 	metrics := openapi.NewMetrics(openapi.MetricsConfig{DB: pool, Logger: log})

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
 )
 
@@ -120,4 +123,67 @@ func TestServePortInUse(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "worker.web") || !strings.Contains(r.stderr, "127.0.0.1:"+port) {
 		t.Errorf("want exit 1 naming worker.web and the address, got %v", r)
 	}
+}
+
+// TestServeChecksTheSchema: without --migrate, serve refuses a database
+// that lacks migrations (naming them and the fix) instead of failing later
+// on its first statement, and starts, with a warning, on a database that a
+// newer release has migrated further.
+func TestServeChecksTheSchema(t *testing.T) {
+	t.Parallel()
+	ms, err := store.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := ms[len(ms)-1]
+	lastName := fmt.Sprintf("%04d_%s", last.Version, last.Name)
+	exec := func(url, sql string, args ...any) {
+		t.Helper()
+		conn, err := pgx.Connect(t.Context(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(t.Context())
+		if _, err := conn.Exec(t.Context(), sql, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused := func(url string, want ...string) {
+		t.Helper()
+		vars, _ := webVars(t)
+		vars["DATABASE_URL"] = url
+		c := startCLI(t, vars, "serve")
+		if code := c.wait(startupTimeout); code != 1 {
+			t.Fatalf("exit code %d, want 1\n%s", code, c.stderr)
+		}
+		for _, w := range append(want, "tasker-runner migrate up", "--migrate") {
+			if !strings.Contains(c.stderr.String(), w) {
+				t.Errorf("stderr does not name %q:\n%s", w, c.stderr)
+			}
+		}
+	}
+
+	t.Run("empty", func(t *testing.T) {
+		t.Parallel()
+		refused(pgtest.EmptyURL(t), fmt.Sprintf("lacks %d migration(s)", len(ms)), "0001_initial", lastName)
+	})
+	t.Run("behind", func(t *testing.T) {
+		t.Parallel()
+		url := pgtest.URL(t)
+		exec(url, `DELETE FROM tasker.schema_migrations WHERE version = $1`, last.Version)
+		refused(url, "lacks 1 migration(s) this binary needs ("+lastName+")")
+	})
+	t.Run("ahead", func(t *testing.T) {
+		t.Parallel()
+		url := pgtest.URL(t)
+		exec(url, `INSERT INTO tasker.schema_migrations (version, name, checksum, duration_ms) VALUES ($1, 'from_the_future', 'x', 0)`, last.Version+1)
+		vars, addr := webVars(t)
+		vars["DATABASE_URL"] = url
+		c := startCLI(t, vars, "serve")
+		c.waitHealthy(addr, startupTimeout)
+		c.stop(syscall.SIGTERM)
+		if !strings.Contains(c.stderr.String(), "newer than this binary") {
+			t.Errorf("no warning about the newer schema:\n%s", c.stderr)
+		}
+	})
 }
