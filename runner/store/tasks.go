@@ -199,7 +199,7 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 }
 
 // createTasksResults reads the outcomes of CreateTasks's batch: the uuids
-// of the tasks inserted, then the steps, edges and start of the tasks.
+// of the tasks inserted, then the steps and edges.
 func createTasksResults(br pgx.BatchResults, sr *stepRows) ([]uuid.UUID, error) {
 	rows, err := br.Query()
 	if err != nil {
