@@ -264,19 +264,9 @@ func (r *stepRows) edge(task, from, to uuid.UUID) {
 // queue adds the statements inserting the steps and edges to b. Rows of
 // tasks that do not exist (their submit was skipped for an existing
 // idempotency key, earlier in the batch) are left out.
-//
-// The inserts run with generic plans. Left to choose, PostgreSQL plans
-// them afresh for every small batch (a custom plan costed for the arrays'
-// actual lengths always looks cheaper), which took ~0.3 ms of a one-task
-// Submit for the same plan every time. plan_cache_mode is changed for
-// these statements only and put back after them: b may belong to the
-// caller's transaction.
+// The inserts run with generic plans (see [forceGenericPlansSQL]).
 func (r *stepRows) queue(b *pgx.Batch, now time.Time) {
-	b.Queue(`
-		WITH saved AS MATERIALIZED (
-			SELECT set_config('tasker.saved_plan_cache_mode', current_setting('plan_cache_mode'), true)
-		)
-		SELECT set_config('plan_cache_mode', 'force_generic_plan', true) FROM saved`)
+	b.Queue(forceGenericPlansSQL)
 	b.Queue(`
 		INSERT INTO tasker.steps (step_uuid, task_uuid, namespace, priority, name, template_step_name, handler, type,
 		                          state, pending_parents, ancestors, max_attempts, retryable, retry_policy,
@@ -295,7 +285,7 @@ func (r *stepRows) queue(b *pgx.Batch, now time.Time) {
 			SELECT task, f, t FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS e(task, f, t)
 			WHERE EXISTS (SELECT 1 FROM tasker.tasks x WHERE x.task_uuid = e.task)`, r.eTask, r.eFrom, r.eTo)
 	}
-	b.Queue(`SELECT set_config('plan_cache_mode', current_setting('tasker.saved_plan_cache_mode'), true)`)
+	b.Queue(restorePlanCacheModeSQL)
 }
 
 // results reads the outcomes of what queue added.
