@@ -30,16 +30,17 @@ import (
 // a 2-core machine: at the runner's default flush batch they were within
 // the noise of each other, so the bench measures the runner's default.
 const (
-	benchStepsDefault       = 100_000
-	benchStepsQuick         = 20_000
-	benchRateDefault        = 200 // steps/s: 50 linear-4 tasks/s
-	benchDurationDefault    = 20 * time.Second
-	benchDurationQuick      = 5 * time.Second
-	benchConcurrencyDefault = runner.MaxConcurrentStepsDefault
-	benchPoolDefault        = 8
-	benchSubmitChunk        = 5_000
-	benchWarmupMax          = 2 * time.Second
-	benchLatencyHistoryMax  = 1_000 // linear-4 tasks run before the latency measurement
+	benchStepsDefault        = 100_000
+	benchStepsQuick          = 20_000
+	benchRateDefault         = 200 // steps/s: 50 linear-4 tasks/s
+	benchDurationDefault     = 20 * time.Second
+	benchDurationQuick       = 5 * time.Second
+	benchConcurrencyDefault  = runner.MaxConcurrentStepsDefault
+	benchPoolDefault         = 8
+	benchSubmitChunk         = 5_000
+	benchWarmupMax           = 2 * time.Second
+	benchLatencyHistoryMax   = 1_000 // linear-4 tasks run before the latency measurement, by default
+	benchLatencyHistoryLimit = 1_000_000
 )
 
 // Targets from DESIGN.md §11.
@@ -59,6 +60,7 @@ type benchOptions struct {
 	concurrency  int
 	rate         float64
 	duration     time.Duration
+	history      int
 	repeat       int
 	poolSize     int
 	flushBatch   int
@@ -99,6 +101,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	fs.IntVar(&o.concurrency, "concurrency", benchConcurrencyDefault, "the runner's max_concurrent_steps")
 	fs.Float64Var(&o.rate, "rate", benchRateDefault, "steps/s offered in the latency scenario (4 steps per task)")
 	fs.DurationVar(&o.duration, "duration", benchDurationDefault, "length of the latency scenario, warm-up included")
+	fs.IntVar(&o.history, "latency-history", 0, fmt.Sprintf("latency scenario: linear-4 tasks run (and the tables analysed) before the measurement, for a database with a past (0: one per task the run offers, %d at most)", benchLatencyHistoryMax))
 	fs.IntVar(&o.repeat, "repeat", 1, "run every scenario `N` times (each in a fresh database) and report medians")
 	fs.IntVar(&o.poolSize, "pool", benchPoolDefault, "tuning: the runner's connection pool size")
 	fs.IntVar(&o.flushBatch, "flush-batch", 0, "tuning: the completer's most outcomes per write (0: the runner's default)")
@@ -158,6 +161,9 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	}
 	if o.duration < 100*time.Millisecond {
 		problems = append(problems, fmt.Sprintf("--duration must be at least 100ms, got %s", o.duration))
+	}
+	if o.history < 0 || o.history > benchLatencyHistoryLimit {
+		problems = append(problems, fmt.Sprintf("--latency-history must be between 0 and %d, got %d", benchLatencyHistoryLimit, o.history))
 	}
 	if o.repeat < 1 {
 		problems = append(problems, fmt.Sprintf("--repeat must be at least 1, got %d", o.repeat))

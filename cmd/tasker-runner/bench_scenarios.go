@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -426,7 +427,7 @@ func runLatency(ctx context.Context, env *environment, srv *benchServer, o bench
 		submitEnd bool
 		// History: tasks run before the measurement so that it sees tables
 		// of a realistic size with statistics, as a live database has.
-		historyTasks = min(benchLatencyHistoryMax, max(100, int(o.rate*o.duration.Seconds()/stepsPerTask)))
+		historyTasks = cmp.Or(o.history, min(benchLatencyHistoryMax, max(100, int(o.rate*o.duration.Seconds()/stepsPerTask))))
 		historyDone  int
 		historyCh    = make(chan struct{})
 	)
@@ -474,19 +475,22 @@ func runLatency(ctx context.Context, env *environment, srv *benchServer, o bench
 	// statistics autovacuum would have gathered in a live database. Without
 	// them, plans cached while the tables were empty (sequential scans) stay
 	// in use while the tables grow during the run.
-	history := make([]runner.SubmitRequest, historyTasks)
+	history := make([]runner.SubmitRequest, min(historyTasks, benchSubmitChunk))
 	for i := range history {
 		history[i] = runner.SubmitRequest{Namespace: tpl.Namespace, Name: tpl.Name, Version: tpl.Version}
 	}
-	if _, err := client.SubmitMany(ctx, history); err != nil {
-		return res, fmt.Errorf("submitting the history: %w", err)
+	for done := 0; done < historyTasks; done += len(history) {
+		if _, err := client.SubmitMany(ctx, history[:min(len(history), historyTasks-done)]); err != nil {
+			return res, fmt.Errorf("submitting the history: %w", err)
+		}
 	}
-	historyWait := time.NewTimer(2 * time.Minute)
+	// Two minutes, and more for a long history (1,000 steps/s at least).
+	historyWait := time.NewTimer(2*time.Minute + time.Duration(historyTasks)*stepsPerTask*time.Millisecond)
 	defer historyWait.Stop()
 	select {
 	case <-historyCh:
 	case <-historyWait.C:
-		return res, fmt.Errorf("%w: the %d history tasks did not complete within 2 minutes", errBenchTimeout, historyTasks)
+		return res, fmt.Errorf("%w: the %d history tasks did not complete in time", errBenchTimeout, historyTasks)
 	case <-ctx.Done():
 		return res, ctx.Err()
 	}

@@ -43,7 +43,7 @@ func runBenchJSON(t *testing.T, args ...string) (benchResults, cliResult) {
 // not speed: timed assertions belong to `make bench`, not to unit tests.
 func TestBenchJSON(t *testing.T) {
 	res, r := runBenchJSON(t, "--json", "--steps", "300", "--duration", "1s", "--rate", "50", "--concurrency", "100", "--http-steps", "100",
-		"--batch-rows", "600", "--batch-cursors", "3", "--batch-runs", "1")
+		"--batch-rows", "600", "--batch-cursors", "3", "--batch-runs", "1", "--latency-history", "7")
 	if !strings.Contains(r.stderr, "FIGURE") {
 		t.Errorf("with --json the table should go to stderr:\n%s", r)
 	}
@@ -64,8 +64,8 @@ func TestBenchJSON(t *testing.T) {
 	if _, err := os.Stat("/proc/self/status"); err == nil && !(b.Memory.PeakRSSMB > 0) {
 		t.Errorf("no peak RSS: %+v", b.Memory)
 	}
-	if l.HistoryTasks < 1 {
-		t.Errorf("no history run before the latency measurement")
+	if l.HistoryTasks != 7 {
+		t.Errorf("history run before the latency measurement: %d tasks, want --latency-history's 7", l.HistoryTasks)
 	}
 	if l.TasksMeasured < 1 || l.TasksSubmitted < l.TasksMeasured {
 		t.Errorf("latency task counts: submitted %d, measured %d", l.TasksSubmitted, l.TasksMeasured)
@@ -146,6 +146,8 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"bench", "--steps", "0"},
 		{"bench", "--rate", "-1"},
 		{"bench", "--duration", "1ms"},
+		{"bench", "--latency-history", "-1"},
+		{"bench", "--latency-history", "1000001"},
 		{"bench", "extra"},
 		{"bench", "--http-only", "--backlog-only"},
 		{"bench", "--batch-only", "--latency-only"},
