@@ -212,12 +212,11 @@ func (c *Cluster) cleanupAfterFailedStart() {
 }
 
 // URL returns a pgx-compatible connection URL for the given database, over
-// the cluster's Unix socket, as the postgres superuser.
+// the cluster's Unix socket, as the postgres superuser. The port is always
+// given (it names the socket): left out, pgx would take PGPORT from the
+// environment of whoever runs the tests or the bench.
 func (c *Cluster) URL(database string) string {
-	q := "host=" + strings.ReplaceAll(url.QueryEscape(c.socketDir()), "%2F", "/")
-	if c.port != defaultPort {
-		q += "&port=" + strconv.Itoa(c.port)
-	}
+	q := "host=" + strings.ReplaceAll(url.QueryEscape(c.socketDir()), "%2F", "/") + "&port=" + strconv.Itoa(c.port)
 	return "postgres://postgres@/" + url.PathEscape(database) + "?" + q + "&sslmode=disable"
 }
 

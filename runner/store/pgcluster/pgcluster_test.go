@@ -374,7 +374,7 @@ func TestServerSettings(t *testing.T) {
 func TestURL(t *testing.T) {
 	t.Parallel()
 	c := &Cluster{dir: "/tmp/tasker-pg-42", port: defaultPort}
-	if got, want := c.URL("my db"), "postgres://postgres@/my%20db?host=/tmp/tasker-pg-42/sock&sslmode=disable"; got != want {
+	if got, want := c.URL("my db"), "postgres://postgres@/my%20db?host=/tmp/tasker-pg-42/sock&port="+strconv.Itoa(defaultPort)+"&sslmode=disable"; got != want {
 		t.Errorf("URL = %q, want %q", got, want)
 	}
 	c.port = 6543
@@ -384,6 +384,23 @@ func TestURL(t *testing.T) {
 	}
 	if cfg.Host != "/tmp/tasker-pg-42/sock" || cfg.Port != 6543 || cfg.Database != "tasker" || cfg.User != "postgres" {
 		t.Errorf("parsed URL: host=%q port=%d database=%q user=%q", cfg.Host, cfg.Port, cfg.Database, cfg.User)
+	}
+}
+
+// TestURLIgnoresPGEnvironment: a developer's PGPORT or PGUSER must not
+// send the tests or the bench to another server's socket or role.
+func TestURLIgnoresPGEnvironment(t *testing.T) {
+	t.Setenv("PGPORT", "5499")
+	t.Setenv("PGUSER", "someone")
+	t.Setenv("PGHOST", "/elsewhere")
+	t.Setenv("PGDATABASE", "other")
+	c := &Cluster{dir: "/tmp/tasker-pg-42", port: defaultPort}
+	cfg, err := pgx.ParseConfig(c.URL("tasker"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Host != "/tmp/tasker-pg-42/sock" || cfg.Port != defaultPort || cfg.Database != "tasker" || cfg.User != "postgres" {
+		t.Errorf("parsed URL with PG* set: host=%q port=%d database=%q user=%q", cfg.Host, cfg.Port, cfg.Database, cfg.User)
 	}
 }
 
