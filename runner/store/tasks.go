@@ -264,6 +264,7 @@ func (r *stepRows) edge(task, from, to uuid.UUID) {
 // queue adds the statements inserting the steps and edges to b. Rows of
 // tasks that do not exist (their submit was skipped for an existing
 // idempotency key, earlier in the batch) are left out.
+//
 // The inserts run with generic plans (see [forceGenericPlansSQL]).
 func (r *stepRows) queue(b *pgx.Batch, now time.Time) {
 	b.Queue(forceGenericPlansSQL)
