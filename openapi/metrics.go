@@ -349,8 +349,6 @@ var (
 		"Steps this runner claimed whose previous lease had expired (their runner was lost).", nil, nil)
 	descClaimQueries = prometheus.NewDesc("tasker_claim_queries_total",
 		"Claim statements this runner ran.", nil, nil)
-	descClaimedByWrites = prometheus.NewDesc("tasker_steps_claimed_by_writes_total",
-		"Steps this runner leased in the transaction of an outcome write (small writes claim what they make ready) instead of by a claim statement.", nil, nil)
 	descBreaker = prometheus.NewDesc("tasker_breaker_state",
 		"Circuit breaker state per endpoint: 0 closed, 1 half-open, 2 open.", []string{"endpoint"}, nil)
 	descEndpointInFlight = prometheus.NewDesc("tasker_endpoint_in_flight",
@@ -371,7 +369,7 @@ var (
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descInFlight, descActive, descListener, descRescued, descClaimQueries, descClaimedByWrites,
+		descInFlight, descActive, descListener, descRescued, descClaimQueries,
 		descBreaker, descEndpointInFlight, descRejected, descLimit, descThrottled, descQueueDepth, descOldestAge, descQueueUp,
 	} {
 		ch <- d
@@ -392,7 +390,6 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descListener, prometheus.GaugeValue, listener)
 		ch <- prometheus.MustNewConstMetric(descRescued, prometheus.CounterValue, float64(st.Rescued))
 		ch <- prometheus.MustNewConstMetric(descClaimQueries, prometheus.CounterValue, float64(st.ClaimQueries))
-		ch <- prometheus.MustNewConstMetric(descClaimedByWrites, prometheus.CounterValue, float64(st.ClaimedByWrites))
 	}
 	if p := m.endpoints.Load(); p != nil {
 		for _, e := range (*p).Endpoints() {

@@ -145,7 +145,7 @@ func TestMetricsExposition(t *testing.T) {
 	o.ListenerReconnect()
 	o.FlushDone(4, 2*time.Millisecond)
 	o.FlushDone(60, 8*time.Millisecond)
-	m.SetRunner(fakeRunner{runner.Stats{InFlight: 7, Active: 3, Rescued: 2, ClaimQueries: 11, ClaimedByWrites: 5}})
+	m.SetRunner(fakeRunner{runner.Stats{InFlight: 7, Active: 3, Rescued: 2, ClaimQueries: 11}})
 
 	// The callouts' side, through a real registry and endpoints.
 	release := make(chan struct{})
@@ -237,15 +237,14 @@ func TestMetricsExposition(t *testing.T) {
 		t.Errorf("enqueue to start: %d summing to %v, want 3 summing to 2.5s", n, sum)
 	}
 	for name, want := range map[string]float64{
-		"tasker_stale_completions_total":       3,
-		"tasker_listener_reconnects_total":     2,
-		"tasker_steps_in_flight":               7,
-		"tasker_steps_active":                  3,
-		"tasker_listener_connected":            1,
-		"tasker_steps_rescued_total":           2,
-		"tasker_claim_queries_total":           11,
-		"tasker_steps_claimed_by_writes_total": 5,
-		"tasker_queue_stats_up":                1,
+		"tasker_stale_completions_total":   3,
+		"tasker_listener_reconnects_total": 2,
+		"tasker_steps_in_flight":           7,
+		"tasker_steps_active":              3,
+		"tasker_listener_connected":        1,
+		"tasker_steps_rescued_total":       2,
+		"tasker_claim_queries_total":       11,
+		"tasker_queue_stats_up":            1,
 	} {
 		if got := value(t, mfs, name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)

@@ -78,64 +78,7 @@ func (r *Runner) claimLoop(ctx context.Context) {
 func (r *Runner) freePermits() (int, []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	free := r.cfg.MaxConcurrentSteps - len(r.inflight) - r.reserved
-	if free <= 0 && r.reserved > 0 {
-		r.missedWake = true // the write holding them wakes the loop when done
-	}
-	return free, r.namespaces
-}
-
-// writeClaimMaxBatch is the largest outcome batch whose write also claims.
-// Small batches are the light load, where a step's start waits for the
-// claim's round trip and commit after the write that made it ready; under
-// load the claim loop claims in bulk anyway, and claims riding on every
-// write measured 12% slower there (claims too small, and more of them).
-const writeClaimMaxBatch = 8
-
-// claimWithWrite reserves the free permits for a claim made by the write of
-// n outcomes (see [store.CompleteAndClaim]). It returns the claim's
-// parameters, or a zero Limit when that write should not claim: a large
-// batch, no free permits, or the runner stopping. With a Limit, the caller
-// must call [Runner.writeClaimed] once the write is done.
-func (r *Runner) claimWithWrite(n int) store.ClaimParams {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	free := r.cfg.MaxConcurrentSteps - len(r.inflight) - r.reserved
-	if n > writeClaimMaxBatch || free <= 0 || len(r.namespaces) == 0 || r.claimCtx.Err() != nil {
-		return store.ClaimParams{}
-	}
-	r.reserved += free
-	r.writeClaims.Add(1)
-	return store.ClaimParams{WorkerID: r.cfg.WorkerID, Namespaces: r.namespaces, Limit: free, LeaseFor: r.cfg.LeaseFor}
-}
-
-// writeClaimed dispatches what a write claimed with p and frees p's
-// reservation. If the runner began stopping meanwhile, the steps are given
-// back (their attempts restored), or left to their leases on a hard stop.
-func (r *Runner) writeClaimed(p store.ClaimParams, steps []store.ClaimedStep) {
-	defer r.writeClaims.Done()
-	if r.claimCtx.Err() == nil {
-		r.stats.claimedByWrites.Add(int64(len(steps)))
-		for _, s := range steps {
-			r.dispatch(s)
-		}
-	} else if r.runCtx.Err() == nil {
-		for _, s := range steps {
-			r.completer.add(pendingOutcome{step: s, completion: store.Completion{
-				StepUUID: s.StepUUID, Attempt: s.Attempt, State: store.StateEnqueued, RunAt: r.cfg.Now(),
-			}})
-		}
-	}
-	r.mu.Lock()
-	r.reserved -= p.Limit
-	wake := r.missedWake && r.reserved == 0 || len(steps) == p.Limit
-	if r.reserved == 0 {
-		r.missedWake = false
-	}
-	r.mu.Unlock()
-	if wake {
-		r.wake() // the claim loop was kept off these permits, or more may wait
-	}
+	return r.cfg.MaxConcurrentSteps - len(r.inflight), r.namespaces
 }
 
 // scheduleWake makes the claim loop claim at t (for a retry's run_at).

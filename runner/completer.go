@@ -227,21 +227,9 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 	}
 	var res store.CompleteResult
 	if len(cs) > 0 {
-		// A small batch also claims, in the same transaction: the steps
-		// it makes ready start without a claim of their own.
-		claim := r.claimWithWrite(len(cs))
-		var claimed []store.ClaimedStep
-		part, ok := c.retry(ctx, len(cs), func() (res store.CompleteResult, err error) {
-			if claim.Limit == 0 {
-				return store.Complete(ctx, r.pool, r.cfg.WorkerID, r.cfg.Now(), cs)
-			}
-			claim.Now = r.cfg.Now()
-			res, claimed, err = store.CompleteAndClaim(ctx, r.pool, r.cfg.WorkerID, claim.Now, cs, claim)
-			return res, err
+		part, ok := c.retry(ctx, len(cs), func() (store.CompleteResult, error) {
+			return store.Complete(ctx, r.pool, r.cfg.WorkerID, r.cfg.Now(), cs)
 		})
-		if claim.Limit > 0 {
-			r.writeClaimed(claim, claimed)
-		}
 		if !ok {
 			return false
 		}

@@ -37,8 +37,6 @@ type Runner struct {
 	active     int                   // handlers running
 	inflight   map[uuid.UUID]*flight // claimed and not yet written (permits in use)
 	more       bool                  // the last claim was full: more may be waiting
-	reserved   int                   // permits held by claims riding on outcome writes
-	missedWake bool                  // the claim loop found no permits while some were reserved
 	retryAt    time.Time             // earliest scheduled retry wake-up
 	retryTimer *time.Timer
 	namespaces []string
@@ -54,7 +52,6 @@ type Runner struct {
 	abandonHandlers  context.CancelFunc
 	handlerCtx       context.Context
 	loops            sync.WaitGroup // claim loop, listener, poller
-	writeClaims      sync.WaitGroup // outcome writes that claim (claimWithWrite)
 	handlers         sync.WaitGroup // one per dispatched step
 	workers          sync.WaitGroup // worker goroutines, busy or idle
 	claimCtx         context.Context
@@ -161,11 +158,8 @@ func (r *Runner) Stop(ctx context.Context) error {
 	if !r.stopped.CompareAndSwap(false, true) {
 		return nil
 	}
-	r.mu.Lock() // with claimWithWrite's check: no write claims after this
 	r.stopClaiming()
-	r.mu.Unlock()
 	r.loops.Wait()
-	r.writeClaims.Wait() // what writes claimed is in flight (or given back) now
 	r.mu.Lock()
 	r.retryTimer.Stop()
 	r.mu.Unlock()
@@ -214,7 +208,6 @@ func (r *Runner) Stop(ctx context.Context) error {
 // context cancelled) has exited.
 func (r *Runner) Wait() {
 	r.loops.Wait()
-	r.writeClaims.Wait()
 	r.handlers.Wait()
 	r.workers.Wait()
 	if r.completer != nil {

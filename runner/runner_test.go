@@ -253,25 +253,3 @@ func TestGracefulShutdownReleasesLeases(t *testing.T) {
 		t.Fatalf("released = %d, want 2", got)
 	}
 }
-
-// TestWritesClaimWhatTheyMakeReady: at light load the write that completes
-// a step leases the step it makes ready in the same transaction, so every
-// later step of a chain starts without a claim of its own.
-func TestWritesClaimWhatTheyMakeReady(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
-	pool := pgtest.Pool(t)
-	client := runner.NewClient(pool, runner.ClientConfig{})
-	register(t, client, linearTemplate("chain", 5))
-	var handlers callout.Funcs
-	handlers.Register("echo", echoHandler)
-	r := startRunner(t, pool, runner.Config{WorkerID: "chainer", Handlers: &handlers, PollInterval: time.Hour})
-	l, err := client.Submit(ctx, runner.SubmitRequest{Namespace: "chain", Name: "linear"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 20*time.Second, "the chain completes", func() bool { return taskState(t, pool, l.TaskUUID) == "complete" })
-	if st := r.Stats(); st.Claimed != 5 || st.ClaimedByWrites != 4 {
-		t.Errorf("claimed %d steps, %d of them by the writes completing their parents; want 5 and 4", st.Claimed, st.ClaimedByWrites)
-	}
-}

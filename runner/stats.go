@@ -6,7 +6,6 @@ import "sync/atomic"
 type Stats struct {
 	Claimed            int64 // steps claimed (attempts started)
 	Rescued            int64 // of which had an expired lease
-	ClaimedByWrites    int64 // of which an outcome write leased in its own transaction
 	Completed          int64 // steps written complete
 	Retried            int64 // steps written waiting_for_retry
 	Failed             int64 // steps written error (dead-lettered)
@@ -22,7 +21,7 @@ type Stats struct {
 
 type stats struct {
 	claimed, rescued, completed, retried, failed, released, stale atomic.Int64
-	claimQueries, flushes, listenerReconnects, claimedByWrites    atomic.Int64
+	claimQueries, flushes, listenerReconnects                     atomic.Int64
 }
 
 // Stats returns a snapshot of the runner's counters.
@@ -33,7 +32,6 @@ func (r *Runner) Stats() Stats {
 	return Stats{
 		Claimed:            r.stats.claimed.Load(),
 		Rescued:            r.stats.rescued.Load(),
-		ClaimedByWrites:    r.stats.claimedByWrites.Load(),
 		Completed:          r.stats.completed.Load(),
 		Retried:            r.stats.retried.Load(),
 		Failed:             r.stats.failed.Load(),

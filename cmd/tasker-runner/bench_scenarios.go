@@ -295,7 +295,7 @@ func runBacklogWith(ctx context.Context, env *environment, srv *benchServer, o b
 	res.CPU = cpuBetween(cpu0, cpu1)
 	res.ClaimQueries = st.ClaimQueries
 	if st.ClaimQueries > 0 {
-		res.MeanClaimSize = float64(st.Claimed-st.ClaimedByWrites) / float64(st.ClaimQueries)
+		res.MeanClaimSize = float64(st.Claimed) / float64(st.ClaimQueries)
 	}
 	res.Flushes = st.Flushes
 	if st.Flushes > 0 {

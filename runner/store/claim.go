@@ -139,13 +139,8 @@ func Claim(ctx context.Context, db DB, p ClaimParams) ([]ClaimedStep, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: claiming steps: %w", err)
 	}
-	return scanClaimed(rows, p.Buf[:0])
-}
-
-// scanClaimed appends the hydrated steps of claimSQL's rows to out.
-func scanClaimed(rows pgx.Rows, out []ClaimedStep) ([]ClaimedStep, error) {
-	var err error
 	var (
+		out    = p.Buf[:0]
 		c      ClaimedStep
 		deps   []byte
 		parent pgtype.UUID

@@ -173,63 +173,6 @@ func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []C
 	if len(cs) == 0 {
 		return res, nil
 	}
-	args, err := completeArgs(workerID, now, cs)
-	if err != nil {
-		return res, err
-	}
-	rows, err := db.Query(ctx, completeSQL, args...)
-	if err != nil {
-		return res, fmt.Errorf("store: completing %d steps: %w", len(cs), err)
-	}
-	if err := readCompleted(rows, &res); err != nil {
-		return res, fmt.Errorf("store: completing %d steps: %w", len(cs), err)
-	}
-	res.Stale = len(cs) - len(res.Applied)
-	return res, nil
-}
-
-// CompleteAndClaim is [Complete] followed by [Claim] with p, in the same
-// round trip and transaction: the steps the completions made ready (and
-// any other claimable ones, in the claim's order) are leased by the
-// commit that made them ready, saving the claim's own round trip and
-// commit. Nothing is claimed if the completions fail.
-func CompleteAndClaim(ctx context.Context, db DB, workerID string, now time.Time, cs []Completion, p ClaimParams) (CompleteResult, []ClaimedStep, error) {
-	if p.Limit <= 0 || len(p.Namespaces) == 0 {
-		res, err := Complete(ctx, db, workerID, now, cs)
-		return res, nil, err
-	}
-	res := CompleteResult{Applied: make(map[uuid.UUID]string, len(cs))}
-	args, err := completeArgs(workerID, now, cs)
-	if err != nil {
-		return res, nil, err
-	}
-	var b pgx.Batch
-	b.Queue(completeSQL, args...)
-	b.Queue(claimSQL, p.WorkerID, p.Namespaces, p.Limit, p.Now, p.LeaseFor)
-	var claimed []ClaimedStep
-	err = sendBatch(ctx, db, &b, fmt.Sprintf("completing %d steps and claiming", len(cs)), func(br pgx.BatchResults) error {
-		rows, err := br.Query()
-		if err != nil {
-			return fmt.Errorf("store: completing %d steps: %w", len(cs), err)
-		}
-		if err := readCompleted(rows, &res); err != nil {
-			return fmt.Errorf("store: completing %d steps: %w", len(cs), err)
-		}
-		if rows, err = br.Query(); err != nil {
-			return fmt.Errorf("store: claiming steps: %w", err)
-		}
-		claimed, err = scanClaimed(rows, p.Buf[:0])
-		return err
-	})
-	if err != nil {
-		return res, nil, err
-	}
-	res.Stale = len(cs) - len(res.Applied)
-	return res, claimed, nil
-}
-
-// completeArgs checks cs and returns completeSQL's arguments.
-func completeArgs(workerID string, now time.Time, cs []Completion) ([]any, error) {
 	// Present the rows in key order, the order ExtendLeases locks them in:
 	// with the input driving the update (the plan for batches this size)
 	// the two then wait for each other instead of deadlocking.
@@ -248,28 +191,27 @@ func completeArgs(workerID string, now time.Time, cs []Completion) ([]any, error
 		switch c.State {
 		case StateComplete, StateWaitingForRetry, StateError, StateEnqueued:
 		default:
-			return nil, fmt.Errorf("store: completion of step %s: state %q is not a completion state", c.StepUUID, c.State)
+			return res, fmt.Errorf("store: completion of step %s: state %q is not a completion state", c.StepUUID, c.State)
 		}
 		ids[i], attempts[i], states[i] = c.StepUUID, int32(c.Attempt), c.State
 		results[i], errs[i], ckpts[i] = nullJSON(c.Results), nullJSON(c.Error), nullJSON(c.Checkpoint)
 		if len(c.Checkpoint) > 0 && c.State != StateEnqueued {
-			return nil, fmt.Errorf("store: completion of step %s: a checkpoint goes with state %q, not %q", c.StepUUID, StateEnqueued, c.State)
+			return res, fmt.Errorf("store: completion of step %s: a checkpoint goes with state %q, not %q", c.StepUUID, StateEnqueued, c.State)
 		}
 		if !c.RunAt.IsZero() {
 			runAt[i] = pgtype.Timestamptz{Time: c.RunAt, Valid: true}
 		}
 	}
-	return []any{workerID, ids, attempts, states, results, errs, runAt, now, ChannelPrefix, ckpts, CheckpointHistoryMax}, nil
-}
-
-// readCompleted reads completeSQL's rows into res.
-func readCompleted(rows pgx.Rows, res *CompleteResult) error {
+	rows, err := db.Query(ctx, completeSQL, workerID, ids, attempts, states, results, errs, runAt, now, ChannelPrefix, ckpts, CheckpointHistoryMax)
+	if err != nil {
+		return res, fmt.Errorf("store: completing %d steps: %w", len(cs), err)
+	}
 	var (
 		kind  string
 		id    pgtype.UUID
 		state string
 	)
-	_, err := pgx.ForEachRow(rows, []any{&kind, &id, &state}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&kind, &id, &state}, func() error {
 		switch kind {
 		case "step":
 			res.Applied[id.Bytes] = state
@@ -283,7 +225,11 @@ func readCompleted(rows pgx.Rows, res *CompleteResult) error {
 		}
 		return nil
 	})
-	return err
+	if err != nil {
+		return res, fmt.Errorf("store: completing %d steps: %w", len(cs), err)
+	}
+	res.Stale = len(cs) - len(res.Applied)
+	return res, nil
 }
 
 func nullJSON(b []byte) []byte {

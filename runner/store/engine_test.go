@@ -3,7 +3,6 @@ package store_test
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -264,69 +263,5 @@ func TestCheckpointHistoryIsBounded(t *testing.T) {
 	}
 	if n != store.CheckpointHistoryMax || first != "3" || last != "new-1" {
 		t.Fatalf("history: %d entries, first %s, last %s; want %d, 3, new-1", n, first, last, store.CheckpointHistoryMax)
-	}
-}
-
-// TestCompleteAndClaim: a completion that makes steps ready leases them in
-// its own transaction, hydrated, each with its full audit, up to the limit;
-// the rest stay claimable.
-func TestCompleteAndClaim(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
-	pool := pgtest.Pool(t)
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	_, steps := diamond(t, pool, "shop", now)
-	p := store.ClaimParams{WorkerID: "w1", Namespaces: []string{"shop"}, Limit: 10, Now: now, LeaseFor: time.Minute}
-	first, err := store.Claim(ctx, pool, p)
-	if err != nil || len(first) != 1 || first[0].StepUUID != steps[0] {
-		t.Fatalf("claim of a = %+v, %v", first, err)
-	}
-
-	p.Limit = 1
-	res, claimed, err := store.CompleteAndClaim(ctx, pool, "w1", now, []store.Completion{
-		{StepUUID: steps[0], Attempt: 1, State: store.StateComplete, Results: []byte(`{"a":1}`)},
-	}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Applied[steps[0]] != store.StateComplete || res.Enqueued != 2 || res.Stale != 0 {
-		t.Fatalf("completion of a = %+v", res)
-	}
-	if len(claimed) != 1 || (claimed[0].StepUUID != steps[1] && claimed[0].StepUUID != steps[2]) || claimed[0].Attempt != 1 ||
-		string(claimed[0].DependencyResults["a"]) != `{"a": 1}` {
-		t.Fatalf("claimed with the completion (limit 1) = %+v", claimed)
-	}
-	got, other := claimed[0].StepUUID, steps[1]
-	if got == steps[1] {
-		other = steps[2]
-	}
-	if s := mustState(t, pool, "steps", got); s != store.StepInProgress {
-		t.Errorf("the claimed child is %s", s)
-	}
-	if s := mustState(t, pool, "steps", other); s != store.StateEnqueued {
-		t.Errorf("the child beyond the limit is %s, want enqueued", s)
-	}
-	if a := auditOf(t, pool, "step_transitions", got); !slices.Equal(a, []string{">pending@0:", "pending>enqueued@0:", "enqueued>in_progress@1:w1"}) {
-		t.Errorf("audit of the child claimed with the write = %q", a)
-	}
-
-	// A completion that readies nothing still claims what is claimable.
-	p.Limit = 10
-	res, claimed, err = store.CompleteAndClaim(ctx, pool, "w1", now, []store.Completion{{StepUUID: got, Attempt: 1, State: store.StateComplete}}, p)
-	if err != nil || res.Applied[got] != store.StateComplete || res.Enqueued != 0 || len(claimed) != 1 || claimed[0].StepUUID != other {
-		t.Fatalf("second completion = %+v, claimed %+v, %v", res, claimed, err)
-	}
-	// A fenced-off completion claims too, and reports the stale outcome.
-	res, claimed, err = store.CompleteAndClaim(ctx, pool, "w2", now, []store.Completion{{StepUUID: other, Attempt: 1, State: store.StateComplete}}, p)
-	if err != nil || res.Stale != 1 || len(claimed) != 0 {
-		t.Fatalf("stale completion = %+v, claimed %+v, %v", res, claimed, err)
-	}
-	// Bad input fails before anything is sent.
-	if _, _, err := store.CompleteAndClaim(ctx, pool, "w1", now, []store.Completion{{StepUUID: other, Attempt: 1, State: "done"}}, p); err == nil ||
-		!strings.Contains(err.Error(), `state "done" is not a completion state`) {
-		t.Fatalf("bad completion state: %v", err)
-	}
-	if s := mustState(t, pool, "steps", other); s != store.StepInProgress {
-		t.Errorf("after the refused calls the second child is %s, want in_progress", s)
 	}
 }
