@@ -40,7 +40,7 @@ func runMigrate(ctx context.Context, env *environment, args []string) error {
 	if fs.Arg(0) == "up" {
 		applied, err := m.Up(ctx)
 		for _, a := range applied {
-			fmt.Fprintf(env.stdout, "applied %04d_%s\n", a.Version, a.Name)
+			fmt.Fprintf(env.stdout, "applied %s\n", a.ID())
 		}
 		if err != nil {
 			return err
@@ -93,7 +93,7 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) erro
 	}
 	var pending []string
 	for _, s := range status {
-		name := fmt.Sprintf("%04d_%s", s.Version, s.Name)
+		name := s.ID()
 		switch {
 		case s.AppliedAt == nil:
 			pending = append(pending, name)

@@ -39,6 +39,9 @@ type Migration struct {
 	Checksum string // hex SHA-256 of SQL; an applied migration must never change
 }
 
+// ID names the migration as its file does, without ".sql": "0001_initial".
+func (m Migration) ID() string { return fmt.Sprintf("%04d_%s", m.Version, m.Name) }
+
 // MigrationStatus is a [Migration] with what the database says about it.
 type MigrationStatus struct {
 	Migration
@@ -75,7 +78,7 @@ func loadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
 	slices.SortFunc(out, func(a, b Migration) int { return cmp.Compare(a.Version, b.Version) })
 	for i, m := range out {
 		if m.Version != i+1 {
-			return nil, fmt.Errorf("store: migrations must be numbered 1..n without gaps or duplicates; found %04d_%s at position %d", m.Version, m.Name, i+1)
+			return nil, fmt.Errorf("store: migrations must be numbered 1..n without gaps or duplicates; found %s at position %d", m.ID(), i+1)
 		}
 	}
 	return out, nil
@@ -140,7 +143,7 @@ func (m *Migrator) Up(ctx context.Context) ([]Migration, error) {
 	var applied []Migration
 	for _, s := range status {
 		if s.Modified {
-			return applied, fmt.Errorf("store: migrate: migration %04d_%s was changed after it was applied (checksum differs); restore the original file", s.Version, s.Name)
+			return applied, fmt.Errorf("store: migrate: migration %s was changed after it was applied (checksum differs); restore the original file", s.ID())
 		}
 		if s.AppliedAt != nil {
 			continue
@@ -156,7 +159,7 @@ func (m *Migrator) Up(ctx context.Context) ([]Migration, error) {
 			return err
 		})
 		if err != nil {
-			return applied, fmt.Errorf("store: migrate: applying %04d_%s: %w", s.Version, s.Name, err)
+			return applied, fmt.Errorf("store: migrate: applying %s: %w", s.ID(), err)
 		}
 		applied = append(applied, s.Migration)
 	}
