@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
@@ -16,6 +18,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1/adminv1connect"
 )
@@ -262,7 +265,27 @@ func connectError(err error, bodyField string) error {
 			cerr.AddDetail(detail)
 		}
 	}
+	addRetryAfter(cerr, err)
 	return cerr
+}
+
+// addRetryAfter carries a problem's Retry-After (the database is
+// unavailable) over to a Connect error: as the Retry-After metadata and as
+// a google.rpc.RetryInfo detail, which gRPC clients understand.
+func addRetryAfter(cerr *connect.Error, err error) {
+	var he huma.HeadersError
+	if !errors.As(err, &he) {
+		return
+	}
+	ra := he.GetHeaders().Get("Retry-After")
+	secs, perr := strconv.Atoi(ra)
+	if perr != nil || secs < 0 {
+		return
+	}
+	cerr.Meta().Set("Retry-After", ra)
+	if detail, derr := connect.NewErrorDetail(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Duration(secs) * time.Second)}); derr == nil {
+		cerr.AddDetail(detail)
+	}
 }
 
 func fieldPath(loc, bodyField string) string {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -93,11 +95,26 @@ func (s *Server) fail(ctx context.Context, err error) error {
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 		// The client went away; nobody reads this.
 		return problem(499, "request cancelled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return problem(http.StatusServiceUnavailable, "the database did not answer in time")
+	case store.IsUnavailable(err):
+		s.cfg.Logger.Warn("management API: the database is unavailable", "err", err)
+		return unavailable()
 	}
 	s.cfg.Logger.Error("management API: unexpected error", "err", err)
 	return problem(http.StatusInternalServerError, "internal error; the server log has the details")
+}
+
+// RetryAfterUnavailable is the Retry-After of a 503 answered because the
+// database is unreachable (see [store.IsUnavailable]).
+const RetryAfterUnavailable = 2 * time.Second
+
+// unavailable is the problem answered while the database is unreachable:
+// 503 with a Retry-After header. A write may have committed although its
+// answer was lost; a client retrying with the same idempotency key gets
+// the task created first.
+func unavailable() error {
+	return huma.ErrorWithHeaders(
+		problem(http.StatusServiceUnavailable, "the database is unavailable; retry later"),
+		http.Header{"Retry-After": {strconv.Itoa(int(RetryAfterUnavailable / time.Second))}})
 }
 
 // lastPart drops the "store: ...: " context of an error message, keeping

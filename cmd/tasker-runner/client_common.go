@@ -26,12 +26,13 @@ type clientOptions struct {
 	api    string
 	apiKey string
 	json   bool
+	stderr io.Writer // tells of retries
 }
 
 // addClientFlags registers --api, --api-key and --json on fs, with
 // defaults from TASKER_API_URL and TASKER_API_KEY.
 func addClientFlags(env *environment, fs *flag.FlagSet) *clientOptions {
-	o := &clientOptions{}
+	o := &clientOptions{stderr: env.stderr}
 	api := defaultAPIURL
 	if v, ok := env.lookup.Lookup("TASKER_API_URL"); ok && v != "" {
 		api = v
@@ -43,11 +44,21 @@ func addClientFlags(env *environment, fs *flag.FlagSet) *clientOptions {
 	return o
 }
 
+// client returns a client of the API that retries what is safe to retry
+// (see [client.RetryingDoer]): a 503 while the server's database is
+// unreachable, a gateway's 502 or 504, a lost connection. A submission
+// without --idempotency-key gets a generated key, so a retry never creates
+// a second task. Each retry is told on stderr.
 func (o *clientOptions) client() (*client.ClientWithResponses, error) {
 	if o.api == "" {
 		return nil, fmt.Errorf("%w: --api is empty", errUsage)
 	}
-	return client.New(o.api, o.apiKey, client.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}))
+	policy := client.RetryPolicy{OnRetry: func(e client.RetryEvent) {
+		if o.stderr != nil {
+			fmt.Fprintf(o.stderr, "%s %s: %s; retrying in %s\n", e.Method, e.URL, e.Reason, e.Wait.Round(time.Millisecond))
+		}
+	}}
+	return client.New(o.api, o.apiKey, client.WithRetry(&http.Client{Timeout: 30 * time.Second}, policy))
 }
 
 // parseInterspersed parses flags that may come before, between or after

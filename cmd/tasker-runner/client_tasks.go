@@ -25,7 +25,7 @@ func runSubmit(ctx context.Context, env *environment, args []string) error {
 	name := fs.String("name", "", "the template's name (required)")
 	version := fs.String("version", "", "the template's version (default: the most recently registered)")
 	ctxArg := fs.String("context", "{}", "the task's context: a JSON object, or @file (@- reads stdin)")
-	idem := fs.String("idempotency-key", "", "submit at most once under this key")
+	idem := fs.String("idempotency-key", "", "submit at most once under this key (default: a generated one, so that retries never submit twice)")
 	wait := fs.Bool("wait", false, "wait for the task to finish, showing step progress, then print the results (exit 1 if it ends blocked_by_failures)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "with --wait: how long to wait at most")
 	interval := fs.Duration("poll", 500*time.Millisecond, "with --wait: how often to poll the task")
@@ -74,7 +74,9 @@ func runSubmit(ctx context.Context, env *environment, args []string) error {
 			return printJSON(env.stdout, task)
 		}
 		existing := ""
-		if res.JSON200 != nil {
+		if res.JSON200 != nil && *idem != "" {
+			// Without --idempotency-key, a 200 is this run's own
+			// submission, found again by a retry.
 			existing = " (already submitted under this idempotency key)"
 		}
 		fmt.Fprintf(env.stdout, "submitted task %s%s: %s/%s %s, %s\n", task.TaskUuid, existing, task.Namespace, task.Name, task.Version, task.State)

@@ -5,7 +5,8 @@
 // `go generate ./openapi/...`, never edit it. Every operation of the API is a
 // method named after its operation ID; [ClientWithResponses] decodes the
 // responses. This file adds what the generator does not: authentication and
-// problem details as Go errors.
+// problem details as Go errors; retry.go adds retries that never submit a
+// task twice ([WithRetry]).
 //
 //	c, err := client.New("http://localhost:8081", os.Getenv("TASKER_API_KEY"))
 //	res, err := c.GetTaskWithResponse(ctx, id, nil)
