@@ -45,6 +45,7 @@ func startGRPC(_ context.Context, cfg config.Config, api openapi.Config, auth *o
 		Handler:           openapi.NewMirror(api, auth).Handler(),
 		Protocols:         &protocols,
 		TLSConfig:         tlsCfg,
+		ErrorLog:          serverErrorLog(log),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
+	"log"
 	"log/slog"
 	"strings"
 
@@ -50,4 +51,10 @@ func listenerTLS(key string, t config.TLS, log *slog.Logger) (*tls.Config, error
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
 	return r.TLSConfig(), nil
+}
+
+// serverErrorLog sends what an http.Server logs (failed TLS handshakes,
+// handler panics) to the runner's log instead of the standard logger.
+func serverErrorLog(l *slog.Logger) *log.Logger {
+	return slog.NewLogLogger(l.Handler(), slog.LevelWarn)
 }

@@ -188,6 +188,7 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 		httpSrv = &http.Server{
 			Handler:           auth.Middleware(mux),
 			TLSConfig:         webTLS,
+			ErrorLog:          serverErrorLog(log),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 		}
