@@ -4,6 +4,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -79,10 +80,14 @@ func (w Worker) ShutdownTimeout() time.Duration { return seconds(w.ShutdownTimeo
 type Web struct {
 	// Enabled starts the server. Default true.
 	Enabled bool `toml:"enabled" env:"ENABLED"`
-	// Host is the listen address. Default "0.0.0.0".
+	// Host is the listen address. Default "127.0.0.1" (loopback only). Any
+	// other address (see [IsLoopback]; "" and "0.0.0.0" mean every
+	// interface) needs Auth.Enabled, or Auth.AllowUnauthenticated.
 	Host string `toml:"host" env:"HOST"`
 	// Port is the listen port. Default 8081.
 	Port int `toml:"port" env:"PORT"`
+	// TLS serves HTTPS instead of plain HTTP when set. Default unset.
+	TLS TLS `toml:"tls" env:",prefix=TLS_"`
 	// MaxRequestBytes caps request bodies so one client cannot exhaust
 	// memory. Default 1 MiB.
 	MaxRequestBytes int `toml:"max_request_bytes" env:"MAX_REQUEST_BYTES"`
@@ -95,9 +100,16 @@ func (w Web) Addr() string { return net.JoinHostPort(w.Host, strconv.Itoa(w.Port
 
 // Auth configures authentication of the management API.
 type Auth struct {
-	// Enabled turns authentication on. Default false, which suits a runner
-	// reachable only inside a private network; enable it anywhere else.
+	// Enabled turns authentication on. Default false, which suits the
+	// default loopback listeners; a listener on any other address needs it
+	// (or AllowUnauthenticated).
 	Enabled bool `toml:"enabled" env:"ENABLED"`
+	// AllowUnauthenticated lets worker.web or worker.grpc listen on a
+	// non-loopback address while Enabled is false, which validation
+	// otherwise refuses; the runner then logs a warning at start. Default
+	// false. Meant for networks where something else (a proxy, a network
+	// policy) already restricts who can reach the API.
+	AllowUnauthenticated bool `toml:"allow_unauthenticated" env:"ALLOW_UNAUTHENTICATED"`
 	// PublicHealth keeps the /health endpoints open when auth is on, so
 	// orchestrator probes need no credentials. Default true.
 	PublicHealth bool `toml:"public_health" env:"PUBLIC_HEALTH"`
@@ -163,10 +175,64 @@ type JWT struct {
 type GRPC struct {
 	// Enabled starts the server. Default true.
 	Enabled bool `toml:"enabled" env:"ENABLED"`
-	// Host is the listen address. Default "0.0.0.0".
+	// Host is the listen address. Default "127.0.0.1" (loopback only); the
+	// same rule as [Web.Host] applies.
 	Host string `toml:"host" env:"HOST"`
 	// Port is the listen port. Default 9191.
 	Port int `toml:"port" env:"PORT"`
+	// TLS serves HTTP/2 over TLS (and HTTP/1.1) instead of h2c when set.
+	// Default unset.
+	TLS TLS `toml:"tls" env:",prefix=TLS_"`
+}
+
+// TLS names the certificate a listener serves. Both files are PEM; they are
+// read at start and again whenever they change, so a renewed certificate
+// needs no restart. Set both or neither. Client certificates are not asked
+// for.
+type TLS struct {
+	// CertFile is the certificate chain, leaf first. Default "" (no TLS).
+	CertFile string `toml:"cert_file" env:"CERT_FILE"`
+	// KeyFile is the certificate's private key. Default "" (no TLS).
+	KeyFile string `toml:"key_file" env:"KEY_FILE"`
+}
+
+// Enabled reports whether a certificate is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// IsLoopback reports whether a listen host accepts connections from this
+// machine only: "localhost" or an address in 127.0.0.0/8 or ::1. Every
+// other host is reachable from the network; "", "0.0.0.0" and "::" mean
+// every interface.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ExposedListeners returns the host keys ("worker.web.host",
+// "worker.grpc.host") of the enabled listeners that are reachable from the
+// network, in that order.
+func (w Worker) ExposedListeners() []string {
+	var keys []string
+	if w.Web.Enabled && !IsLoopback(w.Web.Host) {
+		keys = append(keys, "worker.web.host")
+	}
+	if w.GRPC.Enabled && !IsLoopback(w.GRPC.Host) {
+		keys = append(keys, "worker.grpc.host")
+	}
+	return keys
+}
+
+// OpenWithoutAuth returns [Worker.ExposedListeners] when authentication is
+// off, and nil when it is on: the listeners that would let anyone on the
+// network use the management API.
+func (w Worker) OpenWithoutAuth() []string {
+	if w.Web.Auth.Enabled {
+		return nil
+	}
+	return w.ExposedListeners()
 }
 
 // Addr returns the host:port to listen on.
@@ -441,7 +507,7 @@ func Default() Config {
 			ShutdownTimeoutSeconds: 30,
 			Web: Web{
 				Enabled:         true,
-				Host:            "0.0.0.0",
+				Host:            "127.0.0.1",
 				Port:            8081,
 				MaxRequestBytes: 1 << 20,
 				Auth: Auth{
@@ -450,7 +516,7 @@ func Default() Config {
 					JWT:           JWT{ScopeClaim: "scope"},
 				},
 			},
-			GRPC: GRPC{Enabled: true, Host: "0.0.0.0", Port: 9191},
+			GRPC: GRPC{Enabled: true, Host: "127.0.0.1", Port: 9191},
 			EventSystems: EventSystems{Worker: EventSystem{
 				DeploymentMode: DeploymentModeHybrid,
 				Metadata: EventSystemMetadata{

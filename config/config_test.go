@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -46,7 +47,7 @@ func TestDurations(t *testing.T) {
 func TestAddrs(t *testing.T) {
 	t.Parallel()
 	c := config.Default()
-	if got := c.Worker.GRPC.Addr(); got != "0.0.0.0:9191" {
+	if got := c.Worker.GRPC.Addr(); got != "127.0.0.1:9191" {
 		t.Errorf("GRPC.Addr() = %q", got)
 	}
 	c.Worker.Web.Host = "::1"
@@ -71,5 +72,58 @@ func TestEnumsValid(t *testing.T) {
 	if !config.DeploymentModeHybrid.Polls() || !config.DeploymentModeHybrid.Listens() ||
 		config.DeploymentModePollingOnly.Listens() || config.DeploymentModeEventDrivenOnly.Polls() {
 		t.Error("Polls/Listens disagree with the mode names")
+	}
+}
+
+// The listeners are loopback by default; IsLoopback accepts exactly the
+// addresses only this machine can reach.
+func TestIsLoopback(t *testing.T) {
+	t.Parallel()
+	c := config.Default()
+	if !config.IsLoopback(c.Worker.Web.Host) || !config.IsLoopback(c.Worker.GRPC.Host) {
+		t.Errorf("default hosts %q and %q are not loopback", c.Worker.Web.Host, c.Worker.GRPC.Host)
+	}
+	if got := c.Worker.ExposedListeners(); got != nil {
+		t.Errorf("Default().Worker.ExposedListeners() = %v, want none", got)
+	}
+	for host, want := range map[string]bool{
+		"127.0.0.1": true, "127.1.2.3": true, "::1": true, "localhost": true, "LocalHost": true,
+		"::ffff:127.0.0.1": true,
+		"":                 false, "0.0.0.0": false, "::": false, "10.0.0.1": false, "192.168.1.1": false,
+		"fe80::1": false, "example.com": false, "localhost.example.com": false, "[::1]": false,
+	} {
+		if got := config.IsLoopback(host); got != want {
+			t.Errorf("IsLoopback(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+func TestExposedListeners(t *testing.T) {
+	t.Parallel()
+	w := config.Default().Worker
+	w.Web.Host, w.GRPC.Host = "0.0.0.0", ""
+	if got, want := w.ExposedListeners(), []string{"worker.web.host", "worker.grpc.host"}; !slices.Equal(got, want) {
+		t.Errorf("ExposedListeners() = %v, want %v", got, want)
+	}
+	if got := w.OpenWithoutAuth(); len(got) != 2 {
+		t.Errorf("OpenWithoutAuth() = %v with auth off, want both", got)
+	}
+	w.GRPC.Enabled = false // a disabled listener exposes nothing
+	if got, want := w.ExposedListeners(), []string{"worker.web.host"}; !slices.Equal(got, want) {
+		t.Errorf("ExposedListeners() = %v, want %v", got, want)
+	}
+	w.Web.Auth.Enabled = true
+	if got := w.OpenWithoutAuth(); got != nil {
+		t.Errorf("OpenWithoutAuth() = %v with auth on, want none", got)
+	}
+}
+
+func TestTLSEnabled(t *testing.T) {
+	t.Parallel()
+	if (config.TLS{}).Enabled() {
+		t.Error("empty TLS is Enabled")
+	}
+	if !(config.TLS{CertFile: "c", KeyFile: "k"}).Enabled() || !(config.TLS{KeyFile: "k"}).Enabled() {
+		t.Error("TLS with files is not Enabled")
 	}
 }

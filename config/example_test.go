@@ -54,7 +54,7 @@ poll_interval_seconds = 1
 	fmt.Println("poll every:", cfg.Worker.EventSystems.Worker.Metadata.FallbackPoller.Interval())
 	fmt.Println("database:", cfg.Database.URL)
 	// Output:
-	// web: 0.0.0.0:9000
+	// web: 127.0.0.1:9000
 	// mode: hybrid
 	// poll every: 1s
 	// database: postgres://tasker@localhost:5432/tasker

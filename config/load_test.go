@@ -51,7 +51,7 @@ func TestLoadSeedKeys(t *testing.T) {
 	path := writeFile(t, `
 [worker.web]
 enabled = true
-host = "0.0.0.0"
+host = "127.0.0.1"
 port = 8081
 [worker.event_systems.worker]
 deployment_mode = "hybrid"
@@ -68,7 +68,7 @@ poll_interval_seconds = 1
 	}
 	want := config.Default()
 	want.Worker.Web.Enabled = true
-	want.Worker.Web.Host = "0.0.0.0"
+	want.Worker.Web.Host = "127.0.0.1"
 	want.Worker.Web.Port = 8081
 	want.Worker.EventSystems.Worker.DeploymentMode = config.DeploymentModeHybrid
 	want.Worker.EventSystems.Worker.Metadata.PushConsumer = config.PushConsumer{Enabled: true, MaxConcurrentSteps: 10}
@@ -79,7 +79,7 @@ poll_interval_seconds = 1
 	if got := cfg.Worker.EventSystems.Worker.Metadata.FallbackPoller.Interval().String(); got != "1s" {
 		t.Errorf("Interval() = %s, want 1s", got)
 	}
-	if got := cfg.Worker.Web.Addr(); got != "0.0.0.0:8081" {
+	if got := cfg.Worker.Web.Addr(); got != "127.0.0.1:8081" {
 		t.Errorf("Addr() = %s", got)
 	}
 }

@@ -88,6 +88,17 @@ func (w Worker) validate(ps *problems) {
 		(w.Web.Host == w.GRPC.Host || isWildcard(w.Web.Host) || isWildcard(w.GRPC.Host)) {
 		ps.add("worker.grpc.port", "%d is also worker.web.port; the two servers need different ports", w.GRPC.Port)
 	}
+	w.Web.TLS.validate(ps, "worker.web.tls")
+	w.GRPC.TLS.validate(ps, "worker.grpc.tls")
+	if !w.Web.Auth.AllowUnauthenticated {
+		hosts := map[string]string{"worker.web.host": w.Web.Host, "worker.grpc.host": w.GRPC.Host}
+		for _, key := range w.OpenWithoutAuth() {
+			ps.add(key, "%s is reachable from the network and worker.web.auth.enabled is false, so anyone who can connect "+
+				"could use the management API: enable worker.web.auth (with api_keys or jwt), or set "+
+				"worker.web.auth.allow_unauthenticated = true (%s=true) to accept that; or listen on 127.0.0.1",
+				describeHost(hosts[key]), EnvVar("worker.web.auth.allow_unauthenticated"))
+		}
+	}
 
 	w.EventSystems.Worker.validate(ps)
 
@@ -127,6 +138,31 @@ func (w Worker) validate(ps *problems) {
 }
 
 func isWildcard(host string) bool { return host == "" || host == "0.0.0.0" || host == "::" }
+
+// describeHost quotes a listen host for a message, saying what the
+// wildcards mean.
+func describeHost(host string) string {
+	if isWildcard(host) {
+		return fmt.Sprintf("%q (every interface)", host)
+	}
+	return fmt.Sprintf("%q", host)
+}
+
+// validate requires both files or neither. It does not read them (Validate
+// does no I/O); the command that serves them does, naming the key.
+func (t TLS) validate(ps *problems, key string) {
+	for _, f := range []struct{ name, value string }{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+		if f.value != "" && strings.TrimSpace(f.value) == "" {
+			ps.add(key+"."+f.name, "must not be blank")
+		}
+	}
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		ps.add(key+".key_file", "required when %s.cert_file is set", key)
+	case t.CertFile == "" && t.KeyFile != "":
+		ps.add(key+".cert_file", "required when %s.key_file is set", key)
+	}
+}
 
 func (a Auth) validate(ps *problems) {
 	const key = "worker.web.auth"

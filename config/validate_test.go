@@ -87,6 +87,82 @@ func TestValidate(t *testing.T) {
 			mutate: func(c *config.Config) { c.Worker.GRPC.Port = 8081; c.Worker.GRPC.Enabled = false },
 		},
 		{
+			name: "non-loopback listeners without auth",
+			mutate: func(c *config.Config) {
+				c.Worker.Web.Host = "0.0.0.0"
+				c.Worker.GRPC.Host = "10.1.2.3"
+			},
+			want: []config.Problem{
+				{Key: "worker.web.host", Message: openMsg(`"0.0.0.0" (every interface)`)},
+				{Key: "worker.grpc.host", Message: openMsg(`"10.1.2.3"`)},
+			},
+		},
+		{
+			name:   "empty host means every interface",
+			mutate: func(c *config.Config) { c.Worker.GRPC.Host = "" },
+			want:   []config.Problem{{Key: "worker.grpc.host", Message: openMsg(`"" (every interface)`)}},
+		},
+		{
+			name:   "a host name other than localhost",
+			mutate: func(c *config.Config) { c.Worker.Web.Host = "runner.internal"; c.Worker.GRPC.Host = "::" },
+			want: []config.Problem{
+				{Key: "worker.web.host", Message: openMsg(`"runner.internal"`)},
+				{Key: "worker.grpc.host", Message: openMsg(`"::" (every interface)`)},
+			},
+		},
+		{
+			name: "loopback hosts",
+			mutate: func(c *config.Config) {
+				c.Worker.Web.Host = "localhost"
+				c.Worker.GRPC.Host = "::1"
+			},
+		},
+		{
+			name: "non-loopback listener disabled",
+			mutate: func(c *config.Config) {
+				c.Worker.GRPC.Host = "0.0.0.0"
+				c.Worker.GRPC.Enabled = false
+			},
+		},
+		{
+			name: "non-loopback listeners with auth",
+			mutate: func(c *config.Config) {
+				c.Worker.Web.Host, c.Worker.GRPC.Host = "0.0.0.0", "::"
+				c.Worker.Web.Auth.Enabled = true
+				c.Worker.Web.Auth.APIKeys = config.APIKeys{{Name: "ops", Hash: goodHash, Scope: config.ScopeAdmin}}
+			},
+		},
+		{
+			name: "non-loopback listeners allowed without auth",
+			mutate: func(c *config.Config) {
+				c.Worker.Web.Host, c.Worker.GRPC.Host = "0.0.0.0", "0.0.0.0"
+				c.Worker.Web.Auth.AllowUnauthenticated = true
+			},
+		},
+		{
+			name: "tls pairs",
+			mutate: func(c *config.Config) {
+				c.Worker.Web.TLS = config.TLS{CertFile: "/etc/tls/tls.crt"}
+				c.Worker.GRPC.TLS = config.TLS{CertFile: " ", KeyFile: "/etc/tls/tls.key"}
+			},
+			want: []config.Problem{
+				{Key: "worker.web.tls.key_file", Message: "required when worker.web.tls.cert_file is set"},
+				{Key: "worker.grpc.tls.cert_file", Message: "must not be blank"},
+			},
+		},
+		{
+			name:   "tls key without cert",
+			mutate: func(c *config.Config) { c.Worker.Web.TLS = config.TLS{KeyFile: "k.pem"} },
+			want:   []config.Problem{{Key: "worker.web.tls.cert_file", Message: "required when worker.web.tls.key_file is set"}},
+		},
+		{
+			name: "tls on both listeners",
+			mutate: func(c *config.Config) {
+				c.Worker.Web.TLS = config.TLS{CertFile: "c.pem", KeyFile: "k.pem"}
+				c.Worker.GRPC.TLS = config.TLS{CertFile: "c.pem", KeyFile: "k.pem"}
+			},
+		},
+		{
 			name:   "namespaces",
 			mutate: func(c *config.Config) { c.Worker.Namespaces = []string{"a", "", "a"} },
 			want: []config.Problem{
@@ -259,6 +335,15 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openMsg is the message refusing a listener host that is reachable from
+// the network while auth is off.
+func openMsg(host string) string {
+	return host + " is reachable from the network and worker.web.auth.enabled is false, so anyone who can connect " +
+		"could use the management API: enable worker.web.auth (with api_keys or jwt), or set " +
+		"worker.web.auth.allow_unauthenticated = true (TASKER_WORKER_WEB_AUTH_ALLOW_UNAUTHENTICATED=true) to accept that; " +
+		"or listen on 127.0.0.1"
 }
 
 func TestRequireDatabase(t *testing.T) {

@@ -234,9 +234,11 @@ func checkEnv(t *testing.T, where, file string, env map[string]string) config.Co
 	return cfg
 }
 
-func containerEnv(t *testing.T, where string, c any) map[string]string {
+// containerEnv returns a container's variables. One from a secretKeyRef
+// gets the value the Secret in objs holds; fromSecret lists those.
+func containerEnv(t *testing.T, where string, c any, objs map[string]map[string]any) (env map[string]string, fromSecret []string) {
 	t.Helper()
-	env := make(map[string]string)
+	env = make(map[string]string)
 	envList, _ := get(c, "env").([]any)
 	for _, e := range envList {
 		name := get(e, "name").(string)
@@ -249,9 +251,87 @@ func containerEnv(t *testing.T, where string, c any) map[string]string {
 			t.Errorf("%s: env %s: want value or valueFrom.secretKeyRef", where, name)
 			continue
 		}
-		env[name] = "postgres://u:p@db:5432/tasker" // placeholder for the Secret's value
+		secret := objs["Secret/"+get(ref, "name").(string)]
+		v, ok := get(secret, "stringData", get(ref, "key").(string)).(string)
+		if !ok {
+			t.Errorf("%s: env %s: Secret %v has no stringData key %v", where, name, get(ref, "name"), get(ref, "key"))
+		}
+		env[name] = v
+		fromSecret = append(fromSecret, name)
+	}
+	return env, fromSecret
+}
+
+// dockerfileEnv returns the variables the image sets (ENV lines).
+func dockerfileEnv(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := make(map[string]string)
+	text := strings.ReplaceAll(string(b), "\\\n", " ")
+	for line := range strings.SplitSeq(text, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "ENV ")
+		if !ok {
+			continue
+		}
+		for _, kv := range strings.Fields(rest) {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				t.Fatalf("Dockerfile: ENV %q: want KEY=VALUE pairs", rest)
+			}
+			env[k] = strings.Trim(v, `"`)
+		}
 	}
 	return env
+}
+
+// merge returns the variables of base overridden by over, as a container
+// runtime applies its env over the image's.
+func merge(base, over map[string]string) map[string]string {
+	out := make(map[string]string, len(base)+len(over))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range over {
+		out[k] = v
+	}
+	return out
+}
+
+const apiKeysEnv = "TASKER_WORKER_WEB_AUTH_API_KEYS"
+
+// checkSecured asserts a container's configuration listens on every
+// interface (as a container must) with auth on and API keys set, and does
+// not opt out of auth.
+func checkSecured(t *testing.T, where string, cfg config.Config, env map[string]string, files ...string) {
+	t.Helper()
+	w := cfg.Worker
+	if config.IsLoopback(w.Web.Host) || config.IsLoopback(w.GRPC.Host) {
+		t.Errorf("%s: hosts %q and %q: a container must listen beyond loopback", where, w.Web.Host, w.GRPC.Host)
+	}
+	if !w.Web.Auth.Enabled {
+		t.Errorf("%s: worker.web.auth.enabled is false", where)
+	}
+	if len(w.Web.Auth.APIKeys) == 0 {
+		t.Errorf("%s: no worker.web.auth.api_keys", where)
+	}
+	if w.Web.Auth.AllowUnauthenticated {
+		t.Errorf("%s: worker.web.auth.allow_unauthenticated is true", where)
+	}
+	if _, ok := env[config.EnvVar("worker.web.auth.allow_unauthenticated")]; ok {
+		t.Errorf("%s: sets %s", where, config.EnvVar("worker.web.auth.allow_unauthenticated"))
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "allow_unauthenticated") {
+			t.Errorf("%s: its worker.toml mentions allow_unauthenticated", where)
+		}
+	}
 }
 
 func TestKubernetesRunner(t *testing.T) {
@@ -284,8 +364,21 @@ func TestKubernetesRunner(t *testing.T) {
 		t.Errorf("--config %s is not the mounted ConfigMap's worker.toml", cfgPath)
 	}
 
-	// Env and the ConfigMap's worker.toml load together.
-	cfg := checkEnv(t, "deployment", tomlPath, containerEnv(t, "deployment", c))
+	// Env (the image's, then the container's) and the ConfigMap's
+	// worker.toml load together, secured.
+	// The manifests secure the runner on their own too, not only through the
+	// image's env.
+	env, fromSecret := containerEnv(t, "deployment", c, objs)
+	checkSecured(t, "deployment without the image's env", checkEnv(t, "deployment", tomlPath, env), env, tomlPath)
+	env = merge(dockerfileEnv(t), env)
+	cfg := checkEnv(t, "deployment", tomlPath, env)
+	checkSecured(t, "deployment", cfg, env, tomlPath)
+	if !slices.Contains(fromSecret, apiKeysEnv) {
+		t.Errorf("deployment: %s does not come from a secretKeyRef", apiKeysEnv)
+	}
+	if def := config.Default(); cfg.Worker.Web.Auth.PublicHealth != def.Worker.Web.Auth.PublicHealth || !cfg.Worker.Web.Auth.PublicHealth {
+		t.Error("worker.web.auth.public_health is off: the probes carry no credentials")
+	}
 	if !cfg.Worker.Web.Enabled || !cfg.Worker.GRPC.Enabled {
 		t.Error("worker.toml disables the REST or gRPC API the Service exposes")
 	}
@@ -388,7 +481,8 @@ func TestKubernetesMigrateJob(t *testing.T) {
 	if i := slices.Index(args, any("--config")); i >= 0 {
 		file = configMapTOML(t, objs)
 	}
-	checkEnv(t, "migrate Job", file, containerEnv(t, "migrate Job", c))
+	env, _ := containerEnv(t, "migrate Job", c, objs)
+	checkEnv(t, "migrate Job", file, merge(dockerfileEnv(t), env))
 	if get(job, "spec", "template", "spec", "containers", 0, "image") != get(objs["Deployment/tasker-runner"], "spec", "template", "spec", "containers", 0, "image") {
 		t.Error("migrate Job and Deployment use different images")
 	}
@@ -400,8 +494,19 @@ func TestKubernetesSecretAndKEDA(t *testing.T) {
 	if get(secret, "stringData", config.DatabaseURLEnv) == nil {
 		t.Errorf("Secret tasker-runner has no %s", config.DatabaseURLEnv)
 	}
-	if h, _ := get(secret, "stringData", "API_KEY_HASH_EXAMPLE").(string); !regexp.MustCompile(`^sha256:[0-9a-f]{64}$`).MatchString(h) {
-		t.Errorf("API key hash example %q is not sha256:<64 hex>", h)
+	// The API keys decode as the runner decodes them, and hold only hashes.
+	keys, _ := get(secret, "stringData", apiKeysEnv).(string)
+	cfg, err := config.Load("", envconfig.MapLookuper(map[string]string{apiKeysEnv: keys}))
+	if err != nil {
+		t.Fatalf("Secret %s: %v", apiKeysEnv, err)
+	}
+	if len(cfg.Worker.Web.Auth.APIKeys) == 0 {
+		t.Errorf("Secret %s holds no key", apiKeysEnv)
+	}
+	for _, k := range cfg.Worker.Web.Auth.APIKeys {
+		if !regexp.MustCompile(`^sha256:[0-9a-f]{64}$`).MatchString(k.Hash) {
+			t.Errorf("Secret %s: hash %q is not sha256:<64 hex>", apiKeysEnv, k.Hash)
+		}
 	}
 	so := objs["ScaledObject/tasker-runner"]
 	trig := get(so, "spec", "triggers", 0)
@@ -422,8 +527,51 @@ func TestKubernetesSecretAndKEDA(t *testing.T) {
 	}
 }
 
-// composeVar replaces ${VAR:-default} and ${VAR} as Compose does with VAR unset.
-var composeVar = regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*(?::?-([^}]*))?\}`)
+// TestDockerfile: the image listens on every interface, as a container
+// must, with auth on and no opt-out; without keys it refuses to start.
+func TestDockerfile(t *testing.T) {
+	env := dockerfileEnv(t)
+	for k, want := range map[string]string{
+		"TASKER_WORKER_WEB_HOST":         "0.0.0.0",
+		"TASKER_WORKER_GRPC_HOST":        "0.0.0.0",
+		"TASKER_WORKER_WEB_AUTH_ENABLED": "true",
+	} {
+		if env[k] != want {
+			t.Errorf("Dockerfile: ENV %s=%q, want %q", k, env[k], want)
+		}
+	}
+	if _, err := config.Load("", envconfig.MapLookuper(env)); err == nil || !strings.Contains(err.Error(), "worker.web.auth.enabled") {
+		t.Errorf("the image's env without API keys loads (err %v); want it refused naming worker.web.auth.enabled", err)
+	}
+	env[apiKeysEnv] = `[{"name":"k","hash":"` + composeSet["TASKER_API_KEY_HASH"] + `","scope":"read"}]`
+	cfg := checkEnv(t, "Dockerfile", "", merge(env, map[string]string{config.DatabaseURLEnv: "postgres://db/x"}))
+	checkSecured(t, "Dockerfile", cfg, env)
+}
+
+// composeVar matches ${VAR}, ${VAR:-default} and ${VAR:?error}.
+var composeVar = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}`)
+
+// composeSet are the variables a user sets for Compose (deploy/README.md).
+var composeSet = map[string]string{"TASKER_API_KEY_HASH": "sha256:" + strings.Repeat("ab", 32)}
+
+// interpolate replaces variables as Compose does with only composeSet set;
+// a required variable (${VAR:?...}) must be in composeSet.
+func interpolate(t *testing.T, s string) string {
+	t.Helper()
+	return composeVar.ReplaceAllStringFunc(s, func(m string) string {
+		p := composeVar.FindStringSubmatch(m)
+		if v, ok := composeSet[p[1]]; ok {
+			return v
+		}
+		if strings.HasSuffix(p[2], "?") {
+			t.Errorf("compose: required variable %s is not in composeSet", p[1])
+		}
+		if strings.HasSuffix(p[2], "-") {
+			return p[3]
+		}
+		return ""
+	})
+}
 
 func TestCompose(t *testing.T) {
 	d := docs(t, "compose.yaml")[0]
@@ -437,10 +585,11 @@ func TestCompose(t *testing.T) {
 	for _, name := range []string{"migrate", "runner"} {
 		s := services[name]
 		env := map[string]string{}
-		for k, v := range get(s, "environment").(map[string]any) {
-			env[k] = composeVar.ReplaceAllString(v.(string), "$1")
+		raw := get(s, "environment").(map[string]any)
+		for k, v := range raw {
+			env[k] = interpolate(t, v.(string))
 		}
-		cfg := checkEnv(t, "compose "+name, "", env)
+		cfg := checkEnv(t, "compose "+name, "", merge(dockerfileEnv(t), env))
 		cmd := get(s, "command").([]any)
 		switch name {
 		case "migrate":
@@ -462,6 +611,16 @@ func TestCompose(t *testing.T) {
 				}
 			}
 			checkHandlers(t, services, cfg)
+			checkSecured(t, "compose runner", cfg, env)
+			if keys, _ := raw[apiKeysEnv].(string); !strings.Contains(keys, "${TASKER_API_KEY_HASH") {
+				t.Errorf("compose runner: %s = %q, want the hash from ${TASKER_API_KEY_HASH}", apiKeysEnv, keys)
+			}
+			// The runner itself sets what it relies on, not only the image.
+			for _, k := range []string{"TASKER_WORKER_WEB_HOST", "TASKER_WORKER_GRPC_HOST", "TASKER_WORKER_WEB_AUTH_ENABLED"} {
+				if _, ok := env[k]; !ok {
+					t.Errorf("compose runner does not set %s", k)
+				}
+			}
 		}
 	}
 }

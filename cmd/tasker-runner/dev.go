@@ -73,8 +73,8 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 	}
 	demo.ownDatabase = cluster != nil
 
-	err = serve(ctx, env, cfg, serveOptions{migrate: true, funcs: demo.funcs, onEvent: demo.onEvent, started: demo.run, ready: func(apiAddr string) {
-		demo.apiAddr = apiAddr
+	err = serve(ctx, env, cfg, serveOptions{migrate: true, funcs: demo.funcs, onEvent: demo.onEvent, started: demo.run, ready: func(apiAddr, grpcAddr string) {
+		demo.apiAddr, demo.grpcAddr = apiAddr, grpcAddr
 		fmt.Fprintf(env.stdout, "\ntasker-runner %s is up\n", buildVersion())
 		fmt.Fprintf(env.stdout, "  database  %s\n", store.RedactURL(cfg.Database.URL))
 		if cluster != nil {
@@ -104,6 +104,7 @@ type devDemo struct {
 	services    *devServices
 	progress    *devProgress
 	apiAddr     string        // set by serve's ready callback, before run
+	grpcAddr    string        // likewise; "" when the gRPC API is disabled
 	ownDatabase bool          // a throwaway cluster: no need to clean up rows
 	pool        *pgxpool.Pool // for the endpoint rows; opened by run
 	closeOnce   sync.Once
@@ -452,7 +453,7 @@ func (d *devDemo) runChaos(ctx context.Context, e *engine, info runner.TemplateI
 		}
 	}
 	if d.apiAddr != "" {
-		p.printf("  curl -s http://%s/metrics | grep -E 'tasker_(breaker_state|callout_rejected_total|steps_retried_total|steps_released_total)'\n", localAddr(d.apiAddr))
+		p.printf("  curl -s %s/metrics | grep -E 'tasker_(breaker_state|callout_rejected_total|steps_retried_total|steps_released_total)'\n", d.apiURL())
 	}
 	return nil
 }
@@ -466,15 +467,19 @@ func (d *devDemo) printWhere() {
 	}
 	fmt.Fprintf(out, "\nThe runner keeps serving; Ctrl-C stops it all.\n")
 	if d.apiAddr != "" {
-		a := localAddr(d.apiAddr)
-		fmt.Fprintf(out, "  API       http://%s/v1/status\n", a)
-		fmt.Fprintf(out, "  docs      http://%s/docs\n", a)
-		fmt.Fprintf(out, "  metrics   http://%s/metrics\n", a)
-		fmt.Fprintf(out, "  health    http://%s/health\n", a)
-		fmt.Fprintf(out, "  spec      http://%s/openapi.yaml\n", a)
+		a := d.apiURL()
+		fmt.Fprintf(out, "  API       %s/v1/status\n", a)
+		fmt.Fprintf(out, "  docs      %s/docs\n", a)
+		fmt.Fprintf(out, "  metrics   %s/metrics\n", a)
+		fmt.Fprintf(out, "  health    %s/health\n", a)
+		fmt.Fprintf(out, "  spec      %s/openapi.yaml\n", a)
 	}
-	if d.cfg.Worker.GRPC.Enabled {
-		fmt.Fprintf(out, "  gRPC      %s (Connect, gRPC, gRPC-Web; h2c)\n", localAddr(d.cfg.Worker.GRPC.Addr()))
+	if d.grpcAddr != "" {
+		transport := "h2c"
+		if d.cfg.Worker.GRPC.TLS.Enabled() {
+			transport = "TLS"
+		}
+		fmt.Fprintf(out, "  gRPC      %s (Connect, gRPC, gRPC-Web; %s)\n", localAddr(d.grpcAddr), transport)
 	}
 	if d.tpl == nil || d.services == nil {
 		return
@@ -488,6 +493,15 @@ func (d *devDemo) printWhere() {
 	if s, ok := d.services.get("go"); ok {
 		fmt.Fprintf(out, "  kill -9 %d    # the Go service: dev restarts it after %s; submit orders meanwhile (or run: make run CHAOS=go)\n", s.pid(), d.restartAfter)
 	}
+}
+
+// apiURL is the REST API's base URL, for people to open.
+func (d *devDemo) apiURL() string {
+	scheme := "http"
+	if d.cfg.Worker.Web.TLS.Enabled() {
+		scheme = "https"
+	}
+	return scheme + "://" + localAddr(d.apiAddr)
 }
 
 // localAddr turns a wildcard listen address into one a browser can open.

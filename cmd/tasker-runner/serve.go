@@ -76,9 +76,10 @@ func stoppedWhileStarting(ctx context.Context, env *environment, err error) erro
 // serveOptions are what `dev` adds to a plain `serve`.
 type serveOptions struct {
 	migrate bool
-	// ready, when set, is called with the API's address once it accepts
-	// connections and the runner is claiming.
-	ready func(apiAddr string)
+	// ready, when set, is called with the bound addresses of the REST and
+	// Connect/gRPC APIs ("" when disabled) once they accept connections and
+	// the runner is claiming.
+	ready func(apiAddr, grpcAddr string)
 	// funcs are in-process Go handlers; onEvent sees every step outcome.
 	funcs   *callout.Funcs
 	onEvent func(runner.Event)
@@ -92,8 +93,19 @@ type serveOptions struct {
 // steps and writes every result), then the API.
 func serve(ctx context.Context, env *environment, cfg config.Config, opts serveOptions) error {
 	log := env.logger
-	// Bad keys fail before anything starts.
+	// Bad keys and certificates fail before anything starts.
+	if err := checkExposure(cfg, log); err != nil {
+		return err
+	}
 	auth, err := newAuthenticator(cfg)
+	if err != nil {
+		return err
+	}
+	webTLS, err := listenerTLS("worker.web.tls", cfg.Worker.Web.TLS, log)
+	if err != nil {
+		return err
+	}
+	grpcTLS, err := listenerTLS("worker.grpc.tls", cfg.Worker.GRPC.TLS, log)
 	if err != nil {
 		return err
 	}
@@ -175,13 +187,22 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 		apiAddr = ln.Addr().String()
 		httpSrv = &http.Server{
 			Handler:           auth.Middleware(mux),
+			TLSConfig:         webTLS,
+			ErrorLog:          serverErrorLog(log),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 		}
-		go func() { httpErr <- httpSrv.Serve(ln) }()
-		log.Info("management API listening", "addr", apiAddr)
+		go func() {
+			if webTLS != nil {
+				// The certificate comes from TLSConfig.GetCertificate.
+				httpErr <- httpSrv.ServeTLS(ln, "", "")
+				return
+			}
+			httpErr <- httpSrv.Serve(ln)
+		}()
+		log.Info("management API listening", "addr", apiAddr, "tls", webTLS != nil)
 	}
-	stopGRPC, _, err := startGRPC(ctx, cfg, apiCfg, auth, log)
+	stopGRPC, grpcAddr, err := startGRPC(ctx, cfg, apiCfg, auth, grpcTLS, log)
 	if err != nil {
 		if httpSrv != nil {
 			_ = httpSrv.Close()
@@ -190,7 +211,7 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 	}
 	defer func() { _ = stopGRPC(context.Background()) }() // safety net; the explicit call below reports errors
 	if opts.ready != nil {
-		opts.ready(apiAddr)
+		opts.ready(apiAddr, grpcAddr)
 	}
 	if opts.started != nil {
 		if err := opts.started(ctx, eng); err != nil {
