@@ -36,6 +36,8 @@ type TransportOptions struct {
 	// the handler's host when an environment proxy carries the request
 	// (see [URLPolicy]). nil: no check.
 	URLPolicy *URLPolicy
+	// Resolver resolves handler host names; default the system's.
+	Resolver *net.Resolver
 }
 
 // Transport defaults.
@@ -72,7 +74,7 @@ func NewTransport(o TransportOptions) *http.Transport {
 	if o.MaxResponseHeaderBytes <= 0 {
 		o.MaxResponseHeaderBytes = defaultMaxResponseHeaderBytes
 	}
-	dialer := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+	dialer := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second, Resolver: o.Resolver}
 	t := &http.Transport{
 		Proxy:                  http.ProxyFromEnvironment,
 		DialContext:            dialer.DialContext,
@@ -90,7 +92,7 @@ func NewTransport(o TransportOptions) *http.Transport {
 	}
 	if o.URLPolicy != nil {
 		t.DialContext = o.URLPolicy.dialContext(dialer)
-		t.Proxy = o.URLPolicy.proxy(http.ProxyFromEnvironment)
+		t.Proxy = o.URLPolicy.proxy(http.ProxyFromEnvironment, o.Resolver)
 	}
 	return t
 }

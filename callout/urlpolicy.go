@@ -352,7 +352,10 @@ func (p *URLPolicy) dialContext(d *net.Dialer) func(ctx context.Context, network
 // a host name is resolved and refused when any of its addresses is denied.
 // The proxy resolves the name again, so a name that rebinds between the two
 // lookups is not caught: restrict what the proxy itself may reach.
-func (p *URLPolicy) proxy(next func(*http.Request) (*url.URL, error)) func(*http.Request) (*url.URL, error) {
+func (p *URLPolicy) proxy(next func(*http.Request) (*url.URL, error), resolver *net.Resolver) func(*http.Request) (*url.URL, error) {
+	if resolver == nil {
+		resolver = net.DefaultResolver
+	}
 	return func(req *http.Request) (*url.URL, error) {
 		pu, err := next(req)
 		if err != nil || pu == nil {
@@ -363,7 +366,7 @@ func (p *URLPolicy) proxy(next func(*http.Request) (*url.URL, error)) func(*http
 			return nil, err
 		}
 		if _, isAddr := parseHostAddr(host); !isAddr && !p.hostAllowed(host) {
-			addrs, lerr := net.DefaultResolver.LookupNetIP(req.Context(), "ip", host)
+			addrs, lerr := resolver.LookupNetIP(req.Context(), "ip", host)
 			if lerr == nil {
 				for _, a := range addrs {
 					if err := p.checkAddr(host, a); err != nil {
