@@ -146,9 +146,9 @@ func (h *HTTPInvoker) invokeGroup(ctx context.Context, target, shown string, all
 	}
 	results, err := decodeBatchResponse(resp.Body)
 	if err != nil {
-		fillAll(contracts.Failure(contracts.ErrorTypeInvalidResponse,
-			fmt.Sprintf("handler at %s answered %s with a body that is not a batch response (%v): %s",
-				shown, statusText(resp.StatusCode), err, excerpt(resp.Body)), false))
+		fillAll(withExcerpt(contracts.Failure(contracts.ErrorTypeInvalidResponse,
+			fmt.Sprintf("handler at %s answered %s with a body that is not a batch response (%v)",
+				shown, statusText(resp.StatusCode), err), false), resp.Body))
 		return
 	}
 	matchBatch(shown, all, idx, results, out)

@@ -25,8 +25,16 @@ import (
 // MaxRetryAfter caps the delay a handler can ask for with Retry-After.
 const MaxRetryAfter = time.Hour
 
-// excerptBytes is how much of a bad body a failure message quotes.
+// excerptBytes is how much of a bad body a failure keeps.
 const excerptBytes = 200
+
+// MetadataResponseExcerpt is the key, in the metadata of a failure the
+// runner made from a reply that is not a step result, of the reply's first
+// bytes (up to 200, as text; "response_bytes" has the body's length). It is
+// kept apart from the message because the reply may come from a service
+// the caller should not read (a handler URL pointing somewhere internal):
+// the management API shows it to admin-scoped callers only.
+const MetadataResponseExcerpt = "response_excerpt"
 
 // HTTPResponse is a handler's HTTP answer as [ClassifyResponse] sees it.
 type HTTPResponse struct {
@@ -71,9 +79,9 @@ func ClassifyResponse(r HTTPResponse, now time.Time) contracts.StepResult {
 		}
 		res, err := DecodeStepResult(r.Body)
 		if err != nil {
-			return contracts.Failure(contracts.ErrorTypeInvalidResponse,
-				fmt.Sprintf("handler at %s answered %s with a body that is not a step result (%v): %s",
-					r.Endpoint, statusText(code), err, excerpt(r.Body)), false)
+			return withExcerpt(contracts.Failure(contracts.ErrorTypeInvalidResponse,
+				fmt.Sprintf("handler at %s answered %s with a body that is not a step result (%v)",
+					r.Endpoint, statusText(code), err), false), r.Body)
 		}
 		return res
 	}
@@ -104,7 +112,7 @@ func ClassifyResponse(r HTTPResponse, now time.Time) contracts.StepResult {
 		res.Result, res.Metadata = body.Result, body.Metadata
 		res.OrchestrationMetadata = body.OrchestrationMetadata
 	case len(bytes.TrimSpace(r.Body)) > 0:
-		res.Error.Message = msg + ": " + excerpt(r.Body)
+		res = withExcerpt(res, r.Body)
 	}
 	if res.Error.Retryable {
 		if d, ok := ParseRetryAfter(r.Header.Get("Retry-After"), now); ok {
@@ -285,12 +293,22 @@ func describeJSONError(err error) error {
 	return errors.New("invalid JSON: " + strings.TrimPrefix(err.Error(), "json: "))
 }
 
-// excerpt quotes the start of a body for a failure message.
+// withExcerpt keeps the start of a reply body in res's metadata (see
+// [MetadataResponseExcerpt]).
+func withExcerpt(res contracts.StepResult, body []byte) contracts.StepResult {
+	m, err := json.Marshal(map[string]any{MetadataResponseExcerpt: excerpt(body), "response_bytes": len(bytes.TrimSpace(body))})
+	if err == nil {
+		res.Metadata = m
+	}
+	return res
+}
+
+// excerpt is the start of a body as valid UTF-8 text.
 func excerpt(b []byte) string {
 	b = bytes.TrimSpace(b)
 	n := len(b)
 	if n <= excerptBytes {
-		return strconv.Quote(strings.ToValidUTF8(string(b), "\uFFFD"))
+		return strings.ToValidUTF8(string(b), "\uFFFD")
 	}
 	cut := b[:excerptBytes]
 	// Drop a rune split by the cut rather than show a replacement char.
@@ -300,7 +318,7 @@ func excerpt(b []byte) string {
 		}
 		cut = cut[:len(cut)-1]
 	}
-	return strconv.Quote(strings.ToValidUTF8(string(cut), "\uFFFD")) + fmt.Sprintf("... (%d bytes)", n)
+	return strings.ToValidUTF8(string(cut), "\uFFFD") + "..."
 }
 
 // callTimeoutError is the cause set when [HTTPConfig.Timeout] ends a call.
@@ -313,6 +331,8 @@ func (e *callTimeoutError) Is(t error) bool { return t == context.DeadlineExceed
 // ClassifyCallError turns a failed call (no usable response) into a step
 // result. endpoint names the URL in the message and must carry no secrets.
 //
+//   - an address the [URLPolicy] refused: permanent handler_url_refused
+//     naming the rule (the same address would be refused on every attempt);
 //   - the step deadline or the per-call timeout: retryable handler_timeout;
 //   - connection refused or reset, DNS failure, TLS failure, a connection
 //     closed before the response, any other transport error: retryable
@@ -322,6 +342,10 @@ func (e *callTimeoutError) Is(t error) bool { return t == context.DeadlineExceed
 func ClassifyCallError(endpoint string, err error) contracts.StepResult {
 	retry := func(format string, args ...any) contracts.StepResult {
 		return contracts.Failure(contracts.ErrorTypeHandler, fmt.Sprintf(format, args...), true)
+	}
+	var refused *URLRefusedError
+	if errors.As(err, &refused) {
+		return urlRefused(endpoint, refused)
 	}
 	var ct *callTimeoutError
 	if errors.As(err, &ct) {

@@ -35,11 +35,25 @@ func wantFailure(t *testing.T, name string, res contracts.StepResult, errType st
 		t.Errorf("%s: got type %s retryable %v status %d, want %s %v %d (message %q)",
 			name, e.ErrorType, e.Retryable, e.StatusCode, errType, retryable, status, e.Message)
 	}
+	text := failureText(res)
 	for _, f := range fragments {
-		if !strings.Contains(e.Message, f) {
-			t.Errorf("%s: message %q does not contain %q", name, e.Message, f)
+		if !strings.Contains(text, f) {
+			t.Errorf("%s: message %q does not contain %q", name, text, f)
 		}
 	}
+}
+
+// failureText is a failure's message followed by the quoted reply excerpt
+// kept in its metadata, if any.
+func failureText(res contracts.StepResult) string {
+	text := res.Error.Message
+	var m map[string]any
+	if json.Unmarshal(res.Metadata, &m) == nil {
+		if ex, ok := m[callout.MetadataResponseExcerpt].(string); ok {
+			text += fmt.Sprintf(" excerpt %q (%v bytes)", ex, m["response_bytes"])
+		}
+	}
+	return text
 }
 
 func backoffOf(res contracts.StepResult) (float64, bool) {
@@ -77,7 +91,7 @@ func TestClassifyResponseTable(t *testing.T) {
 		{name: "200 invalid JSON", status: 200, body: `{"success":tru`, errType: contracts.ErrorTypeInvalidResponse, backoff: -1,
 			fragments: []string{"invalid JSON", `"{\"success\":tru"`}},
 		{name: "200 long garbage", status: 200, body: long, errType: contracts.ErrorTypeInvalidResponse, backoff: -1,
-			fragments: []string{`"` + strings.Repeat("x", 191) + strings.Repeat("é", 4) + `"... (231 bytes)`}},
+			fragments: []string{`"` + strings.Repeat("x", 191) + strings.Repeat("é", 4) + `..." (231 bytes)`}},
 		{name: "200 too large", status: 200, body: `{"success":true`, tooLarge: true, errType: contracts.ErrorTypeInvalidResponse, backoff: -1,
 			fragments: []string{"larger than 15 bytes", ep}},
 		{name: "302", status: 302, header: http.Header{"Location": {"/elsewhere"}}, errType: contracts.ErrorTypeHandler, backoff: -1,

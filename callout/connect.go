@@ -227,14 +227,18 @@ func connectHeaders(cfg map[string]string) (http.Header, error) {
 	return out, nil
 }
 
-var sharedH2CClient = sync.OnceValue(func() *http.Client {
-	t := NewTransport(TransportOptions{})
+var sharedH2CClient = sync.OnceValue(func() *http.Client { return newH2CClient(TransportOptions{}) })
+
+// newH2CClient returns a client speaking HTTP/2 with prior knowledge over
+// plain TCP, for http:// Connect and gRPC services.
+func newH2CClient(o TransportOptions) *http.Client {
+	t := NewTransport(o)
 	t.Proxy = nil // prior-knowledge HTTP/2 does not go through HTTP proxies
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true) // and not HTTP/1: h2c with prior knowledge
 	t.Protocols = &p
 	return NewClient(t)
-})
+}
 
 // Invoke implements [Invoker]: one Execute call.
 func (c *ConnectInvoker) Invoke(ctx context.Context, env *contracts.StepEnvelope) (res contracts.StepResult) {
@@ -489,6 +493,11 @@ func classifyConnectError(endpoint string, err error, now time.Time) (contracts.
 	var ce *connect.Error
 	isConnect := errors.As(err, &ce)
 	wire := isConnect && connect.IsWireError(ce)
+	var refused *URLRefusedError
+	if errors.As(err, &refused) {
+		// The policy's verdict, not the endpoint's fault.
+		return ClassifyCallError(endpoint, err), false
+	}
 	var callTimeout *callTimeoutError
 	if errors.As(err, &callTimeout) {
 		// Our per-call timeout ended the call (see withCause), even when

@@ -329,7 +329,10 @@ func (h *HTTPInvoker) post(ctx context.Context, target, shown string, hdr http.H
 	req.Header = hdr
 	resp, err := h.client.Do(req)
 	if err != nil {
-		reportFault(ctx, true)
+		// A refusal by the URL policy is configuration, not an outage: it
+		// must not open the breaker, which would hide it behind retries.
+		var refused *URLRefusedError
+		reportFault(ctx, !errors.As(err, &refused))
 		return HTTPResponse{}, nil, err
 	}
 	defer resp.Body.Close()

@@ -96,6 +96,15 @@ type RegistryConfig struct {
 	Now func() time.Time
 	// Observer, when set, receives every call's duration and outcome.
 	Observer CallObserver
+	// URLPolicy, when set, judges the address of every connection to a
+	// handler (see [TransportOptions.URLPolicy]). [Registry.Set] does not
+	// refuse endpoints by it: registration does ([URLPolicy.Check]), and a
+	// row stored under an older policy fails its calls with
+	// handler_url_refused rather than keep every other endpoint from
+	// loading. With a policy and no Client, the registry makes its own
+	// clients with the policy; a Client given here must have been made
+	// with it (NewTransport(TransportOptions{URLPolicy: ...})).
+	URLPolicy *URLPolicy
 }
 
 // Registry resolves callables to handlers: an exact endpoint pattern first
@@ -104,6 +113,8 @@ type RegistryConfig struct {
 // It is a [Resolver]; [Registry.Set] replaces the endpoints at run time.
 type Registry struct {
 	cfg RegistryConfig
+	// h2c calls http:// Connect and gRPC services; nil: the shared one.
+	h2c *http.Client
 
 	mu    sync.RWMutex
 	exact map[[2]string]*endpoint // (namespace, pattern)
@@ -127,7 +138,15 @@ func NewRegistry(cfg RegistryConfig) *Registry {
 		cfg.Now = time.Now
 	}
 	cfg.MaxResponseBytes = cmp.Or(cfg.MaxResponseBytes, DefaultMaxResponseBytes)
-	return &Registry{cfg: cfg, exact: map[[2]string]*endpoint{}}
+	r := &Registry{cfg: cfg, exact: map[[2]string]*endpoint{}}
+	if cfg.URLPolicy != nil {
+		opts := TransportOptions{URLPolicy: cfg.URLPolicy}
+		if r.cfg.Client == nil {
+			r.cfg.Client = NewClient(NewTransport(opts))
+		}
+		r.h2c = newH2CClient(opts)
+	}
+	return r
 }
 
 // Set replaces the registered endpoints. It validates every one first and,
@@ -278,10 +297,17 @@ func (r *Registry) build(ep Endpoint) (*endpoint, error) {
 	case ProtocolConnect, ProtocolGRPC:
 		// Signing (Standard Webhooks) covers HTTP+JSON bodies; Connect and
 		// gRPC handlers authenticate with headers or mTLS instead.
-		inner, err = NewConnect(ConnectConfig{
+		cc := ConnectConfig{
 			URL: ep.URL, Protocol: ep.Protocol, Timeout: ep.Timeout, MaxResponseBytes: r.cfg.MaxResponseBytes,
 			Headers: ep.Headers, Now: r.cfg.Now,
-		})
+		}
+		if r.cfg.URLPolicy != nil {
+			cc.Client = r.cfg.Client
+			if strings.HasPrefix(strings.ToLower(ep.URL), "http://") {
+				cc.Client = r.h2c
+			}
+		}
+		inner, err = NewConnect(cc)
 	default:
 		err = fmt.Errorf("protocol %q is not one of %s, %s, %s, %s", ep.Protocol, ProtocolHTTP, ProtocolConnect, ProtocolGRPC, ProtocolGo)
 	}

@@ -31,6 +31,13 @@ type TransportOptions struct {
 	// TLSClientConfig, when set, is used for https endpoints (custom roots,
 	// client certificates). HTTP/2 is still negotiated when offered.
 	TLSClientConfig *tls.Config
+	// URLPolicy, when set, judges every connection's address as it is
+	// dialled, after name resolution (so DNS rebinding cannot pass), and
+	// the handler's host when an environment proxy carries the request
+	// (see [URLPolicy]). nil: no check.
+	URLPolicy *URLPolicy
+	// Resolver resolves handler host names; default the system's.
+	Resolver *net.Resolver
 }
 
 // Transport defaults.
@@ -45,7 +52,8 @@ const (
 
 // NewTransport returns an [http.Transport] for calling handlers: a large
 // keep-alive pool, HTTP/2 when a TLS endpoint offers it (ALPN), bounded dial,
-// handshake and header waits, and proxies from the environment. Share one
+// handshake and header waits, proxies from the environment, and the
+// [TransportOptions.URLPolicy] check on every connection. Share one
 // transport between endpoints: the pool is per host anyway.
 func NewTransport(o TransportOptions) *http.Transport {
 	if o.MaxIdleConnsPerHost <= 0 {
@@ -66,7 +74,7 @@ func NewTransport(o TransportOptions) *http.Transport {
 	if o.MaxResponseHeaderBytes <= 0 {
 		o.MaxResponseHeaderBytes = defaultMaxResponseHeaderBytes
 	}
-	dialer := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+	dialer := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second, Resolver: o.Resolver}
 	t := &http.Transport{
 		Proxy:                  http.ProxyFromEnvironment,
 		DialContext:            dialer.DialContext,
@@ -81,6 +89,10 @@ func NewTransport(o TransportOptions) *http.Transport {
 	}
 	if o.TLSClientConfig != nil {
 		t.TLSClientConfig = o.TLSClientConfig.Clone()
+	}
+	if o.URLPolicy != nil {
+		t.DialContext = o.URLPolicy.dialContext(dialer)
+		t.Proxy = o.URLPolicy.proxy(http.ProxyFromEnvironment, o.Resolver)
 	}
 	return t
 }

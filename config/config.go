@@ -2,6 +2,7 @@ package config
 
 import (
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -410,6 +411,58 @@ type Callout struct {
 	MaxIdleConnsPerHost int `toml:"max_idle_conns_per_host" env:"MAX_IDLE_CONNS_PER_HOST"`
 	// Breaker holds the circuit breaker defaults for every endpoint.
 	Breaker Breaker `toml:"breaker" env:",prefix=BREAKER_"`
+	// URLPolicy limits where handler URLs may point, so that registering a
+	// handler cannot make the runner reach addresses only it can reach.
+	URLPolicy URLPolicy `toml:"url_policy" env:",prefix=URL_POLICY_"`
+	// SecretDirs are the directories "file:" secret references may read
+	// from (symbolic links and .. resolved first); serve adds the directory
+	// of its configuration file. Default ["/run/secrets"].
+	SecretDirs []string `toml:"secret_dirs" env:"SECRET_DIRS"`
+}
+
+// URLPolicy limits the handler URLs the runner registers and calls. By
+// default it refuses loopback, link-local, cloud metadata, unspecified,
+// multicast and broadcast addresses, in any spelling (decimal or hex IPv4,
+// IPv4-mapped IPv6), both in a registered URL and in the address each
+// connection dials. Private ranges (10/8, 172.16/12, 192.168/16, fc00::/7)
+// stay allowed.
+type URLPolicy struct {
+	// AllowLoopback allows 127.0.0.0/8, ::1 and localhost. Default false
+	// (dev turns it on: its handler services listen on 127.0.0.1).
+	AllowLoopback bool `toml:"allow_loopback" env:"ALLOW_LOOPBACK"`
+	// AllowHosts are host names allowed whatever they resolve to;
+	// "*.example.internal" allows every subdomain.
+	AllowHosts []string `toml:"allow_hosts" env:"ALLOW_HOSTS"`
+	// AllowCIDRs are address ranges allowed even where a rule denies them
+	// ("169.254.10.0/24"; a bare address means just it).
+	AllowCIDRs []string `toml:"allow_cidrs" env:"ALLOW_CIDRS"`
+	// AllowedSchemes are the URL schemes handlers may use: http and/or
+	// https. Default ["http", "https"].
+	AllowedSchemes []string `toml:"allowed_schemes" env:"ALLOWED_SCHEMES"`
+}
+
+// CIDRs returns AllowCIDRs parsed; a bare address becomes a one-address
+// prefix. Entries that do not parse are skipped: [Config.Validate] reports
+// them.
+func (u URLPolicy) CIDRs() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(u.AllowCIDRs))
+	for _, c := range u.AllowCIDRs {
+		if p, ok := parseCIDR(c); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parseCIDR(s string) (netip.Prefix, bool) {
+	s = strings.TrimSpace(s)
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), true
+	}
+	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
+		return netip.PrefixFrom(a, a.BitLen()), true
+	}
+	return netip.Prefix{}, false
 }
 
 // DefaultTimeout returns DefaultTimeoutSeconds as a duration.
@@ -539,6 +592,8 @@ func Default() Config {
 					OpenTimeoutSeconds:  30,
 					ConsecutiveFailures: 5,
 				},
+				URLPolicy:  URLPolicy{AllowedSchemes: []string{"http", "https"}},
+				SecretDirs: []string{"/run/secrets"},
 			},
 		},
 	}

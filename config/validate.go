@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/url"
 	"path"
+	"path/filepath"
 	"strings"
 )
 
@@ -134,7 +135,36 @@ func (w Worker) validate(ps *problems) {
 	atLeast(ps, "worker.callout.breaker.open_timeout_seconds", w.Callout.Breaker.OpenTimeoutSeconds, 1)
 	atLeast(ps, "worker.callout.breaker.consecutive_failures", w.Callout.Breaker.ConsecutiveFailures, 1)
 
+	w.Callout.URLPolicy.validate(ps)
+	for i, d := range w.Callout.SecretDirs {
+		if !filepath.IsAbs(d) {
+			ps.add(fmt.Sprintf("worker.callout.secret_dirs[%d]", i), "must be an absolute directory, got %q", d)
+		}
+	}
+
 	w.Handlers.validate(ps)
+}
+
+func (u URLPolicy) validate(ps *problems) {
+	const key = "worker.callout.url_policy"
+	for i, c := range u.AllowCIDRs {
+		if _, ok := parseCIDR(c); !ok {
+			ps.add(fmt.Sprintf("%s.allow_cidrs[%d]", key, i), "%q is not a CIDR (like 10.0.0.0/8 or fd00::/8) or an IP address", c)
+		}
+	}
+	for i, h := range u.AllowHosts {
+		if strings.TrimSpace(h) == "" || strings.ContainsAny(h, "/:@ ") && !strings.HasPrefix(h, "[") {
+			ps.add(fmt.Sprintf("%s.allow_hosts[%d]", key, i), "%q is not a host name (no scheme, port or path; *.example.com allows subdomains)", h)
+		}
+	}
+	if len(u.AllowedSchemes) == 0 {
+		ps.add(key+".allowed_schemes", `must list at least one of "http", "https"`)
+	}
+	for i, sc := range u.AllowedSchemes {
+		if sc != "http" && sc != "https" {
+			ps.add(fmt.Sprintf("%s.allowed_schemes[%d]", key, i), `%q is not "http" or "https" (handlers are called over HTTP only, Connect and gRPC included)`, sc)
+		}
+	}
 }
 
 func isWildcard(host string) bool { return host == "" || host == "0.0.0.0" || host == "::" }

@@ -65,6 +65,25 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
+			name: "url policy and secret dirs",
+			mutate: func(c *config.Config) {
+				c.Worker.Callout.URLPolicy = config.URLPolicy{
+					AllowHosts:     []string{"ok.example", "*.svc.cluster.local", "http://x", ""},
+					AllowCIDRs:     []string{"10.0.0.0/8", "169.254.169.254", "fd00::/8", "10.0.0.0/33", "nope"},
+					AllowedSchemes: []string{"https", "ftp"},
+				}
+				c.Worker.Callout.SecretDirs = []string{"/run/secrets", "secrets"}
+			},
+			want: []config.Problem{
+				{Key: "worker.callout.url_policy.allow_cidrs[3]", Message: `"10.0.0.0/33" is not a CIDR (like 10.0.0.0/8 or fd00::/8) or an IP address`},
+				{Key: "worker.callout.url_policy.allow_cidrs[4]", Message: `"nope" is not a CIDR (like 10.0.0.0/8 or fd00::/8) or an IP address`},
+				{Key: "worker.callout.url_policy.allow_hosts[2]", Message: `"http://x" is not a host name (no scheme, port or path; *.example.com allows subdomains)`},
+				{Key: "worker.callout.url_policy.allow_hosts[3]", Message: `"" is not a host name (no scheme, port or path; *.example.com allows subdomains)`},
+				{Key: "worker.callout.url_policy.allowed_schemes[1]", Message: `"ftp" is not "http" or "https" (handlers are called over HTTP only, Connect and gRPC included)`},
+				{Key: "worker.callout.secret_dirs[1]", Message: `must be an absolute directory, got "secrets"`},
+			},
+		},
+		{
 			name: "ports",
 			mutate: func(c *config.Config) {
 				c.Worker.Web.Port = 0

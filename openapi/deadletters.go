@@ -128,6 +128,7 @@ func (s *Server) listDeadLetters(ctx context.Context, in *listDeadLettersInput) 
 	out := &listDeadLettersOutput{Body: DeadLetterList{Items: make([]DeadLetter, 0, len(rows))}}
 	for _, r := range rows {
 		out.Body.Items = append(out.Body.Items, DeadLetter{Step: stepFromRow(r.Step), TemplateName: r.TemplateName, TemplateVersion: r.TemplateVersion})
+		hideStepExcerpts(ctx, &out.Body.Items[len(out.Body.Items)-1].Step)
 	}
 	if more {
 		last := rows[len(rows)-1]

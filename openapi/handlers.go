@@ -12,6 +12,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
@@ -200,7 +201,12 @@ func (s *Server) putHandler(ctx context.Context, in *putHandlerInput) (*handlerO
 	if b.BatchWindowMs != nil {
 		row.BatchWindowMs = *b.BatchWindowMs
 	}
-	if err := runner.ValidateEndpoint(row, s.cfg.LookupEnv); err != nil {
+	if row.Protocol != callout.ProtocolGo && row.URL != "" {
+		if err := s.cfg.URLPolicy.Check(row.URL); err != nil {
+			return nil, invalid("the handler endpoint is not valid", fieldError("body.url", err.Error()))
+		}
+	}
+	if err := runner.ValidateEndpoint(row, runner.SecretSource{LookupEnv: s.cfg.LookupEnv, Dirs: s.cfg.SecretDirs, Logger: s.cfg.Logger}); err != nil {
 		return nil, invalid("the handler endpoint is not valid", fieldError(endpointLocation(err.Error()), err.Error()))
 	}
 	saved, err := store.PutEndpoint(ctx, s.cfg.DB, row, s.cfg.Now())

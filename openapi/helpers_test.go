@@ -42,6 +42,10 @@ type envOptions struct {
 	// auth, when set, serves the API as serve.go does: /metrics and the
 	// API on one mux, all behind auth's middleware.
 	auth *openapi.Authenticator
+	// urlPolicy is the handler URL policy of the API and the runner.
+	urlPolicy *callout.URLPolicy
+	// client, when set, makes the runner's HTTP calls (made with urlPolicy).
+	client *http.Client
 }
 
 func newAPIEnv(t *testing.T, opts envOptions) *apiEnv {
@@ -58,9 +62,10 @@ func newAPIEnv(t *testing.T, opts envOptions) *apiEnv {
 			v, ok := opts.env[k]
 			return v, ok
 		},
+		URLPolicy: opts.urlPolicy,
 	}
 	if opts.runner {
-		e.reg = callout.NewRegistry(callout.RegistryConfig{Funcs: e.funcs})
+		e.reg = callout.NewRegistry(callout.RegistryConfig{Funcs: e.funcs, URLPolicy: opts.urlPolicy, Client: opts.client})
 		t.Cleanup(e.reg.Close)
 		r, err := runner.New(e.pool, runner.Config{
 			WorkerID:          "runner-1",

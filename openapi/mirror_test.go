@@ -47,6 +47,12 @@ func serveMirror(t *testing.T, pool *pgxpool.Pool, auth *openapi.Authenticator) 
 		Version: "test", DB: pool, Logger: log,
 		Checks: []openapi.Check{{Name: "database", Run: pool.Ping}},
 	}
+	return serveMirrorConfig(t, cfg, auth)
+}
+
+// serveMirrorConfig serves the mirror of cfg as mirrorServer does.
+func serveMirrorConfig(t *testing.T, cfg openapi.Config, auth *openapi.Authenticator) (string, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

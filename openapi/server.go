@@ -59,6 +59,15 @@ type Config struct {
 	// LookupEnv resolves "env:" secret references of handler endpoints
 	// registered through the API, as the runner will. Default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// SecretDirs are the directories "file:" secret references may point
+	// into; nil means [runner.DefaultSecretDirs]. See [runner.SecretSource].
+	SecretDirs []string
+	// URLPolicy judges the URL of every handler endpoint registered
+	// through the API ([callout.URLPolicy.Check]); a refused one answers
+	// 422 naming the rule. nil allows every URL (the library default; serve
+	// builds a strict one from worker.callout.url_policy). The runner's
+	// transport must apply the same policy when dialling.
+	URLPolicy *callout.URLPolicy
 	// Logger records unexpected errors (answered as 500 without details).
 	// Default slog.Default().
 	Logger *slog.Logger

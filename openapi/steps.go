@@ -95,12 +95,14 @@ func (s *Server) loadStep(ctx context.Context, id uuid.UUID, transitions bool) (
 		return nil, s.fail(ctx, err)
 	}
 	out := &stepOutput{Body: StepDetail{Step: stepFromRow(st)}}
+	hideStepExcerpts(ctx, &out.Body.Step)
 	if transitions {
 		rows, err := store.ListStepTransitions(ctx, s.cfg.DB, id)
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}
 		out.Body.Transitions = transitionsFromRows(rows)
+		hideTransitionExcerpts(ctx, out.Body.Transitions)
 	}
 	return out, nil
 }

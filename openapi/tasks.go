@@ -267,6 +267,7 @@ func (s *Server) loadTask(ctx context.Context, id uuid.UUID, transitions bool) (
 	out := Task{TaskSummary: taskSummary(t), Context: rawJSON(t.Context), Steps: make([]Step, 0, len(steps))}
 	for _, st := range steps {
 		out.Steps = append(out.Steps, stepFromRow(st))
+		hideStepExcerpts(ctx, &out.Steps[len(out.Steps)-1])
 	}
 	if transitions {
 		rows, err := store.ListTaskTransitions(ctx, s.cfg.DB, id)
@@ -274,6 +275,7 @@ func (s *Server) loadTask(ctx context.Context, id uuid.UUID, transitions bool) (
 			return Task{}, s.fail(ctx, err)
 		}
 		out.Transitions = transitionsFromRows(rows)
+		hideTransitionExcerpts(ctx, out.Transitions)
 	}
 	return out, nil
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -22,6 +25,12 @@ type Endpoints struct {
 	DB       store.DB
 	// LookupEnv resolves "env:" secret references. Default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// SecretDirs are where "file:" secret references may point; nil means
+	// [DefaultSecretDirs]. See [SecretSource].
+	SecretDirs []string
+	// Logger gets why a secret reference did not resolve. Default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // Reload reads the database's endpoints and applies the merged set. On
@@ -55,7 +64,7 @@ func (e *Endpoints) Reload(ctx context.Context) error {
 }
 
 func (e *Endpoints) fromRow(r store.HandlerEndpoint) (callout.Endpoint, error) {
-	secrets, err := e.secrets(r.SecretRef)
+	secrets, err := SecretSource{LookupEnv: e.LookupEnv, Dirs: e.SecretDirs, Logger: e.Logger}.Resolve(r.SecretRef)
 	if err != nil {
 		return callout.Endpoint{}, err
 	}
@@ -79,32 +88,81 @@ func (e *Endpoints) fromRow(r store.HandlerEndpoint) (callout.Endpoint, error) {
 	}, nil
 }
 
-// secrets resolves a secret reference: "" (unsigned), "env:NAME" (the
-// variable holds one secret, or several separated by commas, newest first)
-// or "file:/path" (one secret per line, newest first).
-func (e *Endpoints) secrets(ref string) ([]string, error) {
+// DefaultSecretDirs are the directories "file:" secret references may read
+// from when [SecretSource.Dirs] is nil: where Docker and Kubernetes mount
+// secrets.
+var DefaultSecretDirs = []string{"/run/secrets"}
+
+// SecretSource resolves secret references ("env:NAME", "file:/path") of
+// handler endpoints.
+type SecretSource struct {
+	// LookupEnv resolves "env:" references. Default os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+	// Dirs are the directories "file:" references may read from; a path
+	// is judged after symbolic links and ".." are resolved. nil means
+	// [DefaultSecretDirs].
+	Dirs []string
+	// Logger gets the reason a reference did not resolve (never the
+	// content); callers only see one message for every reason, so a
+	// reference cannot be used to learn which files or variables exist.
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+// maxSecretFileBytes bounds a secret file: a few rotated secrets.
+const maxSecretFileBytes = 64 << 10
+
+// Resolve returns the secrets of ref, newest first: "" (unsigned, none),
+// "env:NAME" (the variable holds one secret, or several separated by
+// commas) or "file:/path" (one secret per line) under one of Dirs. Each
+// must be a Standard Webhooks secret ("whsec_" + base64). Every failure
+// gets the same message, whatever the reason.
+func (src SecretSource) Resolve(ref string) ([]string, error) {
+	if ref == "" {
+		return nil, nil
+	}
+	out, reason := src.resolve(ref)
+	if reason == nil {
+		return out, nil
+	}
+	log := src.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Warn("secret_ref cannot be resolved", "secret_ref", ref, "reason", reason)
+	return nil, fmt.Errorf("secret_ref %q: cannot be resolved (refs must be env:NAME of a set variable or file:PATH of a readable file under %s, holding Standard Webhooks secrets \"whsec_...\", comma- or line-separated)",
+		ref, strings.Join(src.dirs(), ", "))
+}
+
+func (src SecretSource) dirs() []string {
+	if src.Dirs == nil {
+		return DefaultSecretDirs
+	}
+	return src.Dirs
+}
+
+// resolve does the work of Resolve; reason says why it failed, for the log.
+func (src SecretSource) resolve(ref string) ([]string, error) {
 	var raw string
 	switch {
-	case ref == "":
-		return nil, nil
 	case strings.HasPrefix(ref, "env:"):
-		lookup := e.LookupEnv
+		lookup := src.LookupEnv
 		if lookup == nil {
 			lookup = os.LookupEnv
 		}
 		v, ok := lookup(strings.TrimPrefix(ref, "env:"))
 		if !ok {
-			return nil, fmt.Errorf("secret_ref %q: the variable is not set", ref)
+			return nil, errors.New("the variable is not set")
 		}
 		raw = strings.ReplaceAll(v, ",", "\n")
 	case strings.HasPrefix(ref, "file:"):
-		b, err := os.ReadFile(strings.TrimPrefix(ref, "file:"))
+		b, err := src.readFile(strings.TrimPrefix(ref, "file:"))
 		if err != nil {
-			return nil, fmt.Errorf("secret_ref %q: %w", ref, err)
+			return nil, err
 		}
 		raw = string(b)
 	default:
-		return nil, fmt.Errorf("secret_ref %q: want env:NAME or file:/path", ref)
+		return nil, errors.New("not env:NAME or file:/path")
 	}
 	var out []string
 	for _, s := range strings.Split(raw, "\n") {
@@ -112,5 +170,57 @@ func (e *Endpoints) secrets(ref string) ([]string, error) {
 			out = append(out, s)
 		}
 	}
+	if len(out) == 0 {
+		return nil, errors.New("no secret in it")
+	}
+	if _, err := callout.NewRequestSigner(out); err != nil {
+		return nil, err // wraps webhook.ErrInvalidSecret; never quotes the value
+	}
 	return out, nil
+}
+
+// readFile reads p if, once symbolic links and ".." are resolved, it is a
+// regular file inside one of the secret directories.
+func (src SecretSource) readFile(p string) ([]byte, error) {
+	if !filepath.IsAbs(p) {
+		return nil, errors.New("not an absolute path")
+	}
+	real, err := filepath.EvalSymlinks(filepath.Clean(p))
+	if err != nil {
+		return nil, err
+	}
+	inside := false
+	for _, d := range src.dirs() {
+		rd, err := filepath.EvalSymlinks(filepath.Clean(d))
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(rd, real); err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel) {
+			inside = true
+			break
+		}
+	}
+	if !inside {
+		return nil, fmt.Errorf("%s is outside the secret directories", real)
+	}
+	f, err := os.Open(real)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxSecretFileBytes {
+		return nil, errors.New("larger than 64 KiB")
+	}
+	return b, nil
 }

@@ -9,17 +9,21 @@ import (
 
 // ValidateEndpoint checks a handler endpoint row exactly as a runner loading
 // it from the database would ([Endpoints.Reload]): the secret reference must
-// be "", "env:NAME" or "file:/path" and resolve in this process (lookupEnv,
-// default os.LookupEnv, answers "env:" ones), and a [callout.Registry] must
+// be "", "env:NAME" or "file:/path" and resolve in this process with
+// secrets (see [SecretSource.Resolve]), and a [callout.Registry] must
 // accept the endpoint (pattern, protocol, URL and its {callable}
 // placeholder, headers, limits). Call it before storing a row: one row a
 // runner cannot load makes it keep its previous endpoints.
-func ValidateEndpoint(row store.HandlerEndpoint, lookupEnv func(string) (string, bool)) error {
+//
+// It does not apply a [callout.URLPolicy]: registration does that itself
+// ([callout.URLPolicy.Check]), since rows loaded later must not be refused
+// wholesale when the policy changes.
+func ValidateEndpoint(row store.HandlerEndpoint, secrets SecretSource) error {
 	if row.TimeoutMs < 0 || row.MaxConcurrency < 0 || row.BatchMax < 0 || row.BatchWindowMs < 0 ||
 		row.BreakerMaxRequests < 0 || row.BreakerIntervalMs < 0 || row.BreakerOpenTimeoutMs < 0 || row.BreakerConsecutiveFailures < 0 {
 		return errors.New("timeouts, limits and breaker settings must not be negative")
 	}
-	e := &Endpoints{LookupEnv: lookupEnv}
+	e := &Endpoints{LookupEnv: secrets.LookupEnv, SecretDirs: secrets.Dirs, Logger: secrets.Logger}
 	ep, err := e.fromRow(row)
 	if err != nil {
 		return err

@@ -83,6 +83,8 @@ func TestClientEndToEnd(t *testing.T) {
 
 	vars, addr := webVars(t)
 	vars["DATABASE_URL"] = pgtest.URL(t)
+	// The handler service is on loopback, which serve refuses by default.
+	vars["TASKER_WORKER_CALLOUT_URL_POLICY_ALLOW_LOOPBACK"] = "true"
 	srv := startCLI(t, vars, "serve")
 	srv.waitHealthy(addr, startupTimeout)
 	defer srv.stop(syscall.SIGTERM)

@@ -53,6 +53,13 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer demo.close()
+	// The example services listen on 127.0.0.1 and their secrets are in
+	// their temporary directory.
+	cfg.Worker.Callout.URLPolicy.AllowLoopback = true
+	if demo.services != nil {
+		cfg.Worker.Callout.SecretDirs = append(slices.Clip(cfg.Worker.Callout.SecretDirs), demo.services.tmp)
+	}
+	demo.cfg = cfg
 
 	var cluster *pgcluster.Cluster
 	if cfg.Database.URL == "" {
@@ -73,7 +80,7 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 	}
 	demo.ownDatabase = cluster != nil
 
-	err = serve(ctx, env, cfg, serveOptions{migrate: true, funcs: demo.funcs, onEvent: demo.onEvent, started: demo.run, ready: func(apiAddr, grpcAddr string) {
+	err = serve(ctx, env, cfg, serveOptions{migrate: true, configPath: config.ResolvePath(*configPath, env.lookup), funcs: demo.funcs, onEvent: demo.onEvent, started: demo.run, ready: func(apiAddr, grpcAddr string) {
 		demo.apiAddr, demo.grpcAddr = apiAddr, grpcAddr
 		fmt.Fprintf(env.stdout, "\ntasker-runner %s is up\n", buildVersion())
 		fmt.Fprintf(env.stdout, "  database  %s\n", store.RedactURL(cfg.Database.URL))
@@ -401,7 +408,7 @@ func (d *devDemo) putEndpoint(ctx context.Context, s *devService) error {
 			BreakerConsecutiveFailures: devBreakerFailures, BreakerOpenTimeoutMs: devBreakerOpenMs,
 			BreakerIntervalMs: 60_000, BreakerMaxRequests: 1,
 		}
-		if err := runner.ValidateEndpoint(row, nil); err != nil {
+		if err := runner.ValidateEndpoint(row, runner.SecretSource{Dirs: d.cfg.Worker.Callout.SecretDirs, Logger: d.env.logger}); err != nil {
 			return fmt.Errorf("the %s service's endpoint: %w", s.lang.label, err)
 		}
 		if _, err := store.PutEndpoint(ctx, d.pool, row, time.Now()); err != nil {

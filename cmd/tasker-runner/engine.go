@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -32,10 +33,28 @@ func newEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *c
 		funcs = &callout.Funcs{}
 	}
 	w := cfg.Worker
+	policy := urlPolicy(cfg)
+	// Endpoints from the file are registrations too: refuse them before
+	// anything starts, as the API would.
+	var refused []error
+	for i, h := range w.Handlers {
+		if h.Protocol != config.ProtocolGo && h.URL != "" {
+			if err := policy.Check(h.URL); err != nil {
+				refused = append(refused, fmt.Errorf("worker.handlers[%d].url: %w", i, err))
+			}
+		}
+	}
+	if err := errors.Join(refused...); err != nil {
+		return nil, err
+	}
 	reg := callout.NewRegistry(callout.RegistryConfig{
-		Funcs:            funcs,
-		Observer:         metrics.CalloutObserver(),
-		Client:           callout.NewClient(callout.NewTransport(callout.TransportOptions{MaxIdleConnsPerHost: w.Callout.MaxIdleConnsPerHost})),
+		Funcs:    funcs,
+		Observer: metrics.CalloutObserver(),
+		Client: callout.NewClient(callout.NewTransport(callout.TransportOptions{
+			MaxIdleConnsPerHost: w.Callout.MaxIdleConnsPerHost,
+			URLPolicy:           policy,
+		})),
+		URLPolicy:        policy,
 		MaxResponseBytes: int64(w.Callout.MaxResponseBytes),
 		Breaker: callout.BreakerSettings{
 			ConsecutiveFailures: uint32(w.Callout.Breaker.ConsecutiveFailures),
@@ -100,7 +119,7 @@ func newEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *c
 		MaxStepsPerTask:    w.Dynamic.MaxStepsPerTask,
 		MaxYieldsPerStep:   w.Dynamic.MaxYieldsPerStep,
 		Handlers:           reg,
-		Endpoints:          &runner.Endpoints{Registry: reg, Static: static, DB: pool},
+		Endpoints:          &runner.Endpoints{Registry: reg, Static: static, DB: pool, SecretDirs: w.Callout.SecretDirs, Logger: log},
 		Logger:             log,
 		Version:            buildVersion(),
 		OnEvent:            onEvent,
@@ -114,6 +133,19 @@ func newEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *c
 	metrics.SetRunner(r)
 	metrics.SetEndpoints(reg)
 	return &engine{funcs: funcs, registry: reg, runner: r, client: client}, nil
+}
+
+// urlPolicy builds the handler URL policy of worker.callout.url_policy.
+// serve always has one: the library default (none) is for embedding and
+// tests, the configuration's default is strict.
+func urlPolicy(cfg config.Config) *callout.URLPolicy {
+	u := cfg.Worker.Callout.URLPolicy
+	return &callout.URLPolicy{
+		AllowLoopback:  u.AllowLoopback,
+		AllowHosts:     u.AllowHosts,
+		AllowCIDRs:     u.CIDRs(),
+		AllowedSchemes: u.AllowedSchemes,
+	}
 }
 
 // listenerCheck reports the LISTEN connection's health for readiness.

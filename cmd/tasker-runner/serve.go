@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -34,7 +36,7 @@ func runServe(ctx context.Context, env *environment, args []string) error {
 	if err := cfg.RequireDatabase(); err != nil {
 		return err
 	}
-	return serve(ctx, env, cfg, serveOptions{migrate: *migrate || cfg.Database.MigrateOnStart})
+	return serve(ctx, env, cfg, serveOptions{migrate: *migrate || cfg.Database.MigrateOnStart, configPath: config.ResolvePath(*configPath, env.lookup)})
 }
 
 // loadConfig resolves, loads and validates the configuration, and warns
@@ -76,6 +78,9 @@ func stoppedWhileStarting(ctx context.Context, env *environment, err error) erro
 // serveOptions are what `dev` adds to a plain `serve`.
 type serveOptions struct {
 	migrate bool
+	// configPath is the configuration file's path, "" for none: its
+	// directory may hold "file:" secrets (worker.callout.secret_dirs).
+	configPath string
 	// ready, when set, is called with the bound addresses of the REST and
 	// Connect/gRPC APIs ("" when disabled) once they accept connections and
 	// the runner is claiming.
@@ -93,6 +98,11 @@ type serveOptions struct {
 // steps and writes every result), then the API.
 func serve(ctx context.Context, env *environment, cfg config.Config, opts serveOptions) error {
 	log := env.logger
+	if opts.configPath != "" {
+		if abs, err := filepath.Abs(opts.configPath); err == nil {
+			cfg.Worker.Callout.SecretDirs = append(slices.Clip(cfg.Worker.Callout.SecretDirs), filepath.Dir(abs))
+		}
+	}
 	// Bad keys and certificates fail before anything starts.
 	if err := checkExposure(cfg, log); err != nil {
 		return err
@@ -166,6 +176,8 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 		MaxRequestBytes:   int64(cfg.Worker.Web.MaxRequestBytes),
 		HeartbeatInterval: cfg.Worker.Leases.HeartbeatInterval(),
 		Endpoints:         eng.registry.Endpoints,
+		URLPolicy:         urlPolicy(cfg),
+		SecretDirs:        cfg.Worker.Callout.SecretDirs,
 		RunnerStats:       eng.runner.Stats,
 		Logger:            log,
 	}

@@ -187,3 +187,29 @@ func TestServeChecksTheSchema(t *testing.T) {
 		}
 	})
 }
+
+// TestServeRefusesHandlerURLs: endpoints in the file are registrations
+// too; by default serve refuses internal addresses in them before it
+// starts, naming the endpoint and the rule, and allow_loopback lets a
+// loopback one through.
+func TestServeRefusesHandlerURLs(t *testing.T) {
+	t.Parallel()
+	handlers := "[[worker.handlers]]\npattern = \"meta.*\"\nurl = \"http://2852039166/latest/{callable}\"\n" +
+		"[[worker.handlers]]\npattern = \"local.*\"\nurl = \"http://127.0.0.1:1/{callable}\"\n"
+	vars, addr := webVars(t)
+	vars["DATABASE_URL"] = pgtest.URL(t)
+	r := runCLI(t, vars, "serve", "--config", writeConfig(t, handlers))
+	for _, want := range []string{
+		"worker.handlers[0].url: 2852039166 (169.254.169.254) is a cloud metadata address, refused by the handler URL policy (worker.callout.url_policy); allow it with allow_cidrs",
+		"worker.handlers[1].url: 127.0.0.1 is a loopback address",
+	} {
+		if r.code != 1 || !strings.Contains(r.stderr, want) {
+			t.Errorf("want exit 1 and %q, got %v", want, r)
+		}
+	}
+
+	vars["TASKER_WORKER_CALLOUT_URL_POLICY_ALLOW_LOOPBACK"] = "true"
+	c := startCLI(t, vars, "serve", "--config", writeConfig(t, strings.SplitAfterN(handlers, "\n", 4)[3]))
+	c.waitHealthy(addr, startupTimeout)
+	c.stop(syscall.SIGTERM)
+}
