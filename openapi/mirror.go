@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1/adminv1connect"
 )
 
@@ -131,6 +132,9 @@ func fromProto[T any](s *Server, msg proto.Message) (T, error) {
 // whose body type is T.
 func bodyFromJSON[T any](s *Server, b []byte) (T, error) {
 	var out T
+	if d := jsonTextProblem(b, "body"); d != nil {
+		return out, invalid("validation failed", d)
+	}
 	var data any
 	if err := json.Unmarshal(b, &data); err != nil {
 		return out, fmt.Errorf("openapi: mirror: %w", err)
@@ -188,12 +192,15 @@ func pageLimit(limit int32) (int, error) {
 	return int(limit), nil
 }
 
-// checkParams checks string parameters: maxLength per name and enums.
+// checkParams checks string parameters: text the database can store (see
+// [jsonTextProblem]), maxLength per name and enums.
 func checkParams(params ...param) error {
 	var errs []*huma.ErrorDetail
 	for _, p := range params {
 		for _, v := range p.values {
-			switch {
+			switch msg := contracts.TextProblem(v); {
+			case msg != "":
+				errs = append(errs, fieldError(p.location, msg))
 			case p.maxLength > 0 && len([]rune(v)) > p.maxLength:
 				errs = append(errs, fieldError(p.location, fmt.Sprintf("expected length <= %d", p.maxLength)))
 			case p.minLength > 0 && len([]rune(v)) < p.minLength:

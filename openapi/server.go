@@ -121,6 +121,10 @@ func New(cfg Config) *Server {
 	hc.Tags = apiTags
 	mux := http.NewServeMux()
 	s := &Server{cfg: cfg, mux: mux, api: humago.New(mux, hc), started: cfg.Now()}
+	// Strings the database cannot store are refused before any operation
+	// runs (registered first: middlewares apply to operations registered
+	// after them).
+	s.api.UseMiddleware(s.textMiddleware)
 	s.registerHealth()
 	s.registerStatus()
 	s.registerHandlers()
@@ -135,8 +139,10 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Handler returns the HTTP handler serving every operation.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler returns the HTTP handler serving every operation. A request no
+// operation matches is answered with a problem document: 404, or 405 with
+// Allow when the path exists for other methods.
+func (s *Server) Handler() http.Handler { return problemMux{s.mux} }
 
 // API returns the underlying huma API, e.g. to export the OpenAPI document.
 func (s *Server) API() huma.API { return s.api }
