@@ -155,6 +155,7 @@ func bodyFromJSON[T any](s *Server, b []byte) (T, error) {
 				details = append(details, fieldError("body", e.Error()))
 			}
 		}
+		rewordRanges(details)
 		return out, invalid("validation failed", details...)
 	}
 	if err := json.Unmarshal(b, &out); err != nil {

@@ -117,7 +117,7 @@ func New(cfg Config) *Server {
 	hc.RejectUnknownQueryParameters = true
 	// Unknown body fields are rejected too: every body schema is closed
 	// (additionalProperties false, huma's default for structs).
-	hc.Transformers = append(hc.Transformers, polishProblems)
+	hc.Transformers = append(hc.Transformers, polishProblems, rangeMessages)
 	hc.Tags = apiTags
 	mux := http.NewServeMux()
 	s := &Server{cfg: cfg, mux: mux, api: humago.New(mux, hc), started: cfg.Now()}
