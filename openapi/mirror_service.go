@@ -150,6 +150,21 @@ func (m *mirrorService) GetTemplate(ctx context.Context, req *connect.Request[ad
 	return respond[adminv1.GetTemplateResponse](m.s, ctx, map[string]any{"template": out.Body})
 }
 
+func (m *mirrorService) DeleteTemplate(ctx context.Context, req *connect.Request[adminv1.DeleteTemplateRequest]) (*connect.Response[adminv1.DeleteTemplateResponse], error) {
+	r := req.Msg
+	if err := checkParams(
+		param{location: "path.namespace", values: []string{r.Namespace}, minLength: 1, maxLength: contracts.MaxNamespaceLen},
+		param{location: "path.name", values: []string{r.Name}, minLength: 1, maxLength: contracts.MaxTemplateNameLen},
+		param{location: "path.version", values: []string{r.Version}, minLength: 1, maxLength: contracts.MaxVersionLen},
+	); err != nil {
+		return nil, connectError(err, "")
+	}
+	if _, err := m.s.deleteTemplate(ctx, &deleteTemplateInput{Namespace: r.Namespace, Name: r.Name, Version: r.Version}); err != nil {
+		return nil, connectError(err, "")
+	}
+	return connect.NewResponse(&adminv1.DeleteTemplateResponse{}), nil
+}
+
 func (m *mirrorService) RegisterTemplate(ctx context.Context, req *connect.Request[adminv1.RegisterTemplateRequest]) (*connect.Response[adminv1.RegisterTemplateResponse], error) {
 	body, err := fromProto[TemplateDocument](m.s, req.Msg)
 	if err != nil {
