@@ -24,20 +24,20 @@ import (
 // BreakerSettings configures an endpoint's circuit breaker; zeros take the
 // runner's defaults (worker.callout.breaker).
 type BreakerSettings struct {
-	ConsecutiveFailures int `json:"consecutive_failures,omitempty" minimum:"0" doc:"failures in a row that open the breaker"`
-	OpenTimeoutMs       int `json:"open_timeout_ms,omitempty" minimum:"0" doc:"how long it stays open before a trial call"`
-	IntervalMs          int `json:"interval_ms,omitempty" minimum:"0" doc:"how often the closed breaker clears its counts; 0 never"`
-	MaxRequests         int `json:"max_requests,omitempty" minimum:"0" doc:"trial calls allowed while half-open"`
+	ConsecutiveFailures int `json:"consecutive_failures,omitempty" minimum:"0" maximum:"2147483647" doc:"failures in a row that open the breaker"`
+	OpenTimeoutMs       int `json:"open_timeout_ms,omitempty" minimum:"0" maximum:"2147483647" doc:"how long it stays open before a trial call"`
+	IntervalMs          int `json:"interval_ms,omitempty" minimum:"0" maximum:"2147483647" doc:"how often the closed breaker clears its counts; 0 never"`
+	MaxRequests         int `json:"max_requests,omitempty" minimum:"0" maximum:"2147483647" doc:"trial calls allowed while half-open"`
 }
 
 // HandlerEndpointInput is the body of putHandler.
 type HandlerEndpointInput struct {
 	URL            string            `json:"url,omitempty" maxLength:"2048" doc:"where to call: for http, a URL that may contain {callable} (replaced by the step's callable); for connect and grpc, the service's base URL; unused for go" example:"http://payments:8080/handlers/{callable}"`
 	Protocol       string            `json:"protocol,omitempty" enum:"http,connect,grpc,go" default:"http" doc:"http (HTTP+JSON), connect, grpc, or go (an in-process Go function registered under the callable)"`
-	TimeoutMs      int               `json:"timeout_ms,omitempty" minimum:"0" doc:"bounds one call; 0 leaves it to the step's timeout"`
-	MaxConcurrency int               `json:"max_concurrency,omitempty" minimum:"0" doc:"calls in flight at most; 0 no limit"`
-	BatchMax       int               `json:"batch_max,omitempty" minimum:"1" default:"1" doc:"more than 1 sends up to this many steps in one call"`
-	BatchWindowMs  *int              `json:"batch_window_ms,omitempty" minimum:"0" doc:"how long a batch waits for company; absent: 2"`
+	TimeoutMs      int               `json:"timeout_ms,omitempty" minimum:"0" maximum:"2147483647" doc:"bounds one call; 0 leaves it to the step's timeout"`
+	MaxConcurrency int               `json:"max_concurrency,omitempty" minimum:"0" maximum:"2147483647" doc:"calls in flight at most; 0 no limit"`
+	BatchMax       int               `json:"batch_max,omitempty" minimum:"1" maximum:"2147483647" default:"1" doc:"more than 1 sends up to this many steps in one call"`
+	BatchWindowMs  *int              `json:"batch_window_ms,omitempty" minimum:"0" maximum:"2147483647" doc:"how long a batch waits for company; absent: 2"`
 	Breaker        BreakerSettings   `json:"breaker,omitzero"`
 	Headers        map[string]string `json:"headers,omitempty" doc:"sent with every call"`
 	SecretRef      string            `json:"secret_ref,omitempty" maxLength:"1024" pattern:"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$" doc:"where the Standard Webhooks signing secrets are: env:NAME (the variable holds one, or several separated by commas, newest first) or file:/path (one per line). The secrets themselves are never sent nor returned." example:"env:PAYMENTS_WEBHOOK_SECRET"`

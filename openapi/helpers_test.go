@@ -338,3 +338,19 @@ func (s apiStep) result(t *testing.T) map[string]any {
 	}
 	return doc.Result
 }
+
+// callURL is call against another server's base URL.
+func (e *apiEnv) callURL(base, method, path string, body any, headers ...string) (int, http.Header, []byte) {
+	e.t.Helper()
+	saved := e.srv.URL
+	e.srv.URL = base
+	defer func() { e.srv.URL = saved }()
+	return e.call(method, path, body, headers...)
+}
+
+func mustUnmarshal(t *testing.T, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("decoding %s: %v", b, err)
+	}
+}

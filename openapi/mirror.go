@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1/adminv1connect"
 )
 
@@ -134,6 +135,9 @@ func fromProto[T any](s *Server, msg proto.Message) (T, error) {
 // whose body type is T.
 func bodyFromJSON[T any](s *Server, b []byte) (T, error) {
 	var out T
+	if d := jsonTextProblem(b, "body"); d != nil {
+		return out, invalid("validation failed", d)
+	}
 	var data any
 	if err := json.Unmarshal(b, &data); err != nil {
 		return out, fmt.Errorf("openapi: mirror: %w", err)
@@ -154,6 +158,7 @@ func bodyFromJSON[T any](s *Server, b []byte) (T, error) {
 				details = append(details, fieldError("body", e.Error()))
 			}
 		}
+		rewordRanges(details)
 		return out, invalid("validation failed", details...)
 	}
 	if err := json.Unmarshal(b, &out); err != nil {
@@ -191,12 +196,15 @@ func pageLimit(limit int32) (int, error) {
 	return int(limit), nil
 }
 
-// checkParams checks string parameters: maxLength per name and enums.
+// checkParams checks string parameters: text the database can store (see
+// [jsonTextProblem]), maxLength per name and enums.
 func checkParams(params ...param) error {
 	var errs []*huma.ErrorDetail
 	for _, p := range params {
 		for _, v := range p.values {
-			switch {
+			switch msg := contracts.TextProblem(v); {
+			case msg != "":
+				errs = append(errs, fieldError(p.location, msg))
 			case p.maxLength > 0 && len([]rune(v)) > p.maxLength:
 				errs = append(errs, fieldError(p.location, fmt.Sprintf("expected length <= %d", p.maxLength)))
 			case p.minLength > 0 && len([]rune(v)) < p.minLength:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tasker-runner/tasker-runner/contracts"
 	adminv1 "github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1"
 )
 
@@ -22,7 +24,7 @@ type mirrorService struct{ s *Server }
 
 // handlerNamespace is the namespace parameter pattern of the handler
 // endpoint operations.
-var handlerNamespace = regexp.MustCompile(`^([a-z0-9_][a-z0-9_.-]{0,55})?$`)
+var handlerNamespace = regexp.MustCompile(`^(` + strings.TrimSuffix(strings.TrimPrefix(contracts.NamespacePattern.String(), "^"), "$") + `)?$`)
 
 var (
 	taskStates = []string{"pending", "steps_in_process", "complete", "blocked_by_failures", "cancelled", "resolved_manually"}
@@ -31,8 +33,8 @@ var (
 
 func checkHandlerKey(pattern, namespace string) error {
 	if err := checkParams(
-		param{location: "path.pattern", values: []string{pattern}, minLength: 1, maxLength: 255},
-		param{location: "query.namespace", values: []string{namespace}, maxLength: 56},
+		param{location: "path.pattern", values: []string{pattern}, minLength: 1, maxLength: contracts.MaxPatternLen},
+		param{location: "query.namespace", values: []string{namespace}, maxLength: contracts.MaxNamespaceLen},
 	); err != nil {
 		return err
 	}
@@ -59,7 +61,7 @@ func (m *mirrorService) GetStatus(ctx context.Context, _ *connect.Request[adminv
 }
 
 func (m *mirrorService) ListHandlers(ctx context.Context, req *connect.Request[adminv1.ListHandlersRequest]) (*connect.Response[adminv1.ListHandlersResponse], error) {
-	if err := checkParams(param{location: "query.namespace", values: []string{req.Msg.Namespace}, maxLength: 56}); err != nil {
+	if err := checkParams(param{location: "query.namespace", values: []string{req.Msg.Namespace}, maxLength: contracts.MaxNamespaceLen}); err != nil {
 		return nil, connectError(err, "")
 	}
 	out, err := m.s.listHandlers(ctx, &listHandlersInput{Namespace: req.Msg.Namespace})
@@ -117,8 +119,8 @@ func (m *mirrorService) ListTemplates(ctx context.Context, req *connect.Request[
 	limit, err := pageLimit(r.Limit)
 	if err == nil {
 		err = checkParams(
-			param{location: "query.namespace", values: []string{r.Namespace}, maxLength: 56},
-			param{location: "query.name", values: []string{r.Name}, maxLength: 128},
+			param{location: "query.namespace", values: []string{r.Namespace}, maxLength: contracts.MaxNamespaceLen},
+			param{location: "query.name", values: []string{r.Name}, maxLength: contracts.MaxTemplateNameLen},
 			param{location: "query.cursor", values: []string{r.Cursor}, maxLength: 64},
 		)
 	}
@@ -135,9 +137,9 @@ func (m *mirrorService) ListTemplates(ctx context.Context, req *connect.Request[
 func (m *mirrorService) GetTemplate(ctx context.Context, req *connect.Request[adminv1.GetTemplateRequest]) (*connect.Response[adminv1.GetTemplateResponse], error) {
 	r := req.Msg
 	if err := checkParams(
-		param{location: "path.namespace", values: []string{r.Namespace}, minLength: 1, maxLength: 56},
-		param{location: "path.name", values: []string{r.Name}, minLength: 1, maxLength: 128},
-		param{location: "query.version", values: []string{r.Version}, maxLength: 64},
+		param{location: "path.namespace", values: []string{r.Namespace}, minLength: 1, maxLength: contracts.MaxNamespaceLen},
+		param{location: "path.name", values: []string{r.Name}, minLength: 1, maxLength: contracts.MaxTemplateNameLen},
+		param{location: "query.version", values: []string{r.Version}, maxLength: contracts.MaxVersionLen},
 	); err != nil {
 		return nil, connectError(err, "")
 	}
@@ -146,6 +148,21 @@ func (m *mirrorService) GetTemplate(ctx context.Context, req *connect.Request[ad
 		return nil, connectError(err, "")
 	}
 	return respond[adminv1.GetTemplateResponse](m.s, ctx, map[string]any{"template": out.Body})
+}
+
+func (m *mirrorService) DeleteTemplate(ctx context.Context, req *connect.Request[adminv1.DeleteTemplateRequest]) (*connect.Response[adminv1.DeleteTemplateResponse], error) {
+	r := req.Msg
+	if err := checkParams(
+		param{location: "path.namespace", values: []string{r.Namespace}, minLength: 1, maxLength: contracts.MaxNamespaceLen},
+		param{location: "path.name", values: []string{r.Name}, minLength: 1, maxLength: contracts.MaxTemplateNameLen},
+		param{location: "path.version", values: []string{r.Version}, minLength: 1, maxLength: contracts.MaxVersionLen},
+	); err != nil {
+		return nil, connectError(err, "")
+	}
+	if _, err := m.s.deleteTemplate(ctx, &deleteTemplateInput{Namespace: r.Namespace, Name: r.Name, Version: r.Version}); err != nil {
+		return nil, connectError(err, "")
+	}
+	return connect.NewResponse(&adminv1.DeleteTemplateResponse{}), nil
 }
 
 func (m *mirrorService) RegisterTemplate(ctx context.Context, req *connect.Request[adminv1.RegisterTemplateRequest]) (*connect.Response[adminv1.RegisterTemplateResponse], error) {
@@ -197,8 +214,8 @@ func (m *mirrorService) ListTasks(ctx context.Context, req *connect.Request[admi
 	if err == nil {
 		err = checkParams(
 			param{location: "query.state", values: r.State, enum: taskStates},
-			param{location: "query.namespace", values: []string{r.Namespace}, maxLength: 56},
-			param{location: "query.template", values: []string{r.Template}, maxLength: 128},
+			param{location: "query.namespace", values: []string{r.Namespace}, maxLength: contracts.MaxNamespaceLen},
+			param{location: "query.template", values: []string{r.Template}, maxLength: contracts.MaxTemplateNameLen},
 			param{location: "query.cursor", values: []string{r.Cursor}, maxLength: 64},
 		)
 	}
@@ -337,9 +354,9 @@ func (m *mirrorService) ListDeadLetters(ctx context.Context, req *connect.Reques
 	}
 	if err == nil {
 		err = checkParams(
-			param{location: "query.namespace", values: []string{r.Namespace}, maxLength: 56},
-			param{location: "query.handler", values: []string{r.Handler}, maxLength: 255},
-			param{location: "query.template", values: []string{r.Template}, maxLength: 128},
+			param{location: "query.namespace", values: []string{r.Namespace}, maxLength: contracts.MaxNamespaceLen},
+			param{location: "query.handler", values: []string{r.Handler}, maxLength: contracts.MaxPatternLen},
+			param{location: "query.template", values: []string{r.Template}, maxLength: contracts.MaxTemplateNameLen},
 			param{location: "query.cursor", values: []string{r.Cursor}, maxLength: 64},
 		)
 	}

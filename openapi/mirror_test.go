@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"slices"
@@ -485,5 +486,109 @@ func TestMirrorListTasksByCorrelationID(t *testing.T) {
 	}
 	if !slices.Equal(fields, []string{"correlation_id"}) {
 		t.Errorf("BadRequest fields = %v, want [correlation_id]", fields)
+	}
+}
+
+// Issue 14 over Connect: strings the database cannot store and values out
+// of range are InvalidArgument naming the field, as over REST; templates
+// can be deleted.
+func TestMirrorBadInput(t *testing.T) {
+	t.Parallel()
+	base, _ := mirrorServer(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client := adminv1connect.NewAdminServiceClient(h2cClient(t), base)
+	if _, err := client.RegisterTemplate(ctx, connect.NewRequest(&adminv1.RegisterTemplateRequest{Template: orderTemplate})); err != nil {
+		t.Fatal(err)
+	}
+	field := func(err error) []string {
+		var fields []string
+		var ce *connect.Error
+		if errors.As(err, &ce) {
+			for _, d := range ce.Details() {
+				if v, derr := d.Value(); derr == nil {
+					if br, ok := v.(*errdetails.BadRequest); ok {
+						for _, f := range br.GetFieldViolations() {
+							fields = append(fields, f.GetField())
+						}
+					}
+				}
+			}
+		}
+		return fields
+	}
+	nulCtx, _ := structpb.NewStruct(map[string]any{"order_id": 1, "order": map[string]any{"note": "a\x00b"}})
+	okCtx, _ := structpb.NewStruct(map[string]any{"order_id": 1})
+	for _, tc := range []struct {
+		name  string
+		call  func() error
+		field string
+	}{
+		{"NUL in the context", func() error {
+			_, err := client.SubmitTask(ctx, connect.NewRequest(&adminv1.SubmitTaskRequest{Namespace: "shop", Name: "order", Context: nulCtx}))
+			return err
+		}, "context.order.note"},
+		{"NUL in a tag", func() error {
+			_, err := client.SubmitTask(ctx, connect.NewRequest(&adminv1.SubmitTaskRequest{Namespace: "shop", Name: "order", Context: okCtx, Tags: []string{"a", "\x00"}}))
+			return err
+		}, "tags[1]"},
+		{"NUL in the initiator", func() error {
+			_, err := client.SubmitTask(ctx, connect.NewRequest(&adminv1.SubmitTaskRequest{Namespace: "shop", Name: "order", Context: okCtx, Initiator: "x\x00"}))
+			return err
+		}, "initiator"},
+		{"NUL in a filter", func() error {
+			_, err := client.ListTasks(ctx, connect.NewRequest(&adminv1.ListTasksRequest{Namespace: "sh\x00op"}))
+			return err
+		}, "namespace"},
+		{"NUL in a template name", func() error {
+			_, err := client.GetTemplate(ctx, connect.NewRequest(&adminv1.GetTemplateRequest{Namespace: "shop", Name: "or\x00der"}))
+			return err
+		}, "name"},
+		{"NUL in a header value", func() error {
+			_, err := client.PutHandler(ctx, connect.NewRequest(&adminv1.PutHandlerRequest{Pattern: "x",
+				Endpoint: &adminv1.HandlerEndpointInput{Url: "http://pay/", Headers: map[string]string{"X-A": "\x00"}}}))
+			return err
+		}, "endpoint.headers.X-A"},
+		{"NUL in a resolved result", func() error {
+			_, err := client.ResolveStep(ctx, connect.NewRequest(&adminv1.ResolveStepRequest{StepUuid: "0190a5a0-0000-7000-8000-000000000000", Result: structpb.NewStringValue("\x00")}))
+			return err
+		}, "result"},
+		{"negative breaker setting", func() error {
+			_, err := client.PutHandler(ctx, connect.NewRequest(&adminv1.PutHandlerRequest{Pattern: "x",
+				Endpoint: &adminv1.HandlerEndpointInput{Url: "http://pay/", Breaker: &adminv1.BreakerSettings{OpenTimeoutMs: -1}}}))
+			return err
+		}, "endpoint.breaker.open_timeout_ms"},
+		{"namespace too long", func() error {
+			_, err := client.RegisterTemplate(ctx, connect.NewRequest(&adminv1.RegisterTemplateRequest{
+				Template: "name: t\nnamespace_name: " + strings.Repeat("n", 57) + "\nversion: 1\nsteps:\n  - {name: a, handler: {callable: c}}\n"}))
+			return err
+		}, "template.namespace_name"},
+	} {
+		err := tc.call()
+		if connect.CodeOf(err) != connect.CodeInvalidArgument || !slices.Contains(field(err), tc.field) {
+			t.Errorf("%s: %v (fields %v), want InvalidArgument at %s", tc.name, err, field(err), tc.field)
+		}
+	}
+	// The ends of the priority range are stored as sent.
+	sub, err := client.SubmitTask(ctx, connect.NewRequest(&adminv1.SubmitTaskRequest{Namespace: "shop", Name: "order", Context: okCtx, Priority: math.MinInt32}))
+	if err != nil || sub.Msg.GetTask().GetPriority() != math.MinInt32 {
+		t.Fatalf("priority MinInt32: %v %v", sub, err)
+	}
+	// DeleteTemplate: refused while a task is unfinished, then done.
+	del := &adminv1.DeleteTemplateRequest{Namespace: "shop", Name: "order", Version: "1.0.0"}
+	if _, err := client.DeleteTemplate(ctx, connect.NewRequest(del)); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Errorf("deleting a template with a live task: %v", err)
+	}
+	if _, err := client.CancelTask(ctx, connect.NewRequest(&adminv1.CancelTaskRequest{TaskUuid: sub.Msg.GetTask().GetTaskUuid()})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.DeleteTemplate(ctx, connect.NewRequest(del)); err != nil {
+		t.Errorf("DeleteTemplate: %v", err)
+	}
+	if _, err := client.DeleteTemplate(ctx, connect.NewRequest(del)); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Errorf("deleting again: %v", err)
+	}
+	if _, err := client.DeleteTemplate(ctx, connect.NewRequest(&adminv1.DeleteTemplateRequest{Namespace: "shop", Name: "order"})); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Errorf("deleting without a version: %v", err)
 	}
 }

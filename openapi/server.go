@@ -126,10 +126,14 @@ func New(cfg Config) *Server {
 	hc.RejectUnknownQueryParameters = true
 	// Unknown body fields are rejected too: every body schema is closed
 	// (additionalProperties false, huma's default for structs).
-	hc.Transformers = append(hc.Transformers, polishProblems)
+	hc.Transformers = append(hc.Transformers, polishProblems, rangeMessages)
 	hc.Tags = apiTags
 	mux := http.NewServeMux()
 	s := &Server{cfg: cfg, mux: mux, api: humago.New(mux, hc), started: cfg.Now()}
+	// Strings the database cannot store are refused before any operation
+	// runs (registered first: middlewares apply to operations registered
+	// after them).
+	s.api.UseMiddleware(s.textMiddleware)
 	s.registerHealth()
 	s.registerStatus()
 	s.registerHandlers()
@@ -144,8 +148,10 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Handler returns the HTTP handler serving every operation.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler returns the HTTP handler serving every operation. A request no
+// operation matches is answered with a problem document: 404, or 405 with
+// Allow when the path exists for other methods.
+func (s *Server) Handler() http.Handler { return problemMux{s.mux} }
 
 // API returns the underlying huma API, e.g. to export the OpenAPI document.
 func (s *Server) API() huma.API { return s.api }

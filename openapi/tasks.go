@@ -102,7 +102,7 @@ type SubmitTaskRequest struct {
 	Name                string          `json:"name" minLength:"1" maxLength:"128" doc:"template name" example:"order_fulfillment"`
 	Version             string          `json:"version,omitempty" maxLength:"64" doc:"template version; absent: the most recently registered"`
 	Context             json.RawMessage `json:"context,omitempty" doc:"the task's input: a JSON object, validated against the template's input_schema"`
-	Priority            int             `json:"priority,omitempty" doc:"higher runs first"`
+	Priority            int             `json:"priority,omitempty" minimum:"-2147483648" maximum:"2147483647" doc:"higher runs first"`
 	CorrelationID       uuid.UUID       `json:"correlation_id,omitzero" format:"uuid" doc:"absent: generated"`
 	ParentCorrelationID uuid.UUID       `json:"parent_correlation_id,omitzero" format:"uuid"`
 	IdempotencyKey      string          `json:"idempotency_key,omitempty" minLength:"1" maxLength:"255" doc:"or the Idempotency-Key header: a resubmission with the same key returns the first task (200) instead of creating another"`
@@ -303,6 +303,10 @@ func (s *Server) submitTask(ctx context.Context, in *submitTaskInput) (*submitTa
 		switch {
 		case errors.Is(err, runner.ErrInvalidContext) && errors.As(err, &ve):
 			return nil, invalid("the context does not match the template's input_schema", problemsAt("body.context", ve.Problems)...)
+		case errors.Is(err, runner.ErrTemplateUnloadable):
+			return nil, invalid("the template cannot be loaded", fieldError("body.name", lastPart(err)+"; delete this version and register it again"))
+		case errors.Is(err, runner.ErrInvalidRequest):
+			return nil, invalid("validation failed", fieldError("body", lastPart(err)))
 		case errors.Is(err, store.ErrNotFound):
 			v := b.Version
 			if v == "" {

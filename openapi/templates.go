@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -78,6 +79,14 @@ type getTemplateInput struct {
 	Version   string `query:"version" maxLength:"64" doc:"the version; absent: the most recently registered"`
 }
 
+type deleteTemplateInput struct {
+	Namespace string `path:"namespace" maxLength:"56"`
+	Name      string `path:"name" maxLength:"128"`
+	Version   string `path:"version" maxLength:"64"`
+}
+
+type deleteTemplateOutput struct{}
+
 type listTemplatesInput struct {
 	Namespace string `query:"namespace" maxLength:"56"`
 	Name      string `query:"name" maxLength:"128"`
@@ -114,6 +123,18 @@ func (s *Server) registerTemplates() {
 		Tags:        tags,
 		Errors:      []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
 	}, s.getTemplate)
+	huma.Register(s.api, huma.Operation{
+		OperationID: "deleteTemplate",
+		Method:      http.MethodDelete,
+		Path:        "/v1/templates/{namespace}/{name}/{version}",
+		Summary:     "Delete a template version",
+		Description: "Removes the template version together with its finished tasks (complete, cancelled, resolved_manually), " +
+			"their steps and their history, in one transaction. A version with unfinished tasks (pending, steps_in_process, " +
+			"blocked_by_failures) answers 409: cancel them or let them finish first.",
+		Tags:          tags,
+		DefaultStatus: http.StatusNoContent,
+		Errors:        []int{http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
+	}, s.deleteTemplate)
 	huma.Register(s.api, huma.Operation{
 		OperationID: "registerTemplate",
 		Method:      http.MethodPost,
@@ -197,12 +218,31 @@ func (s *Server) getTemplate(ctx context.Context, in *getTemplateInput) (*templa
 	return &templateOutput{Status: http.StatusOK, Body: templateFromRow(row)}, nil
 }
 
+func (s *Server) deleteTemplate(ctx context.Context, in *deleteTemplateInput) (*deleteTemplateOutput, error) {
+	if s.cfg.Client == nil {
+		return nil, errNoDatabase
+	}
+	_, err := s.cfg.Client.DeleteTemplate(ctx, in.Namespace, in.Name, in.Version)
+	switch {
+	case err == nil:
+		return &deleteTemplateOutput{}, nil
+	case errors.As(err, new(*store.TemplateInUseError)):
+		return nil, problem(http.StatusConflict, lastPart(err))
+	case errors.Is(err, store.ErrNotFound):
+		return nil, problem(http.StatusNotFound, fmt.Sprintf("template %s/%s@%s is not registered", in.Namespace, in.Name, in.Version))
+	}
+	return nil, s.fail(ctx, err)
+}
+
 // templateError turns a template parse error into a problem.
 func templateError(err error) error {
 	var ve *workflow.ValidationError
 	switch {
 	case errors.As(err, &ve):
 		return invalid(fmt.Sprintf("the template is not valid: %d problem(s)", len(ve.Problems)), problemsAt("body.template", ve.Problems)...)
+	case errors.As(err, new(*workflow.DefinitionTooLargeError)):
+		return invalid(fmt.Sprintf("the template is too large to store: its definition is limited to %d bytes", workflow.MaxDefinitionBytes),
+			fieldError("body.template", strings.TrimPrefix(err.Error(), "workflow: ")+"; use fewer or shorter steps"))
 	case errors.Is(err, workflow.ErrTemplateTooLarge):
 		return problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the template is larger than %d bytes", workflow.MaxTemplateBytes),
 			fieldError("body.template", err.Error()))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
@@ -54,7 +55,9 @@ type TemplateInfo struct {
 }
 
 // RegisterTemplate parses, validates and stores a template (YAML or JSON).
-// A [*workflow.ValidationError] lists every problem with its path.
+// A [*workflow.ValidationError] lists every problem with its path; a
+// [*workflow.DefinitionTooLargeError] reports a template whose stored
+// definition runners could not load back.
 func (c *Client) RegisterTemplate(ctx context.Context, doc []byte) (TemplateInfo, error) {
 	tpl, err := workflow.Parse(doc)
 	if err != nil {
@@ -64,8 +67,17 @@ func (c *Client) RegisterTemplate(ctx context.Context, doc []byte) (TemplateInfo
 	if err != nil {
 		return TemplateInfo{}, fmt.Errorf("runner: encoding template: %w", err)
 	}
-	row := store.Template{Namespace: tpl.NamespaceName, Name: tpl.Name, Version: tpl.Version, Description: tpl.Description, Definition: def}
+	if err := workflow.CheckDefinitionSize(len(def)); err != nil {
+		return TemplateInfo{}, err
+	}
+	row := store.Template{
+		Namespace: tpl.NamespaceName, Name: tpl.Name, Version: tpl.Version, Description: tpl.Description, Definition: def,
+		MaxDefinitionBytes: workflow.MaxDefinitionBytes,
+	}
 	id, created, err := store.RegisterTemplate(ctx, c.db, row)
+	if tooLarge := (*store.DefinitionTooLargeError)(nil); errors.As(err, &tooLarge) {
+		return TemplateInfo{}, &workflow.DefinitionTooLargeError{Size: tooLarge.Size}
+	}
 	if err != nil {
 		return TemplateInfo{}, err
 	}
@@ -113,9 +125,40 @@ func (c *Client) Submit(ctx context.Context, req SubmitRequest) (Submitted, erro
 	return out[0], nil
 }
 
+// ErrInvalidRequest wraps a submission refused for a value out of range.
+var ErrInvalidRequest = errors.New("invalid request")
+
 // SubmitMany creates many tasks in one transaction with a fixed number of
 // statements. Either all are created (or found by idempotency key) or none.
 func (c *Client) SubmitMany(ctx context.Context, reqs []SubmitRequest) ([]Submitted, error) {
+	out, err := c.submitMany(ctx, reqs)
+	if errors.Is(err, store.ErrTemplateDeleted) {
+		// A template this process had cached was deleted (perhaps by
+		// another process, perhaps re-registered since): look again.
+		for _, req := range reqs {
+			c.forget(templateKey{req.Namespace, req.Name, req.Version})
+		}
+		out, err = c.submitMany(ctx, reqs)
+	}
+	return out, err
+}
+
+// DeleteTemplate removes a template version with its finished tasks (see
+// [store.DeleteTemplate]) and returns how many tasks went with it.
+func (c *Client) DeleteTemplate(ctx context.Context, namespace, name, version string) (int, error) {
+	n, err := store.DeleteTemplate(ctx, c.db, namespace, name, version)
+	c.forget(templateKey{namespace, name, version})
+	return n, err
+}
+
+// forget drops what this process cached about a template version.
+func (c *Client) forget(k templateKey) {
+	if id, ok := c.ids.LoadAndDelete(k); ok {
+		c.tpls.forget(id.(int64))
+	}
+}
+
+func (c *Client) submitMany(ctx context.Context, reqs []SubmitRequest) ([]Submitted, error) {
 	plans := map[templateKey]struct {
 		tpl  *cachedTemplate
 		plan *workflow.Plan
@@ -139,6 +182,9 @@ func (c *Client) SubmitMany(ctx context.Context, reqs []SubmitRequest) ([]Submit
 				return nil, fmt.Errorf("runner: planning %s/%s@%s: %w", row.Namespace, row.Name, row.Version, err)
 			}
 			plans[k] = p
+		}
+		if req.Priority < contracts.MinInt32 || req.Priority > contracts.MaxInt32 {
+			return nil, fmt.Errorf("runner: %w: priority %d is out of range (%d to %d)", ErrInvalidRequest, req.Priority, contracts.MinInt32, contracts.MaxInt32)
 		}
 		taskCtx := req.Context
 		if len(taskCtx) == 0 || string(taskCtx) == "null" {

@@ -2,8 +2,10 @@ package runner
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
@@ -22,6 +24,19 @@ func ValidateEndpoint(row store.HandlerEndpoint, secrets SecretSource) error {
 	if row.TimeoutMs < 0 || row.MaxConcurrency < 0 || row.BatchMax < 0 || row.BatchWindowMs < 0 ||
 		row.BreakerMaxRequests < 0 || row.BreakerIntervalMs < 0 || row.BreakerOpenTimeoutMs < 0 || row.BreakerConsecutiveFailures < 0 {
 		return errors.New("timeouts, limits and breaker settings must not be negative")
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"timeout_ms", row.TimeoutMs}, {"max_concurrency", row.MaxConcurrency}, {"batch_max", row.BatchMax},
+		{"batch_window_ms", row.BatchWindowMs}, {"breaker max_requests", row.BreakerMaxRequests},
+		{"breaker interval_ms", row.BreakerIntervalMs}, {"breaker open_timeout_ms", row.BreakerOpenTimeoutMs},
+		{"breaker consecutive_failures", row.BreakerConsecutiveFailures},
+	} {
+		if f.v > contracts.MaxInt32 {
+			return fmt.Errorf("%s must be at most %d", f.name, contracts.MaxInt32)
+		}
 	}
 	e := &Endpoints{LookupEnv: secrets.LookupEnv, SecretDirs: secrets.Dirs, Logger: secrets.Logger}
 	ep, err := e.fromRow(row)

@@ -3,12 +3,18 @@ package runner
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
+
+// ErrTemplateUnloadable wraps the error of a stored template definition
+// that does not parse (registered by a release with other limits): its
+// tasks cannot be created nor run. Delete the template version.
+var ErrTemplateUnloadable = errors.New("the stored template definition cannot be loaded")
 
 // templateCache keeps parsed templates by id. Template versions are
 // immutable (see store.RegisterTemplate), so entries never go stale.
@@ -44,7 +50,7 @@ func (c *templateCache) get(ctx context.Context, id int64) (*cachedTemplate, err
 		if e.err == nil {
 			e.tpl = new(workflow.Template)
 			if err := json.Unmarshal(e.row.Definition, e.tpl); err != nil {
-				e.err = fmt.Errorf("template %d: stored definition does not parse: %w", id, err)
+				e.err = fmt.Errorf("runner: template %s/%s@%s (id %d): %w: %w", e.row.Namespace, e.row.Name, e.row.Version, id, ErrTemplateUnloadable, err)
 			}
 			e.grows = e.tpl.Grows()
 		}
@@ -59,6 +65,13 @@ func (c *templateCache) get(ctx context.Context, id int64) (*cachedTemplate, err
 		return nil, e.err
 	}
 	return e, nil
+}
+
+// forget drops a template (deleted) from the cache.
+func (c *templateCache) forget(id int64) {
+	c.mu.Lock()
+	delete(c.m, id)
+	c.mu.Unlock()
 }
 
 // put caches a template just registered or loaded.

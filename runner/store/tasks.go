@@ -4,12 +4,15 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -95,6 +98,9 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 		tSrc = append(tSrc, t.SourceSystem)
 		tRs = append(tRs, t.Reason)
 		tCtx = append(tCtx, orJSON(t.Context, "{}"))
+		if t.Priority < math.MinInt32 || t.Priority > math.MaxInt32 {
+			return nil, fmt.Errorf("store: task %d (%s): priority %d is out of range (%d to %d)", ti, t.TaskUUID, t.Priority, math.MinInt32, math.MaxInt32)
+		}
 		tPrio = append(tPrio, int32(t.Priority))
 		tTotal = append(tTotal, int32(len(t.Steps)))
 		tTags = append(tTags, jsonStrings(t.Tags))
@@ -203,11 +209,11 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 func createTasksResults(br pgx.BatchResults, sr *stepRows) ([]uuid.UUID, error) {
 	rows, err := br.Query()
 	if err != nil {
-		return nil, fmt.Errorf("store: creating tasks: %w", err)
+		return nil, fmt.Errorf("store: creating tasks: %w", templateGone(err))
 	}
 	inserted, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 	if err != nil {
-		return nil, fmt.Errorf("store: creating tasks: %w", err)
+		return nil, fmt.Errorf("store: creating tasks: %w", templateGone(err))
 	}
 	if err := sr.results(br); err != nil {
 		return nil, err
@@ -316,6 +322,21 @@ func sendBatch(ctx context.Context, db DB, b *pgx.Batch, what string, read func(
 	err := read(br)
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("store: %s: %w", what, cerr)
+	}
+	return err
+}
+
+// ErrTemplateDeleted is returned (wrapped) by [CreateTasks] for a task of
+// a template that was deleted (see [DeleteTemplate]). It matches
+// [ErrNotFound] too.
+var ErrTemplateDeleted = fmt.Errorf("the template was deleted: %w", ErrNotFound)
+
+// templateGone turns the foreign key violation of a task whose template
+// no longer exists into [ErrTemplateDeleted].
+func templateGone(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23503" && pe.ConstraintName == "tasks_template_id_fkey" {
+		return ErrTemplateDeleted
 	}
 	return err
 }

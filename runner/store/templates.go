@@ -27,6 +27,23 @@ type Template struct {
 	// Definition is the validated template as JSON.
 	Definition []byte
 	CreatedAt  time.Time
+	// MaxDefinitionBytes, when positive, makes [RegisterTemplate] refuse
+	// (with a [*DefinitionTooLargeError], storing nothing) a new definition
+	// the database would return larger than this: stored definitions are
+	// read back as text with a space after every ':' and ',', so they are
+	// larger than the JSON sent.
+	MaxDefinitionBytes int
+}
+
+// DefinitionTooLargeError is returned by [RegisterTemplate] for a
+// definition larger, as stored, than Template.MaxDefinitionBytes.
+type DefinitionTooLargeError struct {
+	// Size is the stored definition's size in bytes; Limit the maximum.
+	Size, Limit int
+}
+
+func (e *DefinitionTooLargeError) Error() string {
+	return fmt.Sprintf("store: the stored template definition would be %d bytes, more than the limit of %d", e.Size, e.Limit)
 }
 
 // RegisterTemplate stores a template version, creating its namespace when
@@ -34,6 +51,7 @@ type Template struct {
 // a different definition under the same version fails with
 // [ErrTemplateConflict].
 func RegisterTemplate(ctx context.Context, db DB, t Template) (id int64, created bool, err error) {
+	var size int
 	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `
 			WITH ins AS (
@@ -46,9 +64,12 @@ func RegisterTemplate(ctx context.Context, db DB, t Template) (id int64, created
 			INSERT INTO tasker.templates (namespace, name, version, description, definition)
 			VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (namespace, name, version) DO NOTHING
-			RETURNING template_id`,
-			t.Namespace, t.Name, t.Version, t.Description, t.Definition).Scan(&id)
+			RETURNING template_id, octet_length(definition::text)`,
+			t.Namespace, t.Name, t.Version, t.Description, t.Definition).Scan(&id, &size)
 		if err == nil {
+			if t.MaxDefinitionBytes > 0 && size > t.MaxDefinitionBytes {
+				return &DefinitionTooLargeError{Size: size, Limit: t.MaxDefinitionBytes}
+			}
 			created = true
 			return nil
 		}
@@ -115,4 +136,72 @@ func ListNamespaces(ctx context.Context, db DB) ([]string, error) {
 		return nil, fmt.Errorf("store: listing namespaces: %w", err)
 	}
 	return names, nil
+}
+
+// TemplateInUseError is returned by [DeleteTemplate] for a template that
+// still has unfinished tasks. Nothing was deleted.
+type TemplateInUseError struct {
+	Namespace, Name, Version string
+	// Unfinished counts its tasks in state pending, steps_in_process or
+	// blocked_by_failures.
+	Unfinished int
+}
+
+func (e *TemplateInUseError) Error() string {
+	return fmt.Sprintf("store: template %s/%s@%s has %d unfinished task(s) (pending, steps_in_process or blocked_by_failures): "+
+		"cancel them or let them finish first", e.Namespace, e.Name, e.Version, e.Unfinished)
+}
+
+// DeleteTemplate removes a template version together with its finished
+// tasks (complete, cancelled, resolved_manually), their steps and their
+// history, in one transaction, and returns how many tasks went with it. A
+// template with unfinished tasks is refused with a [*TemplateInUseError];
+// an unknown one with an error matching [ErrNotFound]. A task submitted
+// meanwhile either comes first (and the template is refused) or fails with
+// [ErrTemplateDeleted].
+func DeleteTemplate(ctx context.Context, db DB, namespace, name, version string) (tasks int, err error) {
+	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		var id int64
+		// FOR UPDATE: a concurrent task insert (its foreign key check takes
+		// FOR KEY SHARE) waits for this transaction, or this one for it.
+		err := tx.QueryRow(ctx, `
+			SELECT template_id FROM tasker.templates
+			WHERE namespace = $1 AND name = $2 AND version = $3 FOR UPDATE`, namespace, name, version).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("store: template %s/%s@%s: %w", namespace, name, version, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("store: deleting template %s/%s@%s: %w", namespace, name, version, err)
+		}
+		var unfinished int
+		if err := tx.QueryRow(ctx, `
+			SELECT count(*) FROM tasker.tasks
+			WHERE template_id = $1 AND state IN ('pending', 'steps_in_process', 'blocked_by_failures')`, id).Scan(&unfinished); err != nil {
+			return fmt.Errorf("store: deleting template %s/%s@%s: %w", namespace, name, version, err)
+		}
+		if unfinished > 0 {
+			return &TemplateInUseError{Namespace: namespace, Name: name, Version: version, Unfinished: unfinished}
+		}
+		// The audit tables have no foreign keys (migration 0004): their
+		// rows go explicitly; steps and edges cascade from the tasks.
+		tag, err := tx.Exec(ctx, `
+			WITH doomed AS (SELECT task_uuid FROM tasker.tasks WHERE template_id = $1),
+			st AS (
+				DELETE FROM tasker.step_transitions
+				WHERE step_uuid IN (SELECT s.step_uuid FROM tasker.steps s WHERE s.task_uuid IN (SELECT task_uuid FROM doomed))
+			),
+			tt AS (
+				DELETE FROM tasker.task_transitions WHERE task_uuid IN (SELECT task_uuid FROM doomed)
+			)
+			DELETE FROM tasker.tasks WHERE template_id = $1`, id)
+		if err != nil {
+			return fmt.Errorf("store: deleting the tasks of template %s/%s@%s: %w", namespace, name, version, err)
+		}
+		tasks = int(tag.RowsAffected())
+		if _, err := tx.Exec(ctx, `DELETE FROM tasker.templates WHERE template_id = $1`, id); err != nil {
+			return fmt.Errorf("store: deleting template %s/%s@%s: %w", namespace, name, version, err)
+		}
+		return nil
+	})
+	return tasks, err
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 // Limits protecting the decoder from hostile documents.
@@ -286,6 +288,10 @@ func (d *decoder) entries(n *yaml.Node, path string, depth int) (out []entry, ok
 			d.add(path, k, "mapping keys must be scalars")
 			continue
 		}
+		if msg := contracts.TextProblem(k.Value); msg != "" {
+			d.add(path, k, "a key %s", msg)
+			continue
+		}
 		if seen[k.Value] {
 			d.add(join(path, k.Value), k, "duplicate key")
 			continue
@@ -383,7 +389,20 @@ func (d *decoder) str(n *yaml.Node, path string) (s string, set bool) {
 		d.add(path, n, "must be a string, got %s", describe(n))
 		return "", false
 	}
+	if !d.storable(path, n, n.Value) {
+		return "", false
+	}
 	return n.Value, true
+}
+
+// storable reports whether the database can store s (no NUL character,
+// valid UTF-8), recording a problem when it cannot.
+func (d *decoder) storable(path string, n *yaml.Node, s string) bool {
+	if msg := contracts.TextProblem(s); msg != "" {
+		d.add(path, n, "%s", msg)
+		return false
+	}
+	return true
 }
 
 // text decodes a scalar as written, so `version: 1.0` is "1.0".
@@ -394,6 +413,9 @@ func (d *decoder) text(n *yaml.Node, path string) string {
 	}
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!bool" {
 		d.add(path, n, "must be a string, got %s", describe(n))
+		return ""
+	}
+	if !d.storable(path, n, n.Value) {
 		return ""
 	}
 	return n.Value
@@ -529,6 +551,9 @@ func (d *decoder) value(n *yaml.Node, path string, depth int) (any, bool) {
 				return f, true
 			}
 		case "!!str", "!!timestamp", "!!binary", "!":
+			if !d.storable(path, n, n.Value) {
+				return nil, false
+			}
 			return n.Value, true
 		}
 		d.add(path, n, "unsupported value %q (tag %s)", n.Value, n.Tag)

@@ -12,7 +12,40 @@ const (
 	MaxTemplateBytes = 1 << 20
 	// MaxSteps is the largest number of steps a template may declare.
 	MaxSteps = 1000
+	// MaxEdges is the most dependencies a template may declare in all
+	// (the sum of its steps' dependency lists). Each one is a row of
+	// tasker.step_edges for every task of the template, so it bounds what
+	// one small submit costs: 300 steps each depending on every earlier one
+	// are 44,850.
+	MaxEdges = 10_000
+	// MaxDefinitionBytes is the largest stored definition (the validated
+	// template as JSON, as the database returns it) a template may have:
+	// runners parse stored definitions with [Parse], so it is
+	// [MaxTemplateBytes]. Registration refuses a template whose definition
+	// is larger ([DefinitionTooLargeError]), which can happen to a document
+	// under MaxTemplateBytes since defaults are filled in.
+	MaxDefinitionBytes = MaxTemplateBytes
 )
+
+// DefinitionTooLargeError reports a template whose stored definition would
+// be larger than [MaxDefinitionBytes]: runners could never load it.
+type DefinitionTooLargeError struct {
+	// Size is the definition's size in bytes.
+	Size int
+}
+
+func (e *DefinitionTooLargeError) Error() string {
+	return fmt.Sprintf("workflow: the template's stored definition would be %d bytes, more than the %d bytes runners load", e.Size, MaxDefinitionBytes)
+}
+
+// CheckDefinitionSize returns a [*DefinitionTooLargeError] when a stored
+// definition of size bytes could not be loaded back.
+func CheckDefinitionSize(size int) error {
+	if size > MaxDefinitionBytes {
+		return &DefinitionTooLargeError{Size: size}
+	}
+	return nil
+}
 
 // ErrTemplateTooLarge is returned (wrapped) by [Parse] for a document larger
 // than [MaxTemplateBytes].

@@ -7,18 +7,23 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
-// Naming rules and value ranges.
+// Naming rules and value ranges. Lengths are the shared limits of
+// [contracts] (the database columns and the API's schemas use the same).
 var (
-	namePattern    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-	versionPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$`)
+	namePattern     = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,%d}$`, contracts.MaxTemplateNameLen-1))
+	stepNamePattern = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,%d}$`, contracts.MaxStepNameLen-1))
+	versionPattern  = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,%d}$`, contracts.MaxVersionLen-1))
 )
 
 const (
-	maxCallableLen    = 500
+	maxCallableLen    = contracts.MaxCallableLen
 	maxMaxAttempts    = 1_000_000
 	maxBackoffMs      = 3_600_000 // one hour
 	maxTimeoutSeconds = 7 * 24 * 3600
@@ -43,7 +48,7 @@ func (t *Template) check() *checkResult {
 	ps := &r.problems
 
 	checkName(ps, "name", t.Name, namePattern)
-	checkName(ps, "namespace_name", t.NamespaceName, namePattern)
+	checkNamespace(ps, t.NamespaceName)
 	checkName(ps, "version", t.Version, versionPattern)
 	if len(t.InputSchema) > 0 {
 		sch, schemaProbs := compileSchema(t.InputSchema)
@@ -64,7 +69,7 @@ func (t *Template) check() *checkResult {
 	for i := range t.Steps {
 		s := &t.Steps[i]
 		p := fmt.Sprintf("steps[%d].name", i)
-		if !checkName(ps, p, s.Name, namePattern) {
+		if !checkName(ps, p, s.Name, stepNamePattern) {
 			continue
 		}
 		if first, dup := r.index[s.Name]; dup {
@@ -78,11 +83,33 @@ func (t *Template) check() *checkResult {
 	for i := range t.Steps {
 		r.checkStep(i)
 	}
+	edges := 0
+	for _, ps := range r.parents {
+		edges += len(ps)
+	}
+	if edges > MaxEdges {
+		ps.add("steps", fmt.Sprintf("%d dependencies in all; at most %d are allowed (each one is stored with every task of the template)", edges, MaxEdges))
+		return r
+	}
 	r.checkBatches()
 	if r.checkCycles() {
 		r.checkDynamicDependencies()
 	}
 	return r
+}
+
+// checkNamespace checks a namespace name as the database does
+// ([contracts.NamespacePattern]).
+func checkNamespace(ps *problems, v string) {
+	const path = "namespace_name"
+	switch n := utf8.RuneCountInString(v); {
+	case v == "":
+		ps.add(path, "required")
+	case n > contracts.MaxNamespaceLen:
+		ps.add(path, fmt.Sprintf("%d characters; at most %d are allowed", n, contracts.MaxNamespaceLen))
+	case !contracts.NamespacePattern.MatchString(v):
+		ps.add(path, fmt.Sprintf("invalid namespace %q: must match %s (lowercase letters, digits, '_', '.' and '-')", v, contracts.NamespacePattern))
+	}
 }
 
 func checkName(ps *problems, path, v string, re *regexp.Regexp) bool {

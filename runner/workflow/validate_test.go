@@ -160,7 +160,7 @@ steps:
   - {name: ` + strings.Repeat("x", 129) + `, handler: {callable: c}}`,
 			want: []string{
 				`name: invalid name "bad name": must match ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`,
-				`namespace_name: invalid name "ns/1": must match ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`,
+				`namespace_name: invalid namespace "ns/1": must match ^[a-z0-9_][a-z0-9_.-]{0,55}$ (lowercase letters, digits, '_', '.' and '-')`,
 				`version: invalid name "-1": must match ^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$`,
 				`steps[0].name: invalid name "a b": must match ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`,
 				`steps[1].name: invalid name "` + strings.Repeat("x", 129) + `": must match ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`,
@@ -346,7 +346,7 @@ func TestValidationReportsEveryProblemAtOnce(t *testing.T) {
 	}
 	want := []Problem{
 		{Path: "name", Message: "required", Line: 1},
-		{Path: "namespace_name", Message: `invalid name "bad namespace": must match ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`, Line: 2},
+		{Path: "namespace_name", Message: `invalid namespace "bad namespace": must match ^[a-z0-9_][a-z0-9_.-]{0,55}$ (lowercase letters, digits, '_', '.' and '-')`, Line: 2},
 		{Path: "input_schema.type", Message: "invalid JSON Schema: value must be one of 'array', 'boolean', 'integer', 'null', 'number', 'object', 'string'", Line: 4},
 		{Path: "input_schema.type", Message: "invalid JSON Schema: must be array, got string", Line: 4},
 		{Path: "steps[0].dependancies", Message: `unknown field; did you mean "dependencies"?`, Line: 9},

@@ -1829,6 +1829,104 @@ func (x *GetTemplateResponse) GetTemplate() *Template {
 	return nil
 }
 
+// DeleteTemplateRequest names the template version to delete.
+type DeleteTemplateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Version       string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTemplateRequest) Reset() {
+	*x = DeleteTemplateRequest{}
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTemplateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTemplateRequest) ProtoMessage() {}
+
+func (x *DeleteTemplateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTemplateRequest.ProtoReflect.Descriptor instead.
+func (*DeleteTemplateRequest) Descriptor() ([]byte, []int) {
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DeleteTemplateRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *DeleteTemplateRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteTemplateRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+// DeleteTemplateResponse is empty.
+type DeleteTemplateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTemplateResponse) Reset() {
+	*x = DeleteTemplateResponse{}
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTemplateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTemplateResponse) ProtoMessage() {}
+
+func (x *DeleteTemplateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTemplateResponse.ProtoReflect.Descriptor instead.
+func (*DeleteTemplateResponse) Descriptor() ([]byte, []int) {
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
 // RegisterTemplateRequest carries a template as YAML or JSON text.
 type RegisterTemplateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1839,7 +1937,7 @@ type RegisterTemplateRequest struct {
 
 func (x *RegisterTemplateRequest) Reset() {
 	*x = RegisterTemplateRequest{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +1949,7 @@ func (x *RegisterTemplateRequest) String() string {
 func (*RegisterTemplateRequest) ProtoMessage() {}
 
 func (x *RegisterTemplateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +1962,7 @@ func (x *RegisterTemplateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTemplateRequest.ProtoReflect.Descriptor instead.
 func (*RegisterTemplateRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RegisterTemplateRequest) GetTemplate() string {
@@ -1886,7 +1984,7 @@ type RegisterTemplateResponse struct {
 
 func (x *RegisterTemplateResponse) Reset() {
 	*x = RegisterTemplateResponse{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +1996,7 @@ func (x *RegisterTemplateResponse) String() string {
 func (*RegisterTemplateResponse) ProtoMessage() {}
 
 func (x *RegisterTemplateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +2009,7 @@ func (x *RegisterTemplateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTemplateResponse.ProtoReflect.Descriptor instead.
 func (*RegisterTemplateResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RegisterTemplateResponse) GetTemplate() *Template {
@@ -1938,7 +2036,7 @@ type ValidateTemplateRequest struct {
 
 func (x *ValidateTemplateRequest) Reset() {
 	*x = ValidateTemplateRequest{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1950,7 +2048,7 @@ func (x *ValidateTemplateRequest) String() string {
 func (*ValidateTemplateRequest) ProtoMessage() {}
 
 func (x *ValidateTemplateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1963,7 +2061,7 @@ func (x *ValidateTemplateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateTemplateRequest.ProtoReflect.Descriptor instead.
 func (*ValidateTemplateRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ValidateTemplateRequest) GetTemplate() string {
@@ -1990,7 +2088,7 @@ type ValidateTemplateResponse struct {
 
 func (x *ValidateTemplateResponse) Reset() {
 	*x = ValidateTemplateResponse{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2100,7 @@ func (x *ValidateTemplateResponse) String() string {
 func (*ValidateTemplateResponse) ProtoMessage() {}
 
 func (x *ValidateTemplateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2113,7 @@ func (x *ValidateTemplateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateTemplateResponse.ProtoReflect.Descriptor instead.
 func (*ValidateTemplateResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ValidateTemplateResponse) GetValid() bool {
@@ -2094,7 +2192,7 @@ type TaskSummary struct {
 
 func (x *TaskSummary) Reset() {
 	*x = TaskSummary{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2106,7 +2204,7 @@ func (x *TaskSummary) String() string {
 func (*TaskSummary) ProtoMessage() {}
 
 func (x *TaskSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2119,7 +2217,7 @@ func (x *TaskSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSummary.ProtoReflect.Descriptor instead.
 func (*TaskSummary) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TaskSummary) GetTaskUuid() string {
@@ -2281,7 +2379,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2293,7 +2391,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2306,7 +2404,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Task) GetTaskUuid() string {
@@ -2495,7 +2593,7 @@ type Step struct {
 
 func (x *Step) Reset() {
 	*x = Step{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2507,7 +2605,7 @@ func (x *Step) String() string {
 func (*Step) ProtoMessage() {}
 
 func (x *Step) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2520,7 +2618,7 @@ func (x *Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Step.ProtoReflect.Descriptor instead.
 func (*Step) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Step) GetStepUuid() string {
@@ -2728,7 +2826,7 @@ type Transition struct {
 
 func (x *Transition) Reset() {
 	*x = Transition{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2740,7 +2838,7 @@ func (x *Transition) String() string {
 func (*Transition) ProtoMessage() {}
 
 func (x *Transition) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2753,7 +2851,7 @@ func (x *Transition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transition.ProtoReflect.Descriptor instead.
 func (*Transition) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Transition) GetStepUuid() string {
@@ -2827,7 +2925,7 @@ type SubmitTaskRequest struct {
 
 func (x *SubmitTaskRequest) Reset() {
 	*x = SubmitTaskRequest{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2839,7 +2937,7 @@ func (x *SubmitTaskRequest) String() string {
 func (*SubmitTaskRequest) ProtoMessage() {}
 
 func (x *SubmitTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2852,7 +2950,7 @@ func (x *SubmitTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitTaskRequest.ProtoReflect.Descriptor instead.
 func (*SubmitTaskRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SubmitTaskRequest) GetNamespace() string {
@@ -2951,7 +3049,7 @@ type SubmitTaskResponse struct {
 
 func (x *SubmitTaskResponse) Reset() {
 	*x = SubmitTaskResponse{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2963,7 +3061,7 @@ func (x *SubmitTaskResponse) String() string {
 func (*SubmitTaskResponse) ProtoMessage() {}
 
 func (x *SubmitTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2976,7 +3074,7 @@ func (x *SubmitTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitTaskResponse.ProtoReflect.Descriptor instead.
 func (*SubmitTaskResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SubmitTaskResponse) GetTask() *Task {
@@ -3012,7 +3110,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3024,7 +3122,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3037,7 +3135,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListTasksRequest) GetState() []string {
@@ -3107,7 +3205,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3119,7 +3217,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3132,7 +3230,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListTasksResponse) GetItems() []*TaskSummary {
@@ -3160,7 +3258,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3172,7 +3270,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3185,7 +3283,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetTaskRequest) GetTaskUuid() string {
@@ -3212,7 +3310,7 @@ type GetTaskResponse struct {
 
 func (x *GetTaskResponse) Reset() {
 	*x = GetTaskResponse{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3224,7 +3322,7 @@ func (x *GetTaskResponse) String() string {
 func (*GetTaskResponse) ProtoMessage() {}
 
 func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3237,7 +3335,7 @@ func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskResponse.ProtoReflect.Descriptor instead.
 func (*GetTaskResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetTaskResponse) GetTask() *Task {
@@ -3258,7 +3356,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3270,7 +3368,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3283,7 +3381,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CancelTaskRequest) GetTaskUuid() string {
@@ -3310,7 +3408,7 @@ type CancelTaskResponse struct {
 
 func (x *CancelTaskResponse) Reset() {
 	*x = CancelTaskResponse{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3322,7 +3420,7 @@ func (x *CancelTaskResponse) String() string {
 func (*CancelTaskResponse) ProtoMessage() {}
 
 func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3335,7 +3433,7 @@ func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskResponse.ProtoReflect.Descriptor instead.
 func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CancelTaskResponse) GetTask() *Task {
@@ -3356,7 +3454,7 @@ type GetStepRequest struct {
 
 func (x *GetStepRequest) Reset() {
 	*x = GetStepRequest{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3368,7 +3466,7 @@ func (x *GetStepRequest) String() string {
 func (*GetStepRequest) ProtoMessage() {}
 
 func (x *GetStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3381,7 +3479,7 @@ func (x *GetStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStepRequest.ProtoReflect.Descriptor instead.
 func (*GetStepRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetStepRequest) GetStepUuid() string {
@@ -3408,7 +3506,7 @@ type GetStepResponse struct {
 
 func (x *GetStepResponse) Reset() {
 	*x = GetStepResponse{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3420,7 +3518,7 @@ func (x *GetStepResponse) String() string {
 func (*GetStepResponse) ProtoMessage() {}
 
 func (x *GetStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[41]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3433,7 +3531,7 @@ func (x *GetStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStepResponse.ProtoReflect.Descriptor instead.
 func (*GetStepResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetStepResponse) GetStep() *Step {
@@ -3456,7 +3554,7 @@ type RetryStepRequest struct {
 
 func (x *RetryStepRequest) Reset() {
 	*x = RetryStepRequest{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3468,7 +3566,7 @@ func (x *RetryStepRequest) String() string {
 func (*RetryStepRequest) ProtoMessage() {}
 
 func (x *RetryStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[42]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3481,7 +3579,7 @@ func (x *RetryStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryStepRequest.ProtoReflect.Descriptor instead.
 func (*RetryStepRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RetryStepRequest) GetStepUuid() string {
@@ -3515,7 +3613,7 @@ type RetryStepResponse struct {
 
 func (x *RetryStepResponse) Reset() {
 	*x = RetryStepResponse{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3527,7 +3625,7 @@ func (x *RetryStepResponse) String() string {
 func (*RetryStepResponse) ProtoMessage() {}
 
 func (x *RetryStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[43]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3540,7 +3638,7 @@ func (x *RetryStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryStepResponse.ProtoReflect.Descriptor instead.
 func (*RetryStepResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RetryStepResponse) GetStep() *Step {
@@ -3562,7 +3660,7 @@ type ResolveStepRequest struct {
 
 func (x *ResolveStepRequest) Reset() {
 	*x = ResolveStepRequest{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3574,7 +3672,7 @@ func (x *ResolveStepRequest) String() string {
 func (*ResolveStepRequest) ProtoMessage() {}
 
 func (x *ResolveStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[44]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3587,7 +3685,7 @@ func (x *ResolveStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveStepRequest.ProtoReflect.Descriptor instead.
 func (*ResolveStepRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ResolveStepRequest) GetStepUuid() string {
@@ -3621,7 +3719,7 @@ type ResolveStepResponse struct {
 
 func (x *ResolveStepResponse) Reset() {
 	*x = ResolveStepResponse{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3633,7 +3731,7 @@ func (x *ResolveStepResponse) String() string {
 func (*ResolveStepResponse) ProtoMessage() {}
 
 func (x *ResolveStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[45]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3646,7 +3744,7 @@ func (x *ResolveStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveStepResponse.ProtoReflect.Descriptor instead.
 func (*ResolveStepResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ResolveStepResponse) GetStep() *Step {
@@ -3668,7 +3766,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3680,7 +3778,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[46]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3693,7 +3791,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DeadLetter) GetStep() *Step {
@@ -3732,7 +3830,7 @@ type DeadLetterFilter struct {
 
 func (x *DeadLetterFilter) Reset() {
 	*x = DeadLetterFilter{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3744,7 +3842,7 @@ func (x *DeadLetterFilter) String() string {
 func (*DeadLetterFilter) ProtoMessage() {}
 
 func (x *DeadLetterFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[47]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3757,7 +3855,7 @@ func (x *DeadLetterFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetterFilter.ProtoReflect.Descriptor instead.
 func (*DeadLetterFilter) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *DeadLetterFilter) GetNamespace() string {
@@ -3820,7 +3918,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3832,7 +3930,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[48]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3845,7 +3943,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListDeadLettersRequest) GetNamespace() string {
@@ -3915,7 +4013,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3927,7 +4025,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[49]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3940,7 +4038,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListDeadLettersResponse) GetItems() []*DeadLetter {
@@ -3973,7 +4071,7 @@ type RedriveDeadLettersRequest struct {
 
 func (x *RedriveDeadLettersRequest) Reset() {
 	*x = RedriveDeadLettersRequest{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3985,7 +4083,7 @@ func (x *RedriveDeadLettersRequest) String() string {
 func (*RedriveDeadLettersRequest) ProtoMessage() {}
 
 func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[50]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3998,7 +4096,7 @@ func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RedriveDeadLettersRequest) GetStepUuids() []string {
@@ -4049,7 +4147,7 @@ type RedriveDeadLettersResponse struct {
 
 func (x *RedriveDeadLettersResponse) Reset() {
 	*x = RedriveDeadLettersResponse{}
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[51]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4061,7 +4159,7 @@ func (x *RedriveDeadLettersResponse) String() string {
 func (*RedriveDeadLettersResponse) ProtoMessage() {}
 
 func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_admin_v1_admin_proto_msgTypes[51]
+	mi := &file_tasker_admin_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4074,7 +4172,7 @@ func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_tasker_admin_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RedriveDeadLettersResponse) GetRedriven() int32 {
@@ -4284,7 +4382,12 @@ const file_tasker_admin_v1_admin_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\"L\n" +
 	"\x13GetTemplateResponse\x125\n" +
-	"\btemplate\x18\x01 \x01(\v2\x19.tasker.admin.v1.TemplateR\btemplate\"5\n" +
+	"\btemplate\x18\x01 \x01(\v2\x19.tasker.admin.v1.TemplateR\btemplate\"c\n" +
+	"\x15DeleteTemplateRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\"\x18\n" +
+	"\x16DeleteTemplateResponse\"5\n" +
 	"\x17RegisterTemplateRequest\x12\x1a\n" +
 	"\btemplate\x18\x01 \x01(\tR\btemplate\"k\n" +
 	"\x18RegisterTemplateResponse\x125\n" +
@@ -4505,7 +4608,7 @@ const file_tasker_admin_v1_admin_proto_rawDesc = "" +
 	"step_uuids\x18\x02 \x03(\tR\n" +
 	"step_uuids\x12$\n" +
 	"\rtasks_resumed\x18\x03 \x03(\tR\rtasks_resumed\x12\x12\n" +
-	"\x04more\x18\x04 \x01(\bR\x04more2\xb6\r\n" +
+	"\x04more\x18\x04 \x01(\bR\x04more2\x9e\x0e\n" +
 	"\fAdminService\x12W\n" +
 	"\tGetStatus\x12!.tasker.admin.v1.GetStatusRequest\x1a\".tasker.admin.v1.GetStatusResponse\"\x03\x90\x02\x01\x12`\n" +
 	"\fListHandlers\x12$.tasker.admin.v1.ListHandlersRequest\x1a%.tasker.admin.v1.ListHandlersResponse\"\x03\x90\x02\x01\x12Z\n" +
@@ -4516,7 +4619,8 @@ const file_tasker_admin_v1_admin_proto_rawDesc = "" +
 	"\rDeleteHandler\x12%.tasker.admin.v1.DeleteHandlerRequest\x1a&.tasker.admin.v1.DeleteHandlerResponse\"\x03\x90\x02\x02\x12c\n" +
 	"\rListTemplates\x12%.tasker.admin.v1.ListTemplatesRequest\x1a&.tasker.admin.v1.ListTemplatesResponse\"\x03\x90\x02\x01\x12]\n" +
 	"\vGetTemplate\x12#.tasker.admin.v1.GetTemplateRequest\x1a$.tasker.admin.v1.GetTemplateResponse\"\x03\x90\x02\x01\x12g\n" +
-	"\x10RegisterTemplate\x12(.tasker.admin.v1.RegisterTemplateRequest\x1a).tasker.admin.v1.RegisterTemplateResponse\x12l\n" +
+	"\x10RegisterTemplate\x12(.tasker.admin.v1.RegisterTemplateRequest\x1a).tasker.admin.v1.RegisterTemplateResponse\x12f\n" +
+	"\x0eDeleteTemplate\x12&.tasker.admin.v1.DeleteTemplateRequest\x1a'.tasker.admin.v1.DeleteTemplateResponse\"\x03\x90\x02\x02\x12l\n" +
 	"\x10ValidateTemplate\x12(.tasker.admin.v1.ValidateTemplateRequest\x1a).tasker.admin.v1.ValidateTemplateResponse\"\x03\x90\x02\x01\x12U\n" +
 	"\n" +
 	"SubmitTask\x12\".tasker.admin.v1.SubmitTaskRequest\x1a#.tasker.admin.v1.SubmitTaskResponse\x12W\n" +
@@ -4542,7 +4646,7 @@ func file_tasker_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_tasker_admin_v1_admin_proto_rawDescData
 }
 
-var file_tasker_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_tasker_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_tasker_admin_v1_admin_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),           // 0: tasker.admin.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),          // 1: tasker.admin.v1.GetStatusResponse
@@ -4568,108 +4672,110 @@ var file_tasker_admin_v1_admin_proto_goTypes = []any{
 	(*ListTemplatesResponse)(nil),      // 21: tasker.admin.v1.ListTemplatesResponse
 	(*GetTemplateRequest)(nil),         // 22: tasker.admin.v1.GetTemplateRequest
 	(*GetTemplateResponse)(nil),        // 23: tasker.admin.v1.GetTemplateResponse
-	(*RegisterTemplateRequest)(nil),    // 24: tasker.admin.v1.RegisterTemplateRequest
-	(*RegisterTemplateResponse)(nil),   // 25: tasker.admin.v1.RegisterTemplateResponse
-	(*ValidateTemplateRequest)(nil),    // 26: tasker.admin.v1.ValidateTemplateRequest
-	(*ValidateTemplateResponse)(nil),   // 27: tasker.admin.v1.ValidateTemplateResponse
-	(*TaskSummary)(nil),                // 28: tasker.admin.v1.TaskSummary
-	(*Task)(nil),                       // 29: tasker.admin.v1.Task
-	(*Step)(nil),                       // 30: tasker.admin.v1.Step
-	(*Transition)(nil),                 // 31: tasker.admin.v1.Transition
-	(*SubmitTaskRequest)(nil),          // 32: tasker.admin.v1.SubmitTaskRequest
-	(*SubmitTaskResponse)(nil),         // 33: tasker.admin.v1.SubmitTaskResponse
-	(*ListTasksRequest)(nil),           // 34: tasker.admin.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),          // 35: tasker.admin.v1.ListTasksResponse
-	(*GetTaskRequest)(nil),             // 36: tasker.admin.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),            // 37: tasker.admin.v1.GetTaskResponse
-	(*CancelTaskRequest)(nil),          // 38: tasker.admin.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),         // 39: tasker.admin.v1.CancelTaskResponse
-	(*GetStepRequest)(nil),             // 40: tasker.admin.v1.GetStepRequest
-	(*GetStepResponse)(nil),            // 41: tasker.admin.v1.GetStepResponse
-	(*RetryStepRequest)(nil),           // 42: tasker.admin.v1.RetryStepRequest
-	(*RetryStepResponse)(nil),          // 43: tasker.admin.v1.RetryStepResponse
-	(*ResolveStepRequest)(nil),         // 44: tasker.admin.v1.ResolveStepRequest
-	(*ResolveStepResponse)(nil),        // 45: tasker.admin.v1.ResolveStepResponse
-	(*DeadLetter)(nil),                 // 46: tasker.admin.v1.DeadLetter
-	(*DeadLetterFilter)(nil),           // 47: tasker.admin.v1.DeadLetterFilter
-	(*ListDeadLettersRequest)(nil),     // 48: tasker.admin.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),    // 49: tasker.admin.v1.ListDeadLettersResponse
-	(*RedriveDeadLettersRequest)(nil),  // 50: tasker.admin.v1.RedriveDeadLettersRequest
-	(*RedriveDeadLettersResponse)(nil), // 51: tasker.admin.v1.RedriveDeadLettersResponse
-	nil,                                // 52: tasker.admin.v1.GetStatusResponse.TasksEntry
-	nil,                                // 53: tasker.admin.v1.HandlerEndpointInput.HeadersEntry
-	nil,                                // 54: tasker.admin.v1.HandlerEndpoint.HeadersEntry
-	(*timestamppb.Timestamp)(nil),      // 55: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),            // 56: google.protobuf.Struct
-	(*structpb.Value)(nil),             // 57: google.protobuf.Value
+	(*DeleteTemplateRequest)(nil),      // 24: tasker.admin.v1.DeleteTemplateRequest
+	(*DeleteTemplateResponse)(nil),     // 25: tasker.admin.v1.DeleteTemplateResponse
+	(*RegisterTemplateRequest)(nil),    // 26: tasker.admin.v1.RegisterTemplateRequest
+	(*RegisterTemplateResponse)(nil),   // 27: tasker.admin.v1.RegisterTemplateResponse
+	(*ValidateTemplateRequest)(nil),    // 28: tasker.admin.v1.ValidateTemplateRequest
+	(*ValidateTemplateResponse)(nil),   // 29: tasker.admin.v1.ValidateTemplateResponse
+	(*TaskSummary)(nil),                // 30: tasker.admin.v1.TaskSummary
+	(*Task)(nil),                       // 31: tasker.admin.v1.Task
+	(*Step)(nil),                       // 32: tasker.admin.v1.Step
+	(*Transition)(nil),                 // 33: tasker.admin.v1.Transition
+	(*SubmitTaskRequest)(nil),          // 34: tasker.admin.v1.SubmitTaskRequest
+	(*SubmitTaskResponse)(nil),         // 35: tasker.admin.v1.SubmitTaskResponse
+	(*ListTasksRequest)(nil),           // 36: tasker.admin.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),          // 37: tasker.admin.v1.ListTasksResponse
+	(*GetTaskRequest)(nil),             // 38: tasker.admin.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),            // 39: tasker.admin.v1.GetTaskResponse
+	(*CancelTaskRequest)(nil),          // 40: tasker.admin.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),         // 41: tasker.admin.v1.CancelTaskResponse
+	(*GetStepRequest)(nil),             // 42: tasker.admin.v1.GetStepRequest
+	(*GetStepResponse)(nil),            // 43: tasker.admin.v1.GetStepResponse
+	(*RetryStepRequest)(nil),           // 44: tasker.admin.v1.RetryStepRequest
+	(*RetryStepResponse)(nil),          // 45: tasker.admin.v1.RetryStepResponse
+	(*ResolveStepRequest)(nil),         // 46: tasker.admin.v1.ResolveStepRequest
+	(*ResolveStepResponse)(nil),        // 47: tasker.admin.v1.ResolveStepResponse
+	(*DeadLetter)(nil),                 // 48: tasker.admin.v1.DeadLetter
+	(*DeadLetterFilter)(nil),           // 49: tasker.admin.v1.DeadLetterFilter
+	(*ListDeadLettersRequest)(nil),     // 50: tasker.admin.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),    // 51: tasker.admin.v1.ListDeadLettersResponse
+	(*RedriveDeadLettersRequest)(nil),  // 52: tasker.admin.v1.RedriveDeadLettersRequest
+	(*RedriveDeadLettersResponse)(nil), // 53: tasker.admin.v1.RedriveDeadLettersResponse
+	nil,                                // 54: tasker.admin.v1.GetStatusResponse.TasksEntry
+	nil,                                // 55: tasker.admin.v1.HandlerEndpointInput.HeadersEntry
+	nil,                                // 56: tasker.admin.v1.HandlerEndpoint.HeadersEntry
+	(*timestamppb.Timestamp)(nil),      // 57: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),            // 58: google.protobuf.Struct
+	(*structpb.Value)(nil),             // 59: google.protobuf.Value
 }
 var file_tasker_admin_v1_admin_proto_depIdxs = []int32{
-	55, // 0: tasker.admin.v1.GetStatusResponse.time:type_name -> google.protobuf.Timestamp
+	57, // 0: tasker.admin.v1.GetStatusResponse.time:type_name -> google.protobuf.Timestamp
 	2,  // 1: tasker.admin.v1.GetStatusResponse.workers:type_name -> tasker.admin.v1.WorkerStatus
 	3,  // 2: tasker.admin.v1.GetStatusResponse.namespaces:type_name -> tasker.admin.v1.NamespaceStatus
-	52, // 3: tasker.admin.v1.GetStatusResponse.tasks:type_name -> tasker.admin.v1.GetStatusResponse.TasksEntry
+	54, // 3: tasker.admin.v1.GetStatusResponse.tasks:type_name -> tasker.admin.v1.GetStatusResponse.TasksEntry
 	4,  // 4: tasker.admin.v1.GetStatusResponse.endpoints:type_name -> tasker.admin.v1.EndpointState
 	5,  // 5: tasker.admin.v1.GetStatusResponse.runner:type_name -> tasker.admin.v1.RunnerCounters
-	55, // 6: tasker.admin.v1.WorkerStatus.started_at:type_name -> google.protobuf.Timestamp
-	55, // 7: tasker.admin.v1.WorkerStatus.heartbeat_at:type_name -> google.protobuf.Timestamp
-	55, // 8: tasker.admin.v1.WorkerStatus.stopped_at:type_name -> google.protobuf.Timestamp
+	57, // 6: tasker.admin.v1.WorkerStatus.started_at:type_name -> google.protobuf.Timestamp
+	57, // 7: tasker.admin.v1.WorkerStatus.heartbeat_at:type_name -> google.protobuf.Timestamp
+	57, // 8: tasker.admin.v1.WorkerStatus.stopped_at:type_name -> google.protobuf.Timestamp
 	6,  // 9: tasker.admin.v1.HandlerEndpointInput.breaker:type_name -> tasker.admin.v1.BreakerSettings
-	53, // 10: tasker.admin.v1.HandlerEndpointInput.headers:type_name -> tasker.admin.v1.HandlerEndpointInput.HeadersEntry
+	55, // 10: tasker.admin.v1.HandlerEndpointInput.headers:type_name -> tasker.admin.v1.HandlerEndpointInput.HeadersEntry
 	6,  // 11: tasker.admin.v1.HandlerEndpoint.breaker:type_name -> tasker.admin.v1.BreakerSettings
-	54, // 12: tasker.admin.v1.HandlerEndpoint.headers:type_name -> tasker.admin.v1.HandlerEndpoint.HeadersEntry
-	55, // 13: tasker.admin.v1.HandlerEndpoint.created_at:type_name -> google.protobuf.Timestamp
-	55, // 14: tasker.admin.v1.HandlerEndpoint.updated_at:type_name -> google.protobuf.Timestamp
+	56, // 12: tasker.admin.v1.HandlerEndpoint.headers:type_name -> tasker.admin.v1.HandlerEndpoint.HeadersEntry
+	57, // 13: tasker.admin.v1.HandlerEndpoint.created_at:type_name -> google.protobuf.Timestamp
+	57, // 14: tasker.admin.v1.HandlerEndpoint.updated_at:type_name -> google.protobuf.Timestamp
 	8,  // 15: tasker.admin.v1.ListHandlersResponse.items:type_name -> tasker.admin.v1.HandlerEndpoint
 	8,  // 16: tasker.admin.v1.GetHandlerResponse.handler:type_name -> tasker.admin.v1.HandlerEndpoint
 	7,  // 17: tasker.admin.v1.PutHandlerRequest.endpoint:type_name -> tasker.admin.v1.HandlerEndpointInput
 	8,  // 18: tasker.admin.v1.PutHandlerResponse.handler:type_name -> tasker.admin.v1.HandlerEndpoint
-	55, // 19: tasker.admin.v1.TemplateSummary.created_at:type_name -> google.protobuf.Timestamp
-	55, // 20: tasker.admin.v1.Template.created_at:type_name -> google.protobuf.Timestamp
-	56, // 21: tasker.admin.v1.Template.definition:type_name -> google.protobuf.Struct
+	57, // 19: tasker.admin.v1.TemplateSummary.created_at:type_name -> google.protobuf.Timestamp
+	57, // 20: tasker.admin.v1.Template.created_at:type_name -> google.protobuf.Timestamp
+	58, // 21: tasker.admin.v1.Template.definition:type_name -> google.protobuf.Struct
 	17, // 22: tasker.admin.v1.ListTemplatesResponse.items:type_name -> tasker.admin.v1.TemplateSummary
 	18, // 23: tasker.admin.v1.GetTemplateResponse.template:type_name -> tasker.admin.v1.Template
 	18, // 24: tasker.admin.v1.RegisterTemplateResponse.template:type_name -> tasker.admin.v1.Template
 	19, // 25: tasker.admin.v1.ValidateTemplateResponse.problems:type_name -> tasker.admin.v1.TemplateProblem
-	55, // 26: tasker.admin.v1.TaskSummary.created_at:type_name -> google.protobuf.Timestamp
-	55, // 27: tasker.admin.v1.TaskSummary.updated_at:type_name -> google.protobuf.Timestamp
-	55, // 28: tasker.admin.v1.TaskSummary.completed_at:type_name -> google.protobuf.Timestamp
-	55, // 29: tasker.admin.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	55, // 30: tasker.admin.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	55, // 31: tasker.admin.v1.Task.completed_at:type_name -> google.protobuf.Timestamp
-	56, // 32: tasker.admin.v1.Task.context:type_name -> google.protobuf.Struct
-	30, // 33: tasker.admin.v1.Task.steps:type_name -> tasker.admin.v1.Step
-	31, // 34: tasker.admin.v1.Task.transitions:type_name -> tasker.admin.v1.Transition
-	55, // 35: tasker.admin.v1.Step.run_at:type_name -> google.protobuf.Timestamp
-	55, // 36: tasker.admin.v1.Step.lease_expires_at:type_name -> google.protobuf.Timestamp
-	57, // 37: tasker.admin.v1.Step.inputs:type_name -> google.protobuf.Value
-	57, // 38: tasker.admin.v1.Step.results:type_name -> google.protobuf.Value
-	57, // 39: tasker.admin.v1.Step.checkpoint:type_name -> google.protobuf.Value
-	57, // 40: tasker.admin.v1.Step.last_error:type_name -> google.protobuf.Value
-	55, // 41: tasker.admin.v1.Step.created_at:type_name -> google.protobuf.Timestamp
-	55, // 42: tasker.admin.v1.Step.updated_at:type_name -> google.protobuf.Timestamp
-	55, // 43: tasker.admin.v1.Step.last_attempted_at:type_name -> google.protobuf.Timestamp
-	55, // 44: tasker.admin.v1.Step.completed_at:type_name -> google.protobuf.Timestamp
-	31, // 45: tasker.admin.v1.Step.transitions:type_name -> tasker.admin.v1.Transition
-	57, // 46: tasker.admin.v1.Transition.metadata:type_name -> google.protobuf.Value
-	55, // 47: tasker.admin.v1.Transition.created_at:type_name -> google.protobuf.Timestamp
-	56, // 48: tasker.admin.v1.SubmitTaskRequest.context:type_name -> google.protobuf.Struct
-	29, // 49: tasker.admin.v1.SubmitTaskResponse.task:type_name -> tasker.admin.v1.Task
-	55, // 50: tasker.admin.v1.ListTasksRequest.created_after:type_name -> google.protobuf.Timestamp
-	55, // 51: tasker.admin.v1.ListTasksRequest.created_before:type_name -> google.protobuf.Timestamp
-	28, // 52: tasker.admin.v1.ListTasksResponse.items:type_name -> tasker.admin.v1.TaskSummary
-	29, // 53: tasker.admin.v1.GetTaskResponse.task:type_name -> tasker.admin.v1.Task
-	29, // 54: tasker.admin.v1.CancelTaskResponse.task:type_name -> tasker.admin.v1.Task
-	30, // 55: tasker.admin.v1.GetStepResponse.step:type_name -> tasker.admin.v1.Step
-	30, // 56: tasker.admin.v1.RetryStepResponse.step:type_name -> tasker.admin.v1.Step
-	57, // 57: tasker.admin.v1.ResolveStepRequest.result:type_name -> google.protobuf.Value
-	30, // 58: tasker.admin.v1.ResolveStepResponse.step:type_name -> tasker.admin.v1.Step
-	30, // 59: tasker.admin.v1.DeadLetter.step:type_name -> tasker.admin.v1.Step
-	55, // 60: tasker.admin.v1.DeadLetterFilter.failed_after:type_name -> google.protobuf.Timestamp
-	55, // 61: tasker.admin.v1.DeadLetterFilter.failed_before:type_name -> google.protobuf.Timestamp
-	55, // 62: tasker.admin.v1.ListDeadLettersRequest.failed_after:type_name -> google.protobuf.Timestamp
-	55, // 63: tasker.admin.v1.ListDeadLettersRequest.failed_before:type_name -> google.protobuf.Timestamp
-	46, // 64: tasker.admin.v1.ListDeadLettersResponse.items:type_name -> tasker.admin.v1.DeadLetter
-	47, // 65: tasker.admin.v1.RedriveDeadLettersRequest.filter:type_name -> tasker.admin.v1.DeadLetterFilter
+	57, // 26: tasker.admin.v1.TaskSummary.created_at:type_name -> google.protobuf.Timestamp
+	57, // 27: tasker.admin.v1.TaskSummary.updated_at:type_name -> google.protobuf.Timestamp
+	57, // 28: tasker.admin.v1.TaskSummary.completed_at:type_name -> google.protobuf.Timestamp
+	57, // 29: tasker.admin.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	57, // 30: tasker.admin.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	57, // 31: tasker.admin.v1.Task.completed_at:type_name -> google.protobuf.Timestamp
+	58, // 32: tasker.admin.v1.Task.context:type_name -> google.protobuf.Struct
+	32, // 33: tasker.admin.v1.Task.steps:type_name -> tasker.admin.v1.Step
+	33, // 34: tasker.admin.v1.Task.transitions:type_name -> tasker.admin.v1.Transition
+	57, // 35: tasker.admin.v1.Step.run_at:type_name -> google.protobuf.Timestamp
+	57, // 36: tasker.admin.v1.Step.lease_expires_at:type_name -> google.protobuf.Timestamp
+	59, // 37: tasker.admin.v1.Step.inputs:type_name -> google.protobuf.Value
+	59, // 38: tasker.admin.v1.Step.results:type_name -> google.protobuf.Value
+	59, // 39: tasker.admin.v1.Step.checkpoint:type_name -> google.protobuf.Value
+	59, // 40: tasker.admin.v1.Step.last_error:type_name -> google.protobuf.Value
+	57, // 41: tasker.admin.v1.Step.created_at:type_name -> google.protobuf.Timestamp
+	57, // 42: tasker.admin.v1.Step.updated_at:type_name -> google.protobuf.Timestamp
+	57, // 43: tasker.admin.v1.Step.last_attempted_at:type_name -> google.protobuf.Timestamp
+	57, // 44: tasker.admin.v1.Step.completed_at:type_name -> google.protobuf.Timestamp
+	33, // 45: tasker.admin.v1.Step.transitions:type_name -> tasker.admin.v1.Transition
+	59, // 46: tasker.admin.v1.Transition.metadata:type_name -> google.protobuf.Value
+	57, // 47: tasker.admin.v1.Transition.created_at:type_name -> google.protobuf.Timestamp
+	58, // 48: tasker.admin.v1.SubmitTaskRequest.context:type_name -> google.protobuf.Struct
+	31, // 49: tasker.admin.v1.SubmitTaskResponse.task:type_name -> tasker.admin.v1.Task
+	57, // 50: tasker.admin.v1.ListTasksRequest.created_after:type_name -> google.protobuf.Timestamp
+	57, // 51: tasker.admin.v1.ListTasksRequest.created_before:type_name -> google.protobuf.Timestamp
+	30, // 52: tasker.admin.v1.ListTasksResponse.items:type_name -> tasker.admin.v1.TaskSummary
+	31, // 53: tasker.admin.v1.GetTaskResponse.task:type_name -> tasker.admin.v1.Task
+	31, // 54: tasker.admin.v1.CancelTaskResponse.task:type_name -> tasker.admin.v1.Task
+	32, // 55: tasker.admin.v1.GetStepResponse.step:type_name -> tasker.admin.v1.Step
+	32, // 56: tasker.admin.v1.RetryStepResponse.step:type_name -> tasker.admin.v1.Step
+	59, // 57: tasker.admin.v1.ResolveStepRequest.result:type_name -> google.protobuf.Value
+	32, // 58: tasker.admin.v1.ResolveStepResponse.step:type_name -> tasker.admin.v1.Step
+	32, // 59: tasker.admin.v1.DeadLetter.step:type_name -> tasker.admin.v1.Step
+	57, // 60: tasker.admin.v1.DeadLetterFilter.failed_after:type_name -> google.protobuf.Timestamp
+	57, // 61: tasker.admin.v1.DeadLetterFilter.failed_before:type_name -> google.protobuf.Timestamp
+	57, // 62: tasker.admin.v1.ListDeadLettersRequest.failed_after:type_name -> google.protobuf.Timestamp
+	57, // 63: tasker.admin.v1.ListDeadLettersRequest.failed_before:type_name -> google.protobuf.Timestamp
+	48, // 64: tasker.admin.v1.ListDeadLettersResponse.items:type_name -> tasker.admin.v1.DeadLetter
+	49, // 65: tasker.admin.v1.RedriveDeadLettersRequest.filter:type_name -> tasker.admin.v1.DeadLetterFilter
 	0,  // 66: tasker.admin.v1.AdminService.GetStatus:input_type -> tasker.admin.v1.GetStatusRequest
 	9,  // 67: tasker.admin.v1.AdminService.ListHandlers:input_type -> tasker.admin.v1.ListHandlersRequest
 	11, // 68: tasker.admin.v1.AdminService.GetHandler:input_type -> tasker.admin.v1.GetHandlerRequest
@@ -4677,37 +4783,39 @@ var file_tasker_admin_v1_admin_proto_depIdxs = []int32{
 	15, // 70: tasker.admin.v1.AdminService.DeleteHandler:input_type -> tasker.admin.v1.DeleteHandlerRequest
 	20, // 71: tasker.admin.v1.AdminService.ListTemplates:input_type -> tasker.admin.v1.ListTemplatesRequest
 	22, // 72: tasker.admin.v1.AdminService.GetTemplate:input_type -> tasker.admin.v1.GetTemplateRequest
-	24, // 73: tasker.admin.v1.AdminService.RegisterTemplate:input_type -> tasker.admin.v1.RegisterTemplateRequest
-	26, // 74: tasker.admin.v1.AdminService.ValidateTemplate:input_type -> tasker.admin.v1.ValidateTemplateRequest
-	32, // 75: tasker.admin.v1.AdminService.SubmitTask:input_type -> tasker.admin.v1.SubmitTaskRequest
-	34, // 76: tasker.admin.v1.AdminService.ListTasks:input_type -> tasker.admin.v1.ListTasksRequest
-	36, // 77: tasker.admin.v1.AdminService.GetTask:input_type -> tasker.admin.v1.GetTaskRequest
-	38, // 78: tasker.admin.v1.AdminService.CancelTask:input_type -> tasker.admin.v1.CancelTaskRequest
-	40, // 79: tasker.admin.v1.AdminService.GetStep:input_type -> tasker.admin.v1.GetStepRequest
-	42, // 80: tasker.admin.v1.AdminService.RetryStep:input_type -> tasker.admin.v1.RetryStepRequest
-	44, // 81: tasker.admin.v1.AdminService.ResolveStep:input_type -> tasker.admin.v1.ResolveStepRequest
-	48, // 82: tasker.admin.v1.AdminService.ListDeadLetters:input_type -> tasker.admin.v1.ListDeadLettersRequest
-	50, // 83: tasker.admin.v1.AdminService.RedriveDeadLetters:input_type -> tasker.admin.v1.RedriveDeadLettersRequest
-	1,  // 84: tasker.admin.v1.AdminService.GetStatus:output_type -> tasker.admin.v1.GetStatusResponse
-	10, // 85: tasker.admin.v1.AdminService.ListHandlers:output_type -> tasker.admin.v1.ListHandlersResponse
-	12, // 86: tasker.admin.v1.AdminService.GetHandler:output_type -> tasker.admin.v1.GetHandlerResponse
-	14, // 87: tasker.admin.v1.AdminService.PutHandler:output_type -> tasker.admin.v1.PutHandlerResponse
-	16, // 88: tasker.admin.v1.AdminService.DeleteHandler:output_type -> tasker.admin.v1.DeleteHandlerResponse
-	21, // 89: tasker.admin.v1.AdminService.ListTemplates:output_type -> tasker.admin.v1.ListTemplatesResponse
-	23, // 90: tasker.admin.v1.AdminService.GetTemplate:output_type -> tasker.admin.v1.GetTemplateResponse
-	25, // 91: tasker.admin.v1.AdminService.RegisterTemplate:output_type -> tasker.admin.v1.RegisterTemplateResponse
-	27, // 92: tasker.admin.v1.AdminService.ValidateTemplate:output_type -> tasker.admin.v1.ValidateTemplateResponse
-	33, // 93: tasker.admin.v1.AdminService.SubmitTask:output_type -> tasker.admin.v1.SubmitTaskResponse
-	35, // 94: tasker.admin.v1.AdminService.ListTasks:output_type -> tasker.admin.v1.ListTasksResponse
-	37, // 95: tasker.admin.v1.AdminService.GetTask:output_type -> tasker.admin.v1.GetTaskResponse
-	39, // 96: tasker.admin.v1.AdminService.CancelTask:output_type -> tasker.admin.v1.CancelTaskResponse
-	41, // 97: tasker.admin.v1.AdminService.GetStep:output_type -> tasker.admin.v1.GetStepResponse
-	43, // 98: tasker.admin.v1.AdminService.RetryStep:output_type -> tasker.admin.v1.RetryStepResponse
-	45, // 99: tasker.admin.v1.AdminService.ResolveStep:output_type -> tasker.admin.v1.ResolveStepResponse
-	49, // 100: tasker.admin.v1.AdminService.ListDeadLetters:output_type -> tasker.admin.v1.ListDeadLettersResponse
-	51, // 101: tasker.admin.v1.AdminService.RedriveDeadLetters:output_type -> tasker.admin.v1.RedriveDeadLettersResponse
-	84, // [84:102] is the sub-list for method output_type
-	66, // [66:84] is the sub-list for method input_type
+	26, // 73: tasker.admin.v1.AdminService.RegisterTemplate:input_type -> tasker.admin.v1.RegisterTemplateRequest
+	24, // 74: tasker.admin.v1.AdminService.DeleteTemplate:input_type -> tasker.admin.v1.DeleteTemplateRequest
+	28, // 75: tasker.admin.v1.AdminService.ValidateTemplate:input_type -> tasker.admin.v1.ValidateTemplateRequest
+	34, // 76: tasker.admin.v1.AdminService.SubmitTask:input_type -> tasker.admin.v1.SubmitTaskRequest
+	36, // 77: tasker.admin.v1.AdminService.ListTasks:input_type -> tasker.admin.v1.ListTasksRequest
+	38, // 78: tasker.admin.v1.AdminService.GetTask:input_type -> tasker.admin.v1.GetTaskRequest
+	40, // 79: tasker.admin.v1.AdminService.CancelTask:input_type -> tasker.admin.v1.CancelTaskRequest
+	42, // 80: tasker.admin.v1.AdminService.GetStep:input_type -> tasker.admin.v1.GetStepRequest
+	44, // 81: tasker.admin.v1.AdminService.RetryStep:input_type -> tasker.admin.v1.RetryStepRequest
+	46, // 82: tasker.admin.v1.AdminService.ResolveStep:input_type -> tasker.admin.v1.ResolveStepRequest
+	50, // 83: tasker.admin.v1.AdminService.ListDeadLetters:input_type -> tasker.admin.v1.ListDeadLettersRequest
+	52, // 84: tasker.admin.v1.AdminService.RedriveDeadLetters:input_type -> tasker.admin.v1.RedriveDeadLettersRequest
+	1,  // 85: tasker.admin.v1.AdminService.GetStatus:output_type -> tasker.admin.v1.GetStatusResponse
+	10, // 86: tasker.admin.v1.AdminService.ListHandlers:output_type -> tasker.admin.v1.ListHandlersResponse
+	12, // 87: tasker.admin.v1.AdminService.GetHandler:output_type -> tasker.admin.v1.GetHandlerResponse
+	14, // 88: tasker.admin.v1.AdminService.PutHandler:output_type -> tasker.admin.v1.PutHandlerResponse
+	16, // 89: tasker.admin.v1.AdminService.DeleteHandler:output_type -> tasker.admin.v1.DeleteHandlerResponse
+	21, // 90: tasker.admin.v1.AdminService.ListTemplates:output_type -> tasker.admin.v1.ListTemplatesResponse
+	23, // 91: tasker.admin.v1.AdminService.GetTemplate:output_type -> tasker.admin.v1.GetTemplateResponse
+	27, // 92: tasker.admin.v1.AdminService.RegisterTemplate:output_type -> tasker.admin.v1.RegisterTemplateResponse
+	25, // 93: tasker.admin.v1.AdminService.DeleteTemplate:output_type -> tasker.admin.v1.DeleteTemplateResponse
+	29, // 94: tasker.admin.v1.AdminService.ValidateTemplate:output_type -> tasker.admin.v1.ValidateTemplateResponse
+	35, // 95: tasker.admin.v1.AdminService.SubmitTask:output_type -> tasker.admin.v1.SubmitTaskResponse
+	37, // 96: tasker.admin.v1.AdminService.ListTasks:output_type -> tasker.admin.v1.ListTasksResponse
+	39, // 97: tasker.admin.v1.AdminService.GetTask:output_type -> tasker.admin.v1.GetTaskResponse
+	41, // 98: tasker.admin.v1.AdminService.CancelTask:output_type -> tasker.admin.v1.CancelTaskResponse
+	43, // 99: tasker.admin.v1.AdminService.GetStep:output_type -> tasker.admin.v1.GetStepResponse
+	45, // 100: tasker.admin.v1.AdminService.RetryStep:output_type -> tasker.admin.v1.RetryStepResponse
+	47, // 101: tasker.admin.v1.AdminService.ResolveStep:output_type -> tasker.admin.v1.ResolveStepResponse
+	51, // 102: tasker.admin.v1.AdminService.ListDeadLetters:output_type -> tasker.admin.v1.ListDeadLettersResponse
+	53, // 103: tasker.admin.v1.AdminService.RedriveDeadLetters:output_type -> tasker.admin.v1.RedriveDeadLettersResponse
+	85, // [85:104] is the sub-list for method output_type
+	66, // [66:85] is the sub-list for method input_type
 	66, // [66:66] is the sub-list for extension type_name
 	66, // [66:66] is the sub-list for extension extendee
 	0,  // [0:66] is the sub-list for field type_name
@@ -4725,7 +4833,7 @@ func file_tasker_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tasker_admin_v1_admin_proto_rawDesc), len(file_tasker_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   55,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -73,6 +73,9 @@ const (
 	// AdminServiceRegisterTemplateProcedure is the fully-qualified name of the AdminService's
 	// RegisterTemplate RPC.
 	AdminServiceRegisterTemplateProcedure = "/tasker.admin.v1.AdminService/RegisterTemplate"
+	// AdminServiceDeleteTemplateProcedure is the fully-qualified name of the AdminService's
+	// DeleteTemplate RPC.
+	AdminServiceDeleteTemplateProcedure = "/tasker.admin.v1.AdminService/DeleteTemplate"
 	// AdminServiceValidateTemplateProcedure is the fully-qualified name of the AdminService's
 	// ValidateTemplate RPC.
 	AdminServiceValidateTemplateProcedure = "/tasker.admin.v1.AdminService/ValidateTemplate"
@@ -117,6 +120,8 @@ type AdminServiceClient interface {
 	GetTemplate(context.Context, *connect.Request[v1.GetTemplateRequest]) (*connect.Response[v1.GetTemplateResponse], error)
 	// RegisterTemplate parses, validates and stores a template (REST registerTemplate).
 	RegisterTemplate(context.Context, *connect.Request[v1.RegisterTemplateRequest]) (*connect.Response[v1.RegisterTemplateResponse], error)
+	// DeleteTemplate removes a template version with its finished tasks (REST deleteTemplate).
+	DeleteTemplate(context.Context, *connect.Request[v1.DeleteTemplateRequest]) (*connect.Response[v1.DeleteTemplateResponse], error)
 	// ValidateTemplate parses and validates a template without storing it (REST validateTemplate).
 	ValidateTemplate(context.Context, *connect.Request[v1.ValidateTemplateRequest]) (*connect.Response[v1.ValidateTemplateResponse], error)
 	// SubmitTask creates a task from a registered template (REST submitTask).
@@ -205,6 +210,13 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("RegisterTemplate")),
 			connect.WithClientOptions(opts...),
 		),
+		deleteTemplate: connect.NewClient[v1.DeleteTemplateRequest, v1.DeleteTemplateResponse](
+			httpClient,
+			baseURL+AdminServiceDeleteTemplateProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("DeleteTemplate")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 		validateTemplate: connect.NewClient[v1.ValidateTemplateRequest, v1.ValidateTemplateResponse](
 			httpClient,
 			baseURL+AdminServiceValidateTemplateProcedure,
@@ -283,6 +295,7 @@ type adminServiceClient struct {
 	listTemplates      *connect.Client[v1.ListTemplatesRequest, v1.ListTemplatesResponse]
 	getTemplate        *connect.Client[v1.GetTemplateRequest, v1.GetTemplateResponse]
 	registerTemplate   *connect.Client[v1.RegisterTemplateRequest, v1.RegisterTemplateResponse]
+	deleteTemplate     *connect.Client[v1.DeleteTemplateRequest, v1.DeleteTemplateResponse]
 	validateTemplate   *connect.Client[v1.ValidateTemplateRequest, v1.ValidateTemplateResponse]
 	submitTask         *connect.Client[v1.SubmitTaskRequest, v1.SubmitTaskResponse]
 	listTasks          *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
@@ -333,6 +346,11 @@ func (c *adminServiceClient) GetTemplate(ctx context.Context, req *connect.Reque
 // RegisterTemplate calls tasker.admin.v1.AdminService.RegisterTemplate.
 func (c *adminServiceClient) RegisterTemplate(ctx context.Context, req *connect.Request[v1.RegisterTemplateRequest]) (*connect.Response[v1.RegisterTemplateResponse], error) {
 	return c.registerTemplate.CallUnary(ctx, req)
+}
+
+// DeleteTemplate calls tasker.admin.v1.AdminService.DeleteTemplate.
+func (c *adminServiceClient) DeleteTemplate(ctx context.Context, req *connect.Request[v1.DeleteTemplateRequest]) (*connect.Response[v1.DeleteTemplateResponse], error) {
+	return c.deleteTemplate.CallUnary(ctx, req)
 }
 
 // ValidateTemplate calls tasker.admin.v1.AdminService.ValidateTemplate.
@@ -403,6 +421,8 @@ type AdminServiceHandler interface {
 	GetTemplate(context.Context, *connect.Request[v1.GetTemplateRequest]) (*connect.Response[v1.GetTemplateResponse], error)
 	// RegisterTemplate parses, validates and stores a template (REST registerTemplate).
 	RegisterTemplate(context.Context, *connect.Request[v1.RegisterTemplateRequest]) (*connect.Response[v1.RegisterTemplateResponse], error)
+	// DeleteTemplate removes a template version with its finished tasks (REST deleteTemplate).
+	DeleteTemplate(context.Context, *connect.Request[v1.DeleteTemplateRequest]) (*connect.Response[v1.DeleteTemplateResponse], error)
 	// ValidateTemplate parses and validates a template without storing it (REST validateTemplate).
 	ValidateTemplate(context.Context, *connect.Request[v1.ValidateTemplateRequest]) (*connect.Response[v1.ValidateTemplateResponse], error)
 	// SubmitTask creates a task from a registered template (REST submitTask).
@@ -485,6 +505,13 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		AdminServiceRegisterTemplateProcedure,
 		svc.RegisterTemplate,
 		connect.WithSchema(adminServiceMethods.ByName("RegisterTemplate")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceDeleteTemplateHandler := connect.NewUnaryHandler(
+		AdminServiceDeleteTemplateProcedure,
+		svc.DeleteTemplate,
+		connect.WithSchema(adminServiceMethods.ByName("DeleteTemplate")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
 	adminServiceValidateTemplateHandler := connect.NewUnaryHandler(
@@ -570,6 +597,8 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceGetTemplateHandler.ServeHTTP(w, r)
 		case AdminServiceRegisterTemplateProcedure:
 			adminServiceRegisterTemplateHandler.ServeHTTP(w, r)
+		case AdminServiceDeleteTemplateProcedure:
+			adminServiceDeleteTemplateHandler.ServeHTTP(w, r)
 		case AdminServiceValidateTemplateProcedure:
 			adminServiceValidateTemplateHandler.ServeHTTP(w, r)
 		case AdminServiceSubmitTaskProcedure:
@@ -629,6 +658,10 @@ func (UnimplementedAdminServiceHandler) GetTemplate(context.Context, *connect.Re
 
 func (UnimplementedAdminServiceHandler) RegisterTemplate(context.Context, *connect.Request[v1.RegisterTemplateRequest]) (*connect.Response[v1.RegisterTemplateResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("tasker.admin.v1.AdminService.RegisterTemplate is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) DeleteTemplate(context.Context, *connect.Request[v1.DeleteTemplateRequest]) (*connect.Response[v1.DeleteTemplateResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("tasker.admin.v1.AdminService.DeleteTemplate is not implemented"))
 }
 
 func (UnimplementedAdminServiceHandler) ValidateTemplate(context.Context, *connect.Request[v1.ValidateTemplateRequest]) (*connect.Response[v1.ValidateTemplateResponse], error) {
