@@ -85,8 +85,13 @@ func TestAPISweep(t *testing.T) {
 	client := e.srv.Client()
 	client.Timeout = 30 * time.Second
 	start := time.Now()
+	var slow []string
 	for _, r := range reqs {
+		began := time.Now()
 		status, body := r.send(t, client, e.srv.URL)
+		if d := time.Since(began); d > time.Second {
+			slow = append(slow, fmt.Sprintf("%s %s [%s] -> %d in %s", r.method, r.template, r.mutation, status, d.Round(time.Millisecond)))
+		}
 		statuses[status]++
 		if status != 0 && status < 500 {
 			continue
@@ -104,6 +109,9 @@ func TestAPISweep(t *testing.T) {
 		counts = append(counts, fmt.Sprintf("%d: %d", c, statuses[c]))
 	}
 	t.Logf("%d requests in %s; statuses %s", len(reqs), time.Since(start).Round(time.Millisecond), strings.Join(counts, ", "))
+	if len(slow) > 0 {
+		t.Logf("%d requests took over a second:\n  %s", len(slow), strings.Join(slow, "\n  "))
+	}
 	if len(failures) == 0 {
 		return
 	}
@@ -780,10 +788,61 @@ func (g *sweepGen) mutateBody(body *any) string {
 			return "body:extra-field"
 		}
 	}
+	if p.path == "body.template" && g.chance(0.6) {
+		kind := pickOf(g, sortedKeys(sweepTemplates))
+		p.set(sweepTemplates[kind])
+		return p.path + ":" + kind
+	}
 	kind := pickOf(g, sortedKeys(sweepBodyValues))
 	p.set(sweepBodyValues[kind])
 	return p.path + ":" + kind
 }
+
+// sweepTemplate returns a small valid template document with namespace ns,
+// name name and extra top-level YAML.
+func sweepTemplateDoc(ns, name, extra string) string {
+	return "name: " + name + "\nnamespace_name: " + ns + "\nversion: 1.0.0\n" + extra +
+		"steps:\n  - name: a\n    handler: {callable: h.a}\n"
+}
+
+// sweepTemplates are hostile template documents for the template field.
+var sweepTemplates = func() map[string]string {
+	m := map[string]string{
+		"ns-len-56":      sweepTemplateDoc(strings.Repeat("n", 56), "t", ""),
+		"ns-len-57":      sweepTemplateDoc(strings.Repeat("n", 57), "t", ""),
+		"ns-len-128":     sweepTemplateDoc(strings.Repeat("n", 128), "t", ""),
+		"ns-len-129":     sweepTemplateDoc(strings.Repeat("n", 129), "t", ""),
+		"name-len-129":   sweepTemplateDoc("shop", strings.Repeat("t", 129), ""),
+		"name-len-300":   sweepTemplateDoc("shop", strings.Repeat("t", 300), ""),
+		"nul-desc":       sweepTemplateDoc("shop", "t", "description: \"a\\0b\"\n"),
+		"nul-metadata":   sweepTemplateDoc("shop", "t", "metadata: {\"k\\0\": \"v\\0\"}\n"),
+		"surrogate-desc": sweepTemplateDoc("shop", "t", "description: \"\\ud800\"\n"),
+		"ctl-desc":       sweepTemplateDoc("shop", "t", "description: \"\\x01\\x7f\"\n"),
+		"schema-nul":     sweepTemplateDoc("shop", "t", "input_schema: {type: object, properties: {\"a\\0\": {type: string}}}\n"),
+		"version-long":   strings.Replace(sweepTemplateDoc("shop", "t", ""), "1.0.0", "1.0."+strings.Repeat("9", 80), 1),
+	}
+	// Aliases expand far beyond the document: a definition of megabytes
+	// from a document of a few kilobytes.
+	var b strings.Builder
+	b.WriteString("metadata:\n  a: &a \"" + strings.Repeat("x", 4000) + "\"\n  b: &b [")
+	for i := range 30 {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("*a")
+	}
+	b.WriteString("]\n  c: &c [")
+	for i := range 30 {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("*b")
+	}
+	b.WriteString("]\n")
+	m["alias-bomb"] = sweepTemplateDoc("shop", "t", b.String())
+	m["big-desc"] = sweepTemplateDoc("shop", "t", "description: "+strings.Repeat("d", 1<<20-200)+"\n")
+	return m
+}()
 
 // encodeJSON writes v as JSON, rawJSON values as they are.
 func encodeJSON(v any) []byte {
