@@ -9,7 +9,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 TESTFLAGS ?=
 
-.PHONY: help run test bench bench-soak bench-river build lint generate clean postgres
+.PHONY: help run test fuzz bench bench-soak bench-river build lint generate clean postgres
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,10 +24,14 @@ run: build postgres ## the demo: PostgreSQL (or DATABASE_URL), the runner, handl
 	@bash .ci/ensure-runtimes || echo "make: some example runtimes are missing; dev runs their steps in-process in Go instead (see above)"
 	./$(BIN) dev $(if $(CHAOS),--chaos $(CHAOS))
 
-test: lint ## run every test with the race detector against real PostgreSQL
+test: lint ## run every test with the race detector against real PostgreSQL, then each fuzz target for 3s (FUZZTIME)
 	@bash .ci/ensure-postgres --for-tests
 	@bash .ci/ensure-runtimes || echo "make: some example runtimes are missing; their conformance tests will be skipped (see above)"
 	$(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./...
+	@FUZZTIME=$(or $(FUZZTIME),3s) FUZZTIME_API=$(or $(FUZZTIME_API),3000x) bash .ci/fuzz
+
+fuzz: postgres ## run each fuzz target for FUZZTIME (default 10m; FUZZ=regexp picks targets); failing inputs land in testdata/fuzz
+	@FUZZTIME=$(or $(FUZZTIME),10m) bash .ci/fuzz
 
 bench: build postgres ## run the benchmarks: prints a table and writes bench-results.json
 	./$(BIN) bench --out bench-results.json

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/sethvargo/go-envconfig"
 )
@@ -34,11 +35,23 @@ const DatabaseURLEnv = "DATABASE_URL"
 func applyEnv(cfg *Config, lookup envconfig.Lookuper) problems {
 	// DATABASE_URL goes first so that TASKER_DATABASE_URL, applied by the
 	// run below, wins when both are set.
-	if v, ok := lookup.Lookup(DatabaseURLEnv); ok && v != "" {
-		cfg.Database.URL = v
-	}
 	var ps problems
+	if v, ok := lookup.Lookup(DatabaseURLEnv); ok && v != "" {
+		if utf8.ValidString(v) {
+			cfg.Database.URL = v
+		} else {
+			ps.add("database.url", "env %s: not valid UTF-8", DatabaseURLEnv)
+		}
+	}
+	// A value that is not UTF-8 would reach PostgreSQL, logs and JSON
+	// answers garbled or refused: report it and leave the key alone.
 	masked := make(map[string]bool)
+	for _, l := range envLeaves() {
+		if v, ok := lookup.Lookup(l.env); ok && !utf8.ValidString(v) {
+			masked[l.env] = true
+			ps.add(l.key, "env %s: not valid UTF-8", l.env)
+		}
+	}
 	for {
 		trial := *cfg // the decoders replace slices wholesale, so a shallow copy is enough
 		rec := &recordingLookuper{next: lookup, masked: masked}

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -123,6 +124,26 @@ func TestEnvEmptyIsUnset(t *testing.T) {
 	if cfg.Worker.Web.Port != 8081 || len(cfg.Worker.Namespaces) != 1 || len(cfg.Worker.Handlers) != 1 {
 		t.Fatalf("empty variables changed the config: port %d, namespaces %q, handlers %d",
 			cfg.Worker.Web.Port, cfg.Worker.Namespaces, len(cfg.Worker.Handlers))
+	}
+}
+
+// A value that is not UTF-8 is reported by its variable and changes
+// nothing (found by FuzzConfigDecode: it reached Config, and so
+// PostgreSQL and the logs, as is).
+func TestEnvInvalidUTF8(t *testing.T) {
+	t.Parallel()
+	_, err := config.Load("", envconfig.MapLookuper(map[string]string{
+		"TASKER_WORKER_WORKER_ID": "runner-\xff",
+		"DATABASE_URL":            "postgres://db/\xfe",
+	}))
+	var ce *config.Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 2 {
+		t.Fatalf("Load = %v, want two problems", err)
+	}
+	for i, want := range []string{"database.url: env DATABASE_URL: not valid UTF-8", "worker.worker_id: env TASKER_WORKER_WORKER_ID: not valid UTF-8"} {
+		if got := ce.Problems[i].String(); got != want {
+			t.Errorf("problem %d = %q, want %q", i, got, want)
+		}
 	}
 }
 
