@@ -327,6 +327,22 @@ func (e *apiEnv) waitTask(id, state string) apiTask {
 	return t
 }
 
+// waitEndpoint waits until the runner's registry holds the endpoint of
+// pattern: a registration reaches the runner through a notification, so a
+// task submitted right after it could otherwise be claimed first and fail
+// with handler_not_found.
+func (e *apiEnv) waitEndpoint(pattern string) {
+	e.t.Helper()
+	waitFor(e.t, 20*time.Second, "the runner to load endpoint "+pattern, func() bool {
+		for _, ep := range e.reg.Endpoints() {
+			if ep.Pattern == pattern {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // result decodes a step's handler result (the "result" of its step result).
 func (s apiStep) result(t *testing.T) map[string]any {
 	t.Helper()

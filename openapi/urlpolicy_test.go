@@ -104,6 +104,7 @@ func TestHandlerURLPolicyRefusesAtCallTime(t *testing.T) {
 	e := newAPIEnv(t, envOptions{runner: true, urlPolicy: policy, client: hc})
 
 	e.do(http.MethodPut, "/v1/handlers/internal.*", map[string]any{"url": "http://internal.rebind.test:" + port + "/{callable}"}, http.StatusCreated, nil)
+	e.waitEndpoint("internal.*")
 	e.do(http.MethodPost, "/v1/templates", map[string]string{"template": internalTemplate}, http.StatusCreated, nil)
 	var sub apiTask
 	e.do(http.MethodPost, "/v1/tasks", map[string]any{"namespace": "ssrf", "name": "probe"}, http.StatusCreated, &sub)
@@ -143,6 +144,7 @@ func TestReplyExcerptNeedsAdminScope(t *testing.T) {
 	const secret = "AKIA-INTERNAL-SECRET"
 
 	e.do(http.MethodPut, "/v1/handlers/internal.*", map[string]any{"url": internal.URL + "/{callable}"}, http.StatusCreated, nil, admin...)
+	e.waitEndpoint("internal.*")
 	e.do(http.MethodPost, "/v1/templates", map[string]string{"template": internalTemplate}, http.StatusCreated, nil, admin...)
 	var sub apiTask
 	e.do(http.MethodPost, "/v1/tasks", map[string]any{"namespace": "ssrf", "name": "probe"}, http.StatusCreated, &sub, admin...)
