@@ -303,3 +303,28 @@ func TestSchemaUsesSharedLimits(t *testing.T) {
 		t.Errorf("priority range %v..%v", prio.Minimum, prio.Maximum)
 	}
 }
+
+// Each tag is bounded, not only their number: a tag over the limit is
+// refused at its index, and one at the limit is stored.
+func TestTagLength(t *testing.T) {
+	t.Parallel()
+	e := newAPIEnv(t, envOptions{})
+	e.do(http.MethodPost, "/v1/templates", map[string]string{"template": orderTemplate}, http.StatusCreated, nil)
+	before := e.snapshot()
+	long := strings.Repeat("é", contracts.MaxTagLen+1)
+	p := e.problem(http.MethodPost, "/v1/tasks", map[string]any{"namespace": "shop", "name": "order", "context": map[string]any{"order_id": 1},
+		"tags": []string{"ok", long}}, http.StatusUnprocessableEntity)
+	if len(p.Errors) != 1 || p.Errors[0].Location != "body.tags[1]" || !strings.Contains(p.Errors[0].Message, "at most 255") {
+		t.Fatalf("problem %s, want one at body.tags[1]", p)
+	}
+	e.unchanged(before, "an over-long tag")
+	atLimit := strings.Repeat("é", contracts.MaxTagLen)
+	var task struct {
+		Tags []string `json:"tags"`
+	}
+	e.do(http.MethodPost, "/v1/tasks", map[string]any{"namespace": "shop", "name": "order", "context": map[string]any{"order_id": 1},
+		"tags": []string{atLimit}}, http.StatusCreated, &task)
+	if len(task.Tags) != 1 || task.Tags[0] != atLimit {
+		t.Fatalf("tags stored as %q", task.Tags)
+	}
+}

@@ -9,10 +9,12 @@ import (
 	"reflect"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
 
+	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
@@ -292,6 +294,17 @@ func (s *Server) submitTask(ctx context.Context, in *submitTaskInput) (*submitTa
 				fieldError("header.Idempotency-Key", "differs from body.idempotency_key; send one of them"))
 		}
 		key = in.IdempotencyKey
+	}
+	// The schema bounds the number of tags; huma's tags cannot bound each item.
+	var tagProblems []*huma.ErrorDetail
+	for i, tag := range b.Tags {
+		if n := utf8.RuneCountInString(tag); n > contracts.MaxTagLen {
+			tagProblems = append(tagProblems, fieldError(fmt.Sprintf("body.tags[%d]", i),
+				fmt.Sprintf("is %d characters long; a tag may have at most %d", n, contracts.MaxTagLen)))
+		}
+	}
+	if len(tagProblems) > 0 {
+		return nil, invalid("validation failed", tagProblems...)
 	}
 	res, err := s.cfg.Client.Submit(ctx, runner.SubmitRequest{
 		Namespace: b.Namespace, Name: b.Name, Version: b.Version, Context: b.Context, Priority: b.Priority,
