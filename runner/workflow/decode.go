@@ -376,7 +376,9 @@ func describe(n *yaml.Node) string {
 	case "!!str":
 		return "a string"
 	}
-	return n.Tag
+	// A custom tag is the document's own text: quoted, so a tag that is not
+	// valid UTF-8 cannot make the message invalid too.
+	return "a value tagged " + strconv.Quote(n.Tag)
 }
 
 // str decodes an optional string. set is false for an absent or null value.

@@ -207,6 +207,8 @@ func TestParseSyntaxErrors(t *testing.T) {
 		{"two documents", "name: a\n---\nname: b\n", 2, "more than one document"},
 		{"not a mapping", "- a\n- b\n", 1, "must be a mapping, got a list"},
 		{"scalar", "hello\n", 0, "must be a mapping, got a string"},
+		{"custom tag", "!foo 1\n", 0, `must be a mapping, got a value tagged "!foo"`},
+		{"custom tag not UTF-8", "!%C0%80 1\n", 0, `must be a mapping, got a value tagged "!\xc0\x80"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
