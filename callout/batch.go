@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -165,13 +166,10 @@ func decodeBatchResponse(body []byte) ([]batchItem, error) {
 	// Every item decodes in the common case: one pass over the body. Any
 	// error (a malformed item, no "results") takes the item-by-item path
 	// below, which fails only the items at fault and says why.
-	var all struct {
-		Results *[]wireResult `json:"results"`
-	}
-	if json.Unmarshal(body, &all) == nil && all.Results != nil {
-		items := make([]batchItem, len(*all.Results))
-		for i := range *all.Results {
-			items[i] = (*all.Results)[i].item()
+	if results, ok := decodeAllResults(body); ok {
+		items := make([]batchItem, len(results))
+		for i := range results {
+			items[i] = results[i].item()
 		}
 		return items, nil
 	}
@@ -199,6 +197,46 @@ func decodeBatchResponse(body []byte) ([]batchItem, error) {
 		items[i] = wr.item()
 	}
 	return items, nil
+}
+
+// decodeAllResults decodes a batch body whose every item decodes, in one
+// pass; ok is false for anything else. It walks the top-level keys itself
+// rather than unmarshalling into a struct: encoding/json decodes a key given
+// twice ("results" and "Results" match alike) into the same slice, merging
+// the items of both arrays field by field, where the item-by-item path (and
+// a single result) take the last value whole. A custom UnmarshalJSON would
+// do the same at the cost of a second scan of the body.
+func decodeAllResults(body []byte) (results []wireResult, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, false
+	}
+	found := false
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, false
+		}
+		if key, _ := t.(string); strings.EqualFold(key, "results") { // as encoding/json matches keys
+			var fresh []wireResult
+			if err := dec.Decode(&fresh); err != nil {
+				return nil, false
+			}
+			results, found = fresh, fresh != nil // null: as if absent
+			continue
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil, false
+		}
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return nil, false
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, false // trailing data
+	}
+	return results, found
 }
 
 // item is the batch item of a decoded result.
