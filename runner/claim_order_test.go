@@ -211,4 +211,3 @@ func TestClaimNamespaceFilter(t *testing.T) {
 		}
 	})
 }
-
