@@ -475,7 +475,8 @@ func fromExecuteResponse(m *handlerv1.ExecuteResponse) (contracts.StepResult, er
 //	answer over MaxResponseBytes (client-side)            permanent invalid_handler_response   no
 //	answer that does not decode (client-side)             permanent invalid_handler_response   no
 //	DEADLINE_EXCEEDED from the service                    retryable handler_timeout            yes
-//	UNAVAILABLE, RESOURCE_EXHAUSTED, INTERNAL, UNKNOWN    retryable handler_error              yes
+//	UNAVAILABLE, INTERNAL, UNKNOWN                        retryable handler_error              yes
+//	RESOURCE_EXHAUSTED (throttling, like HTTP 429)        retryable handler_error              no
 //	ABORTED, CANCELED from the service                    retryable handler_error              no
 //	INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,
 //	PERMISSION_DENIED, UNAUTHENTICATED,
@@ -540,9 +541,12 @@ func classifyConnectError(endpoint string, err error, now time.Time) (contracts.
 	switch code {
 	case connect.CodeDeadlineExceeded:
 		retryable, fault, errType = true, true, contracts.ErrorTypeTimeout
-	case connect.CodeUnavailable, connect.CodeResourceExhausted, connect.CodeInternal, connect.CodeUnknown:
+	case connect.CodeUnavailable, connect.CodeInternal, connect.CodeUnknown:
 		retryable, fault = true, true
-	case connect.CodeAborted, connect.CodeCanceled:
+	case connect.CodeResourceExhausted, connect.CodeAborted, connect.CodeCanceled:
+		// RESOURCE_EXHAUSTED is throttling (HTTP 429): it lowers the
+		// endpoint's concurrency limit (see reportThrottled), it does not
+		// open the breaker.
 		retryable = true
 	case connect.CodeInvalidArgument, connect.CodeNotFound, connect.CodeAlreadyExists, connect.CodePermissionDenied,
 		connect.CodeUnauthenticated, connect.CodeFailedPrecondition, connect.CodeOutOfRange,

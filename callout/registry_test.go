@@ -3,6 +3,7 @@ package callout_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -140,50 +141,82 @@ func TestBreakerOpensAndCloses(t *testing.T) {
 	}
 }
 
+// TestEndpointConcurrencyLimit: six callers share an endpoint limited to two
+// calls at once. Every call is held in the handler until the test lets it
+// go, one at a time, after seeing the limit full (two in the handler, two
+// in flight by the endpoint's status) and no third: a limit that lets more
+// through is seen as soon as the extra call reaches the handler, which it
+// does while the others are held.
 func TestEndpointConcurrencyLimit(t *testing.T) {
 	t.Parallel()
-	var now, peak atomic.Int64
+	const limit, callers = 2, 6
+	var inHandler, peak, finished, started atomic.Int64
 	release := make(chan struct{})
-	var once sync.Once
+	stop := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := now.Add(1)
+		n := inHandler.Add(1)
 		for {
 			p := peak.Load()
 			if n <= p || peak.CompareAndSwap(p, n) {
 				break
 			}
 		}
-		<-release
-		now.Add(-1)
+		select {
+		case <-release:
+		case <-stop:
+		}
+		inHandler.Add(-1)
 		_, _ = w.Write([]byte(`{"success":true}`))
 	}))
 	t.Cleanup(srv.Close)
-	t.Cleanup(func() { once.Do(func() { close(release) }) })
 	reg := callout.NewRegistry(callout.RegistryConfig{})
 	t.Cleanup(reg.Close)
-	if err := reg.Set([]callout.Endpoint{{Pattern: "slow", URL: srv.URL, MaxConcurrency: 2}}); err != nil {
+	if err := reg.Set([]callout.Endpoint{{Pattern: "slow", URL: srv.URL, MaxConcurrency: limit}}); err != nil {
 		t.Fatal(err)
 	}
 	inv, _ := reg.Resolve("", "slow")
 	var wg sync.WaitGroup
-	for range 6 {
+	t.Cleanup(wg.Wait)
+	// On failure, calls still held are let go first (cleanups run last first).
+	t.Cleanup(func() { close(stop) })
+	for range callers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			inv.Invoke(context.Background(), &contracts.StepEnvelope{})
+			started.Add(1)
+			if r := inv.Invoke(context.Background(), &contracts.StepEnvelope{}); !r.Success {
+				t.Errorf("call failed: %+v", r.Error)
+			}
+			finished.Add(1)
 		}()
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for now.Load() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("calls never started")
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for !cond() {
+			if p := peak.Load(); p > limit {
+				t.Fatalf("%d calls in the handler at once, the limit is %d", p, limit)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s (in handler %d, finished %d)", what, inHandler.Load(), finished.Load())
+			}
+			<-tick.C
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
-	once.Do(func() { close(release) })
-	wg.Wait()
-	if peak.Load() != 2 {
-		t.Fatalf("peak concurrent calls = %d, want 2", peak.Load())
+	waitUntil("every caller to start", func() bool { return started.Load() == callers })
+	for released := range callers {
+		want := int64(min(limit, callers-released))
+		waitUntil(fmt.Sprintf("%d calls in the handler", want), func() bool { return inHandler.Load() == want })
+		if st := reg.Endpoints()[0]; st.InFlight != want || st.ConcurrencyLimit != limit {
+			t.Fatalf("with %d calls held: status in flight %d, limit %d; want %d, %d", want, st.InFlight, st.ConcurrencyLimit, want, limit)
+		}
+		release <- struct{}{}
+		waitUntil("the released call to finish", func() bool { return finished.Load() == int64(released+1) })
+	}
+	if p := peak.Load(); p != limit {
+		t.Fatalf("peak concurrent calls = %d, want %d", p, limit)
 	}
 }
 
