@@ -101,39 +101,49 @@ func newFenceRig(t *testing.T, ns string, first contracts.StepResult) *fenceRig 
 		return rig.first, nil
 	})
 	h.Register("echo", echoHandler)
-	log := testLogger(t)
-	rig.runner = startRunner(t, rpool, runner.Config{
-		WorkerID: "w1", Namespaces: []string{ns}, Handlers: &h,
-		// No poller, and no lease tick while the proxy holds: a claim sent
-		// then would commit unseen and strand its steps until their
-		// leases expired. The listener's reconnect polls.
-		Mode: runner.ModeEventDrivenOnly, LeaseFor: 5 * time.Minute, HeartbeatInterval: time.Hour,
-		ReconnectInitial: 5 * time.Millisecond, ReconnectMax: 5 * time.Millisecond,
-		Logger: slog.New(retryCounter{log.Handler(), &rig.retries}),
-		OnEvent: func(e runner.Event) {
-			rig.mu.Lock()
-			if e.Step.Name == "s0" && e.Step.TaskUUID == rig.task {
-				rig.events = append(rig.events, e)
-			}
-			rig.mu.Unlock()
-		},
-	})
+	// Both tasks exist before the runner starts, so its first claim takes
+	// both s0s and no notification of theirs wakes it later.
 	warm, err := client.Submit(ctx, runner.SubmitRequest{Namespace: ns, Name: "chain", Context: json.RawMessage(`{"warm":true}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the warm-up task", func() bool { return taskState(t, rig.pool, warm.TaskUUID) == store.TaskComplete })
-	base := rig.runner.Stats()
-	if base.Completed != 2 || base.Stale != 0 {
-		t.Fatalf("warm-up stats: %+v", base)
-	}
-	rig.mu.Lock()
-	defer rig.mu.Unlock()
 	sub, err := client.Submit(ctx, runner.SubmitRequest{Namespace: ns, Name: "chain"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rig.task = sub.TaskUUID
+	var warmEvents atomic.Int64
+	log := testLogger(t)
+	rig.runner = startRunner(t, rpool, runner.Config{
+		WorkerID: "w1", Namespaces: []string{ns}, Handlers: &h,
+		// No poller, and no lease tick while the proxy holds: a claim sent
+		// then would commit unseen, and take the one connection. The
+		// listener's reconnect polls.
+		Mode: runner.ModeEventDrivenOnly, LeaseFor: 5 * time.Minute, HeartbeatInterval: time.Hour,
+		ReconnectInitial: 5 * time.Millisecond, ReconnectMax: 5 * time.Millisecond,
+		Logger: slog.New(retryCounter{log.Handler(), &rig.retries}),
+		OnEvent: func(e runner.Event) {
+			switch e.Step.TaskUUID {
+			case warm.TaskUUID:
+				warmEvents.Add(1)
+			case rig.task:
+				if e.Step.Name == "s0" {
+					rig.mu.Lock()
+					rig.events = append(rig.events, e)
+					rig.mu.Unlock()
+				}
+			}
+		},
+	})
+	// The warm-up task prepares the runner's statements on its connection;
+	// once its last outcome is written and the connection is back, the
+	// runner has nothing to do until s0's handler returns.
+	waitFor(t, 30*time.Second, "the warm-up task", func() bool {
+		return warmEvents.Load() == 2 && rpool.Stat().AcquiredConns() == 0
+	})
+	if st := rig.runner.Stats(); st.Completed != 2 || st.Stale != 0 {
+		t.Fatalf("warm-up stats: %+v", st)
+	}
 	return rig
 }
 
@@ -243,7 +253,7 @@ func TestRunnerResentYieldDoesNotLandOnNextClaim(t *testing.T) {
 	waitFor(t, 30*time.Second, "the completer to back off", func() bool { return rig.retries.Load() >= 8 })
 	rig.proxy.Restore()
 	waitFor(t, 30*time.Second, "the task to complete", func() bool { return taskState(t, rig.pool, rig.task) == store.TaskComplete })
-	waitFor(t, 30*time.Second, "s0's events", func() bool { return len(rig.s0Events()) == 2 })
+	waitFor(t, 30*time.Second, "s0's events", func() bool { return len(rig.s0Events()) >= 2 })
 
 	s0 := rig.s0(t)
 	var history int
@@ -262,8 +272,11 @@ func TestRunnerResentYieldDoesNotLandOnNextClaim(t *testing.T) {
 		}
 	}
 	ev := rig.s0Events()
-	if ev[1].Stale || ev[1].State != store.StateComplete || ev[1].Step.Epoch <= ev[0].Step.Epoch || ev[1].Step.Attempt != ev[0].Step.Attempt {
-		t.Fatalf("s0's events = %+v", ev)
+	if len(ev) != 2 || ev[1].Stale || ev[1].State != store.StateComplete || ev[1].Step.Epoch <= ev[0].Step.Epoch || ev[1].Step.Attempt != ev[0].Step.Attempt {
+		for _, e := range ev {
+			t.Logf("s0 event: attempt %d epoch %d %s stale=%v", e.Step.Attempt, e.Step.Epoch, e.State, e.Stale)
+		}
+		t.Fatalf("s0 had %d events; want its yield, then its completion by a later claim", len(ev))
 	}
 	st := rig.runner.Stats()
 	t.Logf("the re-sent yield was counted %d stale, %d released", st.Stale, st.Released)
