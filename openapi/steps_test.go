@@ -44,7 +44,7 @@ func TestStepYieldsShown(t *testing.T) {
 	for i := range 2 {
 		c := claim()
 		ckpt := fmt.Sprintf(`{"cursor":%d}`, i)
-		if _, err := store.Complete(ctx, e.pool, "w1", time.Now(), []store.Completion{{StepUUID: id, Attempt: c.Attempt, State: store.StateEnqueued, RunAt: time.Now(), Checkpoint: []byte(ckpt)}}); err != nil {
+		if _, err := store.Complete(ctx, e.pool, "w1", time.Now(), []store.Completion{{StepUUID: id, Attempt: c.Attempt, Epoch: c.Epoch, State: store.StateEnqueued, RunAt: time.Now(), Checkpoint: []byte(ckpt)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -69,7 +69,7 @@ func TestStepYieldsShown(t *testing.T) {
 
 	// It fails for good: its dead letter keeps the count.
 	c := claim()
-	if _, err := store.Complete(ctx, e.pool, "w1", time.Now(), []store.Completion{{StepUUID: id, Attempt: c.Attempt, State: store.StateError, Error: []byte(`{"message":"boom"}`)}}); err != nil {
+	if _, err := store.Complete(ctx, e.pool, "w1", time.Now(), []store.Completion{{StepUUID: id, Attempt: c.Attempt, Epoch: c.Epoch, State: store.StateError, Error: []byte(`{"message":"boom"}`)}}); err != nil {
 		t.Fatal(err)
 	}
 	var dl apiPage[apiStep]

@@ -187,12 +187,18 @@ func (c *completer) take() []pendingOutcome {
 
 // retry runs write until it succeeds or ctx ends (reported as false),
 // backing off on transient failures: deadlocks between runners, a
-// database restart.
-func (c *completer) retry(ctx context.Context, n int, write func() (store.CompleteResult, error)) (store.CompleteResult, bool) {
+// database restart. A failed send may still have committed (the
+// connection died before the reply): the fence refuses such a write when
+// it is sent again, and landed finds out which of the completions sent
+// (returned by sent) the earlier send wrote.
+func (c *completer) retry(ctx context.Context, n int, write func() (store.CompleteResult, error), sent func() []store.Completion) (store.CompleteResult, bool) {
 	delay := 10 * time.Millisecond
-	for {
+	for resent := false; ; resent = true {
 		res, err := write()
 		if err == nil {
+			if resent && res.Stale > 0 {
+				c.landed(ctx, &res, sent())
+			}
 			return res, true
 		}
 		if ctx.Err() != nil {
@@ -205,6 +211,33 @@ func (c *completer) retry(ctx context.Context, n int, write func() (store.Comple
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+// landed counts as applied the completions of a re-sent write that the
+// fence refused because an earlier send of them committed, so that they
+// are counted once and not reported stale. What that commit reported
+// (children made ready, tasks finished) is lost; a wake-up covers the
+// children. When the check fails they stay stale.
+func (c *completer) landed(ctx context.Context, res *store.CompleteResult, cs []store.Completion) {
+	var refused []store.Completion
+	for _, x := range cs {
+		if _, ok := res.Applied[x.StepUUID]; !ok {
+			refused = append(refused, x)
+		}
+	}
+	found, err := store.LandedCompletions(ctx, c.r.pool, refused)
+	if err != nil {
+		c.r.log.Warn("checking outcomes whose first write may have committed; reporting them stale", "count", len(refused), "err", err)
+		return
+	}
+	for id, state := range found {
+		res.Applied[id] = state
+		res.Stale--
+	}
+	if len(found) > 0 {
+		c.r.log.Info("outcomes written by an earlier send whose reply was lost", "count", len(found))
+		c.r.wake()
 	}
 }
 
@@ -229,7 +262,7 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 	if len(cs) > 0 {
 		part, ok := c.retry(ctx, len(cs), func() (store.CompleteResult, error) {
 			return store.Complete(ctx, r.pool, r.cfg.WorkerID, r.cfg.Now(), cs)
-		})
+		}, func() []store.Completion { return cs })
 		if !ok {
 			return false
 		}
@@ -238,6 +271,12 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 	if len(growing) > 0 {
 		part, ok := c.retry(ctx, len(growing), func() (store.CompleteResult, error) {
 			return r.writeGrowing(ctx, growing)
+		}, func() []store.Completion {
+			out := make([]store.Completion, len(growing))
+			for i := range growing {
+				out[i] = growing[i].completion
+			}
+			return out
 		})
 		if !ok {
 			return false
@@ -260,7 +299,11 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 	ready := res.Enqueued > 0 // children became ready
 	r.mu.Lock()
 	for _, p := range batch {
-		delete(r.inflight, p.completion.StepUUID)
+		// Only this claim's permit: the step may be claimed again already
+		// (a yield, or a re-sent write), and that claim holds its own.
+		if f := r.inflight[p.completion.StepUUID]; f != nil && f.step.Epoch == p.step.Epoch {
+			delete(r.inflight, p.completion.StepUUID)
+		}
 		// A yielded step is claimable again at once.
 		ready = ready || len(p.completion.Checkpoint) > 0 && res.Applied[p.completion.StepUUID] == store.StateEnqueued
 	}

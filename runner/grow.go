@@ -88,7 +88,8 @@ func (g *grower) grow(p *pendingOutcome, tpl *workflow.Template) ([]store.GrowSt
 		return nil, nil
 	}
 	self := graph.find(p.step.StepUUID)
-	if self == nil || self.State != store.StepInProgress || self.LeaseOwner != g.r.cfg.WorkerID || self.Attempts != p.step.Attempt {
+	if self == nil || self.State != store.StepInProgress || self.LeaseOwner != g.r.cfg.WorkerID ||
+		self.Attempts != p.step.Attempt || self.LeaseEpoch != p.step.Epoch {
 		return nil, nil
 	}
 	out, err := contracts.ParseOutcomes(p.result.Result)
@@ -325,7 +326,7 @@ func failWith(p *pendingOutcome, err error, now time.Time) {
 	}
 	p.result = contracts.Failure(kind, err.Error(), false)
 	p.completion = store.Completion{
-		StepUUID: p.completion.StepUUID, Attempt: p.completion.Attempt,
+		StepUUID: p.completion.StepUUID, Attempt: p.completion.Attempt, Epoch: p.completion.Epoch,
 		State: store.StateError, Error: mustJSON(p.result), RunAt: now,
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
@@ -38,10 +36,10 @@ func (r *Runner) maintain(ctx context.Context) {
 
 func (r *Runner) extendLeases(ctx context.Context) {
 	r.mu.Lock()
-	ids := make([]uuid.UUID, 0, len(r.inflight))
+	ids := make([]store.Lease, 0, len(r.inflight))
 	for id, f := range r.inflight {
 		if !f.released {
-			ids = append(ids, id)
+			ids = append(ids, store.Lease{StepUUID: id, Epoch: f.step.Epoch})
 		}
 	}
 	r.mu.Unlock()

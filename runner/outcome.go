@@ -17,7 +17,7 @@ import (
 // completes with its failure as its result instead), or enqueued again with its attempt given back
 // when the handler was not called because its circuit breaker is open.
 func decideOutcome(s store.ClaimedStep, res contracts.StepResult, now time.Time, rnd func() float64, maxYields int) store.Completion {
-	c := store.Completion{StepUUID: s.StepUUID, Attempt: s.Attempt}
+	c := store.Completion{StepUUID: s.StepUUID, Attempt: s.Attempt, Epoch: s.Epoch}
 	res.StepUUID = ""
 	if res.Success && res.Status != contracts.StatusFailed && res.Status != contracts.StatusYielded {
 		if res.Status == "" {

@@ -184,7 +184,7 @@ func (r *Runner) Stop(ctx context.Context) error {
 	r.workers.Wait()
 	for _, f := range release {
 		r.completer.add(pendingOutcome{step: f.step, completion: store.Completion{
-			StepUUID: f.step.StepUUID, Attempt: f.step.Attempt, State: store.StateEnqueued, RunAt: r.cfg.Now(),
+			StepUUID: f.step.StepUUID, Attempt: f.step.Attempt, Epoch: f.step.Epoch, State: store.StateEnqueued, RunAt: r.cfg.Now(),
 		}})
 	}
 	if len(release) > 0 {

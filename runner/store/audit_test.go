@@ -71,23 +71,23 @@ func TestAuditOfEveryMove(t *testing.T) {
 	}
 
 	claim("w1", now, 1)
-	if n, err := store.ExtendLeases(ctx, pool, "w1", []uuid.UUID{a}, now.Add(30*time.Second), now); err != nil || n != 1 {
+	if n, err := store.ExtendLeases(ctx, pool, "w1", []store.Lease{{StepUUID: a, Epoch: 1}}, now.Add(30*time.Second), now); err != nil || n != 1 {
 		t.Fatalf("extend: %d, %v", n, err)
 	}
 	t1 := now.Add(2 * time.Minute) // the lease has expired: w2 rescues the step
 	claim("w2", t1, 1)
-	complete("w2", t1, store.Completion{StepUUID: a, Attempt: 2, State: store.StateEnqueued, Checkpoint: []byte(`{"at":1}`), RunAt: t1})
-	claim("w2", t1, 1)
+	complete("w2", t1, store.Completion{StepUUID: a, Attempt: 2, Epoch: 2, State: store.StateEnqueued, Checkpoint: []byte(`{"at":1}`), RunAt: t1})
+	claim("w2", t1, 1) // the yield gave no attempt back, but the epoch moved on
 	retryAt := t1.Add(time.Hour)
-	complete("w2", t1, store.Completion{StepUUID: a, Attempt: 2, State: store.StateWaitingForRetry, Error: []byte(`{"message":"x"}`), RunAt: retryAt})
+	complete("w2", t1, store.Completion{StepUUID: a, Attempt: 2, Epoch: 3, State: store.StateWaitingForRetry, Error: []byte(`{"message":"x"}`), RunAt: retryAt})
 	claim("w2", retryAt, 1)
-	if r := complete("w2", retryAt, store.Completion{StepUUID: a, Attempt: 3, State: store.StateComplete, Results: []byte(`1`)}); r.Enqueued != 2 {
+	if r := complete("w2", retryAt, store.Completion{StepUUID: a, Attempt: 3, Epoch: 4, State: store.StateComplete, Results: []byte(`1`)}); r.Enqueued != 2 {
 		t.Fatalf("completing a enqueued %d children, want 2", r.Enqueued)
 	}
 	claim("w1", retryAt, 2)
 	r := complete("w1", retryAt,
-		store.Completion{StepUUID: b, Attempt: 1, State: store.StateComplete},
-		store.Completion{StepUUID: c, Attempt: 1, State: store.StateError, Error: []byte(`{"message":"boom"}`)})
+		store.Completion{StepUUID: b, Attempt: 1, Epoch: 1, State: store.StateComplete},
+		store.Completion{StepUUID: c, Attempt: 1, Epoch: 1, State: store.StateError, Error: []byte(`{"message":"boom"}`)})
 	if r.TasksFinished[task] != store.TaskBlockedByFailures {
 		t.Fatalf("after c failed: %+v", r)
 	}
@@ -95,7 +95,7 @@ func TestAuditOfEveryMove(t *testing.T) {
 		t.Fatalf("resolve c: %+v, %v", res, err)
 	}
 	claim("w1", retryAt, 1)
-	if r := complete("w1", retryAt, store.Completion{StepUUID: d, Attempt: 1, State: store.StateComplete}); r.TasksFinished[task] != store.TaskComplete {
+	if r := complete("w1", retryAt, store.Completion{StepUUID: d, Attempt: 1, Epoch: 1, State: store.StateComplete}); r.TasksFinished[task] != store.TaskComplete {
 		t.Fatalf("after d: %+v", r)
 	}
 

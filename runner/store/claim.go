@@ -37,9 +37,12 @@ type ClaimedStep struct {
 	TemplateStepName string
 	Handler          string
 	Type             string
-	// Attempt is this attempt's number (1 on the first run); completions
-	// must present it (the fence).
-	Attempt      int
+	// Attempt is this attempt's number (1 on the first run). A release,
+	// yield or open breaker gives it back, so a later claim may repeat it.
+	Attempt int
+	// Epoch identifies this claim: every claim of the step takes a larger
+	// one. Completions, lease extensions and releases present it (the fence).
+	Epoch        int64
 	MaxAttempts  int
 	Retryable    bool
 	RetryPolicy  json.RawMessage
@@ -70,9 +73,10 @@ type ClaimedStep struct {
 // claimSQL leases up to $3 steps in one round trip: ready steps (enqueued,
 // or waiting_for_retry whose run_at passed) of the given namespaces in
 // priority then run_at order, and in_progress steps whose lease expired (a
-// runner died). Each gets a new attempt and lease; the statement returns it
-// joined with its task and every ancestor's result. The per-namespace
-// LATERAL keeps each scan on the claim index in index order.
+// runner died). Each gets a new attempt, lease and lease epoch; the
+// statement returns it joined with its task and every ancestor's result.
+// The per-namespace LATERAL keeps each scan on the claim index in index
+// order.
 const claimSQL = `
 WITH ready AS (
 	SELECT r.step_uuid, r.priority, r.run_at, r.state
@@ -107,6 +111,7 @@ claimed AS (
 	UPDATE tasker.steps s SET
 		state = 'in_progress',
 		attempts = s.attempts + 1,
+		lease_epoch = s.lease_epoch + 1,
 		lease_owner = $1,
 		lease_expires_at = $4 + $5::interval,
 		last_attempted_at = $4,
@@ -114,11 +119,11 @@ claimed AS (
 	FROM picked p
 	WHERE s.step_uuid = p.step_uuid
 	RETURNING s.step_uuid, s.task_uuid, s.namespace, s.name, s.template_step_name, s.handler, s.type,
-	          s.attempts, s.max_attempts, s.retryable, s.retry_policy, coalesce(s.timeout_ms, 0) AS timeout_ms,
+	          s.attempts, s.lease_epoch, s.max_attempts, s.retryable, s.retry_policy, coalesce(s.timeout_ms, 0) AS timeout_ms,
 	          s.inputs, s.checkpoint, s.lease_expires_at, p.state = 'in_progress' AS rescued, s.run_at, s.ancestors, s.yields
 )
 SELECT c.step_uuid, c.task_uuid, c.namespace, c.name, c.template_step_name, c.handler, c.type,
-       c.attempts, c.max_attempts, c.retryable, c.retry_policy, c.timeout_ms, c.inputs, c.checkpoint,
+       c.attempts, c.lease_epoch, c.max_attempts, c.retryable, c.retry_policy, c.timeout_ms, c.inputs, c.checkpoint,
        c.lease_expires_at, c.rescued, c.run_at, c.yields,
        t.template_id, t.template_name, t.template_version, t.context, t.correlation_id, t.parent_correlation_id,
        t.priority, t.tags,
@@ -152,7 +157,7 @@ func Claim(ctx context.Context, db DB, p ClaimParams) ([]ClaimedStep, error) {
 	// would travel through its text form.
 	_, err = pgx.ForEachRow(rows, []any{
 		(*[16]byte)(&c.StepUUID), (*[16]byte)(&c.TaskUUID), &c.Namespace, &c.Name, &c.TemplateStepName, &c.Handler, &c.Type,
-		&c.Attempt, &c.MaxAttempts, &c.Retryable, &policy, &c.TimeoutMs, &inputs, &checkpoint,
+		&c.Attempt, &c.Epoch, &c.MaxAttempts, &c.Retryable, &policy, &c.TimeoutMs, &inputs, &checkpoint,
 		&c.LeaseExpires, &c.Rescued, &c.EnqueuedAt, &c.Yields,
 		&c.TemplateID, &c.TemplateName, &c.TemplateVersion, &taskCtx, (*[16]byte)(&c.CorrelationID), &parent,
 		&c.Priority, &c.Tags, &deps,

@@ -26,6 +26,10 @@ type Completion struct {
 	StepUUID uuid.UUID
 	// Attempt must equal the attempt the step was claimed with.
 	Attempt int
+	// Epoch must equal the claim's [ClaimedStep.Epoch]: a write of an
+	// earlier claim of the step (same runner and attempt after a release,
+	// say) is refused.
+	Epoch int64
 	// State is one of [StateComplete], [StateWaitingForRetry], [StateError]
 	// or [StateEnqueued].
 	State string
@@ -85,8 +89,8 @@ func (r *CompleteResult) Merge(o CompleteResult) {
 // write every audit row.
 const completeSQL = `
 WITH input AS (
-	SELECT * FROM unnest($2::uuid[], $3::int[], $4::text[], $5::jsonb[], $6::jsonb[], $7::timestamptz[], $10::jsonb[])
-	    AS i(step_uuid, attempt, new_state, results, err, run_at, ckpt)
+	SELECT * FROM unnest($2::uuid[], $3::int[], $4::text[], $5::jsonb[], $6::jsonb[], $7::timestamptz[], $10::jsonb[], $12::bigint[])
+	    AS i(step_uuid, attempt, new_state, results, err, run_at, ckpt, epoch)
 ),
 done AS (
 	UPDATE tasker.steps s SET
@@ -110,6 +114,7 @@ done AS (
 	WHERE s.step_uuid = i.step_uuid
 	  AND s.lease_owner = $1
 	  AND s.attempts = i.attempt
+	  AND s.lease_epoch = i.epoch
 	  -- state = 'in_progress', spelled through steps_lease_consistent (a step
 	  -- is in progress exactly when it has a lease owner and expiry): written
 	  -- as the state, the planner may walk the in-progress index and test
@@ -166,8 +171,8 @@ SELECT 'notified', NULL, n::text FROM notified`
 
 // Complete applies a batch of completions for workerID in one statement
 // (one round trip, one transaction). Completions whose fence fails (lease
-// lost, attempt superseded, step no longer in progress) change nothing and
-// are counted as stale.
+// lost, attempt or epoch superseded, step no longer in progress) change
+// nothing and are counted as stale.
 func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []Completion) (CompleteResult, error) {
 	res := CompleteResult{Applied: make(map[uuid.UUID]string, len(cs))}
 	if len(cs) == 0 {
@@ -181,6 +186,7 @@ func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []C
 	var (
 		ids      = make([][16]byte, len(cs)) // not uuid.UUID: pgx would encode those via text
 		attempts = make([]int32, len(cs))
+		epochs   = make([]int64, len(cs))
 		states   = make([]string, len(cs))
 		results  = make([][]byte, len(cs))
 		errs     = make([][]byte, len(cs))
@@ -193,7 +199,7 @@ func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []C
 		default:
 			return res, fmt.Errorf("store: completion of step %s: state %q is not a completion state", c.StepUUID, c.State)
 		}
-		ids[i], attempts[i], states[i] = c.StepUUID, int32(c.Attempt), c.State
+		ids[i], attempts[i], epochs[i], states[i] = c.StepUUID, int32(c.Attempt), c.Epoch, c.State
 		results[i], errs[i], ckpts[i] = nullJSON(c.Results), nullJSON(c.Error), nullJSON(c.Checkpoint)
 		if len(c.Checkpoint) > 0 && c.State != StateEnqueued {
 			return res, fmt.Errorf("store: completion of step %s: a checkpoint goes with state %q, not %q", c.StepUUID, StateEnqueued, c.State)
@@ -202,7 +208,7 @@ func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []C
 			runAt[i] = pgtype.Timestamptz{Time: c.RunAt, Valid: true}
 		}
 	}
-	rows, err := db.Query(ctx, completeSQL, workerID, ids, attempts, states, results, errs, runAt, now, ChannelPrefix, ckpts, CheckpointHistoryMax)
+	rows, err := db.Query(ctx, completeSQL, workerID, ids, attempts, states, results, errs, runAt, now, ChannelPrefix, ckpts, CheckpointHistoryMax, epochs)
 	if err != nil {
 		return res, fmt.Errorf("store: completing %d steps: %w", len(cs), err)
 	}

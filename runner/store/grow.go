@@ -44,7 +44,9 @@ type TaskStep struct {
 	State            string
 	Attempts         int
 	LeaseOwner       string
-	Ancestors        []uuid.UUID
+	// LeaseEpoch is the epoch of the step's latest claim.
+	LeaseEpoch int64
+	Ancestors  []uuid.UUID
 }
 
 // TaskSteps reads every step of tasks, locking them (in key order) so that
@@ -52,7 +54,7 @@ type TaskStep struct {
 // after [LockTasks].
 func TaskSteps(ctx context.Context, tx pgx.Tx, tasks []uuid.UUID) ([]TaskStep, error) {
 	rows, err := tx.Query(ctx, `
-		SELECT step_uuid, task_uuid, name, template_step_name, type, state, attempts, coalesce(lease_owner, ''), ancestors
+		SELECT step_uuid, task_uuid, name, template_step_name, type, state, attempts, coalesce(lease_owner, ''), lease_epoch, ancestors
 		FROM tasker.steps WHERE task_uuid = ANY($1)
 		ORDER BY step_uuid FOR UPDATE`, tasks)
 	if err != nil {
@@ -63,7 +65,7 @@ func TaskSteps(ctx context.Context, tx pgx.Tx, tasks []uuid.UUID) ([]TaskStep, e
 		s   TaskStep
 		anc []pgtype.UUID
 	)
-	_, err = pgx.ForEachRow(rows, []any{&s.StepUUID, &s.TaskUUID, &s.Name, &s.TemplateStepName, &s.Type, &s.State, &s.Attempts, &s.LeaseOwner, &anc}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&s.StepUUID, &s.TaskUUID, &s.Name, &s.TemplateStepName, &s.Type, &s.State, &s.Attempts, &s.LeaseOwner, &s.LeaseEpoch, &anc}, func() error {
 		s.Ancestors = make([]uuid.UUID, len(anc))
 		for i, a := range anc {
 			s.Ancestors[i] = a.Bytes

@@ -39,7 +39,7 @@ func failReady(t *testing.T, pool *pgxpool.Pool, ns string, now time.Time) []uui
 	var comps []store.Completion
 	for _, c := range cs {
 		out = append(out, c.StepUUID)
-		comps = append(comps, store.Completion{StepUUID: c.StepUUID, Attempt: c.Attempt, State: store.StateError, Error: []byte(`{"message":"boom"}`)})
+		comps = append(comps, store.Completion{StepUUID: c.StepUUID, Attempt: c.Attempt, Epoch: c.Epoch, State: store.StateError, Error: []byte(`{"message":"boom"}`)})
 	}
 	if _, err := store.Complete(t.Context(), pool, "w1", now, comps); err != nil {
 		t.Fatal(err)
@@ -63,7 +63,7 @@ func TestResolveStepAdvancesTheDAG(t *testing.T) {
 	if err != nil || res.Enqueued != 2 || res.TaskState != store.TaskStepsInProcess {
 		t.Fatalf("resolve a = %+v, %v", res, err)
 	}
-	if r, err := store.Complete(ctx, pool, "w1", now, []store.Completion{{StepUUID: steps[0], Attempt: 1, State: store.StateComplete}}); err != nil || r.Stale != 1 {
+	if r, err := store.Complete(ctx, pool, "w1", now, []store.Completion{{StepUUID: steps[0], Attempt: 1, Epoch: 1, State: store.StateComplete}}); err != nil || r.Stale != 1 {
 		t.Fatalf("the runner's late completion = %+v, %v; want stale", r, err)
 	}
 	cs, err := store.Claim(ctx, pool, p)
@@ -72,8 +72,8 @@ func TestResolveStepAdvancesTheDAG(t *testing.T) {
 	}
 	// b fails for good: the task is blocked; resolving b unblocks it.
 	if _, err := store.Complete(ctx, pool, "w1", now, []store.Completion{
-		{StepUUID: steps[1], Attempt: 1, State: store.StateError, Error: []byte(`{"message":"x"}`)},
-		{StepUUID: steps[2], Attempt: 1, State: store.StateComplete, Results: []byte(`"c"`)},
+		{StepUUID: steps[1], Attempt: 1, Epoch: 1, State: store.StateError, Error: []byte(`{"message":"x"}`)},
+		{StepUUID: steps[2], Attempt: 1, Epoch: 1, State: store.StateComplete, Results: []byte(`"c"`)},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestCancelTask(t *testing.T) {
 			t.Fatalf("step after cancel = %+v, %v", st, err)
 		}
 	}
-	if r, err := store.Complete(ctx, pool, "w1", now, []store.Completion{{StepUUID: steps[0], Attempt: 1, State: store.StateComplete}}); err != nil || r.Stale != 1 {
+	if r, err := store.Complete(ctx, pool, "w1", now, []store.Completion{{StepUUID: steps[0], Attempt: 1, Epoch: 1, State: store.StateComplete}}); err != nil || r.Stale != 1 {
 		t.Fatalf("completion of a cancelled step = %+v, %v; want stale", r, err)
 	}
 	var conflict *store.StateConflictError
@@ -431,7 +431,7 @@ func TestStepReadsShowYields(t *testing.T) {
 			t.Fatalf("claim %d: %v %v", i, cs, err)
 		}
 		ckpt := fmt.Sprintf(`{"cursor": %d}`, i)
-		if _, err := store.Complete(ctx, pool, "w1", now, []store.Completion{{StepUUID: steps[0], Attempt: cs[0].Attempt, State: store.StateEnqueued, RunAt: now, Checkpoint: []byte(ckpt)}}); err != nil {
+		if _, err := store.Complete(ctx, pool, "w1", now, []store.Completion{{StepUUID: steps[0], Attempt: cs[0].Attempt, Epoch: cs[0].Epoch, State: store.StateEnqueued, RunAt: now, Checkpoint: []byte(ckpt)}}); err != nil {
 			t.Fatal(err)
 		}
 	}

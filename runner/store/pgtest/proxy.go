@@ -29,6 +29,7 @@ type Proxy struct {
 	mu    sync.Mutex
 	ln    net.Listener // nil while cut
 	conns map[net.Conn]struct{}
+	held  bool // replies are dropped (see Hold)
 	wg    sync.WaitGroup
 }
 
@@ -68,7 +69,7 @@ func (p *Proxy) URL() string { return p.url }
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	ln, conns := p.ln, p.conns
-	p.ln, p.conns = nil, map[net.Conn]struct{}{}
+	p.ln, p.conns, p.held = nil, map[net.Conn]struct{}{}, false
 	p.mu.Unlock()
 	if ln != nil {
 		_ = ln.Close()
@@ -80,6 +81,22 @@ func (p *Proxy) Cut() {
 		_ = c.Close()
 	}
 	p.wg.Wait()
+}
+
+// Hold drops what the database sends, on every connection, until [Proxy.Cut]:
+// requests still arrive, so a statement sent meanwhile runs and commits but
+// its client never hears back, as when a connection dies right after a
+// commit. The client waits for the reply until Cut resets its connection.
+func (p *Proxy) Hold() {
+	p.mu.Lock()
+	p.held = true
+	p.mu.Unlock()
+}
+
+func (p *Proxy) holding() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held
 }
 
 // Restore makes the database reachable again at the same address.
@@ -150,13 +167,29 @@ func (p *Proxy) pipe(c net.Conn) {
 		_, _ = io.Copy(up, c)
 		_ = up.Close()
 	}()
-	_, _ = io.Copy(c, up)
+	p.replies(c, up)
 	_ = c.Close()
 	<-done
 	p.mu.Lock()
 	delete(p.conns, c)
 	delete(p.conns, up)
 	p.mu.Unlock()
+}
+
+// replies copies the database's side to the client, dropping it while held.
+func (p *Proxy) replies(c, up net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := up.Read(buf)
+		if n > 0 && !p.holding() {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // viaAddr returns dbURL with its host and port replaced by addr.
