@@ -26,7 +26,9 @@ run: build postgres ## the demo: PostgreSQL (or DATABASE_URL), the runner, handl
 
 test: lint ## run every test with the race detector against real PostgreSQL, then each fuzz target for 3s (FUZZTIME)
 	@bash .ci/ensure-postgres --for-tests
-	@bash .ci/ensure-runtimes || echo "make: some example runtimes are missing; their conformance tests will be skipped (see above)"
+	@bash .ci/ensure-runtimes || { \
+		if [[ "$${CI:-}" =~ ^(1|[tT]|true|TRUE|True)$$ ]]; then echo "make: CI=true and example runtimes are missing (see above): stopping" >&2; exit 1; fi; \
+		echo "make: some example runtimes are missing; their conformance tests will be skipped (see above)"; }
 	$(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./...
 	@FUZZTIME=$(or $(FUZZTIME),3s) FUZZTIME_API=$(or $(FUZZTIME_API),3000x) bash .ci/fuzz
 

@@ -88,47 +88,67 @@ func TestRegistryMatchingOrder(t *testing.T) {
 	}
 }
 
+// TestBreakerOpensAndCloses: failures trip the breaker, which then refuses
+// calls without making them; after its open timeout a good probe closes it.
+// The open window is an hour in the first part, so that no pause of a
+// loaded machine can end it before the checks; the recovery part uses a
+// short one and has no upper time bound but the test deadline.
 func TestBreakerOpensAndCloses(t *testing.T) {
 	t.Parallel()
-	var healthy atomic.Bool
-	var calls atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		if !healthy.Load() {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte(`{"success":true}`))
-	}))
-	t.Cleanup(srv.Close)
-	reg := callout.NewRegistry(callout.RegistryConfig{})
-	t.Cleanup(reg.Close)
-	if err := reg.Set([]callout.Endpoint{{Pattern: "flaky", URL: srv.URL, Breaker: callout.BreakerSettings{ConsecutiveFailures: 3, OpenTimeout: 200 * time.Millisecond}}}); err != nil {
-		t.Fatal(err)
+	type service struct {
+		healthy atomic.Bool
+		calls   atomic.Int64
+		call    func() contracts.StepResult
+		status  func() callout.EndpointStatus
 	}
-	inv, _ := reg.Resolve("ns", "flaky")
-	call := func() contracts.StepResult { return inv.Invoke(t.Context(), &contracts.StepEnvelope{}) }
+	start := func(openTimeout time.Duration) *service {
+		svc := &service{}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			svc.calls.Add(1)
+			if !svc.healthy.Load() {
+				http.Error(w, "down", http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = w.Write([]byte(`{"success":true}`))
+		}))
+		t.Cleanup(srv.Close)
+		reg := callout.NewRegistry(callout.RegistryConfig{})
+		t.Cleanup(reg.Close)
+		if err := reg.Set([]callout.Endpoint{{Pattern: "flaky", URL: srv.URL, Breaker: callout.BreakerSettings{ConsecutiveFailures: 3, OpenTimeout: openTimeout}}}); err != nil {
+			t.Fatal(err)
+		}
+		inv, _ := reg.Resolve("ns", "flaky")
+		svc.call = func() contracts.StepResult { return inv.Invoke(t.Context(), &contracts.StepEnvelope{}) }
+		svc.status = func() callout.EndpointStatus { return reg.Endpoints()[0] }
+		for range 3 {
+			if r := svc.call(); r.Error == nil || r.Error.StatusCode != 503 {
+				t.Fatalf("while failing: %+v", r.Error)
+			}
+		}
+		return svc
+	}
 
-	for range 3 {
-		if r := call(); r.Error == nil || r.Error.StatusCode != 503 {
-			t.Fatalf("while failing: %+v", r.Error)
-		}
+	held := start(time.Hour)
+	r := held.call()
+	if r.Error == nil || r.Error.ErrorType != contracts.ErrorTypeCircuitOpen || *r.OrchestrationMetadata.BackoffRequestSeconds < 60 {
+		t.Fatalf("after 3 failures: %+v, want circuit_open with a reopen delay of about the open timeout (an hour)", r.Error)
 	}
-	r := call()
-	if r.Error == nil || r.Error.ErrorType != contracts.ErrorTypeCircuitOpen || *r.OrchestrationMetadata.BackoffRequestSeconds <= 0 {
-		t.Fatalf("after 3 failures: %+v, want circuit_open with a reopen delay", r.Error)
+	held.healthy.Store(true) // recovery does not end the open window early
+	if r := held.call(); r.Error == nil || r.Error.ErrorType != contracts.ErrorTypeCircuitOpen {
+		t.Fatalf("a call during the open window: %+v, want circuit_open", r.Error)
 	}
-	if calls.Load() != 3 {
-		t.Fatalf("the open breaker let a call through: %d calls", calls.Load())
+	if held.calls.Load() != 3 {
+		t.Fatalf("the open breaker let a call through: %d calls", held.calls.Load())
 	}
-	st := reg.Endpoints()[0]
-	if st.BreakerState != "open" || st.Faults != 3 || st.Rejected != 1 {
+	if st := held.status(); st.BreakerState != "open" || st.Faults != 3 || st.Rejected != 2 {
 		t.Fatalf("status while open: %+v", st)
 	}
-	healthy.Store(true)
-	deadline := time.Now().Add(5 * time.Second)
+
+	short := start(50 * time.Millisecond)
+	short.healthy.Store(true)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if r := call(); r.Success {
+		if r := short.call(); r.Success {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -136,7 +156,7 @@ func TestBreakerOpensAndCloses(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // waiting out the open timeout, not synchronising
 	}
-	if st := reg.Endpoints()[0]; st.BreakerState != "closed" {
+	if st := short.status(); st.BreakerState != "closed" {
 		t.Fatalf("after recovery: %+v", st)
 	}
 }
@@ -223,19 +243,27 @@ func TestEndpointConcurrencyLimit(t *testing.T) {
 // An endpoint that answers 429 beyond three concurrent calls: the runner's
 // limit for it drops to about what it can take, so most calls get through;
 // once it stops throttling, the limit climbs back and is lifted.
+//
+// No timing statistic: the service counts a call as done before it
+// answers, so it never sees more calls than the limiter lets through, and
+// throttles only when the limiter probes above 3 (AIMD: a cut to 2, then
+// 2 and 3 successes back up to 4, where a call is refused again). That
+// refuses about one call in six however the calls are scheduled; an
+// endpoint the limiter did not adapt to would refuse about 13 of 16.
 func TestThrottledEndpointLowersItsRate(t *testing.T) {
 	t.Parallel()
 	var inFlight atomic.Int64
 	var throttling atomic.Bool
 	throttling.Store(true)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer inFlight.Add(-1)
 		if inFlight.Add(1) > 3 && throttling.Load() {
+			inFlight.Add(-1)
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, "slow down", http.StatusTooManyRequests)
 			return
 		}
 		time.Sleep(time.Millisecond) // a little work, so calls overlap
+		inFlight.Add(-1)             // before the answer: the caller's slot is still taken
 		_, _ = w.Write([]byte(`{"success":true}`))
 	}))
 	t.Cleanup(srv.Close)
@@ -268,7 +296,7 @@ func TestThrottledEndpointLowersItsRate(t *testing.T) {
 	}
 	throttled := run(800)
 	st := reg.Endpoints()[0]
-	if throttled > 800*35/100 || st.Throttled != throttled || st.ConcurrencyLimit < 1 || st.ConcurrencyLimit > 8 {
+	if throttled > 800/2 || st.Throttled != throttled || st.ConcurrencyLimit < 1 || st.ConcurrencyLimit > 8 {
 		t.Fatalf("16 callers against a capacity of 3: %d of 800 calls throttled; status limit %d, throttled %d",
 			throttled, st.ConcurrencyLimit, st.Throttled)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -102,7 +103,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	fs.Float64Var(&o.rate, "rate", benchRateDefault, "steps/s offered in the latency scenario (4 steps per task)")
 	fs.DurationVar(&o.duration, "duration", benchDurationDefault, "length of the latency scenario, warm-up included")
 	fs.IntVar(&o.history, "latency-history", 0, fmt.Sprintf("latency scenario: linear-4 tasks run (and the tables analysed) before the measurement, for a database with a past (0: one per task the run offers, %d at most)", benchLatencyHistoryMax))
-	fs.IntVar(&o.repeat, "repeat", 1, "run every scenario `N` times (each in a fresh database) and report medians")
+	fs.IntVar(&o.repeat, "repeat", 1, "run every scenario `N` times (each in a fresh database) and report its median run (by its main figure), every figure from that run")
 	fs.IntVar(&o.poolSize, "pool", benchPoolDefault, "tuning: the runner's connection pool size")
 	fs.IntVar(&o.flushBatch, "flush-batch", 0, "tuning: the completer's most outcomes per write (0: the runner's default)")
 	fs.IntVar(&o.flushWriters, "flush-writers", 0, "tuning: the completer's most writes at once (0: the runner's default)")
@@ -395,8 +396,11 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 		}
 	}
 	if len(batches) > 0 {
-		b := mergeETL(batches)
+		b := medianETL(batches)
 		res.Batch = &b
+		if len(batches) > 1 {
+			res.BatchRuns = batches
+		}
 	}
 	res.Figures = figures(res)
 	res.Measured = describe(res, srv)
@@ -449,70 +453,40 @@ func median(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	if len(s)%2 == 1 {
-		return s[len(s)/2]
+		return s[(len(s)-1)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func medianOf[T any](runs []T, f func(T) float64) float64 {
-	xs := make([]float64, len(runs))
-	for i, r := range runs {
-		xs[i] = f(r)
-	}
-	return median(xs)
+// medianRun returns the run whose main figure, key, is the median: the
+// lower middle one for an even count (a real run, not the mean of two). The
+// aggregates of --repeat report that run whole, so that every figure of a
+// scenario comes from the same run rather than from medians of different
+// runs. runs is not modified; ties keep their order.
+func medianRun[T any](runs []T, key func(T) float64) T {
+	s := slices.Clone(runs)
+	slices.SortStableFunc(s, func(a, b T) int { return cmp.Compare(key(a), key(b)) })
+	return s[(len(s)-1)/2]
 }
 
-// medianBacklog reports the run with the median throughput, so that every
-// figure comes from one real run; memory is the highest peak of all runs.
+// medianBacklog reports the run with the median throughput (steps/s),
+// every figure of it (memory included) from that one run.
 func medianBacklog(runs []backlogResult) backlogResult {
 	if len(runs) == 1 {
 		return runs[0]
 	}
-	s := slices.Clone(runs)
-	slices.SortFunc(s, func(a, b backlogResult) int {
-		switch {
-		case a.StepsPerSec < b.StepsPerSec:
-			return -1
-		case a.StepsPerSec > b.StepsPerSec:
-			return 1
-		}
-		return 0
-	})
-	m := s[(len(s)-1)/2]
-	m.StepsPerSec = medianOf(runs, func(r backlogResult) float64 { return r.StepsPerSec })
-	m.InsertTasksPerSec = medianOf(runs, func(r backlogResult) float64 { return r.InsertTasksPerSec })
-	for _, r := range runs {
-		m.Memory.PeakRSSMB = max(m.Memory.PeakRSSMB, r.Memory.PeakRSSMB)
-		m.Memory.PeakGoHeapMB = max(m.Memory.PeakGoHeapMB, r.Memory.PeakGoHeapMB)
-	}
+	m := medianRun(runs, func(r backlogResult) float64 { return r.StepsPerSec })
 	m.MedianOf = len(runs)
 	return m
 }
 
+// medianLatency reports the run with the median end-to-end p50, every
+// percentile of it from that one run.
 func medianLatency(runs []latencyResult) latencyResult {
 	if len(runs) == 1 {
 		return runs[0]
 	}
-	medP := func(f func(latencyResult) percentiles) percentiles {
-		return percentiles{
-			P50: medianOf(runs, func(r latencyResult) float64 { return f(r).P50 }),
-			P95: medianOf(runs, func(r latencyResult) float64 { return f(r).P95 }),
-			P99: medianOf(runs, func(r latencyResult) float64 { return f(r).P99 }),
-			Max: medianOf(runs, func(r latencyResult) float64 { return f(r).Max }),
-			N:   int(medianOf(runs, func(r latencyResult) float64 { return float64(f(r).N) })),
-		}
-	}
-	m := runs[0]
-	m.EndToEndMs = medP(func(r latencyResult) percentiles { return r.EndToEndMs })
-	m.EnqueueToStartMs = medP(func(r latencyResult) percentiles { return r.EnqueueToStartMs })
-	m.EnqueueToStartFirstStepMs = medP(func(r latencyResult) percentiles { return r.EnqueueToStartFirstStepMs })
-	m.EnqueueToStartChildMs = medP(func(r latencyResult) percentiles { return r.EnqueueToStartChildMs })
-	m.ChildReadyToWrittenMs = medP(func(r latencyResult) percentiles { return r.ChildReadyToWrittenMs })
-	m.ChildWrittenToStartMs = medP(func(r latencyResult) percentiles { return r.ChildWrittenToStartMs })
-	m.SubmitMs = medP(func(r latencyResult) percentiles { return r.SubmitMs })
-	m.TasksMeasured = int(medianOf(runs, func(r latencyResult) float64 { return float64(r.TasksMeasured) }))
-	m.TasksSubmitted = int(medianOf(runs, func(r latencyResult) float64 { return float64(r.TasksSubmitted) }))
-	m.AchievedStepsPerSec = medianOf(runs, func(r latencyResult) float64 { return r.AchievedStepsPerSec })
+	m := medianRun(runs, func(r latencyResult) float64 { return r.EndToEndMs.P50 })
 	m.MedianOf = len(runs)
 	return m
 }

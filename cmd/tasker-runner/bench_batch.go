@@ -383,6 +383,9 @@ type etlResult struct {
 	TaskerRowsPerSec float64       `json:"tasker_rows_per_sec"`
 	Large            etlSizeResult `json:"large"`
 	Small            etlSizeResult `json:"small"`
+	// MedianOf is the number of --repeat iterations this one is the median
+	// of (0: one iteration).
+	MedianOf int `json:"median_of,omitempty"`
 }
 
 const etlNote = "one task per run on a warm runner (one 1,000-row task run first, then the tables analysed); handlers are in-process Go: each row is generated from its id, JSON-encoded and folded into an FNV-64a checksum; the aggregate's totals are checked against totals computed without the runner"
@@ -579,39 +582,42 @@ func (er *etlRunner) once(ctx context.Context, e etlExpect) (etlRun, error) {
 	return run, nil
 }
 
-// mergeETL pools the runs of --repeat iterations; CPU figures are the
-// first iteration's.
-func mergeETL(all []etlResult) etlResult {
-	m := all[0]
-	for _, x := range all[1:] {
-		m.Large.Runs = append(m.Large.Runs, x.Large.Runs...)
-		m.Small.Runs = append(m.Small.Runs, x.Small.Runs...)
+// medianETL reports the iteration of --repeat with the median main figure
+// (the large task's median rows/s; without large runs the small one's),
+// whole: its spreads and CPU figures all come from that iteration.
+func medianETL(all []etlResult) etlResult {
+	if len(all) == 1 {
+		return all[0]
 	}
-	m.Large.summarize()
-	m.Small.summarize()
+	m := medianRun(all, func(e etlResult) float64 {
+		if len(e.Large.Runs) > 0 {
+			return e.Large.RowsPerSec.Median
+		}
+		return e.Small.RowsPerSec.Median
+	})
+	m.MedianOf = len(all)
 	return m
 }
 
 func etlFigures(b *etlResult) []figure {
 	var fs []figure
-	target := fmt.Sprintf("> %d", taskerBatchRowsPerSec)
 	for _, s := range []*etlSizeResult{&b.Large, &b.Small} {
 		if len(s.Runs) == 0 {
 			continue
 		}
 		name := fmt.Sprintf("batch %s rows / %d cursors", groupThousands(int64(s.Rows)), s.Cursors)
 		runs := fmt.Sprintf("median of %d runs", len(s.Runs))
-		beatsTasker := s.RowsPerSec.Median > taskerBatchRowsPerSec
+		// No target and no ok/MISSED: the only reference is Tasker's
+		// published figure, measured on other hardware (the vs line below).
 		fs = append(fs,
 			figure{Name: name + ", rows/s", Value: s.RowsPerSec.Median, Unit: "rows/s",
-				Target: target, Met: &beatsTasker,
-				How: fmt.Sprintf("rows / end to end; %s (min %s, max %s); target: Tasker's Rust worker reports about %s rows/s for 1,000 rows; %d workers, checkpoint every %d rows: %d worker calls (%d yields) per task, totals verified",
-					runs, formatValue(s.RowsPerSec.Min), formatValue(s.RowsPerSec.Max), groupThousands(taskerBatchRowsPerSec), s.Workers, b.CheckpointEvery, s.WorkerCalls, s.Yields)},
+				How: fmt.Sprintf("rows / end to end; %s (min %s, max %s); %d workers, checkpoint every %d rows: %d worker calls (%d yields) per task, totals verified",
+					runs, formatValue(s.RowsPerSec.Min), formatValue(s.RowsPerSec.Max), s.Workers, b.CheckpointEvery, s.WorkerCalls, s.Yields)},
 			figure{Name: name + ", end to end", Value: s.EndToEndMs.Median, Unit: "ms",
 				How: fmt.Sprintf("Submit called -> task-complete event (analyze -> %d batch workers -> aggregate); %s (min %s, max %s)",
 					s.Workers, runs, formatValue(s.EndToEndMs.Min), formatValue(s.EndToEndMs.Max))},
-			figure{Name: name + ", vs Tasker", Value: s.TaskerRatio, Unit: "x",
-				How: fmt.Sprintf("median rows/s / Tasker's %s rows/s (its figure is for 1,000 rows, on its own hardware)", groupThousands(taskerBatchRowsPerSec))},
+			figure{Name: name + ", vs Tasker's published figure (other hardware)", Value: s.TaskerRatio, Unit: "x",
+				How: fmt.Sprintf("median rows/s / the about %s rows/s Tasker's Rust worker publishes for 1,000 rows, measured on its hardware, not on this machine: a rough comparison, not a target", groupThousands(taskerBatchRowsPerSec))},
 		)
 		if s.FanOutMs.Median > 0 {
 			fs = append(fs, figure{Name: name + ", fan-out", Value: s.FanOutMs.Median, Unit: "ms",
@@ -631,6 +637,9 @@ func etlFigures(b *etlResult) []figure {
 
 func printETLDetail(w io.Writer, b *etlResult) {
 	fmt.Fprintf(w, "  batch note: %s\n", b.Note)
+	if b.MedianOf > 1 {
+		fmt.Fprintf(w, "  batch figures: the median iteration of %d (--repeat) by the large task's median rows/s, every figure from it\n", b.MedianOf)
+	}
 	for _, s := range []*etlSizeResult{&b.Large, &b.Small} {
 		if len(s.Runs) == 0 {
 			continue

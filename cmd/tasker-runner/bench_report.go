@@ -30,6 +30,7 @@ type benchResults struct {
 	HTTP         *httpResult     `json:"http,omitempty"`
 	HTTPRuns     []httpResult    `json:"http_runs,omitempty"`
 	Batch        *etlResult      `json:"batch,omitempty"`
+	BatchRuns    []etlResult     `json:"batch_runs,omitempty"`
 	Soak         *soakResult     `json:"soak,omitempty"`
 	TotalSeconds float64         `json:"total_seconds"`
 }
@@ -89,7 +90,7 @@ func figures(r *benchResults) []figure {
 		fs = append(fs,
 			figure{Name: "backlog work-down", Value: b.StepsPerSec, Unit: "steps/s",
 				Target: fmt.Sprintf(">= %d", targetBacklogStepsPerSec), Met: atLeast(b.StepsPerSec, targetBacklogStepsPerSec),
-				How: fmt.Sprintf("%d single-step tasks inserted first, then one runner (max_concurrent_steps %d) started; steps / (runner start -> last task-complete event)", b.Steps, r.Settings.Concurrency)},
+				How: fmt.Sprintf("%d single-step tasks inserted first, then %s (the statistics autovacuum would have gathered), then one runner (max_concurrent_steps %d) started; steps / (runner start -> last task-complete event)", b.Steps, backlogVacuum, r.Settings.Concurrency)},
 		)
 		if b.RunnerCPUMicrosPerStep > 0 {
 			fs = append(fs, figure{Name: "runner CPU per step (backlog)", Value: b.RunnerCPUMicrosPerStep, Unit: "µs",
@@ -221,7 +222,7 @@ func printBenchTable(w io.Writer, r *benchResults) {
 		fmt.Fprintf(w, "  backlog detail: insert %.2fs, work-down %.2fs, %d claims (%.0f steps each), %d completion writes (%.0f steps each), runner CPU %.0f µs per step",
 			b.InsertSeconds, b.WorkDownSeconds, b.ClaimQueries, b.MeanClaimSize, b.Flushes, b.MeanFlushSize, b.RunnerCPUMicrosPerStep)
 		if b.MedianOf > 1 {
-			fmt.Fprintf(w, "; median of %d runs", b.MedianOf)
+			fmt.Fprintf(w, "; the median run of %d by steps/s, every figure from it", b.MedianOf)
 		}
 		fmt.Fprintln(w)
 	}
@@ -230,7 +231,7 @@ func printBenchTable(w io.Writer, r *benchResults) {
 			l.EnqueueToStartFirstStepMs.P50, l.EnqueueToStartFirstStepMs.P99, l.SubmitMs.P50, l.EnqueueToStartChildMs.P50, l.EnqueueToStartChildMs.P99,
 			l.ChildReadyToWrittenMs.P50, l.ChildWrittenToStartMs.P50, l.EndToEndMs.Max)
 		if l.MedianOf > 1 {
-			fmt.Fprintf(w, "; medians of %d runs", l.MedianOf)
+			fmt.Fprintf(w, "; the median run of %d by end to end p50, every figure from it", l.MedianOf)
 		}
 		fmt.Fprintln(w)
 	}
@@ -250,7 +251,7 @@ func printBenchTable(w io.Writer, r *benchResults) {
 			}
 		}
 		if h.MedianOf > 1 {
-			fmt.Fprintf(w, "  HTTP figures: medians of %d runs\n", h.MedianOf)
+			fmt.Fprintf(w, "  HTTP figures: the median run of %d by its first work-down's steps/s, every figure from it\n", h.MedianOf)
 		}
 	}
 	if b := r.Batch; b != nil {

@@ -159,6 +159,10 @@ type memory struct {
 	Note          string  `json:"note"`
 }
 
+// backlogVacuum runs between the insert of a backlog and the start of the
+// runner (runBacklogWith).
+const backlogVacuum = "VACUUM ANALYZE tasker.steps, tasker.tasks"
+
 // runBacklog inserts o.steps single-step tasks, then starts one runner and
 // times it until every task is complete, as reported by the runner's events.
 func runBacklog(ctx context.Context, env *environment, srv *benchServer, o benchOptions, profile *os.File) (backlogResult, error) {
@@ -210,8 +214,9 @@ func runBacklogWith(ctx context.Context, env *environment, srv *benchServer, o b
 	fmt.Fprintf(o.progress, "bench:   inserted in %.2fs (%.0f tasks/s); starting the runner\n", res.InsertSeconds, res.InsertTasksPerSec)
 	reqs = nil
 	// Vacuum and analyse as autovacuum would have by now in a long-lived
-	// database, so the claim plans see real statistics.
-	if _, err := sc.pool.Exec(ctx, "VACUUM ANALYZE tasker.steps, tasker.tasks"); err != nil {
+	// database, so the claim plans see real statistics. The figures' how
+	// text says so.
+	if _, err := sc.pool.Exec(ctx, backlogVacuum); err != nil {
 		return res, err
 	}
 

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -131,14 +132,15 @@ func TestGeneratedClientsFresh(t *testing.T) {
 
 // TestTypeScriptClientTypeChecks runs `tsc --noEmit` on openapi/client-ts
 // (installing its locked dependencies with `npm ci` first when
-// node_modules is missing). Without Node.js it skips, saying so.
+// node_modules is missing). Without Node.js it skips, saying so; under CI
+// (CI=true) it fails instead.
 func TestTypeScriptClientTypeChecks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: not type-checking the TypeScript client")
 	}
 	for _, tool := range []string{"node", "npm", "npx"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("SKIPPED: %s is not installed, the TypeScript client is not type-checked (install Node.js 20+)", tool)
+			missingRuntime(t, "%s is not installed, the TypeScript client is not type-checked (install Node.js 20+)", tool)
 		}
 	}
 	dir, err := filepath.Abs(filepath.Join("..", "client-ts"))
@@ -160,4 +162,15 @@ func TestTypeScriptClientTypeChecks(t *testing.T) {
 		run("npm", "ci", "--no-audit", "--no-fund")
 	}
 	run("npx", "--no-install", "tsc", "--noEmit", "-p", ".")
+}
+
+// missingRuntime reports a missing runtime: a skip on a developer's machine,
+// a failure under CI (CI=true in the environment), where
+// .ci/ensure-runtimes must have installed it.
+func missingRuntime(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
+		t.Fatalf("FAILING (CI=true: a runtime must not be missing): "+format, args...)
+	}
+	t.Skipf("SKIPPED: "+format, args...)
 }

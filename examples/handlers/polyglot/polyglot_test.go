@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -111,18 +112,16 @@ var ensureRuntimes = sync.OnceValue(func() string {
 	return string(out)
 })
 
-// ready makes sure l's runtime is there, skipping loudly when it cannot be
-// installed, builds the service and returns its directory.
+// ready makes sure l's runtime is there, builds the service and returns its
+// directory. When the runtime is missing and cannot be installed it skips
+// loudly, or fails under CI (see [missingRuntime]).
 func (l language) ready(t *testing.T) string {
 	t.Helper()
 	said := ensureRuntimes()
 	if !l.present() {
-		t.Skipf("\n"+
-			"##########################################################################\n"+
-			"## SKIPPING the %s example handler: its runtime is missing (%s failed)\n"+
+		missingRuntime(t, "the %s example handler: its runtime is missing (%s failed)\n"+
 			"## and .ci/ensure-runtimes could not install it:\n%s\n"+
-			"## Install it (%s), then run the tests again.\n"+
-			"##########################################################################",
+			"## Install it (%s), then run the tests again.",
 			l.name, strings.Join(l.probe, " "), indent(said), l.install)
 	}
 	dir := filepath.Join(root, "examples", "handlers", l.name)
@@ -130,6 +129,26 @@ func (l language) ready(t *testing.T) string {
 		l.build(t, dir)
 	}
 	return dir
+}
+
+// missingRuntime reports a missing language runtime in a box: a skip on a
+// developer's machine, a failure under CI (CI=true in the environment),
+// where .ci/ensure-runtimes must have installed every runtime.
+func missingRuntime(t testing.TB, format string, args ...any) {
+	t.Helper()
+	verb, end := "SKIPPING", t.Skipf
+	if underCI() {
+		verb, end = "FAILING (CI=true: a runtime must not be missing)", t.Fatalf
+	}
+	line := strings.Repeat("#", 74)
+	end("\n%s\n## %s %s\n%s", line, verb, fmt.Sprintf(format, args...), line)
+}
+
+// underCI reports whether the tests run under CI: CI set to a true value
+// (CI=true, as CI services and .ci/run set it).
+func underCI() bool {
+	ci, _ := strconv.ParseBool(os.Getenv("CI"))
+	return ci
 }
 
 func indent(s string) string {

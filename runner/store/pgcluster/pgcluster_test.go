@@ -230,7 +230,7 @@ func TestRunsAsNonRootUser(t *testing.T) {
 	ctx := testContext(t)
 	nobody, err := user.Lookup("nobody")
 	if err != nil {
-		t.Skipf("no nobody user: %v", err)
+		missingUser(t, "no nobody user to run PostgreSQL as: %v", err)
 	}
 	uid, _ := strconv.Atoi(nobody.Uid)
 	gid, _ := strconv.Atoi(nobody.Gid)
@@ -523,4 +523,15 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	if err := dst.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// missingUser reports a missing user account a test needs: a skip on a
+// developer's machine, a failure under CI (CI=true in the environment),
+// where the machine is expected to have it.
+func missingUser(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
+		t.Fatalf("FAILING (CI=true: a test prerequisite must not be missing): "+format, args...)
+	}
+	t.Skipf(format, args...)
 }
