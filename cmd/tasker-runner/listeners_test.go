@@ -192,12 +192,12 @@ func TestServeTLS(t *testing.T) {
 	pool := first.Pool()
 	pool.AddCert(second.Leaf)
 
-	code, cn, err := tlsGet("https://"+addrs.api+"/health", pool)
+	code, cn, err := tlsGet("https://"+addrs.api+"/health/live", pool)
 	if err != nil || code != http.StatusOK || cn != "first" {
-		t.Fatalf("GET https /health = %d from %q, %v; want 200 from first", code, cn, err)
+		t.Fatalf("GET https /health/live = %d from %q, %v; want 200 from first", code, cn, err)
 	}
 	// No plain HTTP on a TLS listener.
-	if resp, err := noKeepAlive.Get("http://" + addrs.api + "/health"); err == nil {
+	if resp, err := noKeepAlive.Get("http://" + addrs.api + "/health/live"); err == nil {
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusOK {
 			t.Errorf("plain HTTP answered 200 on the TLS listener")
@@ -211,7 +211,7 @@ func TestServeTLS(t *testing.T) {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		code, cn, err = tlsGet("https://"+addrs.api+"/health", pool)
+		code, cn, err = tlsGet("https://"+addrs.api+"/health/live", pool)
 		if err == nil && code == http.StatusOK && cn == "second" {
 			break
 		}
