@@ -256,7 +256,7 @@ func (w *wireResult) normalize() (res contracts.StepResult, retryableSet bool, e
 		if e.ErrorType == "" {
 			e.ErrorType = contracts.ErrorTypeHandler
 		}
-		if e.Message == "" && !res.Success {
+		if strings.TrimSpace(e.Message) == "" && !res.Success {
 			e.Message = "handler reported failure without a message"
 		}
 		res.Error = e
