@@ -49,7 +49,7 @@ func endpointStatus(t *testing.T, reg *callout.Registry, pattern string) callout
 // UNAVAILABLE, INTERNAL, UNKNOWN, DEADLINE_EXCEEDED) trip it; a handler's
 // verdict (other 4xx, a success:false result, the permanent Connect codes,
 // ABORTED) and throttling (429, RESOURCE_EXHAUSTED: the AIMD limit's job,
-// DESIGN §6) do not.
+// as the README's callout section says) do not.
 //
 // Each case has its own endpoint with a breaker that trips at the second
 // consecutive fault: one call must leave a fault counted and the breaker

@@ -51,7 +51,7 @@ type HTTPResponse struct {
 }
 
 // ClassifyResponse turns a handler's HTTP answer into a step result
-// (DESIGN.md §5). It is pure: same input, same result.
+// (the handler contract, contracts/README.md). It is pure: same input, same result.
 //
 //   - 2xx with a step result body: that result (see [DecodeStepResult]).
 //   - 2xx with an empty body: success with a null result.

@@ -81,7 +81,7 @@ type HTTPConfig struct {
 	Now func() time.Time
 }
 
-// HTTPInvoker calls a handler over HTTP+JSON (DESIGN.md §5). It is an
+// HTTPInvoker calls a handler over HTTP+JSON (the handler contract, contracts/README.md). It is an
 // [Invoker] and a [BatchInvoker], safe for concurrent use.
 type HTTPInvoker struct {
 	parts    []string // the URL split at each {callable}; one part when none

@@ -9,7 +9,7 @@ import (
 )
 
 // RequestSigner signs the HTTP callouts to one endpoint the Standard
-// Webhooks way (DESIGN.md §5), with [webhook.Signer]. Build one per endpoint
+// Webhooks way (the handler contract, contracts/README.md), with [webhook.Signer]. Build one per endpoint
 // when it is registered, not per call. A nil *RequestSigner signs nothing,
 // so an endpoint without a secret needs no special case. It is safe for
 // concurrent use.

@@ -16,7 +16,7 @@ import (
 )
 
 // TestRunnerHonoursRequestedDelay: a failed attempt is retried after the
-// delay its handler asked for (DESIGN §4 rule 9): a result's
+// delay its handler asked for (README: retries): a result's
 // orchestration_metadata.backoff_request_seconds, else its backoff_hint,
 // else a Retry-After header; the request wins over the template's backoff
 // (even over its max_backoff_ms) and is capped at 24 hours (Retry-After at

@@ -15,7 +15,7 @@ import (
 
 // TestLeaseExtendedWhileHandlerRuns: a handler runs for several visibility
 // timeouts while a second runner polls the same database. The first
-// runner's heartbeat keeps extending the lease (DESIGN §4 rule 4), so the
+// runner's heartbeat keeps extending the lease (README: leases), so the
 // second never rescues the step: one attempt, one handler call, one claim
 // in the audit, and the first runner's outcome is applied (not stale).
 func TestLeaseExtendedWhileHandlerRuns(t *testing.T) {

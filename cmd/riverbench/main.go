@@ -1,8 +1,8 @@
 // Command riverbench measures River (riverqueue/river) on this machine the
 // way "tasker-runner bench" measures the backlog work-down: a backlog of
 // no-op jobs inserted first, then one client works it down; jobs/s is jobs
-// / (client start -> last job-completed event). DESIGN.md §11 states the
-// backlog target relative to River on the same machine: this is how to get
+// / (client start -> last job-completed event). The backlog target is
+// a ratio to River on the same machine: this is how to get
 // that figure. It is a module of its own so that River stays out of the
 // runner's dependencies; "make bench-river" runs it.
 package main

@@ -18,8 +18,8 @@ import (
 	"github.com/tasker-runner/tasker-runner/runner"
 )
 
-// The bench command measures the engine against the targets of DESIGN.md
-// §11: (a) work-down of a backlog of single-step tasks, (b) end-to-end and
+// The bench command measures the engine against the targets of the
+// README's performance section: (a) work-down of a backlog of single-step tasks, (b) end-to-end and
 // enqueue-to-start latency of a 4-step linear workflow offered at a fixed
 // light rate, (c) the runner's peak memory during (a); and, opt-in with
 // --soak, (e) the runner's memory under a steady mixed load for a long
@@ -44,7 +44,7 @@ const (
 	benchLatencyHistoryLimit = 1_000_000
 )
 
-// Targets from DESIGN.md §11.
+// Targets of the README's performance section.
 const (
 	targetBacklogStepsPerSec = 15_000
 	targetE2EP50Ms           = 25

@@ -33,7 +33,7 @@ const (
 	benchBatchWindowDefault = 2 * time.Millisecond
 )
 
-// Targets from DESIGN.md §11.
+// Targets of the README's performance section.
 const (
 	targetHTTPStepsPerSec        = 5_000
 	targetHTTPBatchedStepsPerSec = 12_000

@@ -21,7 +21,7 @@ import (
 )
 
 // The soak scenario (opt-in: --soak DURATION) checks the second half of
-// DESIGN.md §11's memory target, "no growth over a 10-minute soak". One
+// the README's memory target, "no growth over a 10-minute soak". One
 // runner gets a steady mixed load for the whole duration: a paced
 // submitter offers a fixed rate of single-step tasks, 4-step linear
 // workflows and 4-step diamonds, with in-process no-op Go handlers of which
@@ -53,7 +53,7 @@ const (
 	benchSoakMemProfileRate = 4 << 10
 )
 
-// Targets of the soak. DESIGN.md §11 says "no growth"; these say how much
+// Targets of the soak. The README's target says "no growth"; these say how much
 // counts as none. A leak of a few hundred bytes per step at 500 steps/s is
 // about 10 MB/min and clears the slope threshold by far.
 const (

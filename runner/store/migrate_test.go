@@ -168,7 +168,7 @@ func TestMigrateRefusesModifiedAndUnknown(t *testing.T) {
 	}
 }
 
-// The check constraints reject state names outside DESIGN.md §3.
+// The check constraints reject state names outside the step and task states the README lists.
 func TestSchemaRejectsUnknownStates(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
