@@ -1,7 +1,6 @@
 package callout_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net"
@@ -13,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/dns/dnsmessage"
-
 	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/callout/callouttest"
 	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
@@ -191,7 +189,7 @@ func TestURLPolicyJudgesResolvedAddress(t *testing.T) {
 	srv, hits := countingServer(t)
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	target := "http://" + net.JoinHostPort("handler.rebind.test", port) + "/run"
-	resolver := fakeResolver(t, netip.MustParseAddr("127.0.0.1"))
+	resolver := callouttest.Resolver(t, netip.MustParseAddr("127.0.0.1"))
 
 	call := func(p *callout.URLPolicy) contracts.StepResult {
 		t.Helper()
@@ -236,52 +234,6 @@ func countingServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	}))
 	t.Cleanup(srv.Close)
 	return srv, hits
-}
-
-// fakeResolver answers every A query with addr (and AAAA with nothing),
-// from a DNS server on loopback.
-func fakeResolver(t *testing.T, addr netip.Addr) *net.Resolver {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { pc.Close(); <-done })
-	go func() {
-		defer close(done)
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			var p dnsmessage.Parser
-			h, err := p.Start(buf[:n])
-			if err != nil {
-				continue
-			}
-			q, err := p.Question()
-			if err != nil {
-				continue
-			}
-			b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true})
-			_ = b.StartQuestions()
-			_ = b.Question(q)
-			_ = b.StartAnswers()
-			if q.Type == dnsmessage.TypeA {
-				_ = b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 1}, dnsmessage.AResource{A: addr.As4()})
-			}
-			msg, err := b.Finish()
-			if err == nil {
-				_, _ = pc.WriteTo(msg, from)
-			}
-		}
-	}()
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "udp", pc.LocalAddr().String())
-	}}
 }
 
 // The reply of a service that is not a handler is kept apart from the

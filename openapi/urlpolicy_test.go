@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"golang.org/x/net/dns/dnsmessage"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/callout/callouttest"
 	adminv1 "github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1"
 	"github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1/adminv1connect"
 	"github.com/tasker-runner/tasker-runner/openapi"
@@ -99,7 +99,7 @@ func TestHandlerURLPolicyRefusesAtCallTime(t *testing.T) {
 	internal, hits := internalService(t, http.StatusOK)
 	_, port, _ := net.SplitHostPort(internal.Listener.Addr().String())
 	policy := &callout.URLPolicy{}
-	hc := callout.NewClient(callout.NewTransport(callout.TransportOptions{URLPolicy: policy, Resolver: loopbackResolver(t)}))
+	hc := callout.NewClient(callout.NewTransport(callout.TransportOptions{URLPolicy: policy, Resolver: callouttest.Resolver(t, netip.MustParseAddr("127.0.0.1"))}))
 	t.Cleanup(hc.CloseIdleConnections)
 	e := newAPIEnv(t, envOptions{runner: true, urlPolicy: policy, client: hc})
 
@@ -207,52 +207,6 @@ func TestReplyExcerptNeedsAdminScope(t *testing.T) {
 	if got := protojson.Format(dl.Msg); strings.Contains(got, secret) || !strings.Contains(got, "excerpt hidden") {
 		t.Errorf("mirror dead letters as reader: %s", got)
 	}
-}
-
-// loopbackResolver answers every A query with 127.0.0.1 (and AAAA with
-// nothing), from a DNS server on loopback: a name an attacker controls.
-func loopbackResolver(t *testing.T) *net.Resolver {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { pc.Close(); <-done })
-	addr := netip.MustParseAddr("127.0.0.1")
-	go func() {
-		defer close(done)
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			var p dnsmessage.Parser
-			h, err := p.Start(buf[:n])
-			if err != nil {
-				continue
-			}
-			q, err := p.Question()
-			if err != nil {
-				continue
-			}
-			b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true})
-			_ = b.StartQuestions()
-			_ = b.Question(q)
-			_ = b.StartAnswers()
-			if q.Type == dnsmessage.TypeA {
-				_ = b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 1}, dnsmessage.AResource{A: addr.As4()})
-			}
-			if msg, err := b.Finish(); err == nil {
-				_, _ = pc.WriteTo(msg, from)
-			}
-		}
-	}()
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "udp", pc.LocalAddr().String())
-	}}
 }
 
 // secret_ref cannot be used to probe the host: files outside the secret
