@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-runner/tasker-runner/callout"
-	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
 )
@@ -74,22 +72,8 @@ func TestCompleterRetriesAfterDroppedConnection(t *testing.T) {
 	client := runner.NewClient(admin, runner.ClientConfig{})
 	register(t, client, "name: one\nnamespace_name: drop\nversion: 1\nsteps:\n  - name: only\n    handler: {callable: work}\n")
 
-	var calls atomic.Int64
-	entered := make(chan struct{}, 10)
-	release := make(chan struct{})
-	var once sync.Once
-	letGo := func() { once.Do(func() { close(release) }) }
 	var handlers callout.Funcs
-	handlers.Register("work", func(ctx context.Context, _ *contracts.StepEnvelope) (contracts.StepResult, error) {
-		calls.Add(1)
-		entered <- struct{}{}
-		select {
-		case <-release:
-		case <-ctx.Done():
-			return contracts.StepResult{}, ctx.Err()
-		}
-		return contracts.StepResult{Success: true}, nil
-	})
+	held := holdHandler(&handlers, "work")
 	// Submitted before the runner starts: its one claim, at start, takes it.
 	sub, err := client.Submit(ctx, runner.SubmitRequest{Namespace: "drop", Name: "one"})
 	if err != nil {
@@ -103,10 +87,10 @@ func TestCompleterRetriesAfterDroppedConnection(t *testing.T) {
 		WorkerID: "w", Handlers: &handlers, Logger: logger, Mode: runner.ModePollingOnly,
 		PollInterval: time.Hour, HeartbeatInterval: time.Hour, LeaseFor: time.Hour,
 	})
-	t.Cleanup(letGo)
+	t.Cleanup(held.letGo)
 
 	select {
-	case <-entered:
+	case <-held.entered:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the handler was never called")
 	}
@@ -125,7 +109,7 @@ func TestCompleterRetriesAfterDroppedConnection(t *testing.T) {
 		}
 		return n == 0
 	})
-	letGo()
+	held.letGo()
 	waitFor(t, 30*time.Second, "the task to complete", func() bool { return taskState(t, admin, sub.TaskUUID) == "complete" })
 
 	var state string
@@ -136,9 +120,9 @@ func TestCompleterRetriesAfterDroppedConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := r.Stats()
-	if state != "complete" || attempts != 1 || completes != 1 || calls.Load() != 1 || st.Completed != 1 || st.Stale != 0 {
+	if state != "complete" || attempts != 1 || completes != 1 || held.calls.Load() != 1 || st.Completed != 1 || st.Stale != 0 {
 		t.Fatalf("step %s, attempt %d, %d complete transitions, %d handler calls; stats %+v; want complete, 1, 1, 1, one completed and none stale",
-			state, attempts, completes, calls.Load(), st)
+			state, attempts, completes, held.calls.Load(), st)
 	}
 	if retries.Load() == 0 {
 		t.Fatalf("the completer's write never failed (%d connections dropped): the test did not exercise the retry", killed)

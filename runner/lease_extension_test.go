@@ -1,14 +1,10 @@
 package runner_test
 
 import (
-	"context"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tasker-runner/tasker-runner/callout"
-	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
 )
@@ -26,22 +22,8 @@ func TestLeaseExtendedWhileHandlerRuns(t *testing.T) {
 	register(t, client, "name: slow\nnamespace_name: lease\nversion: 1\nsteps:\n  - name: only\n    handler: {callable: slow}\n    timeout_seconds: 120\n    retry: {max_attempts: 3}\n")
 
 	const leaseFor = 2 * time.Second // the shortest allowed is 1s
-	var calls atomic.Int64
-	entered := make(chan struct{}, 10)
-	release := make(chan struct{})
-	var once sync.Once
-	letGo := func() { once.Do(func() { close(release) }) }
 	var handlers callout.Funcs
-	handlers.Register("slow", func(ctx context.Context, _ *contracts.StepEnvelope) (contracts.StepResult, error) {
-		calls.Add(1)
-		entered <- struct{}{}
-		select {
-		case <-release:
-		case <-ctx.Done():
-			return contracts.StepResult{}, ctx.Err()
-		}
-		return contracts.StepResult{Success: true}, nil
-	})
+	held := holdHandler(&handlers, "slow")
 	cfg := func(id string) runner.Config {
 		return runner.Config{
 			WorkerID: id, Handlers: &handlers, LeaseFor: leaseFor,
@@ -49,14 +31,14 @@ func TestLeaseExtendedWhileHandlerRuns(t *testing.T) {
 		}
 	}
 	a := startRunner(t, pool, cfg("runner-a"))
-	t.Cleanup(letGo) // runs before the runners stop
+	t.Cleanup(held.letGo) // runs before the runners stop
 
 	sub, err := client.Submit(ctx, runner.SubmitRequest{Namespace: "lease", Name: "slow"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-entered:
+	case <-held.entered:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the handler was never called")
 	}
@@ -89,7 +71,7 @@ func TestLeaseExtendedWhileHandlerRuns(t *testing.T) {
 	if owner == nil || *owner != "runner-a" || !ahead || attempts != 1 {
 		t.Fatalf("while the handler runs: lease owner %v, lease in the future %v, attempt %d; want runner-a, true, 1", owner, ahead, attempts)
 	}
-	letGo()
+	held.letGo()
 	waitFor(t, 20*time.Second, "the task to complete", func() bool { return taskState(t, pool, sub.TaskUUID) == "complete" })
 
 	var claims, rescues int
@@ -100,8 +82,8 @@ func TestLeaseExtendedWhileHandlerRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	sa, sb := a.Stats(), b.Stats()
-	if attempts != 1 || claims != 1 || rescues != 0 || calls.Load() != 1 {
-		t.Fatalf("attempts %d, claims in the audit %d, rescues %d, handler calls %d; want 1, 1, 0, 1", attempts, claims, rescues, calls.Load())
+	if attempts != 1 || claims != 1 || rescues != 0 || held.calls.Load() != 1 {
+		t.Fatalf("attempts %d, claims in the audit %d, rescues %d, handler calls %d; want 1, 1, 0, 1", attempts, claims, rescues, held.calls.Load())
 	}
 	if sa.Completed != 1 || sa.Stale != 0 || sa.Rescued != 0 || sb.Claimed != 0 {
 		t.Fatalf("runner a: %+v; runner b: %+v; want a to complete the step, b to claim nothing", sa, sb)
