@@ -115,7 +115,7 @@ func TestCompleterRetriesAfterDroppedConnection(t *testing.T) {
 	var state string
 	var attempts, completes int
 	if err := admin.QueryRow(ctx, `SELECT s.state, s.attempts,
-		(SELECT count(*) FROM tasker.step_transitions x WHERE x.step_uuid = s.step_uuid AND x.to_state = 'complete')
+		(SELECT count(*) FROM tasker.step_history x WHERE x.step_uuid = s.step_uuid AND x.to_state = 'complete')
 		FROM tasker.steps s WHERE s.task_uuid = $1`, sub.TaskUUID).Scan(&state, &attempts, &completes); err != nil {
 		t.Fatal(err)
 	}

@@ -195,7 +195,7 @@ func (rig *fenceRig) transitions(t *testing.T, step string, to string) int {
 	t.Helper()
 	var n int
 	if err := rig.pool.QueryRow(t.Context(), `
-		SELECT count(*) FROM tasker.step_transitions tr JOIN tasker.steps s ON s.step_uuid = tr.step_uuid
+		SELECT count(*) FROM tasker.step_history tr JOIN tasker.steps s ON s.step_uuid = tr.step_uuid
 		WHERE s.task_uuid = $1 AND s.name = $2 AND tr.to_state = $3`, rig.task, step, to).Scan(&n); err != nil {
 		t.Fatal(err)
 	}

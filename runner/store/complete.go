@@ -128,6 +128,7 @@ children AS (
 		pending_parents = c.pending_parents - x.n,
 		state = CASE WHEN c.pending_parents = x.n THEN 'enqueued' ELSE c.state END,
 		run_at = CASE WHEN c.pending_parents = x.n THEN $8 ELSE c.run_at END,
+		enqueued_at = CASE WHEN c.pending_parents = x.n THEN $8 ELSE c.enqueued_at END,
 		updated_at = $8
 	FROM (
 		SELECT e.to_step, count(*)::int AS n
