@@ -111,6 +111,7 @@ func TestCompleterRetriesAfterDroppedConnection(t *testing.T) {
 	})
 	held.letGo()
 	waitFor(t, 30*time.Second, "the task to complete", func() bool { return taskState(t, admin, sub.TaskUUID) == "complete" })
+	waitFor(t, 30*time.Second, "the runner to count the write", func() bool { return r.Stats().Flushes > 0 })
 
 	var state string
 	var attempts, completes int

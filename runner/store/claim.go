@@ -139,12 +139,25 @@ func Claim(ctx context.Context, db DB, p ClaimParams) ([]ClaimedStep, error) {
 	if p.Limit <= 0 || len(p.Namespaces) == 0 {
 		return nil, nil
 	}
-	rows, err := db.Query(ctx, claimSQL, p.WorkerID, p.Namespaces, p.Limit, p.Now, p.LeaseFor)
+	rows, err := db.Query(ctx, claimSQL, p.args()...)
 	if err != nil {
 		return nil, fmt.Errorf("store: claiming steps: %w", err)
 	}
+	out, err := scanClaimed(rows, p.Buf)
+	if err != nil {
+		return out, fmt.Errorf("store: claiming steps: %w", err)
+	}
+	return out, nil
+}
+
+func (p ClaimParams) args() []any {
+	return []any{p.WorkerID, p.Namespaces, p.Limit, p.Now, p.LeaseFor}
+}
+
+// scanClaimed reads the rows of claimSQL, appending to buf[:0].
+func scanClaimed(rows pgx.Rows, buf []ClaimedStep) ([]ClaimedStep, error) {
 	var (
-		out    = p.Buf[:0]
+		out    = buf[:0]
 		c      ClaimedStep
 		deps   []byte
 		parent pgtype.UUID
@@ -154,7 +167,7 @@ func Claim(ctx context.Context, db DB, p ClaimParams) ([]ClaimedStep, error) {
 	)
 	// UUIDs are scanned as [16]byte: as a uuid.UUID (an sql.Scanner) each
 	// would travel through its text form.
-	_, err = pgx.ForEachRow(rows, []any{
+	_, err := pgx.ForEachRow(rows, []any{
 		(*[16]byte)(&c.StepUUID), (*[16]byte)(&c.TaskUUID), &c.Namespace, &c.Name, &c.TemplateStepName, &c.Handler, &c.Type,
 		&c.Attempt, &c.Epoch, &c.MaxAttempts, &c.Retryable, &policy, &c.TimeoutMs, &inputs, &checkpoint,
 		&c.LeaseExpires, &c.Rescued, &c.EnqueuedAt, &c.Yields,
@@ -175,8 +188,5 @@ func Claim(ctx context.Context, db DB, p ClaimParams) ([]ClaimedStep, error) {
 		out = append(out, step)
 		return nil
 	})
-	if err != nil {
-		return out, fmt.Errorf("store: claiming steps: %w", err)
-	}
-	return out, nil
+	return out, err
 }
