@@ -222,7 +222,7 @@ func TestDeleteTemplate(t *testing.T) {
 	}
 	var n int
 	if err := e.pool.QueryRow(context.Background(), `
-		SELECT (SELECT count(*) FROM tasker.steps) + (SELECT count(*) FROM tasker.step_transitions) + (SELECT count(*) FROM tasker.task_transitions)`).Scan(&n); err != nil || n != 0 {
+		SELECT (SELECT count(*) FROM tasker.steps) + (SELECT count(*) FROM tasker.step_history) + (SELECT count(*) FROM tasker.task_history)`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("left behind: %d rows (%v)", n, err)
 	}
 

@@ -230,7 +230,6 @@ func (c *Client) submitMany(ctx context.Context, reqs []SubmitRequest) ([]Submit
 				Handler:          ps.Handler.Callable,
 				Type:             string(ps.Type),
 				Parents:          ps.Parents,
-				Ancestors:        ps.Ancestors,
 				MaxAttempts:      ps.MaxAttempts,
 				Retryable:        ps.Retryable,
 				RetryPolicy:      policy,

@@ -241,6 +241,87 @@ func (c *completer) landed(ctx context.Context, res *store.CompleteResult, cs []
 	}
 }
 
+// claimParams returns the claim that rides on writing cs: as many steps as
+// cs holds permits (the permits pass from the written steps to the claimed
+// ones, so the runner never holds more than MaxConcurrentSteps), none when
+// the runner stops claiming or the feature is off.
+func (c *completer) claimParams(cs []store.Completion) store.ClaimParams {
+	r := c.r
+	if r.cfg.DisableClaimWithCompletions || r.stopped.Load() || r.claimCtx.Err() != nil {
+		return store.ClaimParams{}
+	}
+	r.mu.Lock()
+	namespaces := r.namespaces
+	r.mu.Unlock()
+	return store.ClaimParams{Namespaces: namespaces, Limit: c.handed(cs), LeaseFor: r.cfg.LeaseFor}
+}
+
+// handed counts the permits that cs's steps hold: those whose claim is the
+// one in flight.
+func (c *completer) handed(cs []store.Completion) int {
+	c.r.mu.Lock()
+	defer c.r.mu.Unlock()
+	n := 0
+	for _, x := range cs {
+		if f := c.r.inflight[x.StepUUID]; f != nil && f.step.Epoch == x.Epoch {
+			n++
+		}
+	}
+	return n
+}
+
+// releaseLost gives back what failed sends of a write may have claimed:
+// such a send may have committed, leasing steps the runner never saw,
+// which would otherwise wait for their lease to expire.
+func (c *completer) releaseLost(ctx context.Context, claimedAt []time.Time) {
+	if len(claimedAt) == 0 {
+		return
+	}
+	r := c.r
+	n, err := store.ReleaseLostClaims(ctx, r.pool, r.cfg.WorkerID, claimedAt, r.cfg.Now())
+	if err != nil {
+		r.log.Warn("releasing steps claimed by writes whose reply was lost; their leases will expire", "err", err)
+		return
+	}
+	if n > 0 {
+		r.log.Info("released steps claimed by writes whose reply was lost", "count", n)
+		r.stats.released.Add(int64(n))
+		r.wake()
+	}
+}
+
+// handOver admits the steps a write claimed into the permits its
+// completions just freed; r.mu must be held, and the write's permits
+// released first. What cannot be admitted (the runner is stopping, or
+// fewer permits are free than claimed, which the claim's limit prevents)
+// is refused and must be given back.
+func (c *completer) handOver(claimed []store.ClaimedStep) (admitted []*flight, refused []store.ClaimedStep) {
+	r := c.r
+	if len(claimed) == 0 {
+		return nil, nil
+	}
+	free := r.cfg.MaxConcurrentSteps - len(r.inflight)
+	for i, s := range claimed {
+		if r.stopped.Load() || i >= free {
+			refused = append(refused, s)
+			continue
+		}
+		admitted = append(admitted, r.admit(s))
+	}
+	r.stats.claimedWithCompletions.Add(int64(len(admitted)))
+	return admitted, refused
+}
+
+// giveBack releases the leases of claimed steps that were not admitted
+// (attempt not consumed).
+func (c *completer) giveBack(steps []store.ClaimedStep) {
+	for _, s := range steps {
+		c.add(pendingOutcome{step: s, completion: store.Completion{
+			StepUUID: s.StepUUID, Attempt: s.Attempt, Epoch: s.Epoch, State: store.StateEnqueued, RunAt: c.r.cfg.Now(),
+		}})
+	}
+}
+
 // flush writes one batch, retrying transient failures (deadlocks between
 // runners, a database restart) until it succeeds or ctx ends. It reports
 // false when ctx ended: the runner was hard-stopped and leases will expire.
@@ -258,10 +339,23 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 			cs = append(cs, batch[i].completion)
 		}
 	}
-	var res store.CompleteResult
+	var (
+		res     store.CompleteResult
+		claimed []store.ClaimedStep
+		claim   store.ClaimParams
+		lost    []time.Time // claim times of sends whose outcome is unknown
+	)
 	if len(cs) > 0 {
+		claim = c.claimParams(cs)
 		part, ok := c.retry(ctx, len(cs), func() (store.CompleteResult, error) {
-			return store.Complete(ctx, r.pool, r.cfg.WorkerID, r.cfg.Now(), cs)
+			var err error
+			var part store.CompleteResult
+			claim.Now = r.cfg.Now()
+			part, claimed, err = store.CompleteAndClaim(ctx, r.pool, r.cfg.WorkerID, claim.Now, cs, claim)
+			if err != nil && claim.Limit > 0 {
+				lost = append(lost, claim.Now)
+			}
+			return part, err
 		}, func() []store.Completion { return cs })
 		if !ok {
 			return false
@@ -296,7 +390,12 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 	r.observeFlush(batch, res, time.Since(began))
 
 	var earliestRetry time.Time
-	ready := res.Enqueued > 0 // children became ready
+	// Children the write made ready: claimed with it when a claim rode on
+	// it, unless that claim was full (then more may wait).
+	ready := res.Enqueued > 0
+	if claim.Limit > 0 {
+		ready = len(claimed) == claim.Limit
+	}
 	r.mu.Lock()
 	for _, p := range batch {
 		// Only this claim's permit: the step may be claimed again already
@@ -307,8 +406,13 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 		// A yielded step is claimable again at once.
 		ready = ready || len(p.completion.Checkpoint) > 0 && res.Applied[p.completion.StepUUID] == store.StateEnqueued
 	}
+	admitted, refused := c.handOver(claimed)
 	more := r.more
 	r.mu.Unlock()
+	for _, f := range admitted {
+		r.launch(f)
+	}
+	c.giveBack(refused)
 	if more || ready {
 		// Permits were freed and the last claim was full, or steps are
 		// ready: claim now rather than wait for our own NOTIFY (and before
@@ -347,5 +451,6 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 	if !earliestRetry.IsZero() {
 		r.scheduleWake(earliestRetry)
 	}
+	c.releaseLost(ctx, lost)
 	return true
 }

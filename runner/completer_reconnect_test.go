@@ -111,11 +111,12 @@ func TestCompleterRetriesAfterDroppedConnection(t *testing.T) {
 	})
 	held.letGo()
 	waitFor(t, 30*time.Second, "the task to complete", func() bool { return taskState(t, admin, sub.TaskUUID) == "complete" })
+	waitFor(t, 30*time.Second, "the runner to count the write", func() bool { return r.Stats().Flushes > 0 })
 
 	var state string
 	var attempts, completes int
 	if err := admin.QueryRow(ctx, `SELECT s.state, s.attempts,
-		(SELECT count(*) FROM tasker.step_transitions x WHERE x.step_uuid = s.step_uuid AND x.to_state = 'complete')
+		(SELECT count(*) FROM tasker.step_history x WHERE x.step_uuid = s.step_uuid AND x.to_state = 'complete')
 		FROM tasker.steps s WHERE s.task_uuid = $1`, sub.TaskUUID).Scan(&state, &attempts, &completes); err != nil {
 		t.Fatal(err)
 	}

@@ -53,6 +53,11 @@ type Config struct {
 	Mode string
 	// MaxConcurrentSteps bounds the steps in flight. Default 500.
 	MaxConcurrentSteps int
+	// DisableClaimWithCompletions stops outcome writes from claiming the
+	// next steps in their transaction (handing the written steps' permits
+	// to them). On by default: a chain's next step starts without waiting
+	// for a notification and a separate claim.
+	DisableClaimWithCompletions bool
 	// PollInterval is the fallback poller's mean interval (jittered ±20%).
 	// Default 1s.
 	PollInterval time.Duration

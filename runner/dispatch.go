@@ -19,16 +19,30 @@ const workerIdle = 10 * time.Second
 // the shortest time if any, else a new one. The permit it takes is
 // returned once the outcome is written (see [Runner.freePermits]).
 func (r *Runner) dispatch(s store.ClaimedStep) {
-	f := &flight{step: s}
 	r.mu.Lock()
+	f := r.admit(s)
+	r.mu.Unlock()
+	r.launch(f)
+}
+
+// admit takes a permit for a claimed step; r.mu must be held. The caller
+// then launches it.
+func (r *Runner) admit(s store.ClaimedStep) *flight {
+	f := &flight{step: s}
 	r.active++
 	r.inflight[s.StepUUID] = f
-	r.mu.Unlock()
+	r.peakInFlight = max(r.peakInFlight, len(r.inflight))
+	r.handlers.Add(1)
+	return f
+}
+
+// launch runs an admitted step on a worker goroutine.
+func (r *Runner) launch(f *flight) {
+	s := f.step
 	r.stats.claimed.Add(1)
 	if s.Rescued {
 		r.stats.rescued.Add(1)
 	}
-	r.handlers.Add(1)
 	r.idleMu.Lock()
 	if n := len(r.idle); n > 0 {
 		ch := r.idle[n-1]

@@ -54,7 +54,7 @@ func (h retryCounter) WithAttrs(as []slog.Attr) slog.Handler {
 	return retryCounter{h.Handler.WithAttrs(as), h.n}
 }
 
-func newFenceRig(t *testing.T, ns string, first contracts.StepResult) *fenceRig {
+func newFenceRig(t *testing.T, ns string, first contracts.StepResult, claimWithCompletions bool) *fenceRig {
 	t.Helper()
 	ctx := t.Context()
 	url := pgtest.URL(t)
@@ -120,7 +120,8 @@ func newFenceRig(t *testing.T, ns string, first contracts.StepResult) *fenceRig 
 		// then would commit unseen, and take the one connection. The
 		// listener's reconnect polls.
 		Mode: runner.ModeEventDrivenOnly, LeaseFor: 5 * time.Minute, HeartbeatInterval: time.Hour,
-		ReconnectInitial: 5 * time.Millisecond, ReconnectMax: 5 * time.Millisecond,
+		DisableClaimWithCompletions: !claimWithCompletions,
+		ReconnectInitial:            5 * time.Millisecond, ReconnectMax: 5 * time.Millisecond,
 		Logger: slog.New(retryCounter{log.Handler(), &rig.retries}),
 		OnEvent: func(e runner.Event) {
 			switch e.Step.TaskUUID {
@@ -195,7 +196,7 @@ func (rig *fenceRig) transitions(t *testing.T, step string, to string) int {
 	t.Helper()
 	var n int
 	if err := rig.pool.QueryRow(t.Context(), `
-		SELECT count(*) FROM tasker.step_transitions tr JOIN tasker.steps s ON s.step_uuid = tr.step_uuid
+		SELECT count(*) FROM tasker.step_history tr JOIN tasker.steps s ON s.step_uuid = tr.step_uuid
 		WHERE s.task_uuid = $1 AND s.name = $2 AND tr.to_state = $3`, rig.task, step, to).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +210,7 @@ func (rig *fenceRig) transitions(t *testing.T, step string, to string) int {
 // once, as written, not as stale.
 func TestRunnerResendsCompletionWhoseReplyWasLost(t *testing.T) {
 	t.Parallel()
-	rig := newFenceRig(t, "fence_lost_reply", contracts.StepResult{Success: true, Result: json.RawMessage(`{"step":"s0"}`)})
+	rig := newFenceRig(t, "fence_lost_reply", contracts.StepResult{Success: true, Result: json.RawMessage(`{"step":"s0"}`)}, true)
 	rig.loseReply(t, "s0's completion to commit", func() bool { return rig.s0(t).State == store.StateComplete })
 	rig.proxy.Restore()
 	waitFor(t, 30*time.Second, "the task to complete", func() bool { return taskState(t, rig.pool, rig.task) == store.TaskComplete })
@@ -221,7 +222,13 @@ func TestRunnerResendsCompletionWhoseReplyWasLost(t *testing.T) {
 	for _, c := range []struct {
 		step, to string
 		want     int
-	}{{"s0", "complete", 1}, {"s0", "in_progress", 1}, {"s1", "enqueued", 1}, {"s1", "in_progress", 1}, {"s1", "complete", 1}} {
+	}{
+		{"s0", "complete", 1}, {"s0", "in_progress", 1},
+		// The lost write also claimed s1, which it made ready: once the
+		// write is known to have landed, that claim is given back
+		// (in_progress -> enqueued) and s1 is claimed again and runs once.
+		{"s1", "enqueued", 2}, {"s1", "in_progress", 2}, {"s1", "complete", 1},
+	} {
 		if n := rig.transitions(t, c.step, c.to); n != c.want {
 			t.Errorf("%s: %d transitions to %s, want %d", c.step, n, c.to, c.want)
 		}
@@ -233,8 +240,8 @@ func TestRunnerResendsCompletionWhoseReplyWasLost(t *testing.T) {
 	if len(ev) != 1 || ev[0].Stale || ev[0].State != store.StateComplete {
 		t.Fatalf("s0's events = %+v; want one, complete, not stale", ev)
 	}
-	if st := rig.runner.Stats(); st.Completed != 4 || st.Stale != 0 {
-		t.Fatalf("stats: %d completed, %d stale; want 4 (2 of them the warm-up's) and 0", st.Completed, st.Stale)
+	if st := rig.runner.Stats(); st.Completed != 4 || st.Stale != 0 || st.Released != 1 {
+		t.Fatalf("stats: %d completed, %d stale, %d released; want 4 (2 of them the warm-up's), 0 and s1's lost claim", st.Completed, st.Stale, st.Released)
 	}
 }
 
@@ -246,7 +253,9 @@ func TestRunnerResendsCompletionWhoseReplyWasLost(t *testing.T) {
 // that its first send landed now that the step moved on).
 func TestRunnerResentYieldDoesNotLandOnNextClaim(t *testing.T) {
 	t.Parallel()
-	rig := newFenceRig(t, "fence_lost_yield", contracts.StepResult{Success: true, Status: contracts.StatusYielded, Checkpoint: json.RawMessage(`{"cursor":1}`)})
+	// Claims riding on the write are off: the lost write would lease s0
+	// again itself, and the re-claim during the backoff is the point.
+	rig := newFenceRig(t, "fence_lost_yield", contracts.StepResult{Success: true, Status: contracts.StatusYielded, Checkpoint: json.RawMessage(`{"cursor":1}`)}, false)
 	rig.loseReply(t, "s0's yield to commit", func() bool { return rig.s0(t).Yields == 1 })
 	// Let the completer's backoff grow past a second, so the listener,
 	// reconnecting every 5ms, re-claims the step before the re-send.

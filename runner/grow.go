@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -199,8 +198,7 @@ func (g *grower) instantiate(p *pendingOutcome, tpl *workflow.Template, graph *t
 		batchMeta = contracts.BatchMetadata{CursorField: bc.CursorField, FailureStrategy: string(bc.FailureStrategy)}
 	}
 	type added struct {
-		ids       []uuid.UUID
-		ancestors map[uuid.UUID][]uuid.UUID
+		ids []uuid.UUID
 	}
 	fresh := map[string]*added{}
 	// Names added by this outcome: the graph learns them only once the whole
@@ -215,19 +213,14 @@ func (g *grower) instantiate(p *pendingOutcome, tpl *workflow.Template, graph *t
 		if err != nil {
 			return nil, fmt.Errorf("runner: encoding retry policy: %w", err)
 		}
-		// Parents and ancestors are the same for every instance.
+		// Parents are the same for every instance.
 		var parents []uuid.UUID
-		ancSet := map[uuid.UUID]bool{}
 		pending := 0
 		for _, pn := range d.Parents {
 			if a := fresh[pn]; a != nil {
 				for _, id := range a.ids {
 					parents = append(parents, id)
 					pending++
-					ancSet[id] = true
-					for _, x := range a.ancestors[id] {
-						ancSet[x] = true
-					}
 				}
 				continue
 			}
@@ -239,17 +232,8 @@ func (g *grower) instantiate(p *pendingOutcome, tpl *workflow.Template, graph *t
 					// its completion counts it down like any other parent.
 					pending++
 				}
-				ancSet[s.StepUUID] = true
-				for _, x := range s.Ancestors {
-					ancSet[x] = true
-				}
 			}
 		}
-		ancestors := make([]uuid.UUID, 0, len(ancSet))
-		for id := range ancSet {
-			ancestors = append(ancestors, id)
-		}
-		slices.SortFunc(ancestors, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
 
 		type instance struct {
 			name   string
@@ -266,7 +250,7 @@ func (g *grower) instantiate(p *pendingOutcome, tpl *workflow.Template, graph *t
 				instances = append(instances, instance{name: d.Name + "_" + c.BatchID, inputs: in})
 			}
 		}
-		a := &added{ancestors: map[uuid.UUID][]uuid.UUID{}}
+		a := &added{}
 		for _, in := range instances {
 			if graph.names[in.name] || newNames[in.name] {
 				return nil, invalidOutcome("step %q: the task already has a step named %q", p.step.Name, in.name)
@@ -274,7 +258,6 @@ func (g *grower) instantiate(p *pendingOutcome, tpl *workflow.Template, graph *t
 			newNames[in.name] = true
 			id := uuid.Must(uuid.NewV7())
 			a.ids = append(a.ids, id)
-			a.ancestors[id] = ancestors
 			out = append(out, store.GrowStep{
 				NewStep: store.NewStep{
 					StepUUID:         id,
@@ -292,7 +275,6 @@ func (g *grower) instantiate(p *pendingOutcome, tpl *workflow.Template, graph *t
 				Namespace:      p.step.Namespace,
 				Priority:       p.step.Priority,
 				Parents:        parents,
-				Ancestors:      ancestors,
 				PendingParents: pending,
 			})
 		}
@@ -301,7 +283,7 @@ func (g *grower) instantiate(p *pendingOutcome, tpl *workflow.Template, graph *t
 	for _, s := range out {
 		graph.add(store.TaskStep{
 			StepUUID: s.StepUUID, TaskUUID: s.TaskUUID, Name: s.Name, TemplateStepName: s.TemplateStepName,
-			Type: s.Type, State: store.StepPending, Ancestors: s.Ancestors,
+			Type: s.Type, State: store.StepPending,
 		})
 	}
 	return out, nil

@@ -76,8 +76,8 @@ func TestLeaseExtendedWhileHandlerRuns(t *testing.T) {
 
 	var claims, rescues int
 	if err := pool.QueryRow(ctx, `SELECT s.attempts,
-		(SELECT count(*) FROM tasker.step_transitions x WHERE x.step_uuid = s.step_uuid AND x.to_state = 'in_progress'),
-		(SELECT count(*) FROM tasker.step_transitions x WHERE x.step_uuid = s.step_uuid AND x.to_state = 'in_progress' AND x.from_state = 'in_progress')
+		(SELECT count(*) FROM tasker.step_history x WHERE x.step_uuid = s.step_uuid AND x.to_state = 'in_progress'),
+		(SELECT count(*) FROM tasker.step_history x WHERE x.step_uuid = s.step_uuid AND x.to_state = 'in_progress' AND x.from_state = 'in_progress')
 		FROM tasker.steps s WHERE s.task_uuid = $1`, sub.TaskUUID).Scan(&attempts, &claims, &rescues); err != nil {
 		t.Fatal(err)
 	}

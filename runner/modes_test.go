@@ -165,7 +165,7 @@ steps:
 	// of its failure (waiting_for_retry), so the delay the runner chose lies
 	// between due_at minus those two: bounds that a slow machine widens but
 	// cannot break, unlike a bound on the gap between attempts.
-	rows, err := pool.Query(ctx, `SELECT to_state, created_at, (metadata->>'due_at')::timestamptz FROM tasker.step_transitions WHERE task_uuid = $1 ORDER BY id`, flaky)
+	rows, err := pool.Query(ctx, `SELECT to_state, created_at, (metadata->>'due_at')::timestamptz FROM tasker.step_history WHERE task_uuid = $1 ORDER BY seq, id`, flaky)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,7 @@ type Runner struct {
 	handlers         sync.WaitGroup // one per dispatched step
 	workers          sync.WaitGroup // worker goroutines, busy or idle
 	claimCtx         context.Context
+	peakInFlight     int            // guarded by mu
 	maint            sync.WaitGroup // lease extender, heartbeat
 	stopMaint        context.CancelFunc
 	completer        *completer
@@ -158,6 +159,11 @@ func (r *Runner) Stop(ctx context.Context) error {
 	if !r.stopped.CompareAndSwap(false, true) {
 		return nil
 	}
+	// A barrier: a write that claimed steps with its completions admits
+	// them under r.mu after checking stopped (see completer.handOver), so
+	// past this point none is admitted and the waits below see them all.
+	r.mu.Lock()
+	r.mu.Unlock()
 	r.stopClaiming()
 	r.loops.Wait()
 	r.mu.Lock()

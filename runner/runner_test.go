@@ -110,7 +110,7 @@ func TestThreeRunnersShareWork(t *testing.T) {
 	})
 	var steps, transitions, distinct int
 	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM tasker.steps WHERE state = 'complete'),
-		count(*), count(DISTINCT step_uuid) FROM tasker.step_transitions WHERE to_state = 'complete'`).Scan(&steps, &transitions, &distinct); err != nil {
+		count(*), count(DISTINCT step_uuid) FROM tasker.step_history WHERE to_state = 'complete'`).Scan(&steps, &transitions, &distinct); err != nil {
 		t.Fatal(err)
 	}
 	if steps != n || transitions != n || distinct != n {

@@ -66,6 +66,8 @@ type benchOptions struct {
 	poolSize     int
 	flushBatch   int
 	flushWriters int
+	// noRideClaims turns off claims riding on outcome writes.
+	noRideClaims bool
 	flushEvery   time.Duration
 	cpuProfile   string
 	databaseURL  string
@@ -107,6 +109,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	fs.IntVar(&o.poolSize, "pool", benchPoolDefault, "tuning: the runner's connection pool size")
 	fs.IntVar(&o.flushBatch, "flush-batch", 0, "tuning: the completer's most outcomes per write (0: the runner's default)")
 	fs.IntVar(&o.flushWriters, "flush-writers", 0, "tuning: the completer's most writes at once (0: the runner's default)")
+	fs.BoolVar(&o.noRideClaims, "no-claim-with-completions", false, "tuning: outcome writes do not claim the next steps (the runner's DisableClaimWithCompletions)")
 	fs.DurationVar(&o.flushEvery, "flush-interval", 0, "tuning: the completer's longest wait for company (0: the runner's default)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "profiling: write a CPU profile of one scenario (--cpuprofile-of) to `PATH`")
 	fs.StringVar(&o.profileOf, "cpuprofile-of", "", "profiling: the scenario --cpuprofile covers: backlog, http, httpbatch, raw, batch or soak (default backlog; http with --http-only, batch with --batch-only, soak with --soak)")

@@ -56,16 +56,17 @@ func runnerConfig(env *environment, o benchOptions, sc *scenarioDB, label string
 // runnerConfigWith is runnerConfig with the given handlers.
 func runnerConfigWith(env *environment, o benchOptions, sc *scenarioDB, label string, handlers callout.Resolver, onEvent func(runner.Event)) runner.Config {
 	return runner.Config{
-		WorkerID:           "bench-" + sc.namespace + "-" + label,
-		Namespaces:         []string{sc.namespace},
-		Mode:               runner.ModeHybrid,
-		MaxConcurrentSteps: o.concurrency,
-		FlushBatch:         o.flushBatch,
-		FlushWriters:       o.flushWriters,
-		FlushInterval:      o.flushEvery,
-		Handlers:           handlers,
-		Logger:             slog.New(minLevel{env.logger.Handler(), slog.LevelWarn}),
-		OnEvent:            onEvent,
+		WorkerID:                    "bench-" + sc.namespace + "-" + label,
+		Namespaces:                  []string{sc.namespace},
+		Mode:                        runner.ModeHybrid,
+		MaxConcurrentSteps:          o.concurrency,
+		FlushBatch:                  o.flushBatch,
+		FlushWriters:                o.flushWriters,
+		FlushInterval:               o.flushEvery,
+		DisableClaimWithCompletions: o.noRideClaims,
+		Handlers:                    handlers,
+		Logger:                      slog.New(minLevel{env.logger.Handler(), slog.LevelWarn}),
+		OnEvent:                     onEvent,
 	}
 }
 

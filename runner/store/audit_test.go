@@ -17,7 +17,8 @@ import (
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
 )
 
-// auditOf renders the audit rows of one step or task, oldest first, as
+// auditOf renders the history of one step or task (rows and column moves,
+// through the history views), oldest first, as
 // "from>to@attempt:worker metadata" (due_at, a time, shown as its presence).
 func auditOf(t *testing.T, pool *pgxpool.Pool, table string, id uuid.UUID) []string {
 	t.Helper()
@@ -29,7 +30,7 @@ func auditOf(t *testing.T, pool *pgxpool.Pool, table string, id uuid.UUID) []str
 		SELECT coalesce(from_state, '') || '>' || to_state || `+attempt+` || ':' || coalesce(worker_id, '')
 		       || coalesce(' ' || nullif(metadata - 'due_at', '{}')::text, '')
 		       || CASE WHEN metadata ? 'due_at' THEN ' due_at' ELSE '' END
-		FROM tasker.`+table+` WHERE `+key+` = $1 ORDER BY id`, id)
+		FROM tasker.`+strings.Replace(table, "transitions", "history", 1)+` WHERE `+key+` = $1 ORDER BY seq, id`, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,8 +194,8 @@ func TestCreatedTasksStartInProcess(t *testing.T) {
 
 	insert := func(state string) (uuid.UUID, error) {
 		id := uuid.Must(uuid.NewV7())
-		_, err := pool.Exec(ctx, `INSERT INTO tasker.tasks (task_uuid, template_id, namespace, template_name, template_version, correlation_id, state)
-			VALUES ($1, $2, 'start', 'diamond', '1.0.0', $3, $4)`, id, tpl, uuid.New(), state)
+		_, err := pool.Exec(ctx, `INSERT INTO tasker.tasks (task_uuid, template_id, namespace, template_name, template_version, correlation_id, state, created_state)
+			VALUES ($1, $2, 'start', 'diamond', '1.0.0', $3, $4, $4)`, id, tpl, uuid.New(), state)
 		return id, err
 	}
 	for _, state := range []string{store.TaskPending, store.TaskStepsInProcess} {
@@ -216,6 +217,28 @@ func TestCreatedTasksStartInProcess(t *testing.T) {
 		if !errors.As(err, &pgErr) || pgErr.ConstraintName != "task_state_transition" ||
 			!strings.Contains(pgErr.Message, "cannot be created in state "+state) {
 			t.Fatalf("inserting a task %s: err = %v, want an illegal transition", state, err)
+		}
+	}
+}
+
+// TestHappyMovesAreLegal keeps the moves that history keeps in columns
+// (migration 0011; the triggers skip them) in the transition tables, the
+// one list of legal moves.
+func TestHappyMovesAreLegal(t *testing.T) {
+	pool := pgtest.Pool(t)
+	for _, m := range []struct{ table, from, to string }{
+		{"step_state_transitions", "", "pending"},
+		{"step_state_transitions", "", "enqueued"},
+		{"step_state_transitions", "pending", "enqueued"},
+		{"step_state_transitions", "enqueued", "in_progress"},
+		{"step_state_transitions", "in_progress", "complete"},
+		{"task_state_transitions", "", "pending"},
+		{"task_state_transitions", "pending", "steps_in_process"},
+		{"task_state_transitions", "steps_in_process", "complete"},
+	} {
+		var ok bool
+		if err := pool.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM tasker.`+m.table+` WHERE from_state = $1 AND to_state = $2)`, m.from, m.to).Scan(&ok); err != nil || !ok {
+			t.Errorf("%s: %q -> %q is not a legal move (%v)", m.table, m.from, m.to, err)
 		}
 	}
 }

@@ -74,15 +74,20 @@ type ClaimedStep struct {
 // or waiting_for_retry whose run_at passed) of the given namespaces in
 // priority then run_at order, and in_progress steps whose lease expired (a
 // runner died). Each gets a new attempt, lease and lease epoch; the
-// statement returns it joined with its task and every ancestor's result.
+// statement returns it joined with its task and every ancestor's result
+// (ancestors found through step_edges, only for steps that have parents).
 // The per-namespace LATERAL keeps each scan on the claim index in index
-// order.
+// order. The steps and tasks are looked up with = ANY(ARRAY(...)), which
+// the planner costs as a handful of keys: joined to a CTE whose size it
+// guesses from LIMIT $3 (a tenth of the table in a generic plan) it chose
+// hash joins over whole-table scans. A rescue (the step was in_progress)
+// gets no claimed_at: its history is a row (see migration 0011).
 const claimSQL = `
 WITH ready AS (
-	SELECT r.step_uuid, r.priority, r.run_at, r.state
+	SELECT r.step_uuid, r.priority, r.run_at
 	FROM unnest($2::text[]) AS ns(name),
 	LATERAL (
-		SELECT s.step_uuid, s.priority, s.run_at, s.state
+		SELECT s.step_uuid, s.priority, s.run_at
 		FROM tasker.steps s
 		WHERE s.namespace = ns.name
 		  AND s.state IN ('enqueued', 'waiting_for_retry')
@@ -93,19 +98,12 @@ WITH ready AS (
 	) r
 ),
 expired AS (
-	SELECT s.step_uuid, s.priority, s.run_at, s.state
+	SELECT s.step_uuid, s.priority, s.run_at
 	FROM tasker.steps s
 	WHERE s.state = 'in_progress' AND s.lease_expires_at <= $4 AND s.namespace = ANY($2)
 	ORDER BY s.lease_expires_at
 	LIMIT $3
 	FOR UPDATE SKIP LOCKED
-),
-picked AS (
-	SELECT step_uuid, state FROM (
-		SELECT * FROM expired UNION ALL SELECT * FROM ready
-	) c
-	ORDER BY priority DESC, run_at
-	LIMIT $3
 ),
 claimed AS (
 	UPDATE tasker.steps s SET
@@ -115,24 +113,25 @@ claimed AS (
 		lease_owner = $1,
 		lease_expires_at = $4 + $5::interval,
 		last_attempted_at = $4,
+		claimed_at = CASE WHEN s.state = 'in_progress' THEN NULL ELSE $4 END,
+		claimed_by = CASE WHEN s.state = 'in_progress' THEN NULL ELSE $1 END,
 		updated_at = $4
-	FROM picked p
-	WHERE s.step_uuid = p.step_uuid
+	WHERE s.step_uuid = ANY (ARRAY(
+		SELECT step_uuid FROM (SELECT * FROM expired UNION ALL SELECT * FROM ready) c
+		ORDER BY priority DESC, run_at
+		LIMIT $3))
 	RETURNING s.step_uuid, s.task_uuid, s.namespace, s.name, s.template_step_name, s.handler, s.type,
 	          s.attempts, s.lease_epoch, s.max_attempts, s.retryable, s.retry_policy, coalesce(s.timeout_ms, 0) AS timeout_ms,
-	          s.inputs, s.checkpoint, s.lease_expires_at, p.state = 'in_progress' AS rescued, s.run_at, s.ancestors, s.yields
+	          s.inputs, s.checkpoint, s.lease_expires_at, s.claimed_at IS NULL AS rescued, s.run_at, s.parents, s.yields
 )
 SELECT c.step_uuid, c.task_uuid, c.namespace, c.name, c.template_step_name, c.handler, c.type,
        c.attempts, c.lease_epoch, c.max_attempts, c.retryable, c.retry_policy, c.timeout_ms, c.inputs, c.checkpoint,
        c.lease_expires_at, c.rescued, c.run_at, c.yields,
        t.template_id, t.template_name, t.template_version, t.context, t.correlation_id, t.parent_correlation_id,
        t.priority, t.tags,
-       CASE WHEN cardinality(c.ancestors) = 0 THEN NULL ELSE (
-           SELECT jsonb_object_agg(a.name, a.results)
-           FROM tasker.steps a
-           WHERE a.step_uuid = ANY(c.ancestors) AND a.state IN ('complete', 'resolved_manually')
-       ) END AS dependency_results
-FROM claimed c JOIN tasker.tasks t ON t.task_uuid = c.task_uuid`
+       CASE WHEN c.parents = 0 THEN NULL ELSE tasker.dependency_results(c.step_uuid) END AS dependency_results
+FROM claimed c JOIN tasker.tasks t ON t.task_uuid = c.task_uuid
+  AND t.task_uuid = ANY (ARRAY(SELECT task_uuid FROM claimed))`
 
 // Claim leases up to p.Limit claimable steps for p.WorkerID and returns them
 // hydrated. It is one statement and one round trip whatever the count.
@@ -140,12 +139,25 @@ func Claim(ctx context.Context, db DB, p ClaimParams) ([]ClaimedStep, error) {
 	if p.Limit <= 0 || len(p.Namespaces) == 0 {
 		return nil, nil
 	}
-	rows, err := db.Query(ctx, claimSQL, p.WorkerID, p.Namespaces, p.Limit, p.Now, p.LeaseFor)
+	rows, err := db.Query(ctx, claimSQL, p.args()...)
 	if err != nil {
 		return nil, fmt.Errorf("store: claiming steps: %w", err)
 	}
+	out, err := scanClaimed(rows, p.Buf)
+	if err != nil {
+		return out, fmt.Errorf("store: claiming steps: %w", err)
+	}
+	return out, nil
+}
+
+func (p ClaimParams) args() []any {
+	return []any{p.WorkerID, p.Namespaces, p.Limit, p.Now, p.LeaseFor}
+}
+
+// scanClaimed reads the rows of claimSQL, appending to buf[:0].
+func scanClaimed(rows pgx.Rows, buf []ClaimedStep) ([]ClaimedStep, error) {
 	var (
-		out    = p.Buf[:0]
+		out    = buf[:0]
 		c      ClaimedStep
 		deps   []byte
 		parent pgtype.UUID
@@ -155,7 +167,7 @@ func Claim(ctx context.Context, db DB, p ClaimParams) ([]ClaimedStep, error) {
 	)
 	// UUIDs are scanned as [16]byte: as a uuid.UUID (an sql.Scanner) each
 	// would travel through its text form.
-	_, err = pgx.ForEachRow(rows, []any{
+	_, err := pgx.ForEachRow(rows, []any{
 		(*[16]byte)(&c.StepUUID), (*[16]byte)(&c.TaskUUID), &c.Namespace, &c.Name, &c.TemplateStepName, &c.Handler, &c.Type,
 		&c.Attempt, &c.Epoch, &c.MaxAttempts, &c.Retryable, &policy, &c.TimeoutMs, &inputs, &checkpoint,
 		&c.LeaseExpires, &c.Rescued, &c.EnqueuedAt, &c.Yields,
@@ -176,8 +188,5 @@ func Claim(ctx context.Context, db DB, p ClaimParams) ([]ClaimedStep, error) {
 		out = append(out, step)
 		return nil
 	})
-	if err != nil {
-		return out, fmt.Errorf("store: claiming steps: %w", err)
-	}
-	return out, nil
+	return out, err
 }

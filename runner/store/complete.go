@@ -128,6 +128,7 @@ children AS (
 		pending_parents = c.pending_parents - x.n,
 		state = CASE WHEN c.pending_parents = x.n THEN 'enqueued' ELSE c.state END,
 		run_at = CASE WHEN c.pending_parents = x.n THEN $8 ELSE c.run_at END,
+		enqueued_at = CASE WHEN c.pending_parents = x.n THEN $8 ELSE c.enqueued_at END,
 		updated_at = $8
 	FROM (
 		SELECT e.to_step, count(*)::int AS n
@@ -174,10 +175,63 @@ SELECT 'notified', NULL, n::text FROM notified`
 // lost, attempt or epoch superseded, step no longer in progress) change
 // nothing and are counted as stale.
 func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []Completion) (CompleteResult, error) {
+	res, _, err := CompleteAndClaim(ctx, db, workerID, now, cs, ClaimParams{})
+	return res, err
+}
+
+// CompleteAndClaim is [Complete] followed, in the same transaction and
+// round trip, by [Claim] with claim (skipped when claim.Limit is 0): the
+// runner hands the permits of the steps it completes to the steps it claims,
+// and the children this completion makes ready are claimable at once. The
+// claim's WorkerID is workerID.
+func CompleteAndClaim(ctx context.Context, db DB, workerID string, now time.Time, cs []Completion, claim ClaimParams) (CompleteResult, []ClaimedStep, error) {
 	res := CompleteResult{Applied: make(map[uuid.UUID]string, len(cs))}
 	if len(cs) == 0 {
-		return res, nil
+		return res, nil, nil
 	}
+	args, err := completeArgs(workerID, now, cs)
+	if err != nil {
+		return res, nil, err
+	}
+	claim.WorkerID = workerID
+	claiming := claim.Limit > 0 && len(claim.Namespaces) > 0
+	var (
+		b       pgx.Batch
+		claimed []ClaimedStep
+	)
+	// One pipeline, one implicit transaction: the claim sees the children
+	// the completion enqueued, and a failure of either undoes both.
+	b.Queue(completeSQL, args...)
+	if claiming {
+		b.Queue(claimSQL, claim.args()...)
+	}
+	err = sendBatch(ctx, db, &b, fmt.Sprintf("completing %d steps", len(cs)), func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		if err := scanCompleted(rows, &res); err != nil {
+			return err
+		}
+		if !claiming {
+			return nil
+		}
+		if rows, err = br.Query(); err != nil {
+			return err
+		}
+		claimed, err = scanClaimed(rows, claim.Buf)
+		return err
+	})
+	if err != nil {
+		return CompleteResult{Applied: map[uuid.UUID]string{}}, nil, fmt.Errorf("store: completing %d steps: %w", len(cs), err)
+	}
+	res.Stale = len(cs) - len(res.Applied)
+	return res, claimed, nil
+}
+
+// completeArgs checks cs and returns completeSQL's arguments, the rows in
+// key order.
+func completeArgs(workerID string, now time.Time, cs []Completion) ([]any, error) {
 	// Present the rows in key order, the order ExtendLeases locks them in:
 	// with the input driving the update (the plan for batches this size)
 	// the two then wait for each other instead of deadlocking.
@@ -197,27 +251,28 @@ func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []C
 		switch c.State {
 		case StateComplete, StateWaitingForRetry, StateError, StateEnqueued:
 		default:
-			return res, fmt.Errorf("store: completion of step %s: state %q is not a completion state", c.StepUUID, c.State)
+			return nil, fmt.Errorf("store: completion of step %s: state %q is not a completion state", c.StepUUID, c.State)
 		}
 		ids[i], attempts[i], epochs[i], states[i] = c.StepUUID, int32(c.Attempt), c.Epoch, c.State
 		results[i], errs[i], ckpts[i] = nullJSON(c.Results), nullJSON(c.Error), nullJSON(c.Checkpoint)
 		if len(c.Checkpoint) > 0 && c.State != StateEnqueued {
-			return res, fmt.Errorf("store: completion of step %s: a checkpoint goes with state %q, not %q", c.StepUUID, StateEnqueued, c.State)
+			return nil, fmt.Errorf("store: completion of step %s: a checkpoint goes with state %q, not %q", c.StepUUID, StateEnqueued, c.State)
 		}
 		if !c.RunAt.IsZero() {
 			runAt[i] = pgtype.Timestamptz{Time: c.RunAt, Valid: true}
 		}
 	}
-	rows, err := db.Query(ctx, completeSQL, workerID, ids, attempts, states, results, errs, runAt, now, ChannelPrefix, ckpts, CheckpointHistoryMax, epochs)
-	if err != nil {
-		return res, fmt.Errorf("store: completing %d steps: %w", len(cs), err)
-	}
+	return []any{workerID, ids, attempts, states, results, errs, runAt, now, ChannelPrefix, ckpts, CheckpointHistoryMax, epochs}, nil
+}
+
+// scanCompleted reads the rows of completeSQL into res.
+func scanCompleted(rows pgx.Rows, res *CompleteResult) error {
 	var (
 		kind  string
 		id    pgtype.UUID
 		state string
 	)
-	_, err = pgx.ForEachRow(rows, []any{&kind, &id, &state}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&kind, &id, &state}, func() error {
 		switch kind {
 		case "step":
 			res.Applied[id.Bytes] = state
@@ -231,11 +286,7 @@ func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []C
 		}
 		return nil
 	})
-	if err != nil {
-		return res, fmt.Errorf("store: completing %d steps: %w", len(cs), err)
-	}
-	res.Stale = len(cs) - len(res.Applied)
-	return res, nil
+	return err
 }
 
 func nullJSON(b []byte) []byte {

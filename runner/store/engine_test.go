@@ -25,14 +25,14 @@ func diamond(t *testing.T, pool *pgxpool.Pool, ns string, now time.Time) (uuid.U
 	}
 	task := uuid.Must(uuid.NewV7())
 	steps := []uuid.UUID{uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())}
-	mk := func(i int, name string, parents, anc []int) store.NewStep {
+	mk := func(i int, name string, parents []int) store.NewStep {
 		return store.NewStep{StepUUID: steps[i], Name: name, TemplateStepName: name, Handler: "h." + name,
-			Parents: parents, Ancestors: anc, MaxAttempts: 2, Retryable: true}
+			Parents: parents, MaxAttempts: 2, Retryable: true}
 	}
 	created, err := store.CreateTasks(t.Context(), pool, now, []store.NewTask{{
 		TaskUUID: task, TemplateID: id, Namespace: ns, TemplateName: "diamond", TemplateVersion: "1.0.0",
 		Context: []byte(`{"order":1}`), CorrelationID: uuid.New(), IdempotencyKey: "k-" + task.String(),
-		Steps: []store.NewStep{mk(0, "a", nil, nil), mk(1, "b", []int{0}, []int{0}), mk(2, "c", []int{0}, []int{0}), mk(3, "d", []int{1, 2}, []int{0, 1, 2})},
+		Steps: []store.NewStep{mk(0, "a", nil), mk(1, "b", []int{0}), mk(2, "c", []int{0}), mk(3, "d", []int{1, 2})},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -102,11 +102,11 @@ func TestClaimCompleteDiamond(t *testing.T) {
 	}
 
 	var n int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM tasker.step_transitions WHERE task_uuid = $1 AND to_state = 'complete'`, task).Scan(&n); err != nil || n != 4 {
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM tasker.step_history WHERE task_uuid = $1 AND to_state = 'complete'`, task).Scan(&n); err != nil || n != 4 {
 		t.Fatalf("complete transitions = %d (%v), want 4", n, err)
 	}
 	var states []string
-	rows, _ := pool.Query(ctx, `SELECT coalesce(from_state, '') || '>' || to_state FROM tasker.task_transitions WHERE task_uuid = $1 ORDER BY id`, task)
+	rows, _ := pool.Query(ctx, `SELECT coalesce(from_state, '') || '>' || to_state FROM tasker.task_history WHERE task_uuid = $1 ORDER BY seq, id`, task)
 	for rows.Next() {
 		var s string
 		_ = rows.Scan(&s)
@@ -170,7 +170,7 @@ func TestRetryErrorRescueAndIllegalTransition(t *testing.T) {
 		t.Fatalf("blocked -> pending: err = %v, want illegal transition", err)
 	}
 	var audit []string
-	rows, _ := pool.Query(ctx, `SELECT coalesce(from_state,'') || '>' || to_state || '@' || attempt || ':' || coalesce(worker_id,'') FROM tasker.step_transitions WHERE step_uuid = $1 ORDER BY id`, steps[0])
+	rows, _ := pool.Query(ctx, `SELECT coalesce(from_state,'') || '>' || to_state || '@' || attempt || ':' || coalesce(worker_id,'') FROM tasker.step_history WHERE step_uuid = $1 ORDER BY seq, id`, steps[0])
 	for rows.Next() {
 		var s string
 		_ = rows.Scan(&s)
@@ -188,7 +188,7 @@ func TestRetryErrorRescueAndIllegalTransition(t *testing.T) {
 		}
 	}
 	var due time.Time
-	if err := pool.QueryRow(ctx, `SELECT (metadata->>'due_at')::timestamptz FROM tasker.step_transitions
+	if err := pool.QueryRow(ctx, `SELECT (metadata->>'due_at')::timestamptz FROM tasker.step_history
 		WHERE step_uuid = $1 AND from_state = 'waiting_for_retry' AND to_state = 'enqueued'`, steps[0]).Scan(&due); err != nil || !due.Equal(retryAt) {
 		t.Fatalf("due_at = %v, %v; want the retry's run_at %v", due, err, retryAt)
 	}

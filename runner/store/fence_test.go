@@ -36,7 +36,7 @@ func completionOf(c store.ClaimedStep, state string) store.Completion {
 func countTransitions(t *testing.T, pool *pgxpool.Pool, step uuid.UUID, to string) int {
 	t.Helper()
 	var n int
-	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM tasker.step_transitions WHERE step_uuid = $1 AND to_state = $2`, step, to).Scan(&n); err != nil {
+	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM tasker.step_history WHERE step_uuid = $1 AND to_state = $2`, step, to).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -257,31 +257,9 @@ func TestMigrateAddsLeaseEpoch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	epoch := -1
-	for i, m := range all {
-		if m.Name == "lease_epoch" {
-			epoch = i
-		}
-	}
-	if epoch < 0 {
-		t.Fatal("no lease_epoch migration")
-	}
-	// Apply the migrations before it as Up would.
-	if _, err := pool.Exec(ctx, `CREATE SCHEMA tasker; CREATE TABLE tasker.schema_migrations (
-		version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
-		duration_ms bigint NOT NULL DEFAULT 0, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range all[:epoch] {
-		if _, err := pool.Exec(ctx, m.SQL); err != nil {
-			t.Fatalf("%s: %v", m.ID(), err)
-		}
-		if _, err := pool.Exec(ctx, `INSERT INTO tasker.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)`, m.Version, m.Name, m.Checksum); err != nil {
-			t.Fatal(err)
-		}
-	}
+	epoch := len(all) - len(migrateTo(t, pool, "lease_epoch"))
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	_, steps := diamond(t, pool, "upgrade", now)
+	_, steps := legacyDiamond(t, pool, "upgrade", now)
 	// An older runner holds a's lease (attempt 1) when the upgrade runs.
 	if _, err := pool.Exec(ctx, `UPDATE tasker.steps SET state = 'in_progress', attempts = 1, lease_owner = 'old', lease_expires_at = $2 WHERE step_uuid = $1`,
 		steps[0], now.Add(time.Minute)); err != nil {

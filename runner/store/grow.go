@@ -9,7 +9,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // Tasks whose templates have decision or batchable steps grow while they
@@ -46,7 +45,6 @@ type TaskStep struct {
 	LeaseOwner       string
 	// LeaseEpoch is the epoch of the step's latest claim.
 	LeaseEpoch int64
-	Ancestors  []uuid.UUID
 }
 
 // TaskSteps reads every step of tasks, locking them (in key order) so that
@@ -54,7 +52,7 @@ type TaskStep struct {
 // after [LockTasks].
 func TaskSteps(ctx context.Context, tx pgx.Tx, tasks []uuid.UUID) ([]TaskStep, error) {
 	rows, err := tx.Query(ctx, `
-		SELECT step_uuid, task_uuid, name, template_step_name, type, state, attempts, coalesce(lease_owner, ''), lease_epoch, ancestors
+		SELECT step_uuid, task_uuid, name, template_step_name, type, state, attempts, coalesce(lease_owner, ''), lease_epoch
 		FROM tasker.steps WHERE task_uuid = ANY($1)
 		ORDER BY step_uuid FOR UPDATE`, tasks)
 	if err != nil {
@@ -63,13 +61,8 @@ func TaskSteps(ctx context.Context, tx pgx.Tx, tasks []uuid.UUID) ([]TaskStep, e
 	var (
 		out []TaskStep
 		s   TaskStep
-		anc []pgtype.UUID
 	)
-	_, err = pgx.ForEachRow(rows, []any{&s.StepUUID, &s.TaskUUID, &s.Name, &s.TemplateStepName, &s.Type, &s.State, &s.Attempts, &s.LeaseOwner, &s.LeaseEpoch, &anc}, func() error {
-		s.Ancestors = make([]uuid.UUID, len(anc))
-		for i, a := range anc {
-			s.Ancestors[i] = a.Bytes
-		}
+	_, err = pgx.ForEachRow(rows, []any{&s.StepUUID, &s.TaskUUID, &s.Name, &s.TemplateStepName, &s.Type, &s.State, &s.Attempts, &s.LeaseOwner, &s.LeaseEpoch}, func() error {
 		out = append(out, s)
 		return nil
 	})
@@ -79,15 +72,14 @@ func TaskSteps(ctx context.Context, tx pgx.Tx, tasks []uuid.UUID) ([]TaskStep, e
 	return out, nil
 }
 
-// GrowStep is a step an outcome adds to a running task. Parents and
-// Ancestors are step uuids, of steps that exist or are added with it.
+// GrowStep is a step an outcome adds to a running task. Parents are step
+// uuids, of steps that exist or are added with it.
 type GrowStep struct {
 	NewStep
 	TaskUUID  uuid.UUID
 	Namespace string
 	Priority  int
 	Parents   []uuid.UUID
-	Ancestors []uuid.UUID
 	// PendingParents counts the parents not done yet (the step whose
 	// completion adds this one included); zero creates the step enqueued.
 	PendingParents int
@@ -106,7 +98,7 @@ func AddSteps(ctx context.Context, tx pgx.Tx, now time.Time, steps []GrowStep) e
 		for _, p := range s.Parents {
 			sr.edge(s.TaskUUID, p, s.StepUUID)
 		}
-		sr.step(s.TaskUUID, s.Namespace, s.Priority, s.NewStep, s.PendingParents, s.Ancestors)
+		sr.step(s.TaskUUID, s.Namespace, s.Priority, s.NewStep, len(s.Parents), s.PendingParents)
 		ready = ready || s.PendingParents == 0
 	}
 	var b pgx.Batch

@@ -82,3 +82,37 @@ func LandedCompletions(ctx context.Context, db DB, cs []Completion) (map[uuid.UU
 	}
 	return out, nil
 }
+
+// ReleaseLostClaims gives back the steps workerID claimed at the given
+// times that are still in progress under its lease: claims that rode on an
+// outcome write whose reply was lost (the write may have committed, and
+// the runner never saw what it claimed). They return to enqueued, ready at
+// now, their attempt not consumed. Claims are told apart by their time
+// (the claim's Now, stored as last_attempted_at), so a claim the runner did
+// see, made at another time, is left alone. It returns the steps released.
+func ReleaseLostClaims(ctx context.Context, db DB, workerID string, claimedAt []time.Time, now time.Time) (int, error) {
+	if len(claimedAt) == 0 {
+		return 0, nil
+	}
+	var released, notified int
+	err := db.QueryRow(ctx, `
+		WITH lost AS (
+			SELECT step_uuid FROM tasker.steps
+			WHERE lease_owner = $1 AND state = 'in_progress' AND last_attempted_at = ANY($2)
+			ORDER BY step_uuid
+			FOR UPDATE
+		),
+		released AS (
+			UPDATE tasker.steps s SET state = 'enqueued', attempts = s.attempts - 1, lease_owner = NULL,
+				lease_expires_at = NULL, run_at = $3, updated_at = $3
+			FROM lost l WHERE s.step_uuid = l.step_uuid
+			RETURNING s.namespace
+		)
+		SELECT (SELECT count(*) FROM released)::int,
+		       (SELECT count(pg_notify($4 || namespace, '')) FROM (SELECT DISTINCT namespace FROM released) ns)::int`,
+		workerID, claimedAt, now, ChannelPrefix).Scan(&released, &notified)
+	if err != nil {
+		return 0, fmt.Errorf("store: releasing claims whose reply was lost: %w", err)
+	}
+	return released, nil
+}

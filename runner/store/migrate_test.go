@@ -181,10 +181,10 @@ func TestSchemaRejectsUnknownStates(t *testing.T) {
 	}
 	mustExec(`INSERT INTO tasker.namespaces (name) VALUES ('default')`)
 	mustExec(`INSERT INTO tasker.templates (namespace, name, version, definition) VALUES ('default', 't', '1.0.0', '{}')`)
-	mustExec(`INSERT INTO tasker.tasks (task_uuid, template_id, namespace, template_name, template_version, correlation_id)
-	          SELECT '00000000-0000-7000-8000-000000000001', template_id, 'default', 't', '1.0.0', gen_random_uuid() FROM tasker.templates`)
-	mustExec(`INSERT INTO tasker.steps (step_uuid, task_uuid, namespace, name, template_step_name, handler)
-	          VALUES ('00000000-0000-7000-8000-000000000002', '00000000-0000-7000-8000-000000000001', 'default', 'a', 'a', 'h')`)
+	mustExec(`INSERT INTO tasker.tasks (task_uuid, template_id, namespace, template_name, template_version, correlation_id, created_state)
+	          SELECT '00000000-0000-7000-8000-000000000001', template_id, 'default', 't', '1.0.0', gen_random_uuid(), 'pending' FROM tasker.templates`)
+	mustExec(`INSERT INTO tasker.steps (step_uuid, task_uuid, namespace, name, template_step_name, handler, created_state)
+	          VALUES ('00000000-0000-7000-8000-000000000002', '00000000-0000-7000-8000-000000000001', 'default', 'a', 'a', 'h', 'pending')`)
 
 	for _, tc := range []struct{ sql, constraint string }{
 		{`UPDATE tasker.tasks SET state = 'running'`, "tasks_state_valid"},

@@ -32,7 +32,7 @@ func TestStepInsertsUseGenericPlans(t *testing.T) {
 		return store.NewTask{TaskUUID: uuid.Must(uuid.NewV7()), TemplateID: tpl, Namespace: "plans", TemplateName: "pair",
 			TemplateVersion: "1", CorrelationID: uuid.New(), Steps: []store.NewStep{
 				{StepUUID: uuid.Must(uuid.NewV7()), Name: "a", TemplateStepName: "a", Handler: "h", MaxAttempts: 1},
-				{StepUUID: uuid.Must(uuid.NewV7()), Name: "b", TemplateStepName: "b", Handler: "h", MaxAttempts: 1, Parents: []int{0}, Ancestors: []int{0}},
+				{StepUUID: uuid.Must(uuid.NewV7()), Name: "b", TemplateStepName: "b", Handler: "h", MaxAttempts: 1, Parents: []int{0}},
 			}}
 	}
 	const submits = 8

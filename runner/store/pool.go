@@ -53,6 +53,13 @@ func NewPool(ctx context.Context, cfg PoolConfig) (*pgxpool.Pool, error) {
 		}
 		pc.ConnConfig.RuntimeParams["application_name"] = name
 	}
+	if _, ok := pc.ConnConfig.RuntimeParams["jit"]; !ok {
+		// The engine's statements are short and run thousands of times a
+		// second; JIT compiling one takes longer than running it, and an
+		// estimate above jit_above_cost (a claim of a few hundred steps on a
+		// big table) made claims 100x slower. A URL may turn it back on.
+		pc.ConnConfig.RuntimeParams["jit"] = "off"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("store: opening pool for %s: %w", RedactURL(cfg.URL), err)

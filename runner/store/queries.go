@@ -156,45 +156,6 @@ func GetStep(ctx context.Context, db DB, id uuid.UUID) (Step, error) {
 	return s, nil
 }
 
-// ListTaskTransitions returns the audit trail of a task and all of its
-// steps, oldest first.
-func ListTaskTransitions(ctx context.Context, db DB, task uuid.UUID) ([]Transition, error) {
-	return listTransitions(ctx, db, `
-		SELECT id, NULL::uuid, coalesce(from_state, ''), to_state, 0, coalesce(worker_id, ''), metadata, created_at
-		FROM tasker.task_transitions WHERE task_uuid = $1
-		UNION ALL
-		SELECT id, step_uuid, coalesce(from_state, ''), to_state, attempt, coalesce(worker_id, ''), metadata, created_at
-		FROM tasker.step_transitions
-		-- Through the task's steps, so the step_transitions_step index serves
-		-- it (the audit table has no index on task_uuid: one fewer to
-		-- maintain on the hot path).
-		WHERE step_uuid IN (SELECT step_uuid FROM tasker.steps WHERE task_uuid = $1)
-		ORDER BY created_at, id`, task)
-}
-
-// ListStepTransitions returns the audit trail of one step, oldest first.
-func ListStepTransitions(ctx context.Context, db DB, step uuid.UUID) ([]Transition, error) {
-	return listTransitions(ctx, db, `
-		SELECT id, step_uuid, coalesce(from_state, ''), to_state, attempt, coalesce(worker_id, ''), metadata, created_at
-		FROM tasker.step_transitions WHERE step_uuid = $1 ORDER BY id`, step)
-}
-
-func listTransitions(ctx context.Context, db DB, sql string, id uuid.UUID) ([]Transition, error) {
-	rows, err := db.Query(ctx, sql, id)
-	if err != nil {
-		return nil, fmt.Errorf("store: listing transitions of %s: %w", id, err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Transition, error) {
-		var tr Transition
-		err := r.Scan(&tr.ID, &tr.StepUUID, &tr.FromState, &tr.ToState, &tr.Attempt, &tr.WorkerID, &tr.Metadata, &tr.CreatedAt)
-		return tr, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: listing transitions of %s: %w", id, err)
-	}
-	return out, nil
-}
-
 // where builds a parameterised WHERE clause.
 type where struct {
 	conds []string

@@ -37,8 +37,9 @@ type NewTask struct {
 	Steps          []NewStep
 }
 
-// NewStep is one step of a [NewTask]. Parents and Ancestors index into the
-// task's Steps; a step without parents is created ready (enqueued).
+// NewStep is one step of a [NewTask]. Parents index into the task's Steps;
+// a step without parents is created ready (enqueued). Ancestors are not
+// stored: a claim finds them through the edges.
 type NewStep struct {
 	StepUUID         uuid.UUID
 	Name             string
@@ -46,7 +47,6 @@ type NewStep struct {
 	Handler          string
 	Type             string
 	Parents          []int
-	Ancestors        []int
 	MaxAttempts      int
 	Retryable        bool
 	RetryPolicy      []byte // JSON; the template's retry block
@@ -105,20 +105,13 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 		tTotal = append(tTotal, int32(len(t.Steps)))
 		tTags = append(tTags, jsonStrings(t.Tags))
 		for si, s := range t.Steps {
-			anc := make([]uuid.UUID, 0, len(s.Ancestors))
-			for _, a := range s.Ancestors {
-				if a < 0 || a >= len(t.Steps) {
-					return nil, fmt.Errorf("store: task %s step %d: ancestor index %d out of range", t.TaskUUID, si, a)
-				}
-				anc = append(anc, t.Steps[a].StepUUID)
-			}
 			for _, p := range s.Parents {
 				if p < 0 || p >= len(t.Steps) || p == si {
 					return nil, fmt.Errorf("store: task %s step %d: parent index %d out of range", t.TaskUUID, si, p)
 				}
 				sr.edge(t.TaskUUID, t.Steps[p].StepUUID, s.StepUUID)
 			}
-			sr.step(t.TaskUUID, t.Namespace, t.Priority, s, len(s.Parents), anc)
+			sr.step(t.TaskUUID, t.Namespace, t.Priority, s, len(s.Parents), len(s.Parents))
 		}
 	}
 
@@ -129,17 +122,17 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 	//
 	// Its steps are enqueued in the same transaction, so a task is in
 	// process from the start (Tasker: pending -> steps_in_process once its
-	// steps are enqueued); it is inserted so, and the insert trigger records
-	// both moves (migration 0009). The namespaces of the inserted tasks are
+	// steps are enqueued); it is inserted so, with created_state saying so:
+	// its history shows both moves at created_at (migration 0011). The namespaces of the inserted tasks are
 	// notified at commit.
 	var b pgx.Batch
 	b.Queue(`
 		WITH ins AS (
 			INSERT INTO tasker.tasks (task_uuid, template_id, namespace, template_name, template_version, context,
 			                          priority, correlation_id, parent_correlation_id, idempotency_key,
-			                          initiator, source_system, reason, tags, steps_total, state, created_at, updated_at)
+			                          initiator, source_system, reason, tags, steps_total, state, created_state, created_at, updated_at)
 			SELECT u, tpl, ns, name, ver, ctx, prio, corr, parent, nullif(key, ''), ini, src, rsn,
-			       ARRAY(SELECT jsonb_array_elements_text(tags)), total, 'steps_in_process', $16, $16
+			       ARRAY(SELECT jsonb_array_elements_text(tags)), total, 'steps_in_process', 'steps_in_process', $16, $16
 			FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::int[],
 			            $8::uuid[], $9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[], $14::jsonb[], $15::int[])
 			     AS t(u, tpl, ns, name, ver, ctx, prio, corr, parent, key, ini, src, rsn, tags, total)
@@ -226,22 +219,20 @@ func createTasksResults(br pgx.BatchResults, sr *stepRows) ([]uuid.UUID, error) 
 type stepRows struct {
 	sUUID, sTask                    [][16]byte // see CreateTasks
 	sNS, sName, sTplName, sHandler  []string
-	sType, sState, sAncestors       []string
+	sType, sState                   []string
 	sPrio, sPending, sMax, sTimeout []int32
+	sParents                        []int32
 	sRetryable                      []bool
 	sPolicy, sInputs                [][]byte
 	eTask, eFrom, eTo               [][16]byte
 }
 
-// step adds a step; with pending parents it starts pending, else enqueued.
-func (r *stepRows) step(task uuid.UUID, ns string, priority int, s NewStep, pending int, ancestors []uuid.UUID) {
+// step adds a step with its count of direct parents; with pending parents
+// it starts pending, else enqueued.
+func (r *stepRows) step(task uuid.UUID, ns string, priority int, s NewStep, parents, pending int) {
 	state := "enqueued"
 	if pending > 0 {
 		state = "pending"
-	}
-	anc := make([]string, len(ancestors))
-	for i, a := range ancestors {
-		anc[i] = a.String()
 	}
 	r.sUUID = append(r.sUUID, s.StepUUID)
 	r.sTask = append(r.sTask, task)
@@ -253,7 +244,7 @@ func (r *stepRows) step(task uuid.UUID, ns string, priority int, s NewStep, pend
 	r.sType = append(r.sType, cmp.Or(s.Type, "standard"))
 	r.sState = append(r.sState, state)
 	r.sPending = append(r.sPending, int32(pending))
-	r.sAncestors = append(r.sAncestors, "{"+joinComma(anc)+"}")
+	r.sParents = append(r.sParents, int32(parents))
 	r.sMax = append(r.sMax, int32(max(s.MaxAttempts, 1)))
 	r.sRetryable = append(r.sRetryable, s.Retryable)
 	r.sPolicy = append(r.sPolicy, orJSON(s.RetryPolicy, "{}"))
@@ -276,15 +267,15 @@ func (r *stepRows) queue(b *pgx.Batch, now time.Time) {
 	b.Queue(forceGenericPlansSQL)
 	b.Queue(`
 		INSERT INTO tasker.steps (step_uuid, task_uuid, namespace, priority, name, template_step_name, handler, type,
-		                          state, pending_parents, ancestors, max_attempts, retryable, retry_policy,
+		                          state, created_state, pending_parents, parents, max_attempts, retryable, retry_policy,
 		                          timeout_ms, inputs, run_at, created_at, updated_at)
-		SELECT u, task, ns, prio, name, tname, handler, type, state, pending, anc::uuid[], maxa, retryable, policy,
+		SELECT u, task, ns, prio, name, tname, handler, type, state, state, pending, parents, maxa, retryable, policy,
 		       nullif(timeout, 0), inputs, $17, $17, $17
 		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[],
-		            $9::text[], $10::int[], $11::text[], $12::int[], $13::bool[], $14::jsonb[], $15::int[], $16::jsonb[])
-		     AS s(u, task, ns, prio, name, tname, handler, type, state, pending, anc, maxa, retryable, policy, timeout, inputs)
+		            $9::text[], $10::int[], $11::int[], $12::int[], $13::bool[], $14::jsonb[], $15::int[], $16::jsonb[])
+		     AS s(u, task, ns, prio, name, tname, handler, type, state, pending, parents, maxa, retryable, policy, timeout, inputs)
 		WHERE EXISTS (SELECT 1 FROM tasker.tasks t WHERE t.task_uuid = s.task)`,
-		r.sUUID, r.sTask, r.sNS, r.sPrio, r.sName, r.sTplName, r.sHandler, r.sType, r.sState, r.sPending, r.sAncestors,
+		r.sUUID, r.sTask, r.sNS, r.sPrio, r.sName, r.sTplName, r.sHandler, r.sType, r.sState, r.sPending, r.sParents,
 		r.sMax, r.sRetryable, r.sPolicy, r.sTimeout, r.sInputs, now)
 	if len(r.eFrom) > 0 {
 		b.Queue(`
