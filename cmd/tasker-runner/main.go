@@ -54,7 +54,7 @@ func commands() []command {
 		{name: "tasks", summary: "show a task with its steps, or list tasks", usage: "get TASK_UUID | list [--state S,...] [--namespace NS] [--template NAME] [--correlation-id UUID] [--limit N] [--cursor C] [--api URL] [--api-key KEY] [--json]", run: runTasks},
 		{name: "handlers", summary: "list or register handler endpoints", usage: "list [--namespace NS] | put PATTERN --url URL [--namespace NS] [--protocol http|connect|grpc|go] [--secret-ref env:NAME|file:PATH] [--batch-max N] [--batch-window-ms N] [--max-concurrency N] [--timeout-ms N] [--header NAME=VALUE]... [--api URL] [--api-key KEY] [--json]", run: runHandlers},
 		{name: "dlq", summary: "list or redrive dead letters (steps failed for good)", usage: "list [--namespace NS] [--handler H] [--template NAME] [--task ID] [--limit N] [--cursor C] | redrive STEP_UUID... [--reason R] [--additional-attempts N] | redrive --all [--namespace NS] [--handler H] [--template NAME] [--task ID] [--limit N] [--reason R] [--additional-attempts N] [--api URL] [--api-key KEY] [--json]", run: runDLQ},
-		{name: "conformance", summary: "check a handler service against the handler contract", usage: "--url URL [--protocol http|connect|grpc] [--secret whsec_...] [--callable NAME] [--context JSON] [--batch] [--timeout 10s] [--json]", run: runConformance},
+		{name: "conformance", summary: "check a handler service against the handler contract", usage: "--url URL [--protocol http|connect|grpc] [--secret whsec_...] [--callable NAME] [--context JSON] [--batch] [--decision CALLABLE] [--batchable CALLABLE] [--yielding CALLABLE] [--timeout 10s] [--json]", run: runConformance},
 		{name: "version", summary: "print the version", usage: "", run: runVersion},
 	}
 }
