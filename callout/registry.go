@@ -52,7 +52,23 @@ type Endpoint struct {
 	Headers map[string]string
 	// Secrets sign calls (Standard Webhooks), newest first; none = unsigned.
 	Secrets []string
+	// Unusable, when set, says why the endpoint cannot be used (its secret
+	// reference does not resolve, say). The registry keeps it, so that its
+	// callables still resolve to it rather than to a broader pattern, but
+	// never calls it: each of its steps gets a
+	// [contracts.ErrorTypeEndpointUnusable] failure asking for a retry in
+	// UnusableRetry, which the runner treats as "not called" (the step
+	// goes back to the queue without using an attempt). Only Namespace,
+	// Pattern, URL, Protocol and UnusableRetry matter then.
+	Unusable string
+	// UnusableRetry is when the steps of an Unusable endpoint are tried
+	// again; 0 means [UnusableRetryDefault].
+	UnusableRetry time.Duration
 }
+
+// UnusableRetryDefault is how long the steps of an unusable endpoint wait
+// before they are tried again (see [Endpoint.Unusable]).
+const UnusableRetryDefault = 5 * time.Second
 
 func (e Endpoint) name() string {
 	if e.Namespace == "" {
@@ -79,6 +95,9 @@ type EndpointStatus struct {
 	ConcurrencyLimit int
 	// Throttled counts 429 (RESOURCE_EXHAUSTED) answers.
 	Throttled int64
+	// Error says why the endpoint cannot be used ([Endpoint.Unusable]);
+	// "" when it can.
+	Error string
 }
 
 // RegistryConfig configures a [Registry].
@@ -263,6 +282,10 @@ func (r *Registry) build(ep Endpoint) (*endpoint, error) {
 	if _, err := path.Match(ep.Pattern, ""); err != nil {
 		return nil, fmt.Errorf("pattern %q is not a valid glob: %w", ep.Pattern, err)
 	}
+	if ep.Unusable != "" {
+		retry := cmp.Or(ep.UnusableRetry, UnusableRetryDefault)
+		return &endpoint{ep: ep, close: func() {}, inv: unusableInvoker{name: ep.name(), reason: ep.Unusable, retry: retry}}, nil
+	}
 	if ep.BatchMax < 0 || ep.MaxConcurrency < 0 || ep.Timeout < 0 || ep.BatchWindow < 0 {
 		return nil, errors.New("batch_max, max_concurrency, timeout and batch_window must not be negative")
 	}
@@ -329,6 +352,27 @@ func (r *Registry) build(ep Endpoint) (*endpoint, error) {
 	return e, nil
 }
 
+// unusableInvoker stands for an endpoint that cannot be used: it calls
+// nothing and gives every step back (see [Endpoint.Unusable]).
+type unusableInvoker struct {
+	name, reason string
+	retry        time.Duration
+}
+
+func (u unusableInvoker) Invoke(context.Context, *contracts.StepEnvelope) contracts.StepResult {
+	secs := u.retry.Seconds()
+	return contracts.StepResult{
+		Success: false,
+		Status:  contracts.StatusFailed,
+		Error: &contracts.StepError{
+			Message:   fmt.Sprintf("handler endpoint %s is unusable, the handler was not called: %s", u.name, u.reason),
+			ErrorType: contracts.ErrorTypeEndpointUnusable,
+			Retryable: true,
+		},
+		OrchestrationMetadata: &contracts.OrchestrationMetadata{BackoffRequestSeconds: &secs},
+	}
+}
+
 // funcEndpoint calls the in-process function named by the step's callable.
 type funcEndpoint struct{ funcs *Funcs }
 
@@ -372,7 +416,7 @@ func (r *Registry) Endpoints() []EndpointStatus {
 	r.mu.RUnlock()
 	out := make([]EndpointStatus, 0, len(all))
 	for _, e := range all {
-		s := EndpointStatus{Namespace: e.ep.Namespace, Pattern: e.ep.Pattern, URL: redactURL(e.ep.URL), Protocol: e.ep.Protocol, BreakerState: "closed"}
+		s := EndpointStatus{Namespace: e.ep.Namespace, Pattern: e.ep.Pattern, URL: redactURL(e.ep.URL), Protocol: e.ep.Protocol, BreakerState: "closed", Error: e.ep.Unusable}
 		if g := e.guard; g != nil {
 			s.BreakerState = g.cb.State().String()
 			s.ConsecutiveFailures = g.cb.Counts().ConsecutiveFailures

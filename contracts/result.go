@@ -33,6 +33,11 @@ const (
 	// handler because its endpoint's circuit breaker is open, and gives the
 	// step back (its attempt not consumed) until the breaker may close.
 	ErrorTypeCircuitOpen = "circuit_open"
+	// ErrorTypeEndpointUnusable is never recorded either: the step's
+	// endpoint cannot be used by this runner (its secret_ref does not
+	// resolve, say), so the handler was not called; the step is given back
+	// (its attempt not consumed) until the endpoint is fixed.
+	ErrorTypeEndpointUnusable = "endpoint_unusable"
 )
 
 // StepResult is what a handler answers: Tasker's StepExecutionResult.

@@ -57,6 +57,7 @@ type HandlerEndpoint struct {
 	Headers        map[string]string `json:"headers" doc:"values of headers whose names suggest a credential (authorization, cookie, token, secret, key, password, signature) are masked"`
 	SecretRef      string            `json:"secret_ref,omitempty" doc:"where the signing secrets are (never the secrets)"`
 	Signed         bool              `json:"signed" doc:"calls are signed (Standard Webhooks)"`
+	Error          string            `json:"error,omitempty" doc:"why the runner of this process cannot use the endpoint (its secret_ref does not resolve here, say): its steps wait in the queue, not called, not failed, using no attempt, until it is fixed (the runner looks again every few seconds, and when the endpoint is put again); absent when it is usable, or when this process runs no runner"`
 	CreatedAt      time.Time         `json:"created_at"`
 	UpdatedAt      time.Time         `json:"updated_at"`
 }
@@ -97,7 +98,7 @@ func (s *Server) registerHandlers() {
 		Method:      http.MethodGet,
 		Path:        "/v1/handlers",
 		Summary:     "List handler endpoints",
-		Description: "Every handler endpoint registered in the database, by namespace and pattern. Endpoints from the configuration file are not listed (see getStatus for what this process runs).",
+		Description: "Every handler endpoint registered in the database, by namespace and pattern, with error set on those the runner of this process cannot use (their steps wait). Endpoints from the configuration file are not listed (see getStatus for what this process runs).",
 		Tags:        tags,
 		Errors:      []int{http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
 	}, s.listHandlers)
@@ -144,13 +145,31 @@ func (s *Server) listHandlers(ctx context.Context, in *listHandlersInput) (*list
 		return nil, s.fail(ctx, err)
 	}
 	out := &listHandlersOutput{Body: HandlerList{Items: make([]HandlerEndpoint, 0, len(rows))}}
+	unusable := s.unusableEndpoints()
 	for _, r := range rows {
 		if in.Namespace != "" && r.Namespace != in.Namespace {
 			continue
 		}
-		out.Body.Items = append(out.Body.Items, handlerFromRow(r))
+		h := handlerFromRow(r)
+		h.Error = unusable[[2]string{r.Namespace, r.Pattern}]
+		out.Body.Items = append(out.Body.Items, h)
 	}
 	return out, nil
+}
+
+// unusableEndpoints maps (namespace, pattern) to why this process's runner
+// cannot use that endpoint; empty without a runner.
+func (s *Server) unusableEndpoints() map[[2]string]string {
+	out := map[[2]string]string{}
+	if s.cfg.Endpoints == nil {
+		return out
+	}
+	for _, e := range s.cfg.Endpoints() {
+		if e.Error != "" {
+			out[[2]string{e.Namespace, e.Pattern}] = e.Error
+		}
+	}
+	return out
 }
 
 // findEndpoint reads one endpoint row.
@@ -180,7 +199,9 @@ func (s *Server) getHandler(ctx context.Context, in *handlerKey) (*handlerOutput
 	if err != nil {
 		return nil, err
 	}
-	return &handlerOutput{Status: http.StatusOK, Body: handlerFromRow(row)}, nil
+	h := handlerFromRow(row)
+	h.Error = s.unusableEndpoints()[[2]string{row.Namespace, row.Pattern}]
+	return &handlerOutput{Status: http.StatusOK, Body: h}, nil
 }
 
 func (s *Server) putHandler(ctx context.Context, in *putHandlerInput) (*handlerOutput, error) {

@@ -70,7 +70,7 @@ func newAPIEnv(t *testing.T, opts envOptions) *apiEnv {
 		r, err := runner.New(e.pool, runner.Config{
 			WorkerID:          "runner-1",
 			Handlers:          e.reg,
-			Endpoints:         &runner.Endpoints{Registry: e.reg, DB: e.pool, LookupEnv: cfg.LookupEnv},
+			Endpoints:         &runner.Endpoints{Registry: e.reg, DB: e.pool, LookupEnv: cfg.LookupEnv, Logger: log},
 			PollInterval:      50 * time.Millisecond,
 			HeartbeatInterval: time.Second,
 			Logger:            log,

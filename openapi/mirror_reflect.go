@@ -3,21 +3,34 @@ package openapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 
 	"connectrpc.com/connect"
 	"google.golang.org/grpc"
+	// The descriptors of grpc.health.v1, registered in the protobuf
+	// registry the reflection service answers from. connectrpc.com/grpchealth
+	// serves the service from a private copy of the .proto whose package
+	// is connectext.grpc.health.v1, so without this import reflection lists
+	// grpc.health.v1.Health but cannot describe it ("Symbol not found"),
+	// and grpcurl, Kubernetes gRPC probes and other reflection clients fail.
+	// The two are the same on the wire.
+	_ "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
 // Server reflection (grpc.reflection.v1 and v1alpha) for the mirror: grpc-go's
 // implementation of the protocol, answering from the protobuf registry of
 // this binary, served as Connect bidirectional streams (so over gRPC and,
-// with HTTP/2, Connect). It lists exactly the given services.
+// with HTTP/2, Connect). It lists exactly the given services, each of which
+// must be described in that registry (newReflection panics otherwise: a
+// listed service that cannot be described breaks every reflection client).
 
 type reflector struct {
 	v1Server      reflectionv1.ServerReflectionServer
@@ -36,6 +49,11 @@ func (l serviceList) GetServiceInfo() map[string]grpc.ServiceInfo {
 }
 
 func newReflection(services ...string) *reflector {
+	for _, name := range services {
+		if _, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name)); err != nil {
+			panic(fmt.Sprintf("openapi: reflection would list %s, whose descriptor is not registered: %v", name, err))
+		}
+	}
 	opts := reflection.ServerOptions{Services: serviceList(services)}
 	return &reflector{v1Server: reflection.NewServerV1(opts), v1alphaServer: reflection.NewServer(opts)}
 }

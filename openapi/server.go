@@ -49,7 +49,8 @@ type Config struct {
 	// counted. Default [FinishedTasksWindowDefault].
 	FinishedTasksWindow time.Duration
 	// Endpoints, when set, reports the live handler endpoints (breaker
-	// state, calls, faults) for /v1/status, e.g. [callout.Registry.Endpoints].
+	// state, calls, faults, why one is unusable) for /v1/status and
+	// /v1/handlers, e.g. [callout.Registry.Endpoints].
 	Endpoints func() []callout.EndpointStatus
 	// PoolStats, when set, reports the database pool for /health/detailed.
 	PoolStats func() PoolStats

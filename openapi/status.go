@@ -47,6 +47,7 @@ type EndpointState struct {
 	Rejected            int64  `json:"rejected" doc:"steps not called because the breaker was open"`
 	ConcurrencyLimit    int    `json:"concurrency_limit" doc:"calls allowed in flight now, 0 for no limit: the configured max_concurrency, lowered while the endpoint answers 429"`
 	Throttled           int64  `json:"throttled" doc:"429 (RESOURCE_EXHAUSTED) answers"`
+	Error               string `json:"error,omitempty" doc:"why this process cannot use the endpoint (its secret_ref does not resolve here, say): its steps wait in the queue, not called, not failed, using no attempt, until it is fixed; absent when it is usable"`
 }
 
 // RunnerCounters are this process's runner counters since it started.
@@ -140,7 +141,7 @@ func (s *Server) getStatus(ctx context.Context, _ *struct{}) (*statusOutput, err
 			out.Body.Endpoints = append(out.Body.Endpoints, EndpointState{
 				Namespace: e.Namespace, Pattern: e.Pattern, URL: e.URL, Protocol: e.Protocol, BreakerState: e.BreakerState,
 				ConsecutiveFailures: e.ConsecutiveFailures, InFlight: e.InFlight, Calls: e.Calls, Faults: e.Faults, Rejected: e.Rejected,
-				ConcurrencyLimit: e.ConcurrencyLimit, Throttled: e.Throttled,
+				ConcurrencyLimit: e.ConcurrencyLimit, Throttled: e.Throttled, Error: e.Error,
 			})
 		}
 	}

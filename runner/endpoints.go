@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tasker-runner/tasker-runner/callout"
@@ -19,6 +21,15 @@ import (
 // configuration (Static) and those registered in the database, which win
 // for the same namespace and pattern. A [Runner] whose Config names an
 // Endpoints reloads it whenever the database announces a change.
+//
+// A database endpoint this process cannot use (its secret_ref does not
+// resolve here, or the row is not a valid endpoint) does not stop the
+// others: it is registered as unusable ([callout.Endpoint.Unusable]), so
+// its steps wait in the queue without being called or using attempts, the
+// reason is logged once and shown by [callout.Registry.Endpoints], and the
+// runner looks at it again every RecheckInterval (a secret file that
+// appears, a variable set) as well as whenever the endpoint is registered
+// again.
 type Endpoints struct {
 	Registry *callout.Registry
 	Static   []callout.Endpoint
@@ -28,28 +39,64 @@ type Endpoints struct {
 	// SecretDirs are where "file:" secret references may point; nil means
 	// [DefaultSecretDirs]. See [SecretSource].
 	SecretDirs []string
-	// Logger gets why a secret reference did not resolve. Default
+	// RecheckInterval is how often unusable endpoints are looked at again,
+	// and how long their steps wait before they are tried again. Default
+	// [callout.UnusableRetryDefault].
+	RecheckInterval time.Duration
+	// Logger gets why an endpoint is unusable (never a secret). Default
 	// slog.Default().
 	Logger *slog.Logger
+
+	mu       sync.Mutex           // one Reload at a time: the last read wins
+	unusable map[[2]string]string // (namespace, pattern) -> why, as last loaded
+}
+
+func (e *Endpoints) logger() *slog.Logger {
+	if e.Logger == nil {
+		return slog.Default()
+	}
+	return e.Logger
+}
+
+func (e *Endpoints) recheckInterval() time.Duration {
+	return cmp.Or(e.RecheckInterval, callout.UnusableRetryDefault)
 }
 
 // Reload reads the database's endpoints and applies the merged set. On
-// error the registry keeps its previous endpoints.
+// error (the database cannot be read) the registry keeps its previous
+// endpoints; an endpoint that cannot be used is not an error (see
+// [Endpoints]).
 func (e *Endpoints) Reload(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	rows, err := store.ListEndpoints(ctx, e.DB)
 	if err != nil {
 		return err
 	}
 	merged := make([]callout.Endpoint, 0, len(e.Static)+len(rows))
 	fromDB := map[[2]string]bool{}
-	var errs []error
+	unusable := map[[2]string]string{}
 	for _, row := range rows {
-		ep, err := e.fromRow(row)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("endpoint %q (namespace %q): %w", row.Pattern, row.Namespace, err))
-			continue
+		key := [2]string{row.Namespace, row.Pattern}
+		ep, reason, err := e.fromRow(row)
+		if err == nil {
+			err = callout.CheckEndpoint(ep)
+			reason = err
 		}
-		fromDB[[2]string{ep.Namespace, ep.Pattern}] = true
+		if err != nil {
+			ep = callout.Endpoint{
+				Namespace: row.Namespace, Pattern: row.Pattern, URL: row.URL, Protocol: row.Protocol,
+				Unusable: err.Error(), UnusableRetry: e.recheckInterval(),
+			}
+			unusable[key] = ep.Unusable
+			if e.unusable[key] != ep.Unusable {
+				e.logger().Error("handler endpoint unusable: its steps wait, not called and not failed, until it is fixed",
+					"namespace", row.Namespace, "pattern", row.Pattern, "err", err, "reason", reason)
+			}
+		} else if _, was := e.unusable[key]; was {
+			e.logger().Info("handler endpoint usable again", "namespace", row.Namespace, "pattern", row.Pattern)
+		}
+		fromDB[key] = true
 		merged = append(merged, ep)
 	}
 	for _, ep := range e.Static {
@@ -57,16 +104,27 @@ func (e *Endpoints) Reload(ctx context.Context) error {
 			merged = append(merged, ep)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := e.Registry.Set(merged); err != nil {
 		return fmt.Errorf("runner: loading endpoints: %w", err)
 	}
-	return e.Registry.Set(merged)
+	e.unusable = unusable
+	return nil
 }
 
-func (e *Endpoints) fromRow(r store.HandlerEndpoint) (callout.Endpoint, error) {
-	secrets, err := SecretSource{LookupEnv: e.LookupEnv, Dirs: e.SecretDirs, Logger: e.Logger}.Resolve(r.SecretRef)
-	if err != nil {
-		return callout.Endpoint{}, err
+// anyUnusable reports whether the last Reload left an endpoint unusable.
+func (e *Endpoints) anyUnusable() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.unusable) > 0
+}
+
+// fromRow builds the endpoint of a row. Its error is the one message every
+// secret failure gets; reason is why, for the log (never the secret).
+func (e *Endpoints) fromRow(r store.HandlerEndpoint) (ep callout.Endpoint, reason, err error) {
+	src := SecretSource{LookupEnv: e.LookupEnv, Dirs: e.SecretDirs, Logger: e.Logger}
+	secrets, reason := src.resolve(r.SecretRef)
+	if reason != nil {
+		return callout.Endpoint{}, reason, src.failure(r.SecretRef)
 	}
 	return callout.Endpoint{
 		Namespace:      r.Namespace,
@@ -85,7 +143,7 @@ func (e *Endpoints) fromRow(r store.HandlerEndpoint) (callout.Endpoint, error) {
 		},
 		Headers: r.Headers,
 		Secrets: secrets,
-	}, nil
+	}, nil, nil
 }
 
 // DefaultSecretDirs are the directories "file:" secret references may read
@@ -118,9 +176,6 @@ const maxSecretFileBytes = 64 << 10
 // must be a Standard Webhooks secret ("whsec_" + base64). Every failure
 // gets the same message, whatever the reason.
 func (src SecretSource) Resolve(ref string) ([]string, error) {
-	if ref == "" {
-		return nil, nil
-	}
 	out, reason := src.resolve(ref)
 	if reason == nil {
 		return out, nil
@@ -130,7 +185,12 @@ func (src SecretSource) Resolve(ref string) ([]string, error) {
 		log = slog.Default()
 	}
 	log.Warn("secret_ref cannot be resolved", "secret_ref", ref, "reason", reason)
-	return nil, fmt.Errorf("secret_ref %q: cannot be resolved (refs must be env:NAME of a set variable or file:PATH of a readable file under %s, holding Standard Webhooks secrets \"whsec_...\", comma- or line-separated)",
+	return nil, src.failure(ref)
+}
+
+// failure is the one error every unresolvable reference gets.
+func (src SecretSource) failure(ref string) error {
+	return fmt.Errorf("secret_ref %q: cannot be resolved (refs must be env:NAME of a set variable or file:PATH of a readable file under %s, holding Standard Webhooks secrets \"whsec_...\", comma- or line-separated)",
 		ref, strings.Join(src.dirs(), ", "))
 }
 
@@ -143,6 +203,9 @@ func (src SecretSource) dirs() []string {
 
 // resolve does the work of Resolve; reason says why it failed, for the log.
 func (src SecretSource) resolve(ref string) ([]string, error) {
+	if ref == "" {
+		return nil, nil
+	}
 	var raw string
 	switch {
 	case strings.HasPrefix(ref, "env:"):

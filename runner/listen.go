@@ -126,6 +126,25 @@ func (r *Runner) poll(ctx context.Context) {
 	}
 }
 
+// recheckEndpoints reloads the endpoints every RecheckInterval while one
+// of them is unusable, so that a secret that becomes resolvable (a file
+// mounted late, a rotated variable) is picked up without a restart or a
+// NOTIFY (which polling_only runners do not hear).
+func (r *Runner) recheckEndpoints(ctx context.Context) {
+	tick := time.NewTicker(r.cfg.Endpoints.recheckInterval())
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if r.cfg.Endpoints.anyUnusable() {
+			r.reloadEndpoints(ctx)
+		}
+	}
+}
+
 func (r *Runner) reloadEndpoints(ctx context.Context) {
 	if err := r.cfg.Endpoints.Reload(ctx); err != nil && ctx.Err() == nil {
 		r.log.Error("reloading handler endpoints; keeping the previous set", "err", err)

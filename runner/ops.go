@@ -14,8 +14,8 @@ import (
 // be "", "env:NAME" or "file:/path" and resolve in this process with
 // secrets (see [SecretSource.Resolve]), and a [callout.Registry] must
 // accept the endpoint (pattern, protocol, URL and its {callable}
-// placeholder, headers, limits). Call it before storing a row: one row a
-// runner cannot load makes it keep its previous endpoints.
+// placeholder, headers, limits). Call it before storing a row: a runner
+// that cannot load a row marks that endpoint unusable, and its steps wait.
 //
 // It does not apply a [callout.URLPolicy]: registration does that itself
 // ([callout.URLPolicy.Check]), since rows loaded later must not be refused
@@ -39,8 +39,9 @@ func ValidateEndpoint(row store.HandlerEndpoint, secrets SecretSource) error {
 		}
 	}
 	e := &Endpoints{LookupEnv: secrets.LookupEnv, SecretDirs: secrets.Dirs, Logger: secrets.Logger}
-	ep, err := e.fromRow(row)
+	ep, reason, err := e.fromRow(row)
 	if err != nil {
+		e.logger().Warn("secret_ref cannot be resolved", "secret_ref", row.SecretRef, "reason", reason)
 		return err
 	}
 	return callout.CheckEndpoint(ep)

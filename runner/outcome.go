@@ -15,7 +15,7 @@ import (
 // delay wins), error (the dead-letter set) when the failure is permanent or
 // the attempts are used up (a batch worker of a continue_on_failure batch
 // completes with its failure as its result instead), or enqueued again with its attempt given back
-// when the handler was not called because its circuit breaker is open.
+// when the handler was not called because its circuit breaker is open or its endpoint is unusable.
 func decideOutcome(s store.ClaimedStep, res contracts.StepResult, now time.Time, rnd func() float64, maxYields int) store.Completion {
 	c := store.Completion{StepUUID: s.StepUUID, Attempt: s.Attempt, Epoch: s.Epoch}
 	res.StepUUID = ""
@@ -27,9 +27,10 @@ func decideOutcome(s store.ClaimedStep, res contracts.StepResult, now time.Time,
 		c.Results = mustJSON(res)
 		return c
 	}
-	if res.Error != nil && res.Error.ErrorType == contracts.ErrorTypeCircuitOpen {
-		// Not called: the endpoint's breaker is open. Give the step back
-		// until the breaker may close, without consuming the attempt.
+	if res.Error != nil && (res.Error.ErrorType == contracts.ErrorTypeCircuitOpen || res.Error.ErrorType == contracts.ErrorTypeEndpointUnusable) {
+		// Not called: the endpoint's breaker is open, or the endpoint is
+		// unusable. Give the step back until the breaker may close (the
+		// endpoint is looked at again), without consuming the attempt.
 		c.State = store.StateEnqueued
 		c.RunAt = now.Add(retryDelay(s, res, rnd))
 		return c

@@ -141,6 +141,10 @@ func (r *Runner) Start(ctx context.Context) error {
 	}
 	r.maint.Add(1)
 	go func() { defer r.maint.Done(); r.maintain(maintCtx) }()
+	if r.cfg.Endpoints != nil {
+		r.maint.Add(1)
+		go func() { defer r.maint.Done(); r.recheckEndpoints(maintCtx) }()
+	}
 
 	r.wake()
 	r.log.Info("runner started", "mode", r.cfg.Mode, "namespaces", r.namespaceList(), "max_concurrent_steps", r.cfg.MaxConcurrentSteps)

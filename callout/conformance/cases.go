@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +56,12 @@ var catalogue = []Case{
 		run:         (*suite).retryAttempt,
 	},
 	{
+		Name:        "idempotent-redelivery",
+		Description: "the minimal-envelope step delivered again exactly as the first time (same step_uuid, Idempotency-Key and attempt, new event_id), as after a lost answer",
+		Requirement: "the answer rule, with the same answer as the first delivery: the same success and status, the same result (JSON-equal), the same error_type and retryable; metadata may differ. Make side effects idempotent on step_uuid: do them once and answer a repeat as the first time (or derive ids from step_uuid).",
+		run:         (*suite).idempotentRedelivery,
+	},
+	{
 		Name:        "unknown-fields",
 		Description: "an envelope with fields the contract does not define at every level (envelope, task, step, step_definition, handler, dependency result); unknown protobuf fields over Connect/gRPC",
 		Requirement: "the answer rule, ignoring the unknown fields (the contract grows by adding optional ones); if minimal-envelope got a result this must get one too, so a strict decoder's 400 fails.",
@@ -72,10 +80,34 @@ var catalogue = []Case{
 		run:         (*suite).concurrentCalls,
 	},
 	{
+		Name:        "deadline-passed",
+		Description: "over HTTP: an envelope whose Tasker-Deadline passed a minute before it was sent (the runner has given up on it and will send the step again)",
+		Requirement: "do not run the step: answer a retryable failure at once (a failed StepExecutionResult whose retryable is not false, or 408, 503 or 504), not a success, a checkpoint or a permanent failure. Check Tasker-Deadline before starting work and bound the work by it.",
+		run:         (*suite).deadlinePassed,
+	},
+	{
 		Name:        "batch",
-		Description: fmt.Sprintf(`only with --batch (Config.Batch): one batched call of %d steps, {"steps": [...]} over HTTP or ExecuteBatch over Connect/gRPC`, BatchSize),
+		Description: fmt.Sprintf(`only with --batch (Config.Batch): one batched call of %d steps, {"steps": [...]} over HTTP or ExecuteBatch over Connect/gRPC, then one of a single step (an endpoint with batch_max > 1 gets the batch shape even for one step)`, BatchSize),
 		Requirement: `answer 200 with {"results": [...]} valid against contracts/schema/batch-response.schema.json: exactly one StepExecutionResult per step, each carrying its step's step_uuid (any order); or report a failure of the whole call as a single call may.`,
 		run:         (*suite).batch,
+	},
+	{
+		Name:        "decision-outcome",
+		Description: "only with --decision CALLABLE (Config.Decision): an envelope for that decision step, with the configured task context",
+		Requirement: `answer success with a result holding a decision_point_outcome the runner accepts: {"type": "create_steps", "step_names": [...]} (at least one name, none repeated) or {"type": "no_branches"} (contracts/README.md#decision-and-batch-outcomes). Give a --context the step can decide on.`,
+		run:         (*suite).decisionOutcome,
+	},
+	{
+		Name:        "batch-outcome",
+		Description: "only with --batchable CALLABLE (Config.Batchable): an envelope for that batchable step, with the configured task context",
+		Requirement: `answer success with a result holding a batch_processing_outcome the runner accepts: create_batches with a worker_template_name and cursor configs with unique batch ids (worker_count, if present, equal to their number), or no_batches.`,
+		run:         (*suite).batchOutcome,
+	},
+	{
+		Name:        "yields",
+		Description: "only with --yielding CALLABLE (Config.Yielding): a batch worker's envelope for that step (step.inputs {cursor, batch_metadata, is_no_op}: the first cursor of batch-outcome's answer, else rows 0 to 1000), then, while it yields, the same step again with step.checkpoint set to its last checkpoint, attempt unchanged, as the runner does",
+		Requirement: fmt.Sprintf(`yield at least once ({"success": false, "status": "yielded", "checkpoint": {...}}), each checkpoint different from the one it resumed from (progress), and finish with success within %d calls.`, MaxYieldCalls),
+		run:         (*suite).yields,
 	},
 	{
 		Name:        "signature-rotation",
@@ -124,9 +156,214 @@ func (s *suite) expectResult(v verdict) (Status, string) {
 func (s *suite) minimalEnvelope(ctx context.Context) (Status, string) {
 	env := s.envelope("minimal_envelope")
 	s.first = env
-	v := s.judge(s.call(ctx, env, nil, s.sign()), env)
+	a := s.call(ctx, env, nil, s.sign())
+	v := s.judge(a, env)
 	s.baseline = v.class
+	if v.class == classResult || v.class == classFailure {
+		s.firstRes = &a.res
+	}
 	return s.expectResult(v)
+}
+
+func (s *suite) idempotentRedelivery(ctx context.Context) (Status, string) {
+	if s.firstRes == nil {
+		return Fail, "minimal-envelope got no answer to compare with: see its failure"
+	}
+	env := *s.first
+	env.EventID = newID()
+	a := s.call(ctx, &env, nil, s.sign())
+	v := s.judge(a, &env)
+	if st, reason := s.expectResult(v); st != Pass {
+		return st, reason
+	}
+	if diff := answerDiff(*s.firstRes, a.res); diff != "" {
+		return Fail, fmt.Sprintf("the same step (step_uuid %s, attempt %d) delivered twice got different answers: %s; "+
+			"a step can be delivered more than once: make it idempotent on step_uuid (do its side effects once, answer a repeat as the first time, or derive ids from step_uuid)",
+			env.Step.StepUUID, env.Step.Attempts, diff)
+	}
+	return Pass, "delivered twice, the same answer both times: " + summary(a.res)
+}
+
+// answerDiff says how two results of the same step differ in what the
+// runner records of them (not metadata); "" when they do not.
+func answerDiff(first, again contracts.StepResult) string {
+	var diffs []string
+	if first.Success != again.Success || first.Status != again.Status {
+		diffs = append(diffs, fmt.Sprintf("first %s, then %s", summary(first), summary(again)))
+	}
+	if !jsonEqual(first.Result, again.Result) {
+		diffs = append(diffs, fmt.Sprintf("result %s, then %s", excerpt(first.Result), excerpt(again.Result)))
+	}
+	if !jsonEqual(first.Checkpoint, again.Checkpoint) {
+		diffs = append(diffs, fmt.Sprintf("checkpoint %s, then %s", excerpt(first.Checkpoint), excerpt(again.Checkpoint)))
+	}
+	if (first.Error == nil) != (again.Error == nil) ||
+		(first.Error != nil && (first.Error.ErrorType != again.Error.ErrorType || first.Error.Retryable != again.Error.Retryable)) {
+		diffs = append(diffs, fmt.Sprintf("first %s, then %s", summary(first), summary(again)))
+	}
+	return strings.Join(slices.Compact(diffs), "; ")
+}
+
+// jsonEqual compares two JSON values (absent and null alike).
+func jsonEqual(a, b json.RawMessage) bool {
+	var x, y any
+	if len(bytes.TrimSpace(a)) == 0 {
+		a = json.RawMessage("null")
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		b = json.RawMessage("null")
+	}
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return bytes.Equal(a, b)
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+// deadlineLayout is how the runner writes Tasker-Deadline.
+const deadlineLayout = "2006-01-02T15:04:05.000Z07:00"
+
+func (s *suite) deadlinePassed(ctx context.Context) (Status, string) {
+	if s.cfg.Protocol != ProtocolHTTP {
+		return Skip, "over Connect and gRPC the step's deadline is the RPC's, which the protocol enforces and which cannot be sent already past"
+	}
+	env := s.envelope("deadline_passed")
+	passed := time.Now().Add(-time.Minute).UTC().Format(deadlineLayout)
+	rec := &recorder{header: func(h http.Header) { h.Set(callout.HeaderDeadline, passed) }}
+	a := s.call(ctx, env, rec, s.sign())
+	v := s.judge(a, env)
+	r := a.res
+	sent := fmt.Sprintf("Tasker-Deadline %s (a minute before the request)", passed)
+	switch {
+	case v.class == classRejected || a.ex == nil || a.ex.status == 0:
+		return s.expectResult(v)
+	case r.Success || r.Status == contracts.StatusYielded:
+		return Fail, fmt.Sprintf("with %s the handler ran the step and %s; the runner recorded handler_timeout at the deadline and will send the step again, so this work is wasted or done twice: "+
+			"check Tasker-Deadline before starting a step and answer a retryable failure (contracts/README.md#deadlines)", sent, v.text)
+	case r.Error != nil && !r.Error.Retryable:
+		return Fail, fmt.Sprintf("with %s the handler %s: a permanent failure; the step is to be sent again, so answer a retryable failure (contracts/README.md#deadlines)", sent, v.text)
+	case v.class == classResult || v.class == classFailure:
+		return Pass, "did not run the step: " + v.text
+	case a.ex.status == http.StatusRequestTimeout || a.ex.status == http.StatusServiceUnavailable || a.ex.status == http.StatusGatewayTimeout:
+		return Pass, "did not run the step: answered " + statusText(a.ex.status) + " (retryable)"
+	}
+	return s.expectResult(v)
+}
+
+// outcomeAnswer calls callable with the configured context and reads the
+// outcomes of its answer; st is set when the case is decided already.
+func (s *suite) outcomeAnswer(ctx context.Context, callable, stepName, what string) (contracts.Outcomes, contracts.StepResult, Status, string) {
+	env := s.envelope(stepName)
+	env.StepDefinition.Handler.Callable = callable
+	a := s.call(ctx, env, nil, s.sign())
+	v := s.judge(a, env)
+	if v.class != classResult && v.class != classFailure {
+		st, reason := s.expectResult(v)
+		return contracts.Outcomes{}, a.res, st, reason
+	}
+	if !a.res.Success || a.res.Status == contracts.StatusYielded {
+		return contracts.Outcomes{}, a.res, Fail, fmt.Sprintf("callable %q %s; a %s step must answer success with its outcome (give a --context it can decide on)", callable, v.text, what)
+	}
+	outs, err := contracts.ParseOutcomes(a.res.Result)
+	if err != nil {
+		return outs, a.res, Fail, fmt.Sprintf("callable %q answered an outcome the runner rejects (the step would fail with invalid_outcome, never retried): %v; result %s", callable, err, excerpt(a.res.Result))
+	}
+	return outs, a.res, "", ""
+}
+
+func (s *suite) decisionOutcome(ctx context.Context) (Status, string) {
+	if s.cfg.Decision == "" {
+		return Skip, "not asked: name a decision step's callable with --decision (and a --context it decides on)"
+	}
+	outs, res, st, reason := s.outcomeAnswer(ctx, s.cfg.Decision, "decide", "decision")
+	if st != "" {
+		return st, reason
+	}
+	d := outs.DecisionPointOutcome
+	if d == nil {
+		return Fail, fmt.Sprintf(`callable %q answered success without a decision_point_outcome in its result (%s): the runner would create none of the steps that depend on it; answer {"decision_point_outcome": {"type": "create_steps", "step_names": [...]}} or {"type": "no_branches"}`,
+			s.cfg.Decision, excerpt(res.Result))
+	}
+	if err := d.Validate(); err != nil {
+		return Fail, fmt.Sprintf("callable %q answered a decision_point_outcome the runner rejects: %v", s.cfg.Decision, err)
+	}
+	if d.Type == contracts.OutcomeNoBranches {
+		return Pass, "decision_point_outcome no_branches"
+	}
+	return Pass, fmt.Sprintf("decision_point_outcome create_steps %s", strings.Join(d.StepNames, ", "))
+}
+
+func (s *suite) batchOutcome(ctx context.Context) (Status, string) {
+	if s.cfg.Batchable == "" {
+		return Skip, "not asked: name a batchable step's callable with --batchable (and a --context it splits)"
+	}
+	outs, res, st, reason := s.outcomeAnswer(ctx, s.cfg.Batchable, "split", "batchable")
+	if st != "" {
+		return st, reason
+	}
+	b := outs.BatchProcessingOutcome
+	if b == nil {
+		return Fail, fmt.Sprintf(`callable %q answered success without a batch_processing_outcome in its result (%s): the runner would create no batch workers; answer {"batch_processing_outcome": {"type": "create_batches", ...}} or {"type": "no_batches"}`,
+			s.cfg.Batchable, excerpt(res.Result))
+	}
+	if err := b.Validate(); err != nil {
+		return Fail, fmt.Sprintf("callable %q answered a batch_processing_outcome the runner rejects: %v", s.cfg.Batchable, err)
+	}
+	if b.Type == contracts.OutcomeNoBatches {
+		return Pass, "batch_processing_outcome no_batches"
+	}
+	s.cursor = &b.CursorConfigs[0]
+	return Pass, fmt.Sprintf("batch_processing_outcome create_batches: %d workers %s_%s.., %d items", len(b.CursorConfigs), b.WorkerTemplateName, b.CursorConfigs[0].BatchID, b.TotalItems)
+}
+
+func (s *suite) yields(ctx context.Context) (Status, string) {
+	if s.cfg.Yielding == "" {
+		return Skip, "not asked: name a step that yields checkpoints (a batch worker) with --yielding"
+	}
+	cursor, from := DefaultCursor, "rows 0 to 1000"
+	if s.cursor != nil {
+		cursor, from = *s.cursor, "the first batch of batch-outcome"
+	}
+	inputs, err := json.Marshal(contracts.BatchWorkerInputs{
+		Cursor: cursor, BatchMetadata: contracts.BatchMetadata{CursorField: "id", FailureStrategy: "continue_on_failure"},
+	})
+	if err != nil {
+		return Fail, err.Error()
+	}
+	env := s.envelope("conformance_worker_" + cursor.BatchID)
+	env.StepDefinition.Handler.Callable = s.cfg.Yielding
+	env.Step.TemplateStepName = "conformance_worker"
+	env.Step.Inputs = inputs
+	yields := 0
+	for call := 1; call <= MaxYieldCalls; call++ {
+		a := s.call(ctx, env, nil, s.sign())
+		v := s.judge(a, env)
+		if v.class != classResult && v.class != classFailure {
+			st, reason := s.expectResult(v)
+			return st, fmt.Sprintf("call %d (after %d yields): %s", call, yields, reason)
+		}
+		r := a.res
+		if r.Status != contracts.StatusYielded {
+			switch {
+			case yields == 0:
+				return Fail, fmt.Sprintf("callable %q %s at once, without yielding (worker inputs from %s): name a step that yields, with a --context that gives it more than one call's work", s.cfg.Yielding, v.text, from)
+			case !r.Success:
+				return Fail, fmt.Sprintf("callable %q %s after %d yields, resuming from its last checkpoint %s", s.cfg.Yielding, v.text, yields, excerpt(env.Step.Checkpoint))
+			}
+			return Pass, fmt.Sprintf("%d yields (worker inputs from %s), each resumed from its checkpoint with attempt %d kept, then %s", yields, from, env.Step.Attempts, summary(r))
+		}
+		if len(bytes.TrimSpace(r.Checkpoint)) == 0 || jsonEqual(r.Checkpoint, nil) {
+			return Fail, fmt.Sprintf("call %d: status yielded without a checkpoint; the runner fails such a step with invalid_handler_response", call)
+		}
+		if env.Step.Checkpoint != nil && jsonEqual(r.Checkpoint, env.Step.Checkpoint) {
+			return Fail, fmt.Sprintf("call %d: resumed from checkpoint %s and yielded the same checkpoint again: no progress (the runner would call it again and again until max_yields_per_step fails it)", call, excerpt(r.Checkpoint))
+		}
+		yields++
+		next := *env
+		next.EventID = newID()
+		next.Step.Checkpoint = r.Checkpoint
+		env = &next
+	}
+	return Fail, fmt.Sprintf("callable %q still yields after %d calls", s.cfg.Yielding, MaxYieldCalls)
 }
 
 func (s *suite) fullEnvelope(ctx context.Context) (Status, string) {
@@ -371,7 +608,31 @@ func (s *suite) batch(ctx context.Context) (Status, string) {
 		}
 		parts = append(parts, summary(r))
 	}
-	return Pass, fmt.Sprintf("%d steps in one call: %s; results matched by step_uuid: %s", len(envs), v.text, strings.Join(parts, ", "))
+	first := fmt.Sprintf("%d steps in one call: %s; results matched by step_uuid: %s", len(envs), v.text, strings.Join(parts, ", "))
+
+	// A lone step still comes in the batch shape.
+	lone := s.envelope("batch_alone")
+	rec = &recorder{}
+	if inv, err = s.newInvoker(rec, s.sign()); err != nil {
+		return Fail, err.Error()
+	}
+	lctx, lcancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer lcancel()
+	results = inv.InvokeBatch(lctx, []*contracts.StepEnvelope{lone})
+	a = answer{res: results[0], ex: rec.last()}
+	if s.cfg.Protocol == ProtocolHTTP {
+		v = s.judgeBatchHTTP(a)
+	} else {
+		v = s.judgeRPC(a, procedure)
+	}
+	if v.class != classResult {
+		st, reason := s.expectResult(v)
+		return st, first + "; then a batch of one step: " + reason
+	}
+	if r := results[0]; !r.Success && r.Error != nil && r.Error.ErrorType == contracts.ErrorTypeInvalidResponse {
+		return Fail, first + "; then a batch of one step (Tasker-Batch-Size: 1, which an endpoint with batch_max > 1 gets when one step is ready): " + r.Error.Message
+	}
+	return Pass, first + "; a batch of one step: " + summary(results[0])
 }
 
 // judgeBatchHTTP classifies the answer to a batched HTTP call as a whole.

@@ -36,7 +36,13 @@ const (
 	ConcurrentCalls = 8
 	// BatchSize is how many steps the batch case sends in one call.
 	BatchSize = 3
+	// MaxYieldCalls bounds the calls of the yields case.
+	MaxYieldCalls = 1000
 )
+
+// DefaultCursor is the cursor of the yields case's batch worker when no
+// batchable step gave one: rows 0 to 1000.
+var DefaultCursor = contracts.CursorConfig{BatchID: "001", StartCursor: json.RawMessage(`0`), EndCursor: json.RawMessage(`1000`), BatchSize: 1000}
 
 // ErrInvalidConfig is wrapped by the error [Run] returns for a [Config] it
 // cannot run: nothing was sent.
@@ -63,6 +69,20 @@ type Config struct {
 	// Batch runs the batch case: the endpoint takes batched calls
 	// (registered with batch_max > 1).
 	Batch bool
+	// Decision, when set, is the callable of a decision step the handler
+	// serves: the decision-outcome case sends it an envelope with Context
+	// and wants a valid decision_point_outcome back.
+	Decision string
+	// Batchable, when set, is the callable of a batchable step: the
+	// batch-outcome case sends it an envelope with Context and wants a
+	// valid batch_processing_outcome back.
+	Batchable string
+	// Yielding, when set, is the callable of a step that yields checkpoints
+	// (a batch worker, typically): the yields case sends it a batch
+	// worker's envelope (the first cursor of Batchable's outcome, or
+	// [DefaultCursor]) with Context and follows its checkpoints, as the
+	// runner does, until it completes.
+	Yielding string
 	// Timeout is the deadline of each call; default [DefaultTimeout].
 	Timeout time.Duration
 	// Context is the task context (a JSON object) of every envelope;
@@ -95,15 +115,20 @@ type CaseResult struct {
 
 // Report is the outcome of a run.
 type Report struct {
-	URL      string       `json:"url"`
-	Protocol string       `json:"protocol"`
-	Callable string       `json:"callable"`
-	Signed   bool         `json:"signed"`
-	Batch    bool         `json:"batch"`
-	Cases    []CaseResult `json:"cases"`
-	Passed   int          `json:"passed"`
-	Failed   int          `json:"failed"`
-	Skipped  int          `json:"skipped"`
+	URL      string `json:"url"`
+	Protocol string `json:"protocol"`
+	Callable string `json:"callable"`
+	Signed   bool   `json:"signed"`
+	Batch    bool   `json:"batch"`
+	// Decision, Batchable and Yielding are the callables of the dynamic
+	// cases, when asked.
+	Decision  string       `json:"decision,omitempty"`
+	Batchable string       `json:"batchable,omitempty"`
+	Yielding  string       `json:"yielding,omitempty"`
+	Cases     []CaseResult `json:"cases"`
+	Passed    int          `json:"passed"`
+	Failed    int          `json:"failed"`
+	Skipped   int          `json:"skipped"`
 }
 
 // OK reports whether no case failed.
@@ -140,6 +165,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{
 		URL: redact(s.cfg.URL), Protocol: s.cfg.Protocol, Callable: s.cfg.Callable,
 		Signed: s.signer != nil, Batch: s.cfg.Batch, Cases: []CaseResult{},
+		Decision: s.cfg.Decision, Batchable: s.cfg.Batchable, Yielding: s.cfg.Yielding,
 	}
 	for _, c := range catalogue {
 		if err := ctx.Err(); err != nil {
@@ -178,6 +204,8 @@ type suite struct {
 	base     *http.Transport
 	first    *contracts.StepEnvelope // minimal-envelope's, which retry-attempt sends again
 	baseline answerClass             // how minimal-envelope was answered
+	firstRes *contracts.StepResult   // minimal-envelope's result, when it got one
+	cursor   *contracts.CursorConfig // the first batch of batch-outcome, for yields
 }
 
 func newSuite(cfg Config) (*suite, error) {
@@ -193,6 +221,9 @@ func newSuite(cfg Config) (*suite, error) {
 	if strings.TrimSpace(cfg.Callable) == "" {
 		cfg.Callable = DefaultCallable
 	}
+	cfg.Decision = strings.TrimSpace(cfg.Decision)
+	cfg.Batchable = strings.TrimSpace(cfg.Batchable)
+	cfg.Yielding = strings.TrimSpace(cfg.Yielding)
 	switch {
 	case cfg.Timeout == 0:
 		cfg.Timeout = DefaultTimeout

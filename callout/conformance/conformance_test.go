@@ -3,6 +3,8 @@ package conformance_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -65,6 +67,12 @@ func (h *echoHandler) handler() http.Handler {
 		h.mu.Lock()
 		h.requests = append(h.requests, seen{header: r.Header.Clone(), body: body, env: req.StepEnvelope})
 		h.mu.Unlock()
+		if deadlinePassed(r) && req.Steps == nil {
+			res := contracts.Failure("deadline_exceeded", "Tasker-Deadline passed", true)
+			res.StepUUID = req.Step.StepUUID
+			writeJSON(w, 200, res)
+			return
+		}
 		if req.Steps != nil {
 			out := map[string][]contracts.StepResult{"results": {}}
 			for _, e := range slices.Backward(req.Steps) { // any order will do
@@ -80,6 +88,12 @@ func (h *echoHandler) handler() http.Handler {
 		next = webhook.Middleware(h.verifier, next)
 	}
 	return next
+}
+
+// deadlinePassed reports whether the request's Tasker-Deadline has passed.
+func deadlinePassed(r *http.Request) bool {
+	dl, err := time.Parse(time.RFC3339Nano, r.Header.Get("Tasker-Deadline"))
+	return err == nil && !time.Now().Before(dl)
 }
 
 // byStep returns the requests whose envelope is for the named step.
@@ -177,9 +191,18 @@ func wantStatuses(t *testing.T, rep *conformance.Report, def conformance.Status,
 	}
 }
 
-var signatureCases = map[string]conformance.Status{
+// notAsked are the cases that skip unless configured: the signature cases
+// (Config.Secret) and the dynamic ones (Config.Decision, Batchable,
+// Yielding).
+var notAsked = map[string]conformance.Status{
 	"signature-rotation": conformance.Skip, "unsigned-rejected": conformance.Skip,
 	"tampered-body-rejected": conformance.Skip, "stale-timestamp-rejected": conformance.Skip,
+	"decision-outcome": conformance.Skip, "batch-outcome": conformance.Skip, "yields": conformance.Skip,
+}
+
+// dynamicSkips are the dynamic cases, skipped unless configured.
+var dynamicSkips = map[string]conformance.Status{
+	"decision-outcome": conformance.Skip, "batch-outcome": conformance.Skip, "yields": conformance.Skip,
 }
 
 func with(m map[string]conformance.Status, kv ...any) map[string]conformance.Status {
@@ -206,7 +229,7 @@ func TestCorrectHandlerPasses(t *testing.T) {
 	rep := run(t, conformance.Config{URL: url + "/steps/{callable}", Batch: true, OnCase: func(c conformance.CaseResult) {
 		streamed = append(streamed, c.Name)
 	}})
-	wantStatuses(t, rep, conformance.Pass, signatureCases)
+	wantStatuses(t, rep, conformance.Pass, notAsked)
 	var names []string
 	for _, c := range conformance.Cases() {
 		names = append(names, c.Name)
@@ -220,10 +243,14 @@ func TestCorrectHandlerPasses(t *testing.T) {
 
 	// The requests are the runner's.
 	reqs := h.byStep("minimal_envelope")
-	if len(reqs) != 2 {
-		t.Fatalf("minimal_envelope step received %d times, want 2 (first attempt and retry)", len(reqs))
+	if len(reqs) != 3 {
+		t.Fatalf("minimal_envelope step received %d times, want 3 (first attempt, retry, redelivery of the first)", len(reqs))
 	}
-	a1, a2 := reqs[0], reqs[1]
+	a1, a2, again := reqs[0], reqs[1], reqs[2]
+	if again.env.Step.StepUUID != a1.env.Step.StepUUID || again.env.Step.Attempts != 1 || again.env.EventID == a1.env.EventID ||
+		again.header.Get("Idempotency-Key") != a1.env.Step.StepUUID {
+		t.Errorf("redelivery: want the first attempt again with a new event_id: %+v / %+v", a1.env, again.env)
+	}
 	if a1.env.Step.StepUUID != a2.env.Step.StepUUID || a1.env.EventID == a2.env.EventID ||
 		a1.header.Get("Idempotency-Key") != a1.env.Step.StepUUID || a2.header.Get("Idempotency-Key") != a1.env.Step.StepUUID {
 		t.Errorf("retry: want the same step_uuid and Idempotency-Key with a new event_id: %+v / %+v", a1.env.Step, a2.env.Step)
@@ -260,7 +287,21 @@ func TestCorrectHandlerPasses(t *testing.T) {
 	}
 	h.mu.Unlock()
 	if batches != 1 {
-		t.Errorf("%d batched calls, want 1", batches)
+		t.Errorf("%d batched calls of 3 steps, want 1", batches)
+	}
+	h.mu.Lock()
+	lone := 0
+	for _, r := range h.requests {
+		if r.header.Get("Tasker-Batch-Size") == "1" && bytes.Contains(r.body, []byte(`"steps"`)) {
+			lone++
+		}
+	}
+	h.mu.Unlock()
+	if lone != 1 {
+		t.Errorf("%d batched calls of one step, want 1", lone)
+	}
+	if r := h.byStep("deadline_passed"); len(r) != 1 || !strings.HasPrefix(r[0].header.Get("Tasker-Deadline"), time.Now().UTC().Add(-time.Minute).Format("2006-01-02T15")) {
+		t.Errorf("deadline-passed: %d requests, Tasker-Deadline %v", len(r), r)
 	}
 }
 
@@ -274,7 +315,7 @@ func TestSignedHandler(t *testing.T) {
 	url := serve(t, (&echoHandler{verifier: v}).handler())
 
 	rep := run(t, conformance.Config{URL: url, Secret: secret, Batch: true})
-	wantStatuses(t, rep, conformance.Pass, nil)
+	wantStatuses(t, rep, conformance.Pass, dynamicSkips)
 	if !rep.Signed {
 		t.Error("report not marked signed")
 	}
@@ -286,7 +327,7 @@ func TestSignedHandler(t *testing.T) {
 
 	// Without the secret every call is refused: the reasons say why.
 	rep = run(t, conformance.Config{URL: url})
-	wantStatuses(t, rep, conformance.Fail, with(signatureCases, "batch", conformance.Skip))
+	wantStatuses(t, rep, conformance.Fail, with(notAsked, "batch", conformance.Skip))
 	r := caseResult(t, rep, "minimal-envelope").Reason
 	for _, want := range []string{"POST " + url, "answered 401 Unauthorized", "webhook: missing header", "pass its secret with --secret"} {
 		if !strings.Contains(r, want) {
@@ -308,10 +349,10 @@ func TestHandlerIgnoringSignatures(t *testing.T) {
 	t.Parallel()
 	url := serve(t, (&echoHandler{}).handler())
 	rep := run(t, conformance.Config{URL: url, Secret: webhook.NewSecret()})
-	wantStatuses(t, rep, conformance.Pass, map[string]conformance.Status{
-		"batch": conformance.Skip, "unsigned-rejected": conformance.Fail,
-		"tampered-body-rejected": conformance.Fail, "stale-timestamp-rejected": conformance.Fail,
-	})
+	wantStatuses(t, rep, conformance.Pass, with(dynamicSkips,
+		"batch", conformance.Skip, "unsigned-rejected", conformance.Fail,
+		"tampered-body-rejected", conformance.Fail, "stale-timestamp-rejected", conformance.Fail,
+	))
 	r := caseResult(t, rep, "tampered-body-rejected").Reason
 	for _, want := range []string{"accepted a request whose body does not match its signature", "answered 200 OK", "want 401"} {
 		if !strings.Contains(r, want) {
@@ -338,7 +379,7 @@ func TestRotationRejected(t *testing.T) {
 		inner.ServeHTTP(w, r)
 	}))
 	rep := run(t, conformance.Config{URL: url, Secret: secret})
-	wantStatuses(t, rep, conformance.Pass, map[string]conformance.Status{"batch": conformance.Skip, "signature-rotation": conformance.Fail})
+	wantStatuses(t, rep, conformance.Pass, with(dynamicSkips, "batch", conformance.Skip, "signature-rotation", conformance.Fail))
 	if r := caseResult(t, rep, "signature-rotation").Reason; !strings.Contains(r, "accept a request when any signature matches") {
 		t.Errorf("reason %q", r)
 	}
@@ -366,7 +407,7 @@ func TestBrokenHandlers(t *testing.T) {
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				_, _ = io.WriteString(w, `{"ok":true}`)
 			},
-			def: conformance.Fail, want: signatureCases,
+			def: conformance.Fail, want: notAsked,
 			reasons: map[string][]string{
 				"minimal-envelope": {"answered 200 OK with", `{\"ok\":true}`, `"success" (a boolean) is missing`, "want 200 with"},
 				"batch":            {"not a batch response", "missing property 'results'"},
@@ -378,7 +419,7 @@ func TestBrokenHandlers(t *testing.T) {
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				http.Error(w, "boom", http.StatusInternalServerError)
 			},
-			def: conformance.Fail, want: signatureCases,
+			def: conformance.Fail, want: notAsked,
 			reasons: map[string][]string{
 				"minimal-envelope": {"answered 500 Internal Server Error with \"boom\"", "want 200 with a StepExecutionResult", `report a failed step as {"success": false`},
 				"concurrent-calls": {"8 of 8 calls at once failed"},
@@ -391,7 +432,7 @@ func TestBrokenHandlers(t *testing.T) {
 				writeJSON(w, 404, contracts.Failure("handler_not_found", "no such step", false))
 			},
 			cfg: conformance.Config{Callable: "payments.charge"},
-			def: conformance.Fail, want: signatureCases,
+			def: conformance.Fail, want: notAsked,
 			reasons: map[string][]string{"minimal-envelope": {"404 Not Found", `callable "payments.charge"`, "--callable"}},
 		},
 		{
@@ -400,7 +441,7 @@ func TestBrokenHandlers(t *testing.T) {
 				w.Header().Set("Retry-After", "3")
 				writeJSON(w, 503, contracts.Failure("gateway_busy", "try later", true))
 			},
-			def: conformance.Pass, want: signatureCases,
+			def: conformance.Pass, want: notAsked,
 			reasons: map[string][]string{"minimal-envelope": {"503 Service Unavailable with a failed StepExecutionResult", "gateway_busy (retryable, retry in 3s): try later"}},
 		},
 		{
@@ -409,7 +450,7 @@ func TestBrokenHandlers(t *testing.T) {
 				w.Header().Set("Retry-After", "1")
 				w.WriteHeader(503)
 			},
-			def: conformance.Pass, want: signatureCases,
+			def: conformance.Pass, want: notAsked,
 			reasons: map[string][]string{"retry-attempt": {"Retry-After 1: a retryable failure"}},
 		},
 		{
@@ -417,17 +458,23 @@ func TestBrokenHandlers(t *testing.T) {
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				writeJSON(w, 200, contracts.Failure("card_declined", "card declined", false))
 			},
-			def: conformance.Pass, want: signatureCases,
-			reasons: map[string][]string{"full-envelope": {"200 OK: failure card_declined (permanent): card declined"}},
+			def: conformance.Pass, want: with(notAsked, "deadline-passed", conformance.Fail),
+			reasons: map[string][]string{
+				"full-envelope":   {"200 OK: failure card_declined (permanent): card declined"},
+				"deadline-passed": {"a permanent failure", "answer a retryable failure"},
+			},
 		},
 		{
 			name: "empty 204",
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(204)
 			},
-			def: conformance.Pass, want: signatureCases,
-			cfg:     conformance.Config{Batch: true},
-			reasons: map[string][]string{"minimal-envelope": {"204 No Content with an empty body"}},
+			def: conformance.Pass, want: with(notAsked, "deadline-passed", conformance.Fail),
+			cfg: conformance.Config{Batch: true},
+			reasons: map[string][]string{
+				"minimal-envelope": {"204 No Content with an empty body"},
+				"deadline-passed":  {"ran the step", "check Tasker-Deadline before starting a step"},
+			},
 		},
 		{
 			name: "strict decoder",
@@ -443,7 +490,7 @@ func TestBrokenHandlers(t *testing.T) {
 				r.Body = io.NopCloser(bytes.NewReader(body))
 				echo.ServeHTTP(w, r)
 			},
-			def: conformance.Pass, want: with(signatureCases, "unknown-fields", conformance.Fail),
+			def: conformance.Pass, want: with(notAsked, "unknown-fields", conformance.Fail),
 			reasons: map[string][]string{"unknown-fields": {"400 Bad Request", "x_conformance_unknown", "ignore fields you do not know"}},
 		},
 		{
@@ -451,7 +498,7 @@ func TestBrokenHandlers(t *testing.T) {
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				writeJSON(w, 200, contracts.StepResult{StepUUID: "0000", Success: true})
 			},
-			def: conformance.Fail, want: signatureCases,
+			def: conformance.Fail, want: notAsked,
 			reasons: map[string][]string{"minimal-envelope": {`step_uuid is "0000", not the envelope's`}},
 		},
 		{
@@ -459,7 +506,7 @@ func TestBrokenHandlers(t *testing.T) {
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				_, _ = io.WriteString(w, `{"success": false, "error": {"error_type": "x"}, "metadata": "fast"}`)
 			},
-			def: conformance.Fail, want: signatureCases,
+			def: conformance.Fail, want: notAsked,
 			reasons: map[string][]string{"minimal-envelope": {"breaks the contract", "at /error: missing property 'message'", "at /metadata"}},
 		},
 		{
@@ -474,7 +521,7 @@ func TestBrokenHandlers(t *testing.T) {
 				r.Body = io.NopCloser(bytes.NewReader(body))
 				echo.ServeHTTP(w, r)
 			},
-			def: conformance.Pass, want: signatureCases,
+			def: conformance.Pass, want: notAsked,
 			reasons: map[string][]string{"large-context": {"rejected cleanly with 413 Request Entity Too Large"}},
 		},
 		{
@@ -485,7 +532,7 @@ func TestBrokenHandlers(t *testing.T) {
 				}
 				echo.ServeHTTP(w, r)
 			},
-			def: conformance.Pass, want: with(signatureCases, "large-context", conformance.Fail),
+			def: conformance.Pass, want: with(notAsked, "large-context", conformance.Fail),
 			reasons: map[string][]string{"large-context": {"a 256 KiB context: ", "http://127.0.0.1:", "accept it, or reject it cleanly with 413"}},
 		},
 		{
@@ -493,7 +540,7 @@ func TestBrokenHandlers(t *testing.T) {
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				_, _ = w.Write(bigResult)
 			},
-			def: conformance.Fail, want: signatureCases,
+			def: conformance.Fail, want: notAsked,
 			reasons: map[string][]string{"minimal-envelope": {"larger than 4194304 bytes", "the runner's default limit"}},
 		},
 		{
@@ -501,7 +548,7 @@ func TestBrokenHandlers(t *testing.T) {
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
 			},
-			def: conformance.Fail, want: signatureCases,
+			def: conformance.Fail, want: notAsked,
 			reasons: map[string][]string{"minimal-envelope": {"307 Temporary Redirect", "/elsewhere", "does not follow redirects"}},
 		},
 		{
@@ -520,7 +567,7 @@ func TestBrokenHandlers(t *testing.T) {
 				writeJSON(w, 200, map[string]any{"results": []contracts.StepResult{{StepUUID: req.Steps[0].Step.StepUUID, Success: true}}})
 			},
 			cfg: conformance.Config{Batch: true},
-			def: conformance.Pass, want: with(signatureCases, "batch", conformance.Fail),
+			def: conformance.Pass, want: with(notAsked, "batch", conformance.Fail),
 			reasons: map[string][]string{"batch": {"step 2 of 3", "had no result for step"}},
 		},
 		{
@@ -529,8 +576,80 @@ func TestBrokenHandlers(t *testing.T) {
 				writeJSON(w, 200, contracts.StepResult{Success: true})
 			},
 			cfg: conformance.Config{Batch: true},
-			def: conformance.Pass, want: with(signatureCases, "batch", conformance.Fail),
+			def: conformance.Pass, want: with(notAsked, "batch", conformance.Fail, "deadline-passed", conformance.Fail),
 			reasons: map[string][]string{"batch": {"not a batch response", "missing property 'results'"}},
+		},
+		{
+			name: "not idempotent: a new id on every delivery",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				if deadlinePassed(r) {
+					writeJSON(w, 200, contracts.Failure("deadline_exceeded", "late", true))
+					return
+				}
+				writeJSON(w, 200, contracts.StepResult{Success: true, Result: json.RawMessage(`{"charge_id": "` + newUUID() + `"}`)})
+			},
+			def: conformance.Pass, want: with(notAsked, "idempotent-redelivery", conformance.Fail),
+			reasons: map[string][]string{"idempotent-redelivery": {"delivered twice got different answers", "charge_id", "idempotent on step_uuid"}},
+		},
+		{
+			name: "not idempotent: fails a repeat",
+			handler: func() http.HandlerFunc {
+				var mu sync.Mutex
+				done := map[string]bool{}
+				return func(w http.ResponseWriter, r *http.Request) {
+					key := r.Header.Get("Idempotency-Key")
+					mu.Lock()
+					repeat := done[key]
+					done[key] = true
+					mu.Unlock()
+					if repeat {
+						writeJSON(w, 200, contracts.Failure("already_done", "this step ran before", false))
+						return
+					}
+					echo.ServeHTTP(w, r)
+				}
+			}(),
+			def: conformance.Pass, want: with(notAsked, "idempotent-redelivery", conformance.Fail, "retry-attempt", conformance.Pass),
+			reasons: map[string][]string{"idempotent-redelivery": {"first success, then failure already_done (permanent)"}},
+		},
+		{
+			name: "ignores Tasker-Deadline",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				writeJSON(w, 200, contracts.StepResult{Success: true, Result: json.RawMessage(`"done"`)})
+			},
+			def: conformance.Pass, want: with(notAsked, "deadline-passed", conformance.Fail),
+			reasons: map[string][]string{"deadline-passed": {"Tasker-Deadline 20", "(a minute before the request) the handler ran the step and answered 200 OK: success", "contracts/README.md#deadlines"}},
+		},
+		{
+			name: "a late request answered 504",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				if deadlinePassed(r) {
+					http.Error(w, "too late", http.StatusGatewayTimeout)
+					return
+				}
+				echo.ServeHTTP(w, r)
+			},
+			def: conformance.Pass, want: notAsked,
+			reasons: map[string][]string{"deadline-passed": {"did not run the step: answered 504 Gateway Timeout"}},
+		},
+		{
+			name: "batch: a lone step answered in the single shape",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				var req struct {
+					Steps []contracts.StepEnvelope `json:"steps"`
+				}
+				_ = json.Unmarshal(body, &req)
+				if len(req.Steps) == 1 {
+					writeJSON(w, 200, contracts.StepResult{StepUUID: req.Steps[0].Step.StepUUID, Success: true})
+					return
+				}
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				echo.ServeHTTP(w, r)
+			},
+			cfg: conformance.Config{Batch: true},
+			def: conformance.Pass, want: with(notAsked, "batch", conformance.Fail),
+			reasons: map[string][]string{"batch": {"3 steps in one call", "then a batch of one step", "not a batch response"}},
 		},
 		{
 			name: "too slow",
@@ -542,7 +661,7 @@ func TestBrokenHandlers(t *testing.T) {
 				echo.ServeHTTP(w, r)
 			},
 			cfg: conformance.Config{Timeout: 100 * time.Millisecond},
-			def: conformance.Fail, want: signatureCases,
+			def: conformance.Fail, want: notAsked,
 			reasons: map[string][]string{"minimal-envelope": {"before the step deadline", "deadline 100ms", "handler_timeout"}},
 		},
 	}
@@ -578,7 +697,7 @@ func TestUnreachable(t *testing.T) {
 	url := "http://" + ln.Addr().String()
 	_ = ln.Close()
 	rep := run(t, conformance.Config{URL: url})
-	wantStatuses(t, rep, conformance.Fail, with(signatureCases, "batch", conformance.Skip))
+	wantStatuses(t, rep, conformance.Fail, with(notAsked, "batch", conformance.Skip))
 	if r := caseResult(t, rep, "minimal-envelope").Reason; !strings.Contains(r, "connection refused") || !strings.Contains(r, url) {
 		t.Errorf("reason %q", r)
 	}
@@ -711,7 +830,7 @@ func TestConnectAndGRPC(t *testing.T) {
 			svc := &connectService{}
 			url := serveConnect(t, svc)
 			rep := run(t, conformance.Config{URL: url, Protocol: protocol, Batch: true})
-			wantStatuses(t, rep, conformance.Pass, signatureCases)
+			wantStatuses(t, rep, conformance.Pass, with(notAsked, "deadline-passed", conformance.Skip))
 			if r := caseResult(t, rep, "unsigned-rejected").Reason; !strings.Contains(r, "not signed") {
 				t.Errorf("skip reason %q", r)
 			}
@@ -729,7 +848,7 @@ func TestConnectAndGRPC(t *testing.T) {
 
 			svc = &connectService{noBatch: true}
 			rep = run(t, conformance.Config{URL: serveConnect(t, svc), Protocol: protocol, Batch: true})
-			wantStatuses(t, rep, conformance.Pass, with(signatureCases, "batch", conformance.Fail))
+			wantStatuses(t, rep, conformance.Pass, with(notAsked, "batch", conformance.Fail, "deadline-passed", conformance.Skip))
 			if r := caseResult(t, rep, "batch").Reason; !strings.Contains(r, "UNIMPLEMENTED") || !strings.Contains(r, "leave out --batch") {
 				t.Errorf("batch reason %q", r)
 			}
@@ -743,7 +862,7 @@ func TestConnectAndGRPC(t *testing.T) {
 					t.Parallel()
 					svc := &connectService{failExecute: code}
 					rep := run(t, conformance.Config{URL: serveConnect(t, svc), Protocol: protocol})
-					want := with(signatureCases, "batch", conformance.Skip)
+					want := with(notAsked, "batch", conformance.Skip, "deadline-passed", conformance.Skip)
 					if code == connect.CodeInvalidArgument {
 						want["large-context"] = conformance.Pass
 					}
@@ -763,7 +882,7 @@ func TestConnectAgainstPlainHTTP(t *testing.T) {
 	t.Parallel()
 	url := serve(t, http.NotFoundHandler())
 	rep := run(t, conformance.Config{URL: url, Protocol: "connect"})
-	wantStatuses(t, rep, conformance.Fail, with(signatureCases, "batch", conformance.Skip))
+	wantStatuses(t, rep, conformance.Fail, with(notAsked, "batch", conformance.Skip, "deadline-passed", conformance.Skip))
 	// How the plain server refuses the h2c preface depends on timing: an
 	// UNAVAILABLE answer (with a hint about h2c) or a reset connection.
 	r := caseResult(t, rep, "minimal-envelope").Reason
@@ -827,4 +946,10 @@ func TestCasesAreDocumented(t *testing.T) {
 			t.Errorf("case %s: empty description or requirement", c.Name)
 		}
 	}
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

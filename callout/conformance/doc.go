@@ -11,10 +11,14 @@
 // judges each answer twice: as the runner would record it, and on the wire
 // against the contract's JSON Schemas (copies of contracts/schema). The
 // envelopes name one callable ([Config.Callable], default conformance.echo,
-// which the Go example handler serves): pick one your service serves. The
-// suite checks contract properties that any correct handler has, not
-// business behaviour, so a callable that answers the synthetic envelopes
-// with a business failure ({"success": false, ...}) passes.
+// which the example handlers serve): pick one your service serves. The
+// ordinary cases check contract properties that any correct handler has,
+// not business behaviour, so a callable that answers the synthetic
+// envelopes with a business failure ({"success": false, ...}) passes. The
+// dynamic cases (decision-outcome, batch-outcome, yields) run when you name
+// a decision step, a batchable step and a step that yields that your
+// service serves ([Config.Decision], [Config.Batchable], [Config.Yielding]),
+// with a task context ([Config.Context]) they act on.
 //
 // # What passes
 //
@@ -59,6 +63,14 @@
 // and Tasker-Attempt: 2. Passes as above; a handler that deduplicates on
 // step_uuid may answer with the first attempt's result.
 //
+// idempotent-redelivery: the minimal-envelope step delivered again exactly
+// as the first time (same step_uuid, Idempotency-Key and attempt, a new
+// event_id), as when an answer was lost. Passes as above with the same
+// answer as the first delivery: the same success and status, a JSON-equal
+// result and checkpoint, the same error_type and retryable (metadata may
+// differ). A handler that charges again, or mints a new id, on a repeat
+// fails: make side effects idempotent on step_uuid.
+//
 // unknown-fields: fields the contract does not define added at every level
 // of the envelope (the envelope, task, step, step_definition, handler, a
 // dependency result; re-signed when signing), or unknown protobuf fields in
@@ -76,14 +88,44 @@
 // concurrent-calls: 8 envelopes of different steps at once, as a runner
 // dispatching in parallel sends them. Every call must pass as above.
 //
+// deadline-passed: over HTTP, an envelope whose Tasker-Deadline passed a
+// minute before the request was sent (the runner has recorded a
+// handler_timeout and will send the step again). The handler must not run
+// the step: it passes with a retryable failure (a failed StepExecutionResult
+// whose retryable is not false, in any status the contract classifies, or
+// 408, 503 or 504) and fails with a success, a checkpoint or a permanent
+// failure. Skipped over Connect and gRPC, whose RPC deadline is the step's
+// and cannot be sent already past.
+//
 // batch: only with [Config.Batch] (--batch), for endpoints registered with
 // batch_max > 1: one call of 3 steps, {"steps": [...]} over HTTP or
 // ExecuteBatch over Connect/gRPC (one at attempt 2, one with dependency
-// results). The handler must answer {"results": [...]} valid against
+// results), then a call of a single step in the same shape (such an endpoint
+// always gets it). The handler must answer {"results": [...]} valid against
 // batch-response.schema.json with exactly one result per step, each with its
 // step's step_uuid, in any order; a missing, duplicated or invalid result
 // fails. A failure of the whole call passes as for a single call. Skipped
 // without --batch.
+//
+// decision-outcome: only with [Config.Decision] (--decision CALLABLE): an
+// envelope for that decision step with the configured context. It must
+// answer success with a decision_point_outcome the runner accepts
+// (contracts.ParseOutcomes and Validate): create_steps with step names, or
+// no_branches. A success without one, a malformed one, or a failure fails.
+//
+// batch-outcome: only with [Config.Batchable] (--batchable CALLABLE): the
+// same for a batchable step and its batch_processing_outcome (create_batches
+// with a worker template and cursor configs, or no_batches). The first
+// cursor config feeds the yields case.
+//
+// yields: only with [Config.Yielding] (--yielding CALLABLE): a batch
+// worker's envelope for that step (step.inputs with the first cursor of
+// batch-outcome, else [DefaultCursor]), then, as long as it answers
+// "yielded", the same step again with step.checkpoint set to the checkpoint
+// it yielded, the attempt unchanged and a new event_id, as the runner does.
+// It must yield at least once, make progress (a checkpoint equal to the one
+// it resumed from fails), and finish with success within [MaxYieldCalls]
+// calls.
 //
 // signature-rotation: only with [Config.Secret] over HTTP: a request
 // signed twice, as during a secret rotation, first with a secret the handler

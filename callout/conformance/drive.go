@@ -39,11 +39,14 @@ type exchange struct {
 }
 
 // recorder is an http.RoundTripper that records exchanges and may rewrite a
-// request body (re-signing it) before sending it.
+// request body (re-signing it) or its headers before sending it.
 type recorder struct {
 	next   http.RoundTripper
 	mutate func(contentType string, body []byte) ([]byte, error)
 	resign func(h http.Header, body []byte)
+	// header, when set, changes the request's headers (the signature
+	// covers the body only).
+	header func(h http.Header)
 
 	mu    sync.Mutex
 	calls []*exchange
@@ -70,6 +73,10 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 		if r.resign != nil && req.Header.Get("webhook-signature") != "" {
 			r.resign(req.Header, body)
 		}
+	}
+	if r.header != nil {
+		req = req.Clone(req.Context())
+		r.header(req.Header)
 	}
 	resp, err := r.next.RoundTrip(req)
 	if err != nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"flag"
+	"os"
 	"regexp"
 	"runtime"
 	"slices"
@@ -85,6 +87,19 @@ func TestCommandHelp(t *testing.T) {
 			}
 			if strings.HasSuffix(line, " ") {
 				t.Errorf("%v: trailing space in %q", args, line)
+			}
+			// And every flag must be in the usage line, which README.md
+			// shows (bench, with dozens of tuning flags, says "[flags]").
+			if strings.Contains(line, "[flags]") {
+				if name != "bench" {
+					t.Errorf("%v: only bench may abbreviate its flags as [flags]: %q", args, line)
+				}
+				continue
+			}
+			for _, m := range regexp.MustCompile(`(?m)^  -([a-z-]+)`).FindAllStringSubmatch(r.stdout, -1) {
+				if !regexp.MustCompile(`--` + regexp.QuoteMeta(m[1]) + `\b([^-]|$)`).MatchString(line) {
+					t.Errorf("%v: flag -%s is not in the usage line %q", args, m[1], line)
+				}
 			}
 		}
 	}
@@ -199,6 +214,53 @@ func TestConfigProblems(t *testing.T) {
 					t.Errorf("%s: %v: stderr lacks %q:\n%s", tt.name, args, w, r.stderr)
 				}
 			}
+		}
+	}
+}
+
+var updateREADME = flag.Bool("update-readme", false, "TestREADMECommands: rewrite README.md's list of commands instead of comparing it")
+
+// readmeCommandsMarker precedes the generated code block in README.md.
+const readmeCommandsMarker = "<!-- commands: generated from each command's usage line (commandReference in cmd/tasker-runner); `make generate` rewrites it -->"
+
+// TestREADMECommands: README.md's list of commands is exactly what the
+// commands' --help prints (their usage lines and summaries), so a flag
+// added, renamed or removed shows in the README or fails here.
+func TestREADMECommands(t *testing.T) {
+	const path = "../../README.md"
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	before, after, ok := strings.Cut(readme, readmeCommandsMarker+"\n```\n")
+	if !ok {
+		t.Fatalf("README.md has no %q followed by a code block", readmeCommandsMarker)
+	}
+	block, rest, ok := strings.Cut(after, "```\n")
+	if !ok {
+		t.Fatal("README.md: the commands' code block does not end")
+	}
+	want := commandReference()
+	if *updateREADME {
+		if block != want {
+			if err := os.WriteFile(path, []byte(before+readmeCommandsMarker+"\n```\n"+want+"```\n"+rest), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Log("rewrote README.md's list of commands")
+		}
+		return
+	}
+	if block != want {
+		t.Errorf("README.md's list of commands differs from the commands' usage lines; run `make generate` "+
+			"(or go test ./cmd/tasker-runner -run TestREADMECommands -args -update-readme).\n--- README.md:\n%s--- want:\n%s", block, want)
+	}
+	// Each entry is what --help prints: the usage line and the summary.
+	for _, c := range commands() {
+		r := runCLI(t, nil, c.name, "--help")
+		usage, _, _ := strings.Cut(strings.TrimPrefix(r.stdout, "Usage: "), "\n")
+		if !strings.Contains(strings.Join(strings.Fields(block), " "), usage) {
+			t.Errorf("README.md does not show %q as --help prints it", usage)
 		}
 	}
 }

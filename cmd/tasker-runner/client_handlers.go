@@ -81,7 +81,15 @@ func runHandlers(ctx context.Context, env *environment, args []string) error {
 		for _, h := range res.JSON200.Items {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%dms\t%t\n", h.Pattern, orDash(h.Namespace), h.Protocol, orDash(h.Url), h.BatchMax, h.TimeoutMs, h.Signed)
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		for _, h := range res.JSON200.Items {
+			if h.Error != nil && *h.Error != "" {
+				fmt.Fprintf(env.stdout, "UNUSABLE %s (namespace %s), its steps wait: %s\n", h.Pattern, orDash(h.Namespace), *h.Error)
+			}
+		}
+		return nil
 	}
 
 	if len(pos) != 1 {

@@ -247,6 +247,11 @@ func runStatus(ctx context.Context, env *environment, args []string) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", e.Pattern, orDash(e.Namespace), e.Protocol, e.BreakerState, e.Calls, e.Faults, e.Rejected, e.InFlight)
 		}
 		tw.Flush()
+		for _, e := range *s.Endpoints {
+			if e.Error != nil && *e.Error != "" {
+				fmt.Fprintf(env.stdout, "UNUSABLE %s (namespace %s), its steps wait: %s\n", e.Pattern, orDash(e.Namespace), *e.Error)
+			}
+		}
 	}
 	return nil
 }

@@ -33,6 +33,9 @@ func runConformance(ctx context.Context, env *environment, args []string) error 
 	fs.StringVar(&cfg.Callable, "callable", conformance.DefaultCallable, "the `callable` every envelope names: one the handler serves")
 	fs.StringVar(&contextJSON, "context", "", "the task context of every envelope, a `JSON` object (default {\"conformance\":true})")
 	fs.BoolVar(&cfg.Batch, "batch", false, "also check a batched call (for endpoints registered with batch_max > 1)")
+	fs.StringVar(&cfg.Decision, "decision", "", "also check the outcome of this decision step's `callable` (with --context)")
+	fs.StringVar(&cfg.Batchable, "batchable", "", "also check the outcome of this batchable step's `callable` (with --context)")
+	fs.StringVar(&cfg.Yielding, "yielding", "", "also follow the checkpoints of this `callable`, a step that yields (a batch worker), until it completes")
 	fs.DurationVar(&cfg.Timeout, "timeout", conformance.DefaultTimeout, "the deadline of each call, sent as Tasker-Deadline")
 	fs.BoolVar(&jsonOut, "json", false, "print the report as one JSON object instead of a table")
 	if err := parseFlags(env, fs, args); err != nil {
@@ -135,6 +138,11 @@ func (t *conformanceTable) footer(rep *conformance.Report) {
 	if rep.Batch {
 		mode += ", batch"
 	}
+	for _, d := range [][2]string{{"decision", rep.Decision}, {"batchable", rep.Batchable}, {"yielding", rep.Yielding}} {
+		if d[1] != "" {
+			mode += ", " + d[0] + " " + d[1]
+		}
+	}
 	verdict := "the handler conforms"
 	if !rep.OK() {
 		verdict = "the handler does not conform"
@@ -158,7 +166,11 @@ func printConformanceCases(w io.Writer) {
 	fmt.Fprintln(w)
 	conformanceWrap(w, "The suite sends the runner's own requests (envelope, headers, signature) for one callable "+
 		"(--callable): pick one the handler serves. It checks the contract, not business behaviour: answering "+
-		`the synthetic envelopes with {"success": false, ...} passes. Most cases pass by the answer rule: `+
+		`the synthetic envelopes with {"success": false, ...} passes. Name a decision step, a batchable step and `+
+		"a step that yields (--decision, --batchable, --yielding) with a --context they act on to check their "+
+		"outcomes and checkpoints too.", "", 78)
+	fmt.Fprintln(w)
+	conformanceWrap(w, "Most cases pass by the answer rule: "+
 		conformance.AnswerRule+". Every failure says what came back and what the contract wants instead. "+
 		"Exit status: 0 when no case fails, 1 when one does, 2 on usage errors.", "", 78)
 	fmt.Fprintf(w, "\nCases, in the order they run (those marked \"only with\" are skipped otherwise):\n")

@@ -64,8 +64,23 @@ func wantConformance(t *testing.T, stdout, dump, def string, want map[string]str
 	return rows
 }
 
+// conformanceSignatureSkips are the cases skipped unless asked: the
+// signature cases (--secret) and the dynamic ones (--decision, --batchable,
+// --yielding).
 var conformanceSignatureSkips = map[string]string{
 	"signature-rotation": "SKIP", "unsigned-rejected": "SKIP", "tampered-body-rejected": "SKIP", "stale-timestamp-rejected": "SKIP",
+	"decision-outcome": "SKIP", "batch-outcome": "SKIP", "yields": "SKIP",
+}
+
+// conformanceDynamicSkips are the dynamic cases alone.
+var conformanceDynamicSkips = map[string]string{"decision-outcome": "SKIP", "batch-outcome": "SKIP", "yields": "SKIP"}
+
+// exampleDynamicArgs check the examples' decision, batchable and yielding
+// steps: the approval routes 7500 to two approvals, the ETL splits 100 rows
+// into 2 workers that checkpoint every 20 rows.
+var exampleDynamicArgs = []string{
+	"--decision", "approval.route", "--batchable", "etl.analyze", "--yielding", "etl.transform",
+	"--context", `{"request": {"amount": 7500}, "etl": {"rows": 100, "workers": 2, "checkpoint_every": 20}}`,
 }
 
 func skipsWith(kv ...string) map[string]string {
@@ -194,8 +209,16 @@ func TestConformanceGoExample(t *testing.T) {
 		if !strings.Contains(rows["minimal-envelope"][1], "answered 200 OK: success") {
 			t.Errorf("minimal-envelope: %q", rows["minimal-envelope"][1])
 		}
-		if !strings.Contains(r.stdout, "(http, callable conformance.echo, batch): 8 passed, 0 failed, 4 skipped: the handler conforms") {
+		if !strings.Contains(r.stdout, "(http, callable conformance.echo, batch): 10 passed, 0 failed, 7 skipped: the handler conforms") {
 			t.Errorf("no summary line in\n%s", r.stdout)
+		}
+
+		// Its decision, batchable and yielding steps.
+		r = runCLI(t, nil, append([]string{"conformance", "--url", g.url + "/{callable}", "--batch"}, exampleDynamicArgs...)...)
+		rows = wantConformance(t, r.stdout, r.String(), "PASS", skipsWith("decision-outcome", "PASS", "batch-outcome", "PASS", "yields", "PASS"))
+		if r.code != 0 || !strings.Contains(rows["yields"][1], "2 yields (worker inputs from the first batch of batch-outcome)") ||
+			!strings.Contains(r.stdout, "decision approval.route, batchable etl.analyze, yielding etl.transform): 13 passed, 0 failed, 4 skipped") {
+			t.Errorf("dynamic cases: %v", r)
 		}
 
 		// A business callable: the synthetic envelopes make charge fail
@@ -215,9 +238,11 @@ func TestConformanceGoExample(t *testing.T) {
 			!strings.Contains(rows["retry-attempt"][1], "200 OK: success") {
 			t.Errorf("reserve_stock: %v", r)
 		}
-		// A callable it does not serve: 404s, and the reason says so.
+		// A callable it does not serve: 404s, and the reason says so (a
+		// request past its deadline is refused before the callable is
+		// looked up).
 		r = runCLI(t, nil, "conformance", "--url", g.url, "--callable", "payments.refund")
-		rows = wantConformance(t, r.stdout, r.String(), "FAIL", skipsWith("batch", "SKIP"))
+		rows = wantConformance(t, r.stdout, r.String(), "FAIL", skipsWith("batch", "SKIP", "deadline-passed", "PASS"))
 		if r.code != 1 || !strings.Contains(rows["minimal-envelope"][1], `callable "payments.refund"`) {
 			t.Errorf("unknown callable: %v", r)
 		}
@@ -228,7 +253,7 @@ func TestConformanceGoExample(t *testing.T) {
 		t.Parallel()
 		secret := webhook.NewSecret()
 		g := startGoExample(t, bin, map[string]string{"TASKER_WEBHOOK_SECRET": secret})
-		r := runCLI(t, nil, "conformance", "--url", g.url+"/{callable}", "--secret", secret, "--batch")
+		r := runCLI(t, nil, append([]string{"conformance", "--url", g.url + "/{callable}", "--secret", secret, "--batch"}, exampleDynamicArgs...)...)
 		if r.code != 0 || r.stderr != "" {
 			t.Errorf("want exit 0: %v", r)
 		}
@@ -236,7 +261,7 @@ func TestConformanceGoExample(t *testing.T) {
 		if !strings.Contains(rows["tampered-body-rejected"][1], "401 Unauthorized") {
 			t.Errorf("tampered-body-rejected: %q", rows["tampered-body-rejected"][1])
 		}
-		if !strings.Contains(r.stdout, "12 passed, 0 failed, 0 skipped: the handler conforms") {
+		if !strings.Contains(r.stdout, "17 passed, 0 failed, 0 skipped: the handler conforms") {
 			t.Errorf("summary:\n%s", r.stdout)
 		}
 		// The secret from the environment, as the example reads it.
@@ -249,7 +274,7 @@ func TestConformanceGoExample(t *testing.T) {
 		rows = wantConformance(t, r.stdout, r.String(), "FAIL", skipsWith("batch", "SKIP"))
 		if r.code != 1 || !strings.Contains(rows["minimal-envelope"][1], "401 Unauthorized") ||
 			!strings.Contains(rows["minimal-envelope"][1], "pass its secret with --secret") ||
-			!strings.Contains(r.stderr, "tasker-runner conformance: 7 of 7 cases failed") {
+			!strings.Contains(r.stderr, "tasker-runner conformance: 9 of 9 cases failed") {
 			t.Errorf("without the secret: %v", r)
 		}
 		g.stop(t)
@@ -267,6 +292,11 @@ func conformanceEcho(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if dl, err := time.Parse(time.RFC3339Nano, r.Header.Get("Tasker-Deadline")); err == nil && time.Now().After(dl) {
+		// Too late: the runner has given up on this call.
+		http.Error(w, `{"success": false, "error": {"message": "Tasker-Deadline passed", "retryable": true}}`, http.StatusServiceUnavailable)
+		return
+	}
 	if req.Steps != nil {
 		var out struct {
 			Results []contracts.StepResult `json:"results"`
@@ -307,7 +337,8 @@ func TestConformanceBrokenHandlers(t *testing.T) {
 			name:    "ignores signatures",
 			handler: conformanceEcho,
 			args:    []string{"--secret", secret},
-			def:     "PASS", want: map[string]string{"batch": "SKIP", "unsigned-rejected": "FAIL", "tampered-body-rejected": "FAIL", "stale-timestamp-rejected": "FAIL"},
+			def:     "PASS", want: map[string]string{"batch": "SKIP", "unsigned-rejected": "FAIL", "tampered-body-rejected": "FAIL", "stale-timestamp-rejected": "FAIL",
+				"decision-outcome": "SKIP", "batch-outcome": "SKIP", "yields": "SKIP"},
 			reasons: map[string]string{
 				"unsigned-rejected":        "accepted a request without a signature (answered 200 OK); want 401",
 				"stale-timestamp-rejected": "accepted a request signed 10 minutes ago",
@@ -325,7 +356,7 @@ func TestConformanceBrokenHandlers(t *testing.T) {
 				_, _ = io.WriteString(w, `{"success": true}`)
 			},
 			args: []string{"--batch"},
-			def:  "PASS", want: skipsWith("batch", "FAIL"),
+			def:  "PASS", want: skipsWith("batch", "FAIL", "deadline-passed", "FAIL"),
 			reasons: map[string]string{"batch": `not a batch response: at /: missing property 'results'`},
 		},
 	}
@@ -413,12 +444,12 @@ func TestConformanceConnectAndGRPC(t *testing.T) {
 			if r.code != 0 {
 				t.Errorf("want exit 0: %v", r)
 			}
-			rows := wantConformance(t, r.stdout, r.String(), "PASS", conformanceSignatureSkips)
+			rows := wantConformance(t, r.stdout, r.String(), "PASS", skipsWith("deadline-passed", "SKIP"))
 			if !strings.Contains(rows["minimal-envelope"][1], "answered OK: success") ||
 				!strings.Contains(rows["unsigned-rejected"][1], "Connect and gRPC calls are not signed") {
 				t.Errorf("reasons: %v", r)
 			}
-			if !strings.Contains(r.stdout, "("+protocol+", callable conformance.echo, batch): 8 passed, 0 failed, 4 skipped") {
+			if !strings.Contains(r.stdout, "("+protocol+", callable conformance.echo, batch): 9 passed, 0 failed, 8 skipped") {
 				t.Errorf("summary:\n%s", r.stdout)
 			}
 		})
@@ -427,7 +458,7 @@ func TestConformanceConnectAndGRPC(t *testing.T) {
 		t.Parallel()
 		bare := serveHandlerService(t, handlerv1connect.UnimplementedHandlerServiceHandler{})
 		r := runCLI(t, nil, "conformance", "--url", bare, "--protocol", "grpc")
-		rows := wantConformance(t, r.stdout, r.String(), "FAIL", skipsWith("batch", "SKIP"))
+		rows := wantConformance(t, r.stdout, r.String(), "FAIL", skipsWith("batch", "SKIP", "deadline-passed", "SKIP"))
 		if r.code != 1 || !strings.Contains(rows["minimal-envelope"][1], "UNIMPLEMENTED") ||
 			!strings.Contains(rows["minimal-envelope"][1], "does not implement tasker.handler.v1.HandlerService/Execute") {
 			t.Errorf("%v", r)
@@ -447,7 +478,7 @@ func TestConformanceJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("stdout is not a JSON report: %v\n%s", err, r.stdout)
 	}
-	if rep.URL != srv.URL || rep.Protocol != "http" || rep.Callable != "conformance.echo" || rep.Passed != 7 || rep.Skipped != 5 ||
+	if rep.URL != srv.URL || rep.Protocol != "http" || rep.Callable != "conformance.echo" || rep.Passed != 9 || rep.Skipped != 8 ||
 		rep.Failed != 0 || len(rep.Cases) != len(conformance.Cases()) {
 		t.Errorf("report %+v", rep)
 	}
@@ -461,7 +492,7 @@ func TestConformanceJSON(t *testing.T) {
 	t.Cleanup(broken.Close)
 	r = runCLI(t, nil, "conformance", "--url", broken.URL, "--json")
 	if r.code != 1 || !json.Valid([]byte(r.stdout)) || !strings.Contains(r.stdout, `"status": "FAIL"`) ||
-		!strings.Contains(r.stderr, "7 of 7 cases failed") {
+		!strings.Contains(r.stderr, "9 of 9 cases failed") {
 		t.Errorf("want exit 1 with a JSON report: %v", r)
 	}
 }
@@ -539,7 +570,7 @@ func TestConformanceInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	time.AfterFunc(200*time.Millisecond, cancel)
 	code := run(ctx, env, []string{"conformance", "--url", srv.URL})
-	if code != 1 || !strings.Contains(stderr.String(), "interrupted after 0 of 12 cases") || !errors.Is(ctx.Err(), context.Canceled) {
+	if code != 1 || !strings.Contains(stderr.String(), "interrupted after 0 of 17 cases") || !errors.Is(ctx.Err(), context.Canceled) {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())
 	}
 }

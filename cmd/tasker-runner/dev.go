@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -492,14 +493,59 @@ func (d *devDemo) printWhere() {
 		return
 	}
 	_, order := devOrder(9)
-	fmt.Fprintf(out, "Try:\n  bin/tasker-runner submit --namespace %s --name %s --context '%s' --wait\n", d.tpl.NamespaceName, d.tpl.Name, order)
+	api := d.clientFlags()
+	fmt.Fprintf(out, "Try:\n  bin/tasker-runner submit --namespace %s --name %s --context '%s' --wait%s\n", d.tpl.NamespaceName, d.tpl.Name, order, api)
 	for _, w := range d.workflows {
 		_, taskCtx := w.task(2)
-		fmt.Fprintf(out, "  bin/tasker-runner submit --namespace %s --name %s --context '%s' --wait\n", w.tpl.NamespaceName, w.tpl.Name, taskCtx)
+		fmt.Fprintf(out, "  bin/tasker-runner submit --namespace %s --name %s --context '%s' --wait%s\n", w.tpl.NamespaceName, w.tpl.Name, taskCtx, api)
+	}
+	if d.cfg.Worker.Web.Auth.Enabled {
+		fmt.Fprintf(out, "  (the API needs a key: add --api-key KEY, or set TASKER_API_KEY)\n")
 	}
 	if s, ok := d.services.get("go"); ok {
 		fmt.Fprintf(out, "  kill -9 %d    # the Go service: dev restarts it after %s; submit orders meanwhile (or run: make run CHAOS=go)\n", s.pid(), d.restartAfter)
 	}
+}
+
+// clientFlags is what the client commands printed under "Try:" need to
+// reach this runner's API: " --api URL" unless they would find it without
+// (it is at the client's default address and TASKER_API_URL, which would
+// override that default, is not set), "" otherwise.
+func (d *devDemo) clientFlags() string {
+	if d.apiAddr == "" {
+		return ""
+	}
+	u := d.apiURL()
+	env, set := d.env.lookup.Lookup("TASKER_API_URL")
+	if set && env != "" {
+		if env == u {
+			return ""
+		}
+		return " --api " + u
+	}
+	if isDefaultAPI(u) {
+		return ""
+	}
+	return " --api " + u
+}
+
+// isDefaultAPI reports whether the API at base URL u is where the client
+// commands look by default ([defaultAPIURL]): plain HTTP on the same port of
+// a loopback address.
+func isDefaultAPI(u string) bool {
+	got, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	def, _ := url.Parse(defaultAPIURL)
+	if got.Scheme != def.Scheme || got.Port() != def.Port() {
+		return false
+	}
+	if got.Hostname() == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(got.Hostname())
+	return ip != nil && ip.IsLoopback()
 }
 
 // apiURL is the REST API's base URL, for people to open.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -55,6 +56,7 @@ func TestDevThrowawayCluster(t *testing.T) {
 
 	services, tmp := checkDevDemo(t, out, "")
 	checkDevDynamic(t, out, addr)
+	checkTryCommand(t, out, addr)
 	if dirs := ownedDirs(c.cmd.Process.Pid, "tasker-dev-"); len(dirs) != 1 || dirs[0] != tmp {
 		t.Errorf("dev's own directories %v, want [%s]", dirs, tmp)
 	}
@@ -480,4 +482,92 @@ func processesMentioning(dir string) []int {
 func underCI() bool {
 	ci, _ := strconv.ParseBool(os.Getenv("CI"))
 	return ci
+}
+
+// checkTryCommand runs the first command dev prints under "Try:" as a user
+// pasting it into another terminal would: without TASKER_API_URL, against
+// this dev's API on a port that is not the client's default. It must reach
+// it (dev adds --api) and follow the task to the end.
+func checkTryCommand(t *testing.T, out, addr string) {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^Try:\n  bin/tasker-runner (.+)$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Errorf("dev prints no Try: command:\n%s", out)
+		return
+	}
+	args := shellWords(t, m[1])
+	if i := slices.Index(args, "--api"); i < 0 || i+1 >= len(args) || args[i+1] != "http://"+addr {
+		t.Errorf("the printed command does not name the API at http://%s (not the default address): %q", addr, m[1])
+	}
+	r := runCLI(t, nil, args...)
+	if r.code != 0 || !regexp.MustCompile(`(?m)^state +complete`).MatchString(r.stdout) {
+		t.Errorf("the printed command %q does not work as printed: %v", m[1], r)
+	}
+}
+
+// shellWords splits a command line as sh would, for the quoting dev prints:
+// words separated by spaces, single quotes keeping everything up to the
+// next single quote.
+func shellWords(t *testing.T, line string) []string {
+	t.Helper()
+	var words []string
+	var w strings.Builder
+	inWord, quoted := false, false
+	for _, r := range line {
+		switch {
+		case quoted && r == '\'':
+			quoted = false
+		case quoted:
+			w.WriteRune(r)
+		case r == '\'':
+			quoted, inWord = true, true
+		case r == ' ':
+			if inWord {
+				words = append(words, w.String())
+				w.Reset()
+				inWord = false
+			}
+		default:
+			w.WriteRune(r)
+			inWord = true
+		}
+	}
+	if quoted {
+		t.Fatalf("unterminated quote in %q", line)
+	}
+	if inWord {
+		words = append(words, w.String())
+	}
+	return words
+}
+
+func TestDevClientFlags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		addr   string
+		tls    bool
+		envURL string
+		want   string
+	}{
+		{addr: "127.0.0.1:8081", want: ""},
+		{addr: "[::1]:8081", want: ""},
+		{addr: "0.0.0.0:8081", want: ""}, // shown as localhost:8081
+		{addr: "127.0.0.1:9000", want: " --api http://127.0.0.1:9000"},
+		{addr: "10.1.2.3:8081", want: " --api http://10.1.2.3:8081"},
+		{addr: "127.0.0.1:8081", tls: true, want: " --api https://127.0.0.1:8081"},
+		// TASKER_API_URL would send the client elsewhere.
+		{addr: "127.0.0.1:8081", envURL: "http://api.example:8081", want: " --api http://127.0.0.1:8081"},
+		{addr: "127.0.0.1:9000", envURL: "http://127.0.0.1:9000", want: ""},
+	} {
+		d := &devDemo{apiAddr: tc.addr, env: &environment{lookup: mapLookup{}}}
+		if tc.envURL != "" {
+			d.env.lookup = mapLookup{"TASKER_API_URL": tc.envURL}
+		}
+		if tc.tls {
+			d.cfg.Worker.Web.TLS.CertFile, d.cfg.Worker.Web.TLS.KeyFile = "/c.pem", "/k.pem"
+		}
+		if got := d.clientFlags(); got != tc.want {
+			t.Errorf("API at %s (tls %v, TASKER_API_URL %q): %q, want %q", tc.addr, tc.tls, tc.envURL, got, tc.want)
+		}
+	}
 }

@@ -171,6 +171,8 @@ func (p *devProgress) onEvent(e runner.Event) {
 		fmt.Fprintf(p.out, "  ⤷ %s checkpoint at %s (%d done), %s: called again at once, attempt %d kept\n", head, compact(cp.Cursor), cp.ItemsProcessed, took, e.Step.Attempt)
 	case e.State == "enqueued" && e.Result.Error != nil && e.Result.Error.ErrorType == contracts.ErrorTypeCircuitOpen:
 		fmt.Fprintf(p.out, "  ⏸ %s not called, breaker open: back in the queue, attempt %d not used\n", head, e.Step.Attempt)
+	case e.State == "enqueued" && e.Result.Error != nil && e.Result.Error.ErrorType == contracts.ErrorTypeEndpointUnusable:
+		fmt.Fprintf(p.out, "  ⏸ %s not called, endpoint unusable: back in the queue, attempt %d not used: %s\n", head, e.Step.Attempt, e.Result.Error.Message)
 	case e.State == "enqueued":
 		fmt.Fprintf(p.out, "  · %s given back (attempt %d not used)\n", head, e.Step.Attempt)
 	default:

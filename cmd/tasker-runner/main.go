@@ -2,6 +2,9 @@
 // calling their handlers. Run "tasker-runner help" for its subcommands.
 package main
 
+// README.md's list of commands comes from their usage lines (commandReference).
+//go:generate go test -run ^TestREADMECommands$ . -args -update-readme
+
 import (
 	"context"
 	"errors"
@@ -46,12 +49,12 @@ func commands() []command {
 		{name: "dev", summary: "the make run demo: a throwaway PostgreSQL (unless DATABASE_URL is set), the runner, example handler services, an order", usage: "[--config PATH] [--chaos LANG] [--chaos-orders N] [--restart-after D] [--examples DIR]", run: runDev},
 		{name: "bench", summary: "measure throughput, latency and memory against the targets (make bench)", usage: "[--quick] [--json] [--out PATH] [--soak DURATION] [flags]", run: runBench},
 		{name: "openapi", summary: "print the management API's OpenAPI 3.1 description", usage: "[--format yaml|json] [--out PATH] [--openapi-version 3.1|3.0]", run: runOpenAPI},
-		{name: "submit", summary: "submit a task to a running server (--wait: follow it to the end)", usage: "--namespace NS --name NAME [--version V] [--context JSON|@file] [--idempotency-key K] [--wait] [--timeout D] [--api URL] [--api-key KEY] [--json]", run: runSubmit},
+		{name: "submit", summary: "submit a task to a running server (--wait: follow it to the end)", usage: "--namespace NS --name NAME [--version V] [--context JSON|@file] [--idempotency-key K] [--wait] [--timeout D] [--poll D] [--api URL] [--api-key KEY] [--json]", run: runSubmit},
 		{name: "status", summary: "show a running server's status: tasks, queues, workers, endpoints", usage: "[--api URL] [--api-key KEY] [--json]", run: runStatus},
 		{name: "tasks", summary: "show a task with its steps, or list tasks", usage: "get TASK_UUID | list [--state S,...] [--namespace NS] [--template NAME] [--correlation-id UUID] [--limit N] [--cursor C] [--api URL] [--api-key KEY] [--json]", run: runTasks},
-		{name: "handlers", summary: "list or register handler endpoints", usage: "list [--namespace NS] | put PATTERN --url URL [--namespace NS] [--protocol P] [--batch-max N] [--timeout-ms N] [--header K=V]... [--api URL] [--api-key KEY] [--json]", run: runHandlers},
-		{name: "dlq", summary: "list or redrive dead letters (steps failed for good)", usage: "list [--namespace NS] [--handler H] [--task ID] | redrive STEP_UUID... | redrive --all [--namespace NS] [--api URL] [--api-key KEY] [--json]", run: runDLQ},
-		{name: "conformance", summary: "check a handler service against the handler contract", usage: "--url URL [--protocol http|connect|grpc] [--secret whsec_...] [--callable NAME] [--context JSON] [--batch] [--timeout 10s] [--json]", run: runConformance},
+		{name: "handlers", summary: "list or register handler endpoints", usage: "list [--namespace NS] | put PATTERN --url URL [--namespace NS] [--protocol http|connect|grpc|go] [--secret-ref env:NAME|file:PATH] [--batch-max N] [--batch-window-ms N] [--max-concurrency N] [--timeout-ms N] [--header NAME=VALUE]... [--api URL] [--api-key KEY] [--json]", run: runHandlers},
+		{name: "dlq", summary: "list or redrive dead letters (steps failed for good)", usage: "list [--namespace NS] [--handler H] [--template NAME] [--task ID] [--limit N] [--cursor C] | redrive STEP_UUID... [--reason R] [--additional-attempts N] | redrive --all [--namespace NS] [--handler H] [--template NAME] [--task ID] [--limit N] [--reason R] [--additional-attempts N] [--api URL] [--api-key KEY] [--json]", run: runDLQ},
+		{name: "conformance", summary: "check a handler service against the handler contract", usage: "--url URL [--protocol http|connect|grpc] [--secret whsec_...] [--callable NAME] [--context JSON] [--batch] [--decision CALLABLE] [--batchable CALLABLE] [--yielding CALLABLE] [--timeout 10s] [--json]", run: runConformance},
 		{name: "version", summary: "print the version", usage: "", run: runVersion},
 	}
 }
@@ -130,6 +133,55 @@ func printUsage(w io.Writer) {
 		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun 'tasker-runner <command> --help' for a command's flags.\n")
+}
+
+// commandReference lists every command as README.md's "Commands" section
+// shows it: its summary as a comment, then its usage line (as --help
+// prints it), wrapped at [referenceWidth] columns. TestREADMECommands keeps
+// the README in step; `make generate` (or `go test ./cmd/tasker-runner -run
+// TestREADMECommands -args -update-readme`) rewrites it.
+func commandReference() string {
+	var b strings.Builder
+	for i, c := range commands() {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		wrapWords(&b, "# "+c.summary, "# ")
+		wrapWords(&b, strings.TrimSpace("tasker-runner "+c.name+" "+c.usage), "    ")
+	}
+	return b.String()
+}
+
+// referenceWidth is the width [commandReference] wraps at.
+const referenceWidth = 116
+
+// wrapWords writes s to b in lines of at most referenceWidth columns,
+// breaking between words but not inside brackets ("[--context JSON]" stays
+// whole, as does a longer word); continuation lines start with indent.
+func wrapWords(b *strings.Builder, s, indent string) {
+	var units []string
+	depth := 0
+	for _, w := range strings.Fields(s) {
+		if depth > 0 {
+			units[len(units)-1] += " " + w
+		} else {
+			units = append(units, w)
+		}
+		depth += strings.Count(w, "[") - strings.Count(w, "]")
+	}
+	line := ""
+	for _, w := range units {
+		switch {
+		case line == "":
+			line = w
+		case len(line)+1+len(w) > referenceWidth:
+			b.WriteString(line + "\n")
+			line = indent + w
+		default:
+			line += " " + w
+		}
+	}
+	b.WriteString(line + "\n")
 }
 
 func printCommandUsage(w io.Writer, c command, fs *flag.FlagSet) {

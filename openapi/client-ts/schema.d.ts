@@ -133,7 +133,7 @@ export interface paths {
         };
         /**
          * List handler endpoints
-         * @description Every handler endpoint registered in the database, by namespace and pattern. Endpoints from the configuration file are not listed (see getStatus for what this process runs).
+         * @description Every handler endpoint registered in the database, by namespace and pattern, with error set on those the runner of this process cannot use (their steps wait). Endpoints from the configuration file are not listed (see getStatus for what this process runs).
          */
         get: operations["listHandlers"];
         put?: never;
@@ -572,6 +572,8 @@ export interface components {
             concurrency_limit: number;
             /** Format: int32 */
             consecutive_failures: number;
+            /** @description why this process cannot use the endpoint (its secret_ref does not resolve here, say): its steps wait in the queue, not called, not failed, using no attempt, until it is fixed; absent when it is usable */
+            error?: string;
             /**
              * Format: int64
              * @description calls failed by the endpoint: unreachable, timeout, 5xx
@@ -645,6 +647,8 @@ export interface components {
             breaker: components["schemas"]["BreakerSettings"];
             /** Format: date-time */
             created_at: string;
+            /** @description why the runner of this process cannot use the endpoint (its secret_ref does not resolve here, say): its steps wait in the queue, not called, not failed, using no attempt, until it is fixed (the runner looks again every few seconds, and when the endpoint is put again); absent when it is usable, or when this process runs no runner */
+            error?: string;
             /** @description values of headers whose names suggest a credential (authorization, cookie, token, secret, key, password, signature) are masked */
             headers: {
                 [key: string]: string;

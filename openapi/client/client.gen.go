@@ -669,6 +669,9 @@ type EndpointState struct {
 	ConcurrencyLimit    int64 `json:"concurrency_limit"`
 	ConsecutiveFailures int32 `json:"consecutive_failures"`
 
+	// Error why this process cannot use the endpoint (its secret_ref does not resolve here, say): its steps wait in the queue, not called, not failed, using no attempt, until it is fixed; absent when it is usable
+	Error *string `json:"error,omitempty"`
+
 	// Faults calls failed by the endpoint: unreachable, timeout, 5xx
 	Faults   int64 `json:"faults"`
 	InFlight int64 `json:"in_flight"`
@@ -740,6 +743,9 @@ type HandlerEndpoint struct {
 	BatchWindowMs int64           `json:"batch_window_ms"`
 	Breaker       BreakerSettings `json:"breaker"`
 	CreatedAt     time.Time       `json:"created_at"`
+
+	// Error why the runner of this process cannot use the endpoint (its secret_ref does not resolve here, say): its steps wait in the queue, not called, not failed, using no attempt, until it is fixed (the runner looks again every few seconds, and when the endpoint is put again); absent when it is usable, or when this process runs no runner
+	Error *string `json:"error,omitempty"`
 
 	// Headers values of headers whose names suggest a credential (authorization, cookie, token, secret, key, password, signature) are masked
 	Headers        map[string]string `json:"headers"`
@@ -1581,7 +1587,7 @@ type ClientInterface interface {
 
 	// ListHandlers List handler endpoints
 	//
-	// Every handler endpoint registered in the database, by namespace and pattern. Endpoints from the configuration file are not listed (see getStatus for what this process runs).
+	// Every handler endpoint registered in the database, by namespace and pattern, with error set on those the runner of this process cannot use (their steps wait). Endpoints from the configuration file are not listed (see getStatus for what this process runs).
 	//
 	// Corresponds with GET /v1/handlers (the `ListHandlers` operationId).
 	ListHandlers(ctx context.Context, params *ListHandlersParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1897,7 +1903,7 @@ func (c *Client) RedriveDeadLetters(ctx context.Context, body RedriveDeadLetters
 
 // ListHandlers List handler endpoints
 //
-// Every handler endpoint registered in the database, by namespace and pattern. Endpoints from the configuration file are not listed (see getStatus for what this process runs).
+// Every handler endpoint registered in the database, by namespace and pattern, with error set on those the runner of this process cannot use (their steps wait). Endpoints from the configuration file are not listed (see getStatus for what this process runs).
 //
 // Corresponds with GET /v1/handlers (the `ListHandlers` operationId).
 func (c *Client) ListHandlers(ctx context.Context, params *ListHandlersParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3741,7 +3747,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListHandlersWithResponse List handler endpoints
 	//
-	// Every handler endpoint registered in the database, by namespace and pattern. Endpoints from the configuration file are not listed (see getStatus for what this process runs).
+	// Every handler endpoint registered in the database, by namespace and pattern, with error set on those the runner of this process cannot use (their steps wait). Endpoints from the configuration file are not listed (see getStatus for what this process runs).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5898,7 +5904,7 @@ func (c *ClientWithResponses) RedriveDeadLettersWithResponse(ctx context.Context
 
 // ListHandlersWithResponse List handler endpoints
 //
-// Every handler endpoint registered in the database, by namespace and pattern. Endpoints from the configuration file are not listed (see getStatus for what this process runs).
+// Every handler endpoint registered in the database, by namespace and pattern, with error set on those the runner of this process cannot use (their steps wait). Endpoints from the configuration file are not listed (see getStatus for what this process runs).
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -4,7 +4,10 @@
 // conformance suite (callout/conformance), unsigned and signed, batched
 // included; they also run each example's own tests (the shared Standard
 // Webhooks vectors) and check the order-fulfilment steps, batches, request
-// limits and graceful shutdown the same way for every language.
+// limits and graceful shutdown the same way for every language. The
+// conformance runs include the dynamic cases (the approval's decision, the
+// batch ETL's split and its yielding worker). The four handlers of README.md's
+// "Write a handler in 5 minutes" run through the suite too, as printed there.
 //
 // The runtimes come from .ci/ensure-runtimes (python3; ruby with webrick;
 // node and npm), which the tests call when one is missing: as root on Debian

@@ -315,11 +315,21 @@ var signatureCases = map[string]bool{
 	"signature-rotation": true, "unsigned-rejected": true, "tampered-body-rejected": true, "stale-timestamp-rejected": true,
 }
 
-// checkConformance runs the conformance suite, batched calls included,
-// and wants every case to pass (unsigned: all but the signature cases).
+// dynamicContext is the task context of the conformance runs: the
+// approval's decision routes 7500 to two approvals, the ETL splits 100 rows
+// into 2 workers, each yielding every 20 rows.
+const dynamicContext = `{"conformance": true, "request": {"amount": 7500}, "etl": {"rows": 100, "workers": 2, "checkpoint_every": 20}}`
+
+// checkConformance runs the conformance suite, batched calls and the
+// dynamic cases (the approval's decision, the ETL's split and its yielding
+// worker) included, and wants every case to pass (unsigned: all but the
+// signature cases).
 func checkConformance(t *testing.T, s *service, secret string) {
 	t.Helper()
-	rep, err := conformance.Run(t.Context(), conformance.Config{URL: s.url + "/{callable}", Secret: secret, Batch: true})
+	rep, err := conformance.Run(t.Context(), conformance.Config{
+		URL: s.url + "/{callable}", Secret: secret, Batch: true,
+		Decision: "approval.route", Batchable: "etl.analyze", Yielding: "etl.transform", Context: json.RawMessage(dynamicContext),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

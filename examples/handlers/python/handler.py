@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import tasker_helpers as th
@@ -307,6 +308,21 @@ def run_step(env):
     return {"step_uuid": env["step"].get("step_uuid", ""), **result}, status, retry_after
 
 
+def deadline_passed(headers):
+    """Whether the request's Tasker-Deadline (RFC 3339) has passed: the runner has stopped waiting."""
+    try:
+        deadline = datetime.fromisoformat((headers.get("Tasker-Deadline") or "").replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return deadline.tzinfo is not None and deadline <= datetime.now(timezone.utc)
+
+
+def too_late(env):
+    """The answer for a step whose deadline passed: a retryable failure, without running it."""
+    f = StepFailure("deadline_exceeded", "Tasker-Deadline passed before the step started", retryable=True)
+    return {"step_uuid": env["step"].get("step_uuid", ""), **failed(f)}
+
+
 def is_envelope(env):
     return isinstance(env, dict) and all(isinstance(env.get(k), dict) for k in ("task", "step", "step_definition")) \
         and isinstance(env.setdefault("dependency_results", {}), dict) and isinstance(env["task"].setdefault("context", {}), dict) \
@@ -347,10 +363,13 @@ class Handler(BaseHTTPRequestHandler):
             req = json.loads(body)
         except (ValueError, RecursionError):
             req = None
+        late = deadline_passed(self.headers)  # work past Tasker-Deadline is wasted: the step comes again
         if isinstance(req, dict) and isinstance(req.get("steps"), list) and all(is_envelope(s) for s in req["steps"]):
-            return self.send_json(200, {"results": [run_step(env)[0] for env in req["steps"]]})
+            return self.send_json(200, {"results": [too_late(env) if late else run_step(env)[0] for env in req["steps"]]})
         if not is_envelope(req):
             return self.send_json(400, failed(StepFailure("bad_request", "not a step envelope or a batch")))
+        if late:
+            return self.send_json(200, too_late(req))
         result, status, retry_after = run_step(req)
         self.send_json(status, result, {"Retry-After": str(retry_after)} if retry_after else {})
 

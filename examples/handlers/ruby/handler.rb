@@ -12,6 +12,7 @@
 require "base64"
 require "json"
 require "openssl"
+require "time"
 require "webrick"
 require_relative "tasker_helpers"
 
@@ -310,6 +311,19 @@ module ExampleHandler
     [{ step_uuid: env["step"]["step_uuid"].to_s, **result }, status, retry_after]
   end
 
+  # Whether the request's Tasker-Deadline (RFC 3339) has passed: the runner has stopped waiting.
+  def self.deadline_passed?(req)
+    Time.iso8601(req["Tasker-Deadline"].to_s) <= Time.now
+  rescue ArgumentError
+    false
+  end
+
+  # The answer for a step whose deadline passed: a retryable failure, without running it.
+  def self.too_late(env)
+    failure = StepFailure.new("deadline_exceeded", "Tasker-Deadline passed before the step started", retryable: true)
+    { step_uuid: env["step"]["step_uuid"].to_s, **failed(failure) }
+  end
+
   def self.envelope?(env)
     env.is_a?(Hash) && %w[task step step_definition].all? { |k| env[k].is_a?(Hash) } &&
       (env["dependency_results"] ||= {}).is_a?(Hash) && (env["task"]["context"] ||= {}).is_a?(Hash) &&
@@ -339,12 +353,14 @@ module ExampleHandler
     rescue JSON::ParserError
       nil
     end
+    late = deadline_passed?(req) # work past Tasker-Deadline is wasted: the step comes again
     if request.is_a?(Hash) && request["steps"].is_a?(Array) && request["steps"].all? { |env| envelope?(env) }
-      return json(res, 200, { results: request["steps"].map { |env| run_step(env, log: log).first } })
+      return json(res, 200, { results: request["steps"].map { |env| late ? too_late(env) : run_step(env, log: log).first } })
     end
     unless envelope?(request)
       return json(res, 400, failed(StepFailure.new("bad_request", "not a step envelope or a batch")))
     end
+    return json(res, 200, too_late(request)) if late
 
     result, status, retry_after = run_step(request, log: log)
     res["Retry-After"] = retry_after.to_s if retry_after

@@ -394,10 +394,17 @@ func TestConformance(t *testing.T) {
 		cfg     conformance.Config
 		skipped int
 	}{
-		{"unsigned", start(t) + "/{callable}", conformance.Config{Batch: true}, 4},
-		{"signed", start(t, secret), conformance.Config{Batch: true, Secret: secret}, 0},
-		{"charge", start(t), conformance.Config{Callable: "order_fulfillment.charge", Context: json.RawMessage(goodOrder)}, 5},
-		{"reserve_stock", start(t, secret), conformance.Config{Callable: "order_fulfillment.reserve_stock", Secret: secret, Batch: true}, 0},
+		// Without --decision, --batchable and --yielding the 3 dynamic cases skip.
+		{"unsigned", start(t) + "/{callable}", conformance.Config{Batch: true}, 4 + 3},
+		{"signed", start(t, secret), conformance.Config{Batch: true, Secret: secret}, 3},
+		{"charge", start(t), conformance.Config{Callable: "order_fulfillment.charge", Context: json.RawMessage(goodOrder)}, 5 + 3},
+		{"reserve_stock", start(t, secret), conformance.Config{Callable: "order_fulfillment.reserve_stock", Secret: secret, Batch: true}, 3},
+		// The approval's decision, the ETL's split and its worker, which
+		// yields every 20 rows of its 50.
+		{"dynamic", start(t, secret), conformance.Config{
+			Secret: secret, Batch: true, Decision: "approval.route", Batchable: "etl.analyze", Yielding: "etl.transform",
+			Context: json.RawMessage(`{"request": {"amount": 7500}, "etl": {"rows": 100, "workers": 2, "checkpoint_every": 20}}`),
+		}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -101,11 +101,14 @@ type request struct {
 
 func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	// Work past Tasker-Deadline is wasted: the runner has stopped waiting.
+	// Work past Tasker-Deadline is wasted: the runner has stopped waiting
+	// (it records a timeout and sends the step again).
+	var expired bool
 	if dl, err := time.Parse(time.RFC3339Nano, r.Header.Get("Tasker-Deadline")); err == nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, dl)
 		defer cancel()
+		expired = !time.Now().Before(dl)
 	}
 	var req request
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
@@ -116,18 +119,26 @@ func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, failed(&Failure{Type: "bad_request", Message: "not a step envelope: " + err.Error()}))
 		return
 	}
+	run := s.run
+	if expired { // do not start: answer a retryable failure, the step comes again
+		run = func(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult, int, time.Duration) {
+			res := failed(&Failure{Type: "deadline_exceeded", Message: "Tasker-Deadline passed before the step started", Retryable: true})
+			res.StepUUID = env.Step.StepUUID
+			return res, http.StatusOK, 0
+		}
+	}
 	if req.Steps != nil { // a batched call: one result per step, matched by step_uuid
 		out := struct {
 			Results []contracts.StepResult `json:"results"`
 		}{Results: make([]contracts.StepResult, len(req.Steps))}
 		for i := range req.Steps {
-			res, _, _ := s.run(ctx, &req.Steps[i])
+			res, _, _ := run(ctx, &req.Steps[i])
 			out.Results[i] = res
 		}
 		writeJSON(w, http.StatusOK, out)
 		return
 	}
-	res, status, retryAfter := s.run(ctx, &req.StepEnvelope)
+	res, status, retryAfter := run(ctx, &req.StepEnvelope)
 	if retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retryAfter.Seconds()))))
 	}

@@ -251,6 +251,18 @@ export function runStep(env: StepEnvelope): { result: StepResult; status: number
   return out;
 }
 
+/** Whether the request's Tasker-Deadline (RFC 3339) has passed: the runner has stopped waiting. */
+function deadlinePassed(req: IncomingMessage): boolean {
+  const deadline = Date.parse(String(req.headers["tasker-deadline"] ?? ""));
+  return !Number.isNaN(deadline) && deadline <= Date.now();
+}
+
+/** The answer for a step whose deadline passed: a retryable failure, without running it. */
+function tooLate(env: StepEnvelope): StepResult {
+  const f = new StepFailure("deadline_exceeded", "Tasker-Deadline passed before the step started", { retryable: true });
+  return { step_uuid: env.step.step_uuid, ...failed(f) };
+}
+
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 function isEnvelope(v: unknown): v is StepEnvelope {
@@ -317,10 +329,12 @@ export async function serve(req: IncomingMessage, res: ServerResponse, verifier?
   } catch {
     request = undefined;
   }
+  const late = deadlinePassed(req); // work past Tasker-Deadline is wasted: the step comes again
   if (isObject(request) && Array.isArray(request["steps"]) && request["steps"].every(isEnvelope)) {
-    return reply(res, 200, { results: request["steps"].map((env) => runStep(env).result) });
+    return reply(res, 200, { results: request["steps"].map((env) => (late ? tooLate(env) : runStep(env).result)) });
   }
   if (!isEnvelope(request)) return reply(res, 400, failed(new StepFailure("bad_request", "not a step envelope or a batch")));
+  if (late) return reply(res, 200, tooLate(request));
   const { result, status, retryAfter } = runStep(request);
   reply(res, status, result, retryAfter ? { "Retry-After": String(retryAfter) } : {});
 }

@@ -385,7 +385,11 @@ type EndpointState struct {
 	// max_concurrency, lowered while the endpoint answers 429.
 	ConcurrencyLimit int32 `protobuf:"varint,11,opt,name=concurrency_limit,proto3" json:"concurrency_limit,omitempty"`
 	// 429 (RESOURCE_EXHAUSTED) answers.
-	Throttled     int64 `protobuf:"varint,12,opt,name=throttled,proto3" json:"throttled,omitempty"`
+	Throttled int64 `protobuf:"varint,12,opt,name=throttled,proto3" json:"throttled,omitempty"`
+	// Why this process cannot use the endpoint (its secret_ref does not
+	// resolve here, say): its steps wait, not called and not failed; empty
+	// when it is usable.
+	Error         string `protobuf:"bytes,13,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -502,6 +506,13 @@ func (x *EndpointState) GetThrottled() int64 {
 		return x.Throttled
 	}
 	return 0
+}
+
+func (x *EndpointState) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
 }
 
 // RunnerCounters are the process's runner counters.
@@ -819,8 +830,12 @@ type HandlerEndpoint struct {
 	Signed         bool                   `protobuf:"varint,12,opt,name=signed,proto3" json:"signed,omitempty"`
 	CreatedAt      *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=created_at,proto3" json:"created_at,omitempty"`
 	UpdatedAt      *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=updated_at,proto3" json:"updated_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Why the runner of this process cannot use the endpoint (its secret_ref
+	// does not resolve here, say): its steps wait, not called and not failed;
+	// empty when it is usable or when the process runs no runner.
+	Error         string `protobuf:"bytes,15,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HandlerEndpoint) Reset() {
@@ -949,6 +964,13 @@ func (x *HandlerEndpoint) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *HandlerEndpoint) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
 }
 
 // ListHandlersRequest filters by namespace when set.
@@ -4245,7 +4267,7 @@ const file_tasker_admin_v1_admin_proto_rawDesc = "" +
 	"\x14oldest_ready_seconds\x18\x03 \x01(\x01R\x14oldest_ready_seconds\x12\x1c\n" +
 	"\tscheduled\x18\x04 \x01(\x03R\tscheduled\x12 \n" +
 	"\vin_progress\x18\x05 \x01(\x03R\vin_progress\x12\"\n" +
-	"\fdead_letters\x18\x06 \x01(\x03R\fdead_letters\"\x83\x03\n" +
+	"\fdead_letters\x18\x06 \x01(\x03R\fdead_letters\"\x99\x03\n" +
 	"\rEndpointState\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x18\n" +
 	"\apattern\x18\x02 \x01(\tR\apattern\x12\x10\n" +
@@ -4259,7 +4281,8 @@ const file_tasker_admin_v1_admin_proto_rawDesc = "" +
 	"\brejected\x18\n" +
 	" \x01(\x03R\brejected\x12,\n" +
 	"\x11concurrency_limit\x18\v \x01(\x05R\x11concurrency_limit\x12\x1c\n" +
-	"\tthrottled\x18\f \x01(\x03R\tthrottled\"\xae\x02\n" +
+	"\tthrottled\x18\f \x01(\x03R\tthrottled\x12\x14\n" +
+	"\x05error\x18\r \x01(\tR\x05error\"\xae\x02\n" +
 	"\x0eRunnerCounters\x12\x18\n" +
 	"\aclaimed\x18\x01 \x01(\x03R\aclaimed\x12\x18\n" +
 	"\arescued\x18\x02 \x01(\x03R\arescued\x12\x1c\n" +
@@ -4294,7 +4317,7 @@ const file_tasker_admin_v1_admin_proto_rawDesc = "" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x12\n" +
-	"\x10_batch_window_ms\"\xfa\x04\n" +
+	"\x10_batch_window_ms\"\x90\x05\n" +
 	"\x0fHandlerEndpoint\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x18\n" +
 	"\apattern\x18\x02 \x01(\tR\apattern\x12\x10\n" +
@@ -4318,7 +4341,8 @@ const file_tasker_admin_v1_admin_proto_rawDesc = "" +
 	"created_at\x12:\n" +
 	"\n" +
 	"updated_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updated_at\x1a:\n" +
+	"updated_at\x12\x14\n" +
+	"\x05error\x18\x0f \x01(\tR\x05error\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"3\n" +
