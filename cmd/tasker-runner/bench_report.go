@@ -219,8 +219,8 @@ func printBenchTable(w io.Writer, r *benchResults) {
 		}
 	}
 	if b := r.Backlog; b != nil {
-		fmt.Fprintf(w, "  backlog detail: insert %.2fs, work-down %.2fs, %d claims (%.0f steps each), %d completion writes (%.0f steps each), runner CPU %.0f µs per step",
-			b.InsertSeconds, b.WorkDownSeconds, b.ClaimQueries, b.MeanClaimSize, b.Flushes, b.MeanFlushSize, b.RunnerCPUMicrosPerStep)
+		fmt.Fprintf(w, "  backlog detail: insert %.2fs, work-down %.2fs, %d claim queries (%.0f steps each), %d completion writes (%.0f steps each; they claimed %d steps), runner CPU %.0f µs per step",
+			b.InsertSeconds, b.WorkDownSeconds, b.ClaimQueries, b.MeanClaimSize, b.Flushes, b.MeanFlushSize, b.ClaimedWithCompletions, b.RunnerCPUMicrosPerStep)
 		if b.MedianOf > 1 {
 			fmt.Fprintf(w, "; the median run of %d by steps/s, every figure from it", b.MedianOf)
 		}
@@ -242,8 +242,8 @@ func printBenchTable(w io.Writer, r *benchResults) {
 			b    *backlogResult
 		}{{"unbatched", h.Unbatched}, {fmt.Sprintf("batch_max %d", h.BatchMax), h.Batched}} {
 			if b := x.b; b != nil {
-				fmt.Fprintf(w, "  HTTP %s detail: insert %.2fs, work-down %.2fs, %d claims (%.0f steps each), %d completion writes (%.0f steps each), %d handler requests (%.1f steps each) on %d new connections",
-					x.name, b.InsertSeconds, b.WorkDownSeconds, b.ClaimQueries, b.MeanClaimSize, b.Flushes, b.MeanFlushSize, b.HandlerRequests, b.MeanBatchSize, b.HandlerConnections)
+				fmt.Fprintf(w, "  HTTP %s detail: insert %.2fs, work-down %.2fs, %d claim queries (%.0f steps each), %d completion writes (%.0f steps each; they claimed %d steps), %d handler requests (%.1f steps each) on %d new connections",
+					x.name, b.InsertSeconds, b.WorkDownSeconds, b.ClaimQueries, b.MeanClaimSize, b.Flushes, b.MeanFlushSize, b.ClaimedWithCompletions, b.HandlerRequests, b.MeanBatchSize, b.HandlerConnections)
 				if b.ServerCPUMicrosPerStep > 0 {
 					fmt.Fprintf(w, ", PostgreSQL CPU %.0f µs per step", b.ServerCPUMicrosPerStep)
 				}

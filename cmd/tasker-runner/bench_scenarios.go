@@ -140,10 +140,13 @@ type backlogResult struct {
 	CPU                    cpuUsage `json:"cpu"`
 	ClaimQueries           int64    `json:"claim_queries"`
 	MeanClaimSize          float64  `json:"mean_claim_size"`
-	Flushes                int64    `json:"flushes"`
-	MeanFlushSize          float64  `json:"mean_flush_size"`
-	Failed                 int64    `json:"failed_steps"`
-	Memory                 memory   `json:"memory"`
+	// ClaimedWithCompletions counts the steps claimed by outcome writes
+	// (claims riding on completions), not by claim queries.
+	ClaimedWithCompletions int64   `json:"claimed_with_completions"`
+	Flushes                int64   `json:"flushes"`
+	MeanFlushSize          float64 `json:"mean_flush_size"`
+	Failed                 int64   `json:"failed_steps"`
+	Memory                 memory  `json:"memory"`
 	// HandlerRequests and MeanBatchSize are what the handler service saw
 	// (HTTP scenarios only).
 	HandlerRequests    int64   `json:"handler_requests,omitempty"`
@@ -300,8 +303,9 @@ func runBacklogWith(ctx context.Context, env *environment, srv *benchServer, o b
 	}
 	res.CPU = cpuBetween(cpu0, cpu1)
 	res.ClaimQueries = st.ClaimQueries
+	res.ClaimedWithCompletions = st.ClaimedWithCompletions
 	if st.ClaimQueries > 0 {
-		res.MeanClaimSize = float64(st.Claimed) / float64(st.ClaimQueries)
+		res.MeanClaimSize = float64(st.Claimed-st.ClaimedWithCompletions) / float64(st.ClaimQueries)
 	}
 	res.Flushes = st.Flushes
 	if st.Flushes > 0 {
