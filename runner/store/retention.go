@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -81,6 +82,11 @@ type RetentionParams struct {
 	CancelledAfter time.Duration
 	// Limit is the most tasks one call examines, and so deletes. Required.
 	Limit int
+	// MaxSteps, when positive, also bounds the work of one call by the
+	// steps of the tasks it deletes: it stops examining before the expired
+	// tasks' steps (steps_total) would add up to more. A first expired task
+	// is deleted however many steps it has.
+	MaxSteps int
 	// After continues a walk: give the previous call's
 	// [RetentionResult.Next]. The zero uuid starts at the oldest task.
 	After uuid.UUID
@@ -91,7 +97,8 @@ type RetentionResult struct {
 	// Deleted counts the tasks deleted by their state: complete,
 	// resolved_manually, blocked_by_failures, cancelled.
 	Deleted map[string]int
-	// Examined is how many tasks the call looked at (at most Limit).
+	// Examined is how many tasks the call looked at (at most Limit): the
+	// walk has gone past them.
 	Examined int
 	// Next is where the next call continues (its After).
 	Next uuid.UUID
@@ -124,24 +131,35 @@ func expiredSQL(complete, failed, cancelled string) string {
 }
 
 // retentionScanSQL walks the primary key of tasks from $1 (exclusive) to
-// $2 (exclusive), $3 rows at most, and returns how many it saw, the last
-// one, and those past their cutoff ($4 complete, $5 failed, $6 cancelled),
-// the blocked_by_failures ones also apart. Task uuids are version 7: their
-// order is their creation order, so the range is the tasks created before
-// the latest cutoff, and the walk an index range scan of tasks_pkey bounded
-// by $3, whatever the size of the table.
+// $2 (exclusive), $3 rows at most, and takes them in order while the steps
+// of the expired ones add up to at most $7 (the first expired task is
+// always taken, however big). It returns how many it took, the last one
+// taken, whether it stopped early for the steps, and the expired ones among
+// them ($4 complete, $5 failed, $6 cancelled), the blocked_by_failures ones
+// also apart. Task uuids are version 7: their order is their creation
+// order, so the range is the tasks created before the latest cutoff, and
+// the walk an index range scan of tasks_pkey bounded by $3, whatever the
+// size of the table.
 var retentionScanSQL = `
 WITH scanned AS MATERIALIZED (
-	SELECT t.task_uuid, t.state, ` + expiredSQL("$4::timestamptz", "$5::timestamptz", "$6::timestamptz") + ` AS expired
-	FROM tasker.tasks t
-	WHERE t.task_uuid > $1 AND t.task_uuid < $2
-	ORDER BY t.task_uuid
-	LIMIT $3
+	SELECT w.*, sum(w.expired_steps) OVER (ORDER BY w.task_uuid ROWS UNBOUNDED PRECEDING) AS upto
+	FROM (
+		SELECT t.task_uuid, t.state, e.expired, CASE WHEN e.expired THEN t.steps_total ELSE 0 END AS expired_steps
+		FROM tasker.tasks t
+		CROSS JOIN LATERAL (SELECT (` + expiredSQL("$4::timestamptz", "$5::timestamptz", "$6::timestamptz") + `) IS TRUE AS expired) e
+		WHERE t.task_uuid > $1 AND t.task_uuid < $2
+		ORDER BY t.task_uuid
+		LIMIT $3
+	) w
+),
+taken AS MATERIALIZED (
+	SELECT * FROM scanned WHERE upto <= $7 OR upto = expired_steps
 )
-SELECT (SELECT count(*)::int FROM scanned),
-       (SELECT task_uuid FROM scanned ORDER BY task_uuid DESC LIMIT 1),
-       ARRAY(SELECT task_uuid FROM scanned WHERE expired),
-       ARRAY(SELECT task_uuid FROM scanned WHERE expired AND state = 'blocked_by_failures')`
+SELECT (SELECT count(*)::int FROM taken),
+       (SELECT task_uuid FROM taken ORDER BY task_uuid DESC LIMIT 1),
+       (SELECT count(*) FROM taken) < (SELECT count(*) FROM scanned),
+       ARRAY(SELECT task_uuid FROM taken WHERE expired),
+       ARRAY(SELECT task_uuid FROM taken WHERE expired AND state = 'blocked_by_failures')`
 
 // retentionPlanSQL makes the rest of the transaction use custom plans, and
 // returns the setting it replaces. A generic plan knows neither the range
@@ -257,14 +275,19 @@ func DeleteExpiredTasks(ctx context.Context, db DB, p RetentionParams) (Retentio
 				_, err = tx.Exec(ctx, `SELECT set_config('plan_cache_mode', $1, true)`, planMode)
 			}
 		}()
-		if err := tx.QueryRow(ctx, retentionScanSQL, p.After, end, p.Limit, complete, failed, cancelled).
-			Scan(&res.Examined, &last, &expired, &blocked); err != nil {
+		maxSteps := int64(math.MaxInt64)
+		if p.MaxSteps > 0 {
+			maxSteps = int64(p.MaxSteps)
+		}
+		var cut bool
+		if err := tx.QueryRow(ctx, retentionScanSQL, p.After, end, p.Limit, complete, failed, cancelled, maxSteps).
+			Scan(&res.Examined, &last, &cut, &expired, &blocked); err != nil {
 			return err
 		}
 		if last.Valid {
 			res.Next = last.Bytes
 		}
-		res.Done = res.Examined < p.Limit
+		res.Done = res.Examined < p.Limit && !cut
 		if len(expired) == 0 {
 			return nil
 		}

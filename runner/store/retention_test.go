@@ -333,6 +333,45 @@ func TestRetentionBatchesAreBounded(t *testing.T) {
 	}
 }
 
+// MaxSteps bounds a call by the steps of the tasks it deletes: kept tasks
+// do not count, and a first task bigger than the bound still goes.
+func TestRetentionBatchesAreBoundedBySteps(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Pool(t)
+	tpl := retentionTemplate(t, pool)
+	for i := range 8 { // 3 steps each; every other one stays in process
+		created := ago(60*day - time.Duration(i)*time.Minute)
+		task, steps := retentionTask(t, pool, tpl, created)
+		if i%2 == 0 {
+			settle(t, pool, task, steps, "complete", created.Add(time.Minute))
+		}
+	}
+	p := defaultAges
+	p.Now, p.Limit, p.MaxSteps = retentionNow, 100, 7
+
+	res, err := store.DeleteExpiredTasks(t.Context(), pool, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// expired, kept, expired, kept | expired (9 steps > 7) ...
+	if res.Total() != 2 || res.Examined != 4 || res.Done {
+		t.Fatalf("first call = %+v; want 2 deleted (6 steps) of 4 examined, not done", res)
+	}
+	p.After = res.Next
+	if deleted, calls := deleteAll(t, pool, p); deleted["complete"] != 2 || calls != 1 {
+		t.Fatalf("then deleted %v in %d calls; want the other 2 in 1", deleted, calls)
+	}
+
+	for range 2 {
+		task, steps := retentionTask(t, pool, tpl, ago(50*day))
+		settle(t, pool, task, steps, "complete", ago(49*day))
+	}
+	p.After, p.MaxSteps = uuid.Nil, 2
+	if deleted, calls := deleteAll(t, pool, p); deleted["complete"] != 2 || calls != 2 {
+		t.Fatalf("with 2 steps at most: deleted %v in %d calls; want 2 tasks of 3 steps, one per call", deleted, calls)
+	}
+}
+
 // Tasks whose uuid says they were created after the latest cutoff are not
 // examined at all, even when their times say they are expired: the walk
 // covers the primary key range before the cutoff only.
@@ -394,7 +433,7 @@ func TestRetentionPlansAreBounded(t *testing.T) {
 		sql  string
 		args []any
 	}{
-		"scan":   {store.RetentionScanSQL, []any{uuid.Nil, store.UUIDv7Floor(cutoff), 1000, cutoff, cutoff, cutoff}},
+		"scan":   {store.RetentionScanSQL, []any{uuid.Nil, store.UUIDv7Floor(cutoff), 1000, cutoff, cutoff, cutoff, int64(10000)}},
 		"delete": {store.RetentionDeleteSQL, []any{[]uuid.UUID{uuid.New(), uuid.New()}, cutoff, cutoff, cutoff}},
 	} {
 		var plan []byte
@@ -476,7 +515,7 @@ func TestRetentionNeverUsesGenericPlans(t *testing.T) {
 	}
 	var generic, custom int64
 	if err := conn.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements
-		WHERE statement LIKE '%WITH scanned AS MATERIALIZED%'`).Scan(&generic, &custom); err != nil {
+		WHERE statement LIKE '%WITH scanned AS MATERIALIZED%' AND statement NOT LIKE '%pg_prepared_statements%'`).Scan(&generic, &custom); err != nil {
 		t.Fatalf("the prepared scan: %v", err)
 	}
 	if generic != 0 || custom != runs {
