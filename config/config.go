@@ -67,6 +67,8 @@ type Worker struct {
 	Retry Retry `toml:"retry" env:",prefix=RETRY_"`
 	// Dynamic limits the steps that decision and batch outcomes create.
 	Dynamic Dynamic `toml:"dynamic" env:",prefix=DYNAMIC_"`
+	// Retention deletes finished tasks once they are old enough.
+	Retention Retention `toml:"retention" env:",prefix=RETENTION_"`
 	// Callout holds defaults for calling handlers.
 	Callout Callout `toml:"callout" env:",prefix=CALLOUT_"`
 	// Handlers registers handler endpoints at start-up (more can be added at
@@ -379,6 +381,57 @@ type Dynamic struct {
 	MaxYieldsPerStep int `toml:"max_yields_per_step" env:"MAX_YIELDS_PER_STEP"`
 }
 
+// Retention deletes finished tasks, with their steps, edges and history,
+// once they are older than their final state's age, so that the tables, and
+// what every step costs, stop growing with the history. The runners share
+// the work: one at a time (a PostgreSQL advisory lock) deletes in short
+// transactions of at most BatchSize tasks and BatchMaxSteps steps, and at
+// most MaxBatchesPerRun of them per run.
+type Retention struct {
+	// Enabled lets this runner delete expired tasks. Default true; false
+	// in every runner keeps everything.
+	Enabled bool `toml:"enabled" env:"ENABLED"`
+	// CompleteAfterDays is how long complete and resolved_manually tasks
+	// are kept after they finished, in days (fractions allowed); 0 keeps
+	// them. Default 7.
+	CompleteAfterDays float64 `toml:"complete_after_days" env:"COMPLETE_AFTER_DAYS"`
+	// FailedAfterDays is how long blocked_by_failures tasks are kept after
+	// their last change; 0 keeps them. Such a task is kept anyway while a
+	// step of it may still run. Default 30.
+	FailedAfterDays float64 `toml:"failed_after_days" env:"FAILED_AFTER_DAYS"`
+	// CancelledAfterDays is how long cancelled tasks are kept after they
+	// were cancelled; 0 keeps them. Default 30.
+	CancelledAfterDays float64 `toml:"cancelled_after_days" env:"CANCELLED_AFTER_DAYS"`
+	// IntervalSeconds is the mean time between two tries of this runner
+	// (jittered by ±20%); a try finds the work taken when another runner
+	// is at it. Default 60.
+	IntervalSeconds int `toml:"interval_seconds" env:"INTERVAL_SECONDS"`
+	// BatchSize is the most tasks one transaction examines and deletes.
+	// Default 1000.
+	BatchSize int `toml:"batch_size" env:"BATCH_SIZE"`
+	// BatchMaxSteps also bounds a transaction by the steps of the tasks it
+	// deletes (a task bigger than that still goes, alone). Default 10000.
+	BatchMaxSteps int `toml:"batch_max_steps" env:"BATCH_MAX_STEPS"`
+	// MaxBatchesPerRun bounds one run; the rest waits for the next.
+	// Default 10.
+	MaxBatchesPerRun int `toml:"max_batches_per_run" env:"MAX_BATCHES_PER_RUN"`
+}
+
+// MaxRetentionDays is the largest age worker.retention accepts (100 years).
+const MaxRetentionDays = 36500
+
+// CompleteAfter returns CompleteAfterDays as a duration; 0 keeps.
+func (r Retention) CompleteAfter() time.Duration { return days(r.CompleteAfterDays) }
+
+// FailedAfter returns FailedAfterDays as a duration; 0 keeps.
+func (r Retention) FailedAfter() time.Duration { return days(r.FailedAfterDays) }
+
+// CancelledAfter returns CancelledAfterDays as a duration; 0 keeps.
+func (r Retention) CancelledAfter() time.Duration { return days(r.CancelledAfterDays) }
+
+// Interval returns IntervalSeconds as a duration.
+func (r Retention) Interval() time.Duration { return seconds(r.IntervalSeconds) }
+
 // Retry holds retry defaults for template steps without a retry block.
 type Retry struct {
 	// MaxAttempts counts the first attempt. Default 3.
@@ -582,6 +635,16 @@ func Default() Config {
 			Completion: Completion{FlushIntervalMS: 1, MaxBatch: 100, Writers: 2},
 			Retry:      Retry{MaxAttempts: 3, BackoffBaseMS: 1000, MaxBackoffMS: 60_000},
 			Dynamic:    Dynamic{MaxStepsPerOutcome: 10_000, MaxStepsPerTask: 100_000, MaxYieldsPerStep: 100_000},
+			Retention: Retention{
+				Enabled:            true,
+				CompleteAfterDays:  7,
+				FailedAfterDays:    30,
+				CancelledAfterDays: 30,
+				IntervalSeconds:    60,
+				BatchSize:          1000,
+				BatchMaxSteps:      10_000,
+				MaxBatchesPerRun:   10,
+			},
 			Callout: Callout{
 				DefaultTimeoutSeconds: 30,
 				MaxResponseBytes:      4 << 20,
@@ -606,4 +669,12 @@ func DefaultEndpoint() Endpoint {
 }
 
 func seconds(n int) time.Duration { return time.Duration(n) * time.Second }
-func millis(n int) time.Duration  { return time.Duration(n) * time.Millisecond }
+
+// days converts a validated number of days (0 to MaxRetentionDays).
+func days(d float64) time.Duration {
+	if !(d > 0) || d > MaxRetentionDays {
+		return 0
+	}
+	return time.Duration(d * float64(24*time.Hour))
+}
+func millis(n int) time.Duration { return time.Duration(n) * time.Millisecond }

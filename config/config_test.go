@@ -34,6 +34,10 @@ func TestDurations(t *testing.T) {
 		{"callout.default_timeout_seconds", w.Callout.DefaultTimeout(), 30 * time.Second},
 		{"callout.breaker.interval_seconds", w.Callout.Breaker.Interval(), time.Minute},
 		{"callout.breaker.open_timeout_seconds", w.Callout.Breaker.OpenTimeout(), 30 * time.Second},
+		{"retention.complete_after_days", w.Retention.CompleteAfter(), 7 * 24 * time.Hour},
+		{"retention.failed_after_days", w.Retention.FailedAfter(), 30 * 24 * time.Hour},
+		{"retention.cancelled_after_days", w.Retention.CancelledAfter(), 30 * 24 * time.Hour},
+		{"retention.interval_seconds", w.Retention.Interval(), time.Minute},
 		{"handlers[].timeout_ms", e.Timeout(), 1500 * time.Millisecond},
 		{"handlers[].batch_window_ms", e.BatchWindow(), 2 * time.Millisecond},
 	}

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sethvargo/go-envconfig"
 
@@ -27,6 +28,10 @@ public_health = true
 deployment_mode = "hybrid"
 [worker.event_systems.worker.metadata.fallback_poller]
 poll_interval_seconds = 2
+[worker.retention]
+failed_after_days = 12
+cancelled_after_days = 3
+batch_size = 10
 [[worker.handlers]]
 pattern = "file.*"
 url = "http://file/{callable}"
@@ -43,8 +48,12 @@ func TestEnvOverridesFile(t *testing.T) {
 		"TASKER_WORKER_WEB_AUTH_PUBLIC_HEALTH":               "false",
 		"TASKER_WORKER_EVENT_SYSTEMS_WORKER_DEPLOYMENT_MODE": "polling_only",
 		"TASKER_WORKER_EVENT_SYSTEMS_WORKER_METADATA_FALLBACK_POLLER_POLL_INTERVAL_SECONDS": "0.5",
-		"TASKER_WORKER_HANDLERS":          `[{"pattern":"env.*","url":"http://env/{callable}","batch_max":8,"headers":{"X-A":"b"}}]`,
-		"TASKER_WORKER_WEB_AUTH_API_KEYS": `[{"name":"ops","hash":"sha256:` + strings.Repeat("c", 64) + `","scope":"read"}]`,
+		"TASKER_WORKER_HANDLERS":                       `[{"pattern":"env.*","url":"http://env/{callable}","batch_max":8,"headers":{"X-A":"b"}}]`,
+		"TASKER_WORKER_WEB_AUTH_API_KEYS":              `[{"name":"ops","hash":"sha256:` + strings.Repeat("c", 64) + `","scope":"read"}]`,
+		"TASKER_WORKER_RETENTION_ENABLED":              "false",
+		"TASKER_WORKER_RETENTION_COMPLETE_AFTER_DAYS":  "0.25",
+		"TASKER_WORKER_RETENTION_CANCELLED_AFTER_DAYS": "0",
+		"TASKER_WORKER_RETENTION_BATCH_SIZE":           "50",
 	})
 	cfg, err := config.Load(path, env)
 	if err != nil {
@@ -68,8 +77,13 @@ func TestEnvOverridesFile(t *testing.T) {
 		{"worker.web.auth.api_keys", cfg.Worker.Web.Auth.APIKeys, config.APIKeys{{
 			Name: "ops", Hash: "sha256:" + strings.Repeat("c", 64), Scope: config.ScopeRead,
 		}}},
+		{"worker.retention.enabled", cfg.Worker.Retention.Enabled, false},
+		{"worker.retention.complete_after_days", cfg.Worker.Retention.CompleteAfter(), 6 * time.Hour},
+		{"worker.retention.cancelled_after_days", cfg.Worker.Retention.CancelledAfterDays, 0.0},
+		{"worker.retention.batch_size", cfg.Worker.Retention.BatchSize, 50},
 		// Keys without a variable keep the file's (or the default) value.
 		{"worker.grpc.port", cfg.Worker.GRPC.Port, 9191},
+		{"worker.retention.failed_after_days", cfg.Worker.Retention.FailedAfterDays, 12.0},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {

@@ -120,6 +120,7 @@ func (w Worker) validate(ps *problems) {
 	atLeast(ps, "worker.dynamic.max_steps_per_outcome", w.Dynamic.MaxStepsPerOutcome, 1)
 	atLeast(ps, "worker.dynamic.max_steps_per_task", w.Dynamic.MaxStepsPerTask, 1)
 	atLeast(ps, "worker.dynamic.max_yields_per_step", w.Dynamic.MaxYieldsPerStep, 1)
+	w.Retention.validate(ps)
 	atLeast(ps, "worker.retry.max_attempts", w.Retry.MaxAttempts, 1)
 	atLeast(ps, "worker.retry.backoff_base_ms", w.Retry.BackoffBaseMS, 0)
 	if w.Retry.BackoffBaseMS >= 0 && w.Retry.MaxBackoffMS < w.Retry.BackoffBaseMS {
@@ -166,6 +167,29 @@ func (u URLPolicy) validate(ps *problems) {
 		}
 	}
 }
+
+func (r Retention) validate(ps *problems) {
+	const key = "worker.retention"
+	for _, a := range []struct {
+		name string
+		v    float64
+	}{{"complete_after_days", r.CompleteAfterDays}, {"failed_after_days", r.FailedAfterDays}, {"cancelled_after_days", r.CancelledAfterDays}} {
+		// NaN and infinities are valid TOML floats; "!(x >= 0)" rejects NaN too.
+		if !(a.v >= 0) || a.v > MaxRetentionDays {
+			ps.add(key+"."+a.name, "must be 0 (keep forever) or a number of days up to %d, got %v", MaxRetentionDays, a.v)
+		}
+	}
+	atLeast(ps, key+".interval_seconds", r.IntervalSeconds, 1)
+	if r.BatchSize < 1 || r.BatchSize > maxRetentionBatch {
+		ps.add(key+".batch_size", "must be between 1 and %d, got %d", maxRetentionBatch, r.BatchSize)
+	}
+	atLeast(ps, key+".batch_max_steps", r.BatchMaxSteps, 1)
+	atLeast(ps, key+".max_batches_per_run", r.MaxBatchesPerRun, 1)
+}
+
+// maxRetentionBatch caps worker.retention.batch_size: one transaction holds
+// the locks of its tasks and steps until it commits.
+const maxRetentionBatch = 100_000
 
 func isWildcard(host string) bool { return host == "" || host == "0.0.0.0" || host == "::" }
 

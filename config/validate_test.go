@@ -256,6 +256,36 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
+			name: "retention: 0 keeps a state, fractions of days are fine",
+			mutate: func(c *config.Config) {
+				c.Worker.Retention.CompleteAfterDays = 0.5
+				c.Worker.Retention.FailedAfterDays = 0
+				c.Worker.Retention.CancelledAfterDays = config.MaxRetentionDays
+			},
+		},
+		{
+			name: "retention",
+			mutate: func(c *config.Config) {
+				r := &c.Worker.Retention
+				r.CompleteAfterDays = -1
+				r.FailedAfterDays = math.NaN()
+				r.CancelledAfterDays = math.Inf(1)
+				r.IntervalSeconds = 0
+				r.BatchSize = 100_001
+				r.BatchMaxSteps = 0
+				r.MaxBatchesPerRun = -2
+			},
+			want: []config.Problem{
+				{Key: "worker.retention.complete_after_days", Message: "must be 0 (keep forever) or a number of days up to 36500, got -1"},
+				{Key: "worker.retention.failed_after_days", Message: "must be 0 (keep forever) or a number of days up to 36500, got NaN"},
+				{Key: "worker.retention.cancelled_after_days", Message: "must be 0 (keep forever) or a number of days up to 36500, got +Inf"},
+				{Key: "worker.retention.interval_seconds", Message: "must be at least 1, got 0"},
+				{Key: "worker.retention.batch_size", Message: "must be between 1 and 100000, got 100001"},
+				{Key: "worker.retention.batch_max_steps", Message: "must be at least 1, got 0"},
+				{Key: "worker.retention.max_batches_per_run", Message: "must be at least 1, got -2"},
+			},
+		},
+		{
 			name: "polling_only without the poller",
 			mutate: func(c *config.Config) {
 				c.Worker.EventSystems.Worker.DeploymentMode = config.DeploymentModePollingOnly

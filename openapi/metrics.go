@@ -66,6 +66,8 @@ type Metrics struct {
 	stale, reconnects                             prometheus.Counter
 	flushSeconds, batchSize                       prometheus.Histogram
 	calloutDuration                               *prometheus.HistogramVec
+	retentionDeleted                              *prometheus.CounterVec
+	retentionLastRun                              prometheus.Gauge
 
 	steps seriesCache[stepKey, *stepSeries]
 	calls seriesCache[callKey, *callSeries]
@@ -130,6 +132,16 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 			Name: "tasker_callout_duration_seconds", Help: "How long calls to handler endpoints took (a batch is one call), by outcome: ok (answered), fault (failed by the endpoint), abandoned (cancelled by the runner).",
 			Buckets: calloutBuckets,
 		}, []string{"endpoint", "protocol", "outcome"}),
+		retentionDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tasker_retention_tasks_deleted_total", Help: "Finished tasks this runner deleted (with their steps and history) once past their retention age, by the state they were in.",
+		}, []string{"state"}),
+		retentionLastRun: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tasker_retention_last_run_seconds", Help: "How long this runner's last retention run took (runs skipped because another runner was at it do not count).",
+		}),
+	}
+	// Every state starts at 0, so rates work from the first scrape.
+	for _, s := range retentionStates {
+		m.retentionDeleted.WithLabelValues(s)
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -137,6 +149,7 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 		m.claimed, m.completed, m.failed, m.retried, m.released,
 		m.stepDuration, m.enqueueToStart, m.stale, m.reconnects,
 		m.flushSeconds, m.batchSize, m.calloutDuration,
+		m.retentionDeleted, m.retentionLastRun,
 		&scrapeCollector{m: m},
 	)
 	return m
@@ -309,6 +322,16 @@ func (o runnerObserver) ListenerReconnect() { o.m.reconnects.Inc() }
 func (o runnerObserver) FlushDone(n int, d time.Duration) {
 	o.m.flushSeconds.Observe(d.Seconds())
 	o.m.batchSize.Observe(float64(n))
+}
+
+// retentionStates are the task states retention deletes.
+var retentionStates = []string{store.TaskComplete, store.TaskResolvedManually, store.TaskBlockedByFailures, store.TaskCancelled}
+
+func (o runnerObserver) RetentionDone(deleted map[string]int, d time.Duration) {
+	for state, n := range deleted {
+		o.m.retentionDeleted.WithLabelValues(state).Add(float64(n))
+	}
+	o.m.retentionLastRun.Set(d.Seconds())
 }
 
 type calloutObserver struct{ m *Metrics }

@@ -145,6 +145,8 @@ func TestMetricsExposition(t *testing.T) {
 	o.ListenerReconnect()
 	o.FlushDone(4, 2*time.Millisecond)
 	o.FlushDone(60, 8*time.Millisecond)
+	o.RetentionDone(map[string]int{store.TaskComplete: 40, store.TaskCancelled: 2}, 3*time.Second)
+	o.RetentionDone(map[string]int{store.TaskComplete: 5}, 1500*time.Millisecond)
 	m.SetRunner(fakeRunner{runner.Stats{InFlight: 7, Active: 3, Rescued: 2, ClaimQueries: 11}})
 
 	// The callouts' side, through a real registry and endpoints.
@@ -237,17 +239,23 @@ func TestMetricsExposition(t *testing.T) {
 		t.Errorf("enqueue to start: %d summing to %v, want 3 summing to 2.5s", n, sum)
 	}
 	for name, want := range map[string]float64{
-		"tasker_stale_completions_total":   3,
-		"tasker_listener_reconnects_total": 2,
-		"tasker_steps_in_flight":           7,
-		"tasker_steps_active":              3,
-		"tasker_listener_connected":        1,
-		"tasker_steps_rescued_total":       2,
-		"tasker_claim_queries_total":       11,
-		"tasker_queue_stats_up":            1,
+		"tasker_stale_completions_total":    3,
+		"tasker_listener_reconnects_total":  2,
+		"tasker_steps_in_flight":            7,
+		"tasker_steps_active":               3,
+		"tasker_listener_connected":         1,
+		"tasker_steps_rescued_total":        2,
+		"tasker_claim_queries_total":        11,
+		"tasker_queue_stats_up":             1,
+		"tasker_retention_last_run_seconds": 1.5,
 	} {
 		if got := value(t, mfs, name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	for state, want := range map[string]float64{"complete": 45, "resolved_manually": 0, "blocked_by_failures": 0, "cancelled": 2} {
+		if got := value(t, mfs, "tasker_retention_tasks_deleted_total", "state="+state); got != want {
+			t.Errorf("tasker_retention_tasks_deleted_total{state=%s} = %v, want %v", state, got, want)
 		}
 	}
 	if n, sum := histogram(t, mfs, "tasker_completion_flush_seconds"); n != 2 || !near(sum, 0.01) {

@@ -115,6 +115,9 @@ type Config struct {
 	OnEvent func(Event)
 	// Observer receives measurements for metrics. Default [NopObserver].
 	Observer Observer
+	// Retention deletes finished tasks once they are old enough. Off by
+	// default; see [RetentionConfig].
+	Retention RetentionConfig
 }
 
 func (c *Config) withDefaults() error {
@@ -137,6 +140,7 @@ func (c *Config) withDefaults() error {
 	c.MaxStepsPerOutcome = cmp.Or(c.MaxStepsPerOutcome, MaxStepsPerOutcomeDefault)
 	c.MaxStepsPerTask = cmp.Or(c.MaxStepsPerTask, MaxStepsPerTaskDefault)
 	c.MaxYieldsPerStep = cmp.Or(c.MaxYieldsPerStep, MaxYieldsPerStepDefault)
+	c.Retention.withDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -177,6 +181,7 @@ func (c *Config) validate() error {
 	if c.LeaseFor < time.Second {
 		errs = append(errs, fmt.Errorf("LeaseFor must be at least 1s, got %s", c.LeaseFor))
 	}
+	errs = append(errs, c.Retention.validate()...)
 	if c.Handlers == nil {
 		errs = append(errs, errors.New("Handlers is required"))
 	}

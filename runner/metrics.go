@@ -34,6 +34,11 @@ type Observer interface {
 	// in one transaction that took d, retries of transient failures
 	// included.
 	FlushDone(n int, d time.Duration)
+	// RetentionDone is called after each retention run that took the
+	// retention lock, with the tasks it deleted by state (complete,
+	// resolved_manually, blocked_by_failures, cancelled; absent: none) and
+	// how long it took. Not on the hot path.
+	RetentionDone(deleted map[string]int, d time.Duration)
 }
 
 // NopObserver is an [Observer] that discards every measurement.
@@ -44,6 +49,7 @@ func (NopObserver) StepFinished(string, string, string, time.Duration) {}
 func (NopObserver) StaleCompletions(int)                               {}
 func (NopObserver) ListenerReconnect()                                 {}
 func (NopObserver) FlushDone(int, time.Duration)                       {}
+func (NopObserver) RetentionDone(map[string]int, time.Duration)        {}
 
 var _ Observer = NopObserver{}
 

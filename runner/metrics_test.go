@@ -23,6 +23,9 @@ type recordingObserver struct {
 	flushes    int
 	flushed    int // outcomes written, stale ones included
 	flushTime  time.Duration
+	// retention runs that took the lock, and the tasks they deleted by state
+	retentionRuns int
+	retained      map[string]int
 }
 
 type finish struct {
@@ -64,6 +67,18 @@ func (o *recordingObserver) FlushDone(n int, d time.Duration) {
 	o.flushes++
 	o.flushed += n
 	o.flushTime += d
+}
+
+func (o *recordingObserver) RetentionDone(deleted map[string]int, d time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.retentionRuns++
+	for s, n := range deleted {
+		if o.retained == nil {
+			o.retained = map[string]int{}
+		}
+		o.retained[s] += n
+	}
 }
 
 func (o *recordingObserver) locked(f func()) {

@@ -51,7 +51,7 @@ type Runner struct {
 	stopClaiming     context.CancelFunc
 	abandonHandlers  context.CancelFunc
 	handlerCtx       context.Context
-	loops            sync.WaitGroup // claim loop, listener, poller
+	loops            sync.WaitGroup // claim loop, listener, poller, retention
 	handlers         sync.WaitGroup // one per dispatched step
 	workers          sync.WaitGroup // worker goroutines, busy or idle
 	claimCtx         context.Context
@@ -60,6 +60,7 @@ type Runner struct {
 	stopMaint        context.CancelFunc
 	completer        *completer
 	listenerUp       atomic.Bool
+	retention        retention
 }
 
 // flight is a claimed step until its outcome is written.
@@ -138,6 +139,12 @@ func (r *Runner) Start(ctx context.Context) error {
 	if r.cfg.polls() {
 		r.loops.Add(1)
 		go func() { defer r.loops.Done(); r.poll(claimCtx) }()
+	}
+	// Retention stops with claiming: Stop cancels a run in progress (its
+	// transaction rolls back) rather than wait for it.
+	if r.cfg.Retention.Enabled && !r.cfg.Retention.keepsAll() {
+		r.loops.Add(1)
+		go func() { defer r.loops.Done(); r.retain(claimCtx) }()
 	}
 	r.maint.Add(1)
 	go func() { defer r.maint.Done(); r.maintain(maintCtx) }()

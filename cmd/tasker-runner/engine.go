@@ -124,6 +124,16 @@ func newEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *c
 		Version:            buildVersion(),
 		OnEvent:            onEvent,
 		Observer:           metrics.RunnerObserver(),
+		Retention: runner.RetentionConfig{
+			Enabled:          w.Retention.Enabled,
+			CompleteAfter:    w.Retention.CompleteAfter(),
+			FailedAfter:      w.Retention.FailedAfter(),
+			CancelledAfter:   w.Retention.CancelledAfter(),
+			Interval:         w.Retention.Interval(),
+			BatchSize:        w.Retention.BatchSize,
+			BatchMaxSteps:    w.Retention.BatchMaxSteps,
+			MaxBatchesPerRun: w.Retention.MaxBatchesPerRun,
+		},
 	})
 	if err != nil {
 		reg.Close()

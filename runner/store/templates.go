@@ -182,22 +182,15 @@ func DeleteTemplate(ctx context.Context, db DB, namespace, name, version string)
 		if unfinished > 0 {
 			return &TemplateInUseError{Namespace: namespace, Name: name, Version: version, Unfinished: unfinished}
 		}
-		// The audit tables have no foreign keys (migration 0004): their
-		// rows go explicitly; steps and edges cascade from the tasks.
-		tag, err := tx.Exec(ctx, `
-			WITH doomed AS (SELECT task_uuid FROM tasker.tasks WHERE template_id = $1),
-			st AS (
-				DELETE FROM tasker.step_transitions
-				WHERE step_uuid IN (SELECT s.step_uuid FROM tasker.steps s WHERE s.task_uuid IN (SELECT task_uuid FROM doomed))
-			),
-			tt AS (
-				DELETE FROM tasker.task_transitions WHERE task_uuid IN (SELECT task_uuid FROM doomed)
-			)
-			DELETE FROM tasker.tasks WHERE template_id = $1`, id)
-		if err != nil {
+		// The same statement as retention's (deleteTasksSQL): the audit
+		// rows go explicitly, steps and edges cascade from the tasks. No
+		// task of the template can be added meanwhile (the template row is
+		// locked).
+		if err := tx.QueryRow(ctx, `
+			WITH doomed AS MATERIALIZED (SELECT task_uuid FROM tasker.tasks WHERE template_id = $1),`+deleteTasksSQL+`
+			SELECT count(*)::int FROM gone`, id).Scan(&tasks); err != nil {
 			return fmt.Errorf("store: deleting the tasks of template %s/%s@%s: %w", namespace, name, version, err)
 		}
-		tasks = int(tag.RowsAffected())
 		if _, err := tx.Exec(ctx, `DELETE FROM tasker.templates WHERE template_id = $1`, id); err != nil {
 			return fmt.Errorf("store: deleting template %s/%s@%s: %w", namespace, name, version, err)
 		}

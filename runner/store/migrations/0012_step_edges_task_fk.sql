@@ -1,0 +1,13 @@
+-- Deleting a task (retention, or DELETE of a template version with its
+-- finished tasks) ran the ON DELETE CASCADE of step_edges.task_uuid once per
+-- task, and step_edges has no index on task_uuid: a sequential scan of every
+-- edge of every task for each task deleted. Measured on 200,000 tasks (800,000
+-- edges): 85 ms per task deleted, growing with the history. The foreign key
+-- is dropped rather than indexed: an edge's rows already go with its steps
+-- (from_step and to_step cascade from tasker.steps through the primary key
+-- and step_edges_to_step), and the steps with their task (through
+-- steps_name_unique). One check fewer on every edge inserted at submit and
+-- when a task grows; deleting 1,000 finished tasks of 4 steps took 0.65 s
+-- with their history instead of minutes. task_uuid stays as the task the
+-- edge belongs to, as in the transition tables since 0004.
+ALTER TABLE tasker.step_edges DROP CONSTRAINT step_edges_task_uuid_fkey;
