@@ -90,6 +90,10 @@ type benchOptions struct {
 	soak       time.Duration
 	soakRate   float64
 	memProfile string
+
+	// River next to the backlog (bench_river.go).
+	vsRiver  bool
+	riverDir string
 }
 
 func runBench(ctx context.Context, env *environment, args []string) error {
@@ -125,6 +129,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	fs.BoolVar(&onlyLatency, "latency-only", false, "run only the latency scenario")
 	fs.BoolVar(&onlyHTTP, "http-only", false, "run only the HTTP callout scenarios (work-down unbatched and batched, raw handler rate)")
 	fs.BoolVar(&onlyBatch, "batch-only", false, "run only the batch workflow scenario (batchable step, cursor workers with checkpoints, convergence)")
+	addRiverFlags(fs, &o)
 	if err := parseFlags(env, fs, args); err != nil {
 		return err
 	}
@@ -210,12 +215,19 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		case o.repeat > 1:
 			problems = append(problems, "--soak runs once: it excludes --repeat")
 		}
+		if set["vs-river"] && o.vsRiver {
+			problems = append(problems, "--soak runs only the soak scenario: it excludes --vs-river")
+		}
 		o.skipBacklog, o.skipLatency, o.skipHTTP, o.skipBatch = true, true, true, true
+		o.vsRiver = false
 	} else if o.memProfile != "" {
 		problems = append(problems, "--memprofile profiles the soak: it needs --soak")
 	}
 	if o.soakRate <= 0 {
 		problems = append(problems, fmt.Sprintf("--soak-rate must be positive, got %g", o.soakRate))
+	}
+	if o.vsRiver && o.skipBacklog {
+		problems = append(problems, "--vs-river compares River with the backlog scenario, which this run skips")
 	}
 	switch o.profileOf {
 	case "":
@@ -307,6 +319,7 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 		res.Settings.SoakSeconds, res.Settings.SoakRateStepsPerSec = o.soak.Seconds(), o.soakRate
 	}
 	res.Machine.Postgres = srv.info
+	res.Settings.VsRiver = o.vsRiver
 
 	var profile *os.File
 	if o.cpuProfile != "" {
@@ -315,12 +328,24 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 		}
 		defer profile.Close()
 	}
+	var river *riverBench
+	if o.vsRiver {
+		if river, err = prepareRiver(ctx, srv, o); err != nil {
+			return nil, fmt.Errorf("--vs-river: %w", err)
+		}
+		defer river.close()
+	}
 
 	var backlogs []backlogResult
 	var latencies []latencyResult
 	var https []httpResult
 	var batches []etlResult
 	for i := range o.repeat {
+		if river != nil && i == 0 {
+			if err := river.measure(ctx, env, srv, o, riverBefore); err != nil {
+				return nil, fmt.Errorf("--vs-river, before the backlog scenario: %w", err)
+			}
+		}
 		if !o.skipBacklog {
 			fmt.Fprintf(o.progress, "bench: backlog work-down %d/%d: %d single-step tasks, max_concurrent_steps %d\n", i+1, o.repeat, o.steps, o.concurrency)
 			b, err := runBacklog(ctx, env, srv, o, profileIf(profile, i == 0 && o.profileOf == "backlog"))
@@ -330,6 +355,11 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 			fmt.Fprintf(o.progress, "bench:   worked down in %.2fs: %.0f steps/s, runner CPU %.0f µs per step, peak RSS %.1f MB\n",
 				b.WorkDownSeconds, b.StepsPerSec, b.RunnerCPUMicrosPerStep, b.Memory.PeakRSSMB)
 			backlogs = append(backlogs, b)
+		}
+		if river != nil && i == o.repeat-1 {
+			if err := river.measure(ctx, env, srv, o, riverAfter); err != nil {
+				return nil, fmt.Errorf("--vs-river, after the backlog scenario: %w", err)
+			}
 		}
 		if !o.skipLatency {
 			fmt.Fprintf(o.progress, "bench: linear-4 latency %d/%d: %.0f steps/s offered for %s (first %s discarded)\n", i+1, o.repeat, o.rate, o.duration, warmupFor(o.duration))
@@ -401,6 +431,9 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 		if len(batches) > 1 {
 			res.BatchRuns = batches
 		}
+	}
+	if river != nil {
+		res.River = river.compare(res.Backlog)
 	}
 	res.Figures = figures(res)
 	res.Measured = describe(res, srv)
@@ -494,3 +527,8 @@ func medianLatency(runs []latencyResult) latencyResult {
 var errBenchTimeout = errors.New("timed out")
 
 func goVersion() string { return runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH }
+
+func addRiverFlags(fs *flag.FlagSet, o *benchOptions) {
+	fs.BoolVar(&o.vsRiver, "vs-river", false, "compare with River: build cmd/riverbench (a Go module of its own, so River stays out of this binary) with the go command, run it on the same server right before and right after the backlog scenario, each time in a fresh database with --steps jobs, and report backlog / River (make bench passes it)")
+	fs.StringVar(&o.riverDir, "river-dir", "", "--vs-river: the riverbench source `DIR` (default: cmd/riverbench of the tasker-runner module found in the working directory or above it)")
+}

@@ -32,6 +32,7 @@ type benchResults struct {
 	Batch        *etlResult      `json:"batch,omitempty"`
 	BatchRuns    []etlResult     `json:"batch_runs,omitempty"`
 	Soak         *soakResult     `json:"soak,omitempty"`
+	River        *riverResult    `json:"river,omitempty"`
 	TotalSeconds float64         `json:"total_seconds"`
 }
 
@@ -69,6 +70,8 @@ type benchSettings struct {
 	// The soak scenario's length and offered rate (--soak, --soak-rate).
 	SoakSeconds         float64 `json:"soak_seconds,omitempty"`
 	SoakRateStepsPerSec float64 `json:"soak_rate_steps_per_sec,omitempty"`
+	// --vs-river: River measured before and after the backlog.
+	VsRiver bool `json:"vs_river,omitempty"`
 }
 
 // figure is one line of the table: a measured value next to its target.
@@ -136,6 +139,9 @@ func figures(r *benchResults) []figure {
 	if s := r.Soak; s != nil {
 		fs = append(fs, soakFigures(s)...)
 	}
+	if rv := r.River; rv != nil {
+		fs = append(fs, riverFigures(rv)...)
+	}
 	return fs
 }
 
@@ -161,9 +167,13 @@ func describe(r *benchResults, srv *benchServer) string {
 			handlers += "; in-process Go batch handlers (rows generated, JSON-encoded and checksummed) in the batch workflow"
 		}
 	}
-	return fmt.Sprintf("in-process runner with %s (the runner is this process), hybrid mode; "+
+	var more string
+	if r.River != nil {
+		more += "; River by cmd/riverbench, built with go build and run as a child process"
+	}
+	return fmt.Sprintf("in-process runner with %s (the runner is this process), hybrid mode%s; "+
 		"PostgreSQL %s (%s, %s, %s); %s, %d cores, %s, %s",
-		handlers, pg.Version, pg.Source, pg.Isolation, dur, m.CPUModel, m.Cores, m.Go, m.GC)
+		handlers, more, pg.Version, pg.Source, pg.Isolation, dur, m.CPUModel, m.Cores, m.Go, m.GC)
 }
 
 func printBenchTable(w io.Writer, r *benchResults) {
@@ -187,10 +197,11 @@ func printBenchTable(w io.Writer, r *benchResults) {
 			}
 		}
 		target := f.Target
-		if target != "" {
-			target += " " + f.Unit
-		} else {
+		switch {
+		case target == "":
 			target = "-"
+		case f.Unit != "ratio": // a ratio's target says it all: ">= 1.0x River (goal 1.3x)"
+			target += " " + f.Unit
 		}
 		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\n", f.Name, formatValue(f.Value), f.Unit, target, met)
 	}
@@ -260,6 +271,9 @@ func printBenchTable(w io.Writer, r *benchResults) {
 	}
 	if s := r.Soak; s != nil {
 		printSoakDetail(w, s)
+	}
+	if rv := r.River; rv != nil {
+		printRiverDetail(w, rv)
 	}
 	fmt.Fprintln(w)
 }

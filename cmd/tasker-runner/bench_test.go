@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +24,7 @@ import (
 // decodes stdout, which must be exactly one results object.
 func runBenchJSON(t *testing.T, args ...string) (benchResults, cliResult) {
 	t.Helper()
-	r := runCLI(t, map[string]string{"DATABASE_URL": pgtest.URL(t)}, append([]string{"bench"}, args...)...)
+	r := runCLIWithin(t, 4*time.Minute, map[string]string{"DATABASE_URL": pgtest.URL(t)}, append([]string{"bench"}, args...)...)
 	if r.code != 0 {
 		t.Fatalf("bench failed:\n%s", r)
 	}
@@ -164,6 +166,8 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"bench", "--soak", "1m", "--repeat", "2"},
 		{"bench", "--soak", "1m", "--soak-rate", "0"},
 		{"bench", "--memprofile", "heap.pprof"},
+		{"bench", "--vs-river", "--latency-only"},
+		{"bench", "--vs-river", "--soak", "1m"},
 	} {
 		r := runCLI(t, nil, args...)
 		if r.code != 2 {
@@ -397,5 +401,130 @@ func TestSoakSummary(t *testing.T) {
 	summarizeSoak(&flat, 30*time.Second, 2*time.Minute)
 	if !flat.NoGrowth || flat.SlopeSamples != 2 || !near(flat.HeapLiveSlopeMBPerMin, -0.1) {
 		t.Errorf("flat run judged %+v", flat)
+	}
+}
+
+// figureNames returns the figures by name, and checks each has a name, a
+// unit and a how text.
+func figureNames(t *testing.T, res benchResults) map[string]figure {
+	t.Helper()
+	names := map[string]figure{}
+	for _, f := range res.Figures {
+		names[f.Name] = f
+		if f.Name == "" || f.Unit == "" || f.How == "" || math.IsNaN(f.Value) || f.Value < 0 {
+			t.Errorf("figure not sane: %+v", f)
+		}
+	}
+	return names
+}
+
+// wantFigures checks that each figure is there with a positive value, and
+// with the given target ("" for none).
+func wantFigures(t *testing.T, names map[string]figure, want map[string]string) {
+	t.Helper()
+	for name, target := range want {
+		f, ok := names[name]
+		switch {
+		case !ok:
+			t.Errorf("no figure %q", name)
+		case !(f.Value > 0):
+			t.Errorf("figure %q: value %v", name, f.Value)
+		case f.Target != target:
+			t.Errorf("figure %q: target %q, want %q", name, f.Target, target)
+		case (target != "") != (f.Met != nil):
+			t.Errorf("figure %q: target %q but met %v", name, f.Target, f.Met)
+		}
+	}
+}
+
+// near reports whether a and b agree to within a millionth (ratios
+// recomputed from the figures they divide).
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-6*math.Max(math.Abs(a), math.Abs(b)) }
+
+// TestBenchVsRiverJSON runs the backlog with --vs-river in a tiny size:
+// riverbench is built with go build and run before and after the backlog
+// in fresh databases on the same server, and the ratio is reported with
+// both raw figures. It needs the go command, and skips without it.
+func TestBenchVsRiverJSON(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("--vs-river builds cmd/riverbench with the go command, which is not on PATH")
+	}
+	res, r := runBenchJSON(t, "--json", "--backlog-only", "--vs-river", "--steps", "300", "--concurrency", "50")
+	rv, b := res.River, res.Backlog
+	if rv == nil || b == nil {
+		t.Fatalf("no River or backlog results:\n%s", r)
+	}
+	if !res.Settings.VsRiver || res.Latency != nil {
+		t.Errorf("--backlog-only --vs-river ran other scenarios, or does not say it compared: %+v", res.Settings)
+	}
+	for name, run := range map[string]*riverRun{"before": rv.Before, "after": rv.After} {
+		if run == nil || run.Jobs != 300 || !(run.JobsPerSec > 0) || !(run.Seconds > 0) {
+			t.Errorf("River run %s: %+v", name, run)
+		}
+	}
+	if rv.Before == nil || rv.After == nil {
+		t.FailNow()
+	}
+	if !near(rv.MeanJobsPerSec, (rv.Before.JobsPerSec+rv.After.JobsPerSec)/2) || !near(rv.Ratio, b.StepsPerSec/rv.MeanJobsPerSec) || rv.BacklogStepsPerSec != b.StepsPerSec {
+		t.Errorf("mean %v and ratio %v do not follow from the runs %v, %v and the backlog's %v", rv.MeanJobsPerSec, rv.Ratio, rv.Before.JobsPerSec, rv.After.JobsPerSec, b.StepsPerSec)
+	}
+	if !strings.HasPrefix(rv.River, "v") || rv.MaxWorkers < 1 || !(rv.BuildSeconds > 0) || !strings.HasSuffix(rv.Source, filepath.Join("cmd", "riverbench")) {
+		t.Errorf("River's provenance: %+v", rv)
+	}
+	wantFigures(t, figureNames(t, res), map[string]string{
+		"River work-down, before the backlog": "", "River work-down, after the backlog": "", "River work-down, mean": "",
+		"backlog / River": ">= 1.0x River (goal 1.3x)",
+	})
+	// The order of the work: River, the backlog, River.
+	before, backlog, after := strings.Index(r.stderr, "River work-down before"), strings.Index(r.stderr, "bench: backlog work-down 1/1"), strings.Index(r.stderr, "River work-down after")
+	if before < 0 || backlog < before || after < backlog {
+		t.Errorf("River should run right before and right after the backlog:\n%s", r.stderr)
+	}
+	if !regexp.MustCompile(`backlog / River +[0-9.]+ ratio +>= 1\.0x River \(goal 1\.3x\)`).MatchString(r.stderr) {
+		t.Errorf("the table has no backlog / River line with its target:\n%s", r.stderr)
+	}
+}
+
+// TestBenchVsRiverNoSource checks the error when the riverbench source is
+// not where --river-dir says.
+func TestBenchVsRiverNoSource(t *testing.T) {
+	dir := t.TempDir()
+	r := runCLI(t, map[string]string{"DATABASE_URL": pgtest.URL(t)}, "bench", "--backlog-only", "--vs-river", "--river-dir", dir, "--steps", "10")
+	if r.code != 1 || !strings.Contains(r.stderr, "no riverbench source in "+dir) || !strings.Contains(r.stderr, "--river-dir") {
+		t.Errorf("want exit 1 naming the directory and --river-dir, got:\n%s", r)
+	}
+}
+
+// TestFindModuleRoot finds the repository from this package's directory,
+// as --vs-river does, and fails clearly outside it.
+func TestFindModuleRoot(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := findModuleRoot(wd, benchModule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "cmd", "riverbench", "go.mod")); err != nil {
+		t.Errorf("found %s, which has no cmd/riverbench: %v", root, err)
+	}
+	// cmd/riverbench's own go.mod names another module: not a match.
+	if got, err := findModuleRoot(filepath.Join(root, "cmd", "riverbench"), benchModule); err != nil || got != root {
+		t.Errorf("from cmd/riverbench: %q, %v; want %q", got, err, root)
+	}
+	if _, err := findModuleRoot(t.TempDir(), benchModule); err == nil || !strings.Contains(err.Error(), benchModule) {
+		t.Errorf("outside the module: %v", err)
+	}
+}
+
+// TestBenchHelpNewFlags checks that bench --help documents the flags of
+// the River comparison.
+func TestBenchHelpNewFlags(t *testing.T) {
+	r := runCLI(t, nil, "bench", "--help")
+	for _, f := range []string{"-vs-river", "-river-dir"} {
+		if !regexp.MustCompile(`(?m)^  ` + f + `\b`).MatchString(r.stdout) {
+			t.Errorf("bench --help does not document %s:\n%s", f, r.stdout)
+		}
 	}
 }

@@ -73,6 +73,12 @@ func (r cliResult) String() string {
 // to stderr, as in main.
 func runCLI(t *testing.T, vars map[string]string, args ...string) cliResult {
 	t.Helper()
+	return runCLIWithin(t, 30*time.Second, vars, args...)
+}
+
+// runCLIWithin is runCLI with a deadline of d instead of 30s.
+func runCLIWithin(t *testing.T, d time.Duration, vars map[string]string, args ...string) cliResult {
+	t.Helper()
 	if vars == nil {
 		vars = map[string]string{}
 	}
@@ -90,7 +96,7 @@ func runCLI(t *testing.T, vars map[string]string, args ...string) cliResult {
 		},
 		logger: slog.New(slog.NewTextHandler(&stderr, nil)),
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), d)
 	defer cancel()
 	code := run(ctx, env, args)
 	return cliResult{code: code, stdout: stdout.String(), stderr: stderr.String()}
