@@ -94,6 +94,9 @@ type benchOptions struct {
 	// River next to the backlog (bench_river.go).
 	vsRiver  bool
 	riverDir string
+	// The history scenario (bench_history.go).
+	runHistory   bool
+	historySteps int
 }
 
 func runBench(ctx context.Context, env *environment, args []string) error {
@@ -129,7 +132,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	fs.BoolVar(&onlyLatency, "latency-only", false, "run only the latency scenario")
 	fs.BoolVar(&onlyHTTP, "http-only", false, "run only the HTTP callout scenarios (work-down unbatched and batched, raw handler rate)")
 	fs.BoolVar(&onlyBatch, "batch-only", false, "run only the batch workflow scenario (batchable step, cursor workers with checkpoints, convergence)")
-	addRiverFlags(fs, &o)
+	more := addMoreScenarioFlags(fs, &o)
 	if err := parseFlags(env, fs, args); err != nil {
 		return err
 	}
@@ -153,6 +156,9 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		}
 		if !set["batch-runs"] {
 			o.batchRuns = benchBatchRunsQuick
+		}
+		if !set["history-steps"] {
+			o.historySteps = benchHistoryStepsQuick
 		}
 	}
 	var problems []string
@@ -180,10 +186,15 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	if o.flushBatch < 0 || o.flushEvery < 0 || o.flushWriters < 0 {
 		problems = append(problems, "--flush-batch, --flush-writers and --flush-interval must not be negative")
 	}
-	if n := btoi(onlyBacklog) + btoi(onlyLatency) + btoi(onlyHTTP) + btoi(onlyBatch); n > 1 {
-		problems = append(problems, "--backlog-only, --latency-only, --http-only and --batch-only exclude each other")
+	if n := btoi(onlyBacklog) + btoi(onlyLatency) + btoi(onlyHTTP) + btoi(onlyBatch) + more.count(); n > 1 {
+		problems = append(problems, "--backlog-only, --latency-only, --http-only, --batch-only and --history-only exclude each other")
 	} else if n == 1 {
-		o.skipBacklog, o.skipLatency, o.skipHTTP, o.skipBatch = !onlyBacklog, !onlyLatency, !onlyHTTP, !onlyBatch
+		// --history-only runs the backlog and latency scenarios too: its
+		// figures are ratios to theirs on an empty database.
+		o.skipBacklog = !onlyBacklog && !more.onlyHistory
+		o.skipLatency = !onlyLatency && !more.onlyHistory
+		o.skipHTTP, o.skipBatch = !onlyHTTP, !onlyBatch
+		more.only(&o, set)
 	}
 	if o.httpSteps < 1 {
 		problems = append(problems, fmt.Sprintf("--http-steps must be at least 1, got %d", o.httpSteps))
@@ -215,20 +226,18 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		case o.repeat > 1:
 			problems = append(problems, "--soak runs once: it excludes --repeat")
 		}
-		if set["vs-river"] && o.vsRiver {
-			problems = append(problems, "--soak runs only the soak scenario: it excludes --vs-river")
+		if set["vs-river"] && o.vsRiver || set["history"] && o.runHistory || more.count() > 0 {
+			problems = append(problems, "--soak runs only the soak scenario: it excludes --vs-river and --history and their -only forms")
 		}
 		o.skipBacklog, o.skipLatency, o.skipHTTP, o.skipBatch = true, true, true, true
-		o.vsRiver = false
+		o.vsRiver, o.runHistory = false, false
 	} else if o.memProfile != "" {
 		problems = append(problems, "--memprofile profiles the soak: it needs --soak")
 	}
 	if o.soakRate <= 0 {
 		problems = append(problems, fmt.Sprintf("--soak-rate must be positive, got %g", o.soakRate))
 	}
-	if o.vsRiver && o.skipBacklog {
-		problems = append(problems, "--vs-river compares River with the backlog scenario, which this run skips")
-	}
+	problems = append(problems, more.check(&o)...)
 	switch o.profileOf {
 	case "":
 		o.profileOf = "backlog"
@@ -251,6 +260,9 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	o.databaseURL, _ = env.lookup.Lookup("DATABASE_URL")
 	o.progress = env.stderr
 	o.scenarioTime = 10*time.Minute + time.Duration(max(o.steps, o.httpSteps)/500)*time.Second
+	if o.runHistory {
+		o.scenarioTime = max(o.scenarioTime, 10*time.Minute+time.Duration(o.historySteps/500)*time.Second)
+	}
 
 	res, err := bench(ctx, env, o)
 	if err != nil {
@@ -319,7 +331,7 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 		res.Settings.SoakSeconds, res.Settings.SoakRateStepsPerSec = o.soak.Seconds(), o.soakRate
 	}
 	res.Machine.Postgres = srv.info
-	res.Settings.VsRiver = o.vsRiver
+	moreSettings(&res.Settings, o)
 
 	var profile *os.File
 	if o.cpuProfile != "" {
@@ -435,6 +447,9 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 	if river != nil {
 		res.River = river.compare(res.Backlog)
 	}
+	if err := runMoreScenarios(ctx, env, srv, o, res); err != nil {
+		return nil, err
+	}
 	res.Figures = figures(res)
 	res.Measured = describe(res, srv)
 	res.TotalSeconds = time.Since(started).Seconds()
@@ -528,7 +543,69 @@ var errBenchTimeout = errors.New("timed out")
 
 func goVersion() string { return runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH }
 
-func addRiverFlags(fs *flag.FlagSet, o *benchOptions) {
+// Defaults of the history scenario (issue 18).
+const (
+	benchHistoryStepsDefault = 1_000_000
+	benchHistoryStepsQuick   = 100_000
+)
+
+// moreScenarioFlags are the -only flags of the scenarios of issue 18.
+type moreScenarioFlags struct {
+	onlyHistory bool
+}
+
+func addMoreScenarioFlags(fs *flag.FlagSet, o *benchOptions) *moreScenarioFlags {
+	m := &moreScenarioFlags{}
 	fs.BoolVar(&o.vsRiver, "vs-river", false, "compare with River: build cmd/riverbench (a Go module of its own, so River stays out of this binary) with the go command, run it on the same server right before and right after the backlog scenario, each time in a fresh database with --steps jobs, and report backlog / River (make bench passes it)")
 	fs.StringVar(&o.riverDir, "river-dir", "", "--vs-river: the riverbench source `DIR` (default: cmd/riverbench of the tasker-runner module found in the working directory or above it)")
+	fs.BoolVar(&o.runHistory, "history", true, "history scenario: the backlog and latency scenarios again, on copies of a database that already holds --history-steps finished steps, as ratios to the empty-database figures (--history=false skips it)")
+	fs.IntVar(&o.historySteps, "history-steps", benchHistoryStepsDefault, fmt.Sprintf("history scenario: finished single-step tasks in the database (--quick: %d)", benchHistoryStepsQuick))
+	fs.BoolVar(&m.onlyHistory, "history-only", false, "run only the backlog and latency scenarios, and the history scenario on them")
+	return m
+}
+
+func (m *moreScenarioFlags) count() int {
+	return btoi(m.onlyHistory)
+}
+
+// only applies the one -only flag given: the scenarios of issue 18 not
+// named by it are off, unless their own flag says otherwise.
+func (m *moreScenarioFlags) only(o *benchOptions, set map[string]bool) {
+	if !set["history"] {
+		o.runHistory = m.onlyHistory
+	}
+}
+
+// check validates these flags.
+func (m *moreScenarioFlags) check(o *benchOptions) []string {
+	var problems []string
+	if o.vsRiver && o.skipBacklog {
+		problems = append(problems, "--vs-river compares River with the backlog scenario, which this run skips")
+	}
+	if o.historySteps < 1 {
+		problems = append(problems, fmt.Sprintf("--history-steps must be at least 1, got %d", o.historySteps))
+	}
+	return problems
+}
+
+// moreSettings records the settings of the scenarios that run.
+func moreSettings(s *benchSettings, o benchOptions) {
+	s.VsRiver = o.vsRiver
+	if o.runHistory {
+		s.HistorySteps = o.historySteps
+	}
+}
+
+// runMoreScenarios runs the scenarios of issue 18 (but --vs-river), once
+// each (--repeat applies to the others), after the rest.
+func runMoreScenarios(ctx context.Context, env *environment, srv *benchServer, o benchOptions, res *benchResults) error {
+	if o.runHistory && (!o.skipBacklog || !o.skipLatency) {
+		h, err := runHistory(ctx, env, srv, o)
+		if err != nil {
+			return fmt.Errorf("history scenario: %w", err)
+		}
+		h.compare(res.Backlog, res.Latency)
+		res.History = &h
+	}
+	return nil
 }

@@ -33,6 +33,7 @@ type benchResults struct {
 	BatchRuns    []etlResult     `json:"batch_runs,omitempty"`
 	Soak         *soakResult     `json:"soak,omitempty"`
 	River        *riverResult    `json:"river,omitempty"`
+	History      *historyResult  `json:"history,omitempty"`
 	TotalSeconds float64         `json:"total_seconds"`
 }
 
@@ -70,8 +71,9 @@ type benchSettings struct {
 	// The soak scenario's length and offered rate (--soak, --soak-rate).
 	SoakSeconds         float64 `json:"soak_seconds,omitempty"`
 	SoakRateStepsPerSec float64 `json:"soak_rate_steps_per_sec,omitempty"`
-	// --vs-river: River measured before and after the backlog.
-	VsRiver bool `json:"vs_river,omitempty"`
+	// --vs-river, and the history scenario's size.
+	VsRiver      bool `json:"vs_river,omitempty"`
+	HistorySteps int  `json:"history_steps,omitempty"`
 }
 
 // figure is one line of the table: a measured value next to its target.
@@ -86,6 +88,7 @@ type figure struct {
 
 func atLeast(v, t float64) *bool { b := v >= t; return &b }
 func below(v, t float64) *bool   { b := v < t; return &b }
+func atMost(v, t float64) *bool  { b := v <= t; return &b }
 
 func figures(r *benchResults) []figure {
 	var fs []figure
@@ -141,6 +144,9 @@ func figures(r *benchResults) []figure {
 	}
 	if rv := r.River; rv != nil {
 		fs = append(fs, riverFigures(rv)...)
+	}
+	if h := r.History; h != nil {
+		fs = append(fs, historyFigures(h)...)
 	}
 	return fs
 }
@@ -274,6 +280,9 @@ func printBenchTable(w io.Writer, r *benchResults) {
 	}
 	if rv := r.River; rv != nil {
 		printRiverDetail(w, rv)
+	}
+	if h := r.History; h != nil {
+		printHistoryDetail(w, h)
 	}
 	fmt.Fprintln(w)
 }

@@ -44,8 +44,9 @@ func runBenchJSON(t *testing.T, args ...string) (benchResults, cliResult) {
 // checks that stdout is one JSON object with sane figures. It checks shape,
 // not speed: timed assertions belong to `make bench`, not to unit tests.
 func TestBenchJSON(t *testing.T) {
+	// The history scenario has a test of its own.
 	res, r := runBenchJSON(t, "--json", "--steps", "300", "--duration", "1s", "--rate", "50", "--concurrency", "100", "--http-steps", "100",
-		"--batch-rows", "600", "--batch-cursors", "3", "--batch-runs", "1", "--latency-history", "7")
+		"--batch-rows", "600", "--batch-cursors", "3", "--batch-runs", "1", "--latency-history", "7", "--history=false")
 	if !strings.Contains(r.stderr, "FIGURE") {
 		t.Errorf("with --json the table should go to stderr:\n%s", r)
 	}
@@ -168,6 +169,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"bench", "--memprofile", "heap.pprof"},
 		{"bench", "--vs-river", "--latency-only"},
 		{"bench", "--vs-river", "--soak", "1m"},
+		{"bench", "--history-steps", "0"},
 	} {
 		r := runCLI(t, nil, args...)
 		if r.code != 2 {
@@ -454,7 +456,7 @@ func TestBenchVsRiverJSON(t *testing.T) {
 	if rv == nil || b == nil {
 		t.Fatalf("no River or backlog results:\n%s", r)
 	}
-	if !res.Settings.VsRiver || res.Latency != nil {
+	if !res.Settings.VsRiver || res.History != nil || res.Latency != nil {
 		t.Errorf("--backlog-only --vs-river ran other scenarios, or does not say it compared: %+v", res.Settings)
 	}
 	for name, run := range map[string]*riverRun{"before": rv.Before, "after": rv.After} {
@@ -518,11 +520,50 @@ func TestFindModuleRoot(t *testing.T) {
 	}
 }
 
+// TestBenchHistoryJSON runs the history scenario in a tiny size: a
+// template database with 400 finished steps, then the backlog and latency
+// scenarios in copies of it, as ratios to the same run's empty-database
+// figures.
+func TestBenchHistoryJSON(t *testing.T) {
+	res, r := runBenchJSON(t, "--json", "--history-only", "--history-steps", "400", "--steps", "200", "--duration", "1s", "--rate", "50",
+		"--latency-history", "5", "--concurrency", "50")
+	h := res.History
+	if h == nil || res.Backlog == nil || res.Latency == nil {
+		t.Fatalf("--history-only: history %v, backlog %v, latency %v:\n%s", h != nil, res.Backlog != nil, res.Latency != nil, r)
+	}
+	if res.HTTP != nil || res.Batch != nil || res.Settings.HistorySteps != 400 {
+		t.Errorf("--history-only ran other scenarios or lost its size: %+v", res.Settings)
+	}
+	if h.Skipped != "" || h.FinishedSteps != 400 || h.SubmitBatch != benchHistoryChunk || !(h.SeedSeconds > 0) || !(h.SeedSubmitSeconds > 0) ||
+		h.SeedWorkDownSeconds < h.SeedSubmitSeconds || h.SeedSeconds < h.SeedWorkDownSeconds || !(h.DatabaseMB > 0) {
+		t.Errorf("seeding: %+v", *h)
+	}
+	if hb := h.Backlog; hb == nil || hb.Steps != 200 || !(hb.StepsPerSec > 0) || hb.Failed != 0 {
+		t.Fatalf("backlog in the copy: %+v", hb)
+	}
+	if hl := h.Latency; hl == nil || hl.TasksMeasured < 1 || hl.HistoryTasks != 5 || !(hl.EnqueueToStartMs.P99 > 0) {
+		t.Fatalf("latency in the copy: %+v", hl)
+	}
+	if !near(h.BacklogRatio, h.Backlog.StepsPerSec/res.Backlog.StepsPerSec) ||
+		!near(h.E2SP99Ratio, h.Latency.EnqueueToStartMs.P99/res.Latency.EnqueueToStartMs.P99) ||
+		!near(h.E2SP50Ratio, h.Latency.EnqueueToStartMs.P50/res.Latency.EnqueueToStartMs.P50) {
+		t.Errorf("ratios do not follow from the figures: %+v", *h)
+	}
+	wantFigures(t, figureNames(t, res), map[string]string{
+		"history seeding": "", "backlog work-down, 400 finished steps": "", "backlog with history / empty": ">= 0.9x",
+		"enqueue to handler start p50, 400 finished steps": "", "enqueue to handler start p99, 400 finished steps": "",
+		"enqueue to start p99 with history / empty": "<= 2.0x",
+	})
+	if !strings.Contains(r.stderr, "history detail: 400 finished steps seeded in") {
+		t.Errorf("the table has no history detail:\n%s", r.stderr)
+	}
+}
+
 // TestBenchHelpNewFlags checks that bench --help documents the flags of
-// the River comparison.
+// the River comparison and the history, scale and DAG-size scenarios.
 func TestBenchHelpNewFlags(t *testing.T) {
 	r := runCLI(t, nil, "bench", "--help")
-	for _, f := range []string{"-vs-river", "-river-dir"} {
+	for _, f := range []string{"-vs-river", "-river-dir", "-history", "-history-steps", "-history-only"} {
 		if !regexp.MustCompile(`(?m)^  ` + f + `\b`).MatchString(r.stdout) {
 			t.Errorf("bench --help does not document %s:\n%s", f, r.stdout)
 		}
