@@ -97,6 +97,9 @@ type benchOptions struct {
 	// The history scenario (bench_history.go).
 	runHistory   bool
 	historySteps int
+	// The scale scenario (bench_scale.go): runner processes.
+	runScale   bool
+	scaleProcs int
 }
 
 func runBench(ctx context.Context, env *environment, args []string) error {
@@ -187,7 +190,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		problems = append(problems, "--flush-batch, --flush-writers and --flush-interval must not be negative")
 	}
 	if n := btoi(onlyBacklog) + btoi(onlyLatency) + btoi(onlyHTTP) + btoi(onlyBatch) + more.count(); n > 1 {
-		problems = append(problems, "--backlog-only, --latency-only, --http-only, --batch-only and --history-only exclude each other")
+		problems = append(problems, "--backlog-only, --latency-only, --http-only, --batch-only, --history-only and --scale-only exclude each other")
 	} else if n == 1 {
 		// --history-only runs the backlog and latency scenarios too: its
 		// figures are ratios to theirs on an empty database.
@@ -226,11 +229,11 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		case o.repeat > 1:
 			problems = append(problems, "--soak runs once: it excludes --repeat")
 		}
-		if set["vs-river"] && o.vsRiver || set["history"] && o.runHistory || more.count() > 0 {
-			problems = append(problems, "--soak runs only the soak scenario: it excludes --vs-river and --history and their -only forms")
+		if set["vs-river"] && o.vsRiver || set["history"] && o.runHistory || set["scale"] && o.runScale || more.count() > 0 {
+			problems = append(problems, "--soak runs only the soak scenario: it excludes --vs-river, --history and --scale and their -only forms")
 		}
 		o.skipBacklog, o.skipLatency, o.skipHTTP, o.skipBatch = true, true, true, true
-		o.vsRiver, o.runHistory = false, false
+		o.vsRiver, o.runHistory, o.runScale = false, false, false
 	} else if o.memProfile != "" {
 		problems = append(problems, "--memprofile profiles the soak: it needs --soak")
 	}
@@ -543,15 +546,17 @@ var errBenchTimeout = errors.New("timed out")
 
 func goVersion() string { return runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH }
 
-// Defaults of the history scenario (issue 18).
+// Defaults of the history and scale scenarios (issue 18).
 const (
 	benchHistoryStepsDefault = 1_000_000
 	benchHistoryStepsQuick   = 100_000
+	benchScaleProcsDefault   = 3
+	benchScaleProcsMax       = 16
 )
 
 // moreScenarioFlags are the -only flags of the scenarios of issue 18.
 type moreScenarioFlags struct {
-	onlyHistory bool
+	onlyHistory, onlyScale bool
 }
 
 func addMoreScenarioFlags(fs *flag.FlagSet, o *benchOptions) *moreScenarioFlags {
@@ -560,12 +565,15 @@ func addMoreScenarioFlags(fs *flag.FlagSet, o *benchOptions) *moreScenarioFlags 
 	fs.StringVar(&o.riverDir, "river-dir", "", "--vs-river: the riverbench source `DIR` (default: cmd/riverbench of the tasker-runner module found in the working directory or above it)")
 	fs.BoolVar(&o.runHistory, "history", true, "history scenario: the backlog and latency scenarios again, on copies of a database that already holds --history-steps finished steps, as ratios to the empty-database figures (--history=false skips it)")
 	fs.IntVar(&o.historySteps, "history-steps", benchHistoryStepsDefault, fmt.Sprintf("history scenario: finished single-step tasks in the database (--quick: %d)", benchHistoryStepsQuick))
+	fs.BoolVar(&o.runScale, "scale", true, "scale scenario: --scale-processes runner processes (this binary, started again) work one --steps backlog down, against one runner process measured the same way (--scale=false skips it)")
+	fs.IntVar(&o.scaleProcs, "scale-processes", benchScaleProcsDefault, "scale scenario: runner processes of the many-process run")
 	fs.BoolVar(&m.onlyHistory, "history-only", false, "run only the backlog and latency scenarios, and the history scenario on them")
+	fs.BoolVar(&m.onlyScale, "scale-only", false, "run only the scale scenario")
 	return m
 }
 
 func (m *moreScenarioFlags) count() int {
-	return btoi(m.onlyHistory)
+	return btoi(m.onlyHistory) + btoi(m.onlyScale)
 }
 
 // only applies the one -only flag given: the scenarios of issue 18 not
@@ -573,6 +581,9 @@ func (m *moreScenarioFlags) count() int {
 func (m *moreScenarioFlags) only(o *benchOptions, set map[string]bool) {
 	if !set["history"] {
 		o.runHistory = m.onlyHistory
+	}
+	if !set["scale"] {
+		o.runScale = m.onlyScale
 	}
 }
 
@@ -585,6 +596,9 @@ func (m *moreScenarioFlags) check(o *benchOptions) []string {
 	if o.historySteps < 1 {
 		problems = append(problems, fmt.Sprintf("--history-steps must be at least 1, got %d", o.historySteps))
 	}
+	if o.scaleProcs < 2 || o.scaleProcs > benchScaleProcsMax {
+		problems = append(problems, fmt.Sprintf("--scale-processes must be from 2 to %d, got %d", benchScaleProcsMax, o.scaleProcs))
+	}
 	return problems
 }
 
@@ -593,6 +607,9 @@ func moreSettings(s *benchSettings, o benchOptions) {
 	s.VsRiver = o.vsRiver
 	if o.runHistory {
 		s.HistorySteps = o.historySteps
+	}
+	if o.runScale {
+		s.ScaleProcesses = o.scaleProcs
 	}
 }
 
@@ -606,6 +623,13 @@ func runMoreScenarios(ctx context.Context, env *environment, srv *benchServer, o
 		}
 		h.compare(res.Backlog, res.Latency)
 		res.History = &h
+	}
+	if o.runScale {
+		sc, err := runScale(ctx, env, srv, o)
+		if err != nil {
+			return fmt.Errorf("scale scenario: %w", err)
+		}
+		res.Scale = &sc
 	}
 	return nil
 }

@@ -34,6 +34,7 @@ type benchResults struct {
 	Soak         *soakResult     `json:"soak,omitempty"`
 	River        *riverResult    `json:"river,omitempty"`
 	History      *historyResult  `json:"history,omitempty"`
+	Scale        *scaleResult    `json:"scale,omitempty"`
 	TotalSeconds float64         `json:"total_seconds"`
 }
 
@@ -71,9 +72,10 @@ type benchSettings struct {
 	// The soak scenario's length and offered rate (--soak, --soak-rate).
 	SoakSeconds         float64 `json:"soak_seconds,omitempty"`
 	SoakRateStepsPerSec float64 `json:"soak_rate_steps_per_sec,omitempty"`
-	// --vs-river, and the history scenario's size.
-	VsRiver      bool `json:"vs_river,omitempty"`
-	HistorySteps int  `json:"history_steps,omitempty"`
+	// --vs-river, and the history and scale scenarios' sizes.
+	VsRiver        bool `json:"vs_river,omitempty"`
+	HistorySteps   int  `json:"history_steps,omitempty"`
+	ScaleProcesses int  `json:"scale_processes,omitempty"`
 }
 
 // figure is one line of the table: a measured value next to its target.
@@ -148,6 +150,9 @@ func figures(r *benchResults) []figure {
 	if h := r.History; h != nil {
 		fs = append(fs, historyFigures(h)...)
 	}
+	if sc := r.Scale; sc != nil {
+		fs = append(fs, scaleFigures(sc)...)
+	}
 	return fs
 }
 
@@ -173,9 +178,16 @@ func describe(r *benchResults, srv *benchServer) string {
 			handlers += "; in-process Go batch handlers (rows generated, JSON-encoded and checksummed) in the batch workflow"
 		}
 	}
+	if r.Backlog == nil && r.Latency == nil && r.HTTP == nil && r.Batch == nil && r.Soak == nil {
+		// Only the scale scenario: no runner in this process.
+		return describeMore(r)
+	}
 	var more string
 	if r.River != nil {
 		more += "; River by cmd/riverbench, built with go build and run as a child process"
+	}
+	if r.Scale != nil {
+		more += "; scale: runners in child processes of this binary"
 	}
 	return fmt.Sprintf("in-process runner with %s (the runner is this process), hybrid mode%s; "+
 		"PostgreSQL %s (%s, %s, %s); %s, %d cores, %s, %s",
@@ -209,7 +221,11 @@ func printBenchTable(w io.Writer, r *benchResults) {
 		case f.Unit != "ratio": // a ratio's target says it all: ">= 1.0x River (goal 1.3x)"
 			target += " " + f.Unit
 		}
-		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\n", f.Name, formatValue(f.Value), f.Unit, target, met)
+		value := formatValue(f.Value)
+		if f.Unit == "claims" { // a count
+			value = groupThousands(int64(f.Value))
+		}
+		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\n", f.Name, value, f.Unit, target, met)
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "\nhow:\n")
@@ -283,6 +299,9 @@ func printBenchTable(w io.Writer, r *benchResults) {
 	}
 	if h := r.History; h != nil {
 		printHistoryDetail(w, h)
+	}
+	if sc := r.Scale; sc != nil {
+		printScaleDetail(w, sc)
 	}
 	fmt.Fprintln(w)
 }
@@ -431,4 +450,15 @@ func printCPU(w io.Writer, scenario string, u cpuUsage) {
 		}
 	}
 	fmt.Fprintln(w)
+}
+
+// describeMore is describe for a run of only the scale scenario.
+func describeMore(r *benchResults) string {
+	m, pg := r.Machine, r.Machine.Postgres
+	var parts []string
+	if r.Scale != nil {
+		parts = append(parts, "scale: runners with in-process Go no-op handlers in child processes of this binary")
+	}
+	return fmt.Sprintf("%s; hybrid mode; PostgreSQL %s (%s, %s, fsync %s, synchronous_commit %s); %s, %d cores, %s, %s",
+		strings.Join(parts, "; "), pg.Version, pg.Source, pg.Isolation, pg.Fsync, pg.SynchronousCommit, m.CPUModel, m.Cores, m.Go, m.GC)
 }

@@ -44,9 +44,9 @@ func runBenchJSON(t *testing.T, args ...string) (benchResults, cliResult) {
 // checks that stdout is one JSON object with sane figures. It checks shape,
 // not speed: timed assertions belong to `make bench`, not to unit tests.
 func TestBenchJSON(t *testing.T) {
-	// The history scenario has a test of its own.
+	// The history and scale scenarios have tests of their own.
 	res, r := runBenchJSON(t, "--json", "--steps", "300", "--duration", "1s", "--rate", "50", "--concurrency", "100", "--http-steps", "100",
-		"--batch-rows", "600", "--batch-cursors", "3", "--batch-runs", "1", "--latency-history", "7", "--history=false")
+		"--batch-rows", "600", "--batch-cursors", "3", "--batch-runs", "1", "--latency-history", "7", "--history=false", "--scale=false")
 	if !strings.Contains(r.stderr, "FIGURE") {
 		t.Errorf("with --json the table should go to stderr:\n%s", r)
 	}
@@ -170,6 +170,9 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"bench", "--vs-river", "--latency-only"},
 		{"bench", "--vs-river", "--soak", "1m"},
 		{"bench", "--history-steps", "0"},
+		{"bench", "--history-only", "--scale-only"},
+		{"bench", "--scale-processes", "1"},
+		{"bench", "--scale-processes", "17"},
 	} {
 		r := runCLI(t, nil, args...)
 		if r.code != 2 {
@@ -456,7 +459,7 @@ func TestBenchVsRiverJSON(t *testing.T) {
 	if rv == nil || b == nil {
 		t.Fatalf("no River or backlog results:\n%s", r)
 	}
-	if !res.Settings.VsRiver || res.History != nil || res.Latency != nil {
+	if !res.Settings.VsRiver || res.History != nil || res.Scale != nil || res.Latency != nil {
 		t.Errorf("--backlog-only --vs-river ran other scenarios, or does not say it compared: %+v", res.Settings)
 	}
 	for name, run := range map[string]*riverRun{"before": rv.Before, "after": rv.After} {
@@ -531,7 +534,7 @@ func TestBenchHistoryJSON(t *testing.T) {
 	if h == nil || res.Backlog == nil || res.Latency == nil {
 		t.Fatalf("--history-only: history %v, backlog %v, latency %v:\n%s", h != nil, res.Backlog != nil, res.Latency != nil, r)
 	}
-	if res.HTTP != nil || res.Batch != nil || res.Settings.HistorySteps != 400 {
+	if res.HTTP != nil || res.Batch != nil || res.Scale != nil || res.Settings.HistorySteps != 400 {
 		t.Errorf("--history-only ran other scenarios or lost its size: %+v", res.Settings)
 	}
 	if h.Skipped != "" || h.FinishedSteps != 400 || h.SubmitBatch != benchHistoryChunk || !(h.SeedSeconds > 0) || !(h.SeedSubmitSeconds > 0) ||
@@ -559,11 +562,116 @@ func TestBenchHistoryJSON(t *testing.T) {
 	}
 }
 
+// TestBenchScaleJSON runs the scale scenario in a tiny size: one, then
+// three runner processes (this test binary as bench-worker) each work a
+// 400-step backlog down; every task completes exactly once, in some
+// process, and the empty claims are counted.
+func TestBenchScaleJSON(t *testing.T) {
+	res, r := runBenchJSON(t, "--json", "--scale-only", "--steps", "400", "--concurrency", "50")
+	s := res.Scale
+	if s == nil {
+		t.Fatalf("no scale results:\n%s", r)
+	}
+	if res.Backlog != nil || res.Latency != nil || res.History != nil || res.Settings.ScaleProcesses != 3 {
+		t.Errorf("--scale-only ran other scenarios or lost its size: %+v", res.Settings)
+	}
+	if s.Steps != 400 || s.Concurrency != 50 || s.PoolPerProcess != benchPoolDefault {
+		t.Errorf("scale settings: %+v", *s)
+	}
+	for _, run := range []scaleRun{s.One, s.Many} {
+		if len(run.Workers) != run.Processes || !(run.StepsPerSec > 0) || !(run.WorkDownSeconds > 0) || run.ClaimQueries < 1 || !(run.RunnerCPUMicrosPerStep > 0) {
+			t.Errorf("%d processes: %+v", run.Processes, run)
+		}
+		if !run.EmptyClaimsKnown || run.EmptyClaims > run.ClaimQueries {
+			t.Errorf("%d processes: the empty claims were not counted: %d of %d (known %v)", run.Processes, run.EmptyClaims, run.ClaimQueries, run.EmptyClaimsKnown)
+		}
+		var completed, empty, claims int64
+		for _, w := range run.Workers {
+			completed += w.Completed
+			empty += w.EmptyClaims
+			claims += w.ClaimQueries
+			if w.Failed != 0 || w.Claimed < w.Completed || w.LastDoneUnixNano == 0 && w.Completed > 0 {
+				t.Errorf("%d processes: worker %+v", run.Processes, w)
+			}
+		}
+		if completed != 400 || empty != run.EmptyClaims || claims != run.ClaimQueries {
+			t.Errorf("%d processes: %d tasks completed, %d empty claims, %d claims; the run says %d, %d", run.Processes, completed, empty, claims, run.EmptyClaims, run.ClaimQueries)
+		}
+	}
+	if s.One.Processes != 1 || s.Many.Processes != 3 || !near(s.Ratio, s.Many.StepsPerSec/s.One.StepsPerSec) {
+		t.Errorf("processes %d and %d, ratio %v", s.One.Processes, s.Many.Processes, s.Ratio)
+	}
+	names := figureNames(t, res)
+	wantFigures(t, names, map[string]string{"scale: 1 runner process": "", "scale: 3 runner processes, total": "", "scale: 3 processes / 1": ">= 1.0x"})
+	if f, ok := names["scale: empty claims, 3 processes"]; !ok || f.Value != float64(s.Many.EmptyClaims) {
+		t.Errorf("empty claims figure: %+v (want %d)", f, s.Many.EmptyClaims)
+	}
+}
+
+// TestBenchWorkersStopped starts three bench-workers (this test binary)
+// and checks that stop ends them all, as after an error or a Ctrl-C in the
+// middle of a run: gracefully, and once stop returns none is left. A
+// worker that cannot connect fails the start, naming it.
+func TestBenchWorkersStopped(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	env := &environment{stdout: io.Discard, stderr: io.Discard, lookup: envconfig.MapLookuper(nil), logger: slog.New(slog.DiscardHandler)}
+	o := benchOptions{databaseURL: pgtest.URL(t), progress: io.Discard, poolSize: 2, concurrency: 10}
+	srv, err := openBenchServer(ctx, env, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.close(env)
+	sc, err := srv.scenario(ctx, env, "workers", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.cleanup()
+	url, err := srv.databaseURL(sc.database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := startBenchWorkers(ctx, exe, url, o, sc.namespace, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.start(); err != nil {
+		g.stop()
+		t.Fatal(err)
+	}
+	// The run is cut short: nothing will ever complete.
+	cut, cutNow := context.WithCancel(ctx)
+	cutNow()
+	if err := g.waitCompleted(cut, 1, time.Minute); !errors.Is(err, context.Canceled) {
+		t.Errorf("waiting with a cancelled context: %v", err)
+	}
+	g.stop()
+	for _, p := range g.procs {
+		select {
+		case <-p.done:
+		default:
+			t.Fatalf("runner process %d still running after stop", p.i)
+		}
+		if st := p.cmd.ProcessState; st == nil || !st.Exited() || st.ExitCode() != 0 || p.result.Load() == nil {
+			t.Errorf("runner process %d did not stop gracefully with its figures: %v, %v", p.i, st, p.result.Load())
+		}
+	}
+
+	_, err = startBenchWorkers(ctx, exe, "postgres://nobody@127.0.0.1:1/none?connect_timeout=5", o, "ns", 2)
+	if err == nil || !strings.Contains(err.Error(), "before it was ready") {
+		t.Errorf("workers that cannot connect: %v", err)
+	}
+}
+
 // TestBenchHelpNewFlags checks that bench --help documents the flags of
 // the River comparison and the history, scale and DAG-size scenarios.
 func TestBenchHelpNewFlags(t *testing.T) {
 	r := runCLI(t, nil, "bench", "--help")
-	for _, f := range []string{"-vs-river", "-river-dir", "-history", "-history-steps", "-history-only"} {
+	for _, f := range []string{"-vs-river", "-river-dir", "-history", "-history-steps", "-history-only", "-scale", "-scale-processes", "-scale-only"} {
 		if !regexp.MustCompile(`(?m)^  ` + f + `\b`).MatchString(r.stdout) {
 			t.Errorf("bench --help does not document %s:\n%s", f, r.stdout)
 		}

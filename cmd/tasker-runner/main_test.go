@@ -37,6 +37,10 @@ func TestMain(m *testing.M) {
 		main()
 		return // main exits; not reached
 	}
+	// The bench's runner processes (bench-worker) are this test binary
+	// too: it must run main for them, without the race detector's pause at
+	// exit.
+	benchWorkerEnv = []string{beMainEnv + "=1", "GORACE=" + strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")}
 	pgtest.Main(m)
 }
 
