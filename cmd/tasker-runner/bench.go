@@ -12,10 +12,12 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tasker-runner/tasker-runner/runner"
+	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
 
 // The bench command measures the engine against the targets of the
@@ -100,6 +102,10 @@ type benchOptions struct {
 	// The scale scenario (bench_scale.go): runner processes.
 	runScale   bool
 	scaleProcs int
+	// The DAG-size scenario (bench_dag.go).
+	runDAG    bool
+	dagChains []int
+	dagFanout int
 }
 
 func runBench(ctx context.Context, env *environment, args []string) error {
@@ -163,6 +169,12 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		if !set["history-steps"] {
 			o.historySteps = benchHistoryStepsQuick
 		}
+		if !set["dag-chains"] {
+			more.dagChains = benchDAGChainsQuick
+		}
+		if !set["dag-fanout"] {
+			o.dagFanout = benchDAGFanoutQuick
+		}
 	}
 	var problems []string
 	if o.steps < 1 {
@@ -190,7 +202,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		problems = append(problems, "--flush-batch, --flush-writers and --flush-interval must not be negative")
 	}
 	if n := btoi(onlyBacklog) + btoi(onlyLatency) + btoi(onlyHTTP) + btoi(onlyBatch) + more.count(); n > 1 {
-		problems = append(problems, "--backlog-only, --latency-only, --http-only, --batch-only, --history-only and --scale-only exclude each other")
+		problems = append(problems, "--backlog-only, --latency-only, --http-only, --batch-only, --history-only, --scale-only and --dag-only exclude each other")
 	} else if n == 1 {
 		// --history-only runs the backlog and latency scenarios too: its
 		// figures are ratios to theirs on an empty database.
@@ -229,11 +241,11 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		case o.repeat > 1:
 			problems = append(problems, "--soak runs once: it excludes --repeat")
 		}
-		if set["vs-river"] && o.vsRiver || set["history"] && o.runHistory || set["scale"] && o.runScale || more.count() > 0 {
-			problems = append(problems, "--soak runs only the soak scenario: it excludes --vs-river, --history and --scale and their -only forms")
+		if set["vs-river"] && o.vsRiver || set["history"] && o.runHistory || set["scale"] && o.runScale || set["dag-sizes"] && o.runDAG || more.count() > 0 {
+			problems = append(problems, "--soak runs only the soak scenario: it excludes --vs-river, --history, --scale, --dag-sizes and their -only forms")
 		}
 		o.skipBacklog, o.skipLatency, o.skipHTTP, o.skipBatch = true, true, true, true
-		o.vsRiver, o.runHistory, o.runScale = false, false, false
+		o.vsRiver, o.runHistory, o.runScale, o.runDAG = false, false, false, false
 	} else if o.memProfile != "" {
 		problems = append(problems, "--memprofile profiles the soak: it needs --soak")
 	}
@@ -546,17 +558,25 @@ var errBenchTimeout = errors.New("timed out")
 
 func goVersion() string { return runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH }
 
-// Defaults of the history and scale scenarios (issue 18).
+// Defaults of the history, scale and DAG-size scenarios (issue 18).
 const (
 	benchHistoryStepsDefault = 1_000_000
 	benchHistoryStepsQuick   = 100_000
 	benchScaleProcsDefault   = 3
 	benchScaleProcsMax       = 16
+	benchDAGChainsDefault    = "10,100,1000"
+	benchDAGChainsQuick      = "10,100" // the 1,000-step chain is skipped
+	// A template holds at most workflow.MaxSteps steps: the root and the
+	// join take two of them.
+	benchDAGFanoutDefault = workflow.MaxSteps - 2
+	benchDAGFanoutQuick   = 100
 )
 
-// moreScenarioFlags are the -only flags of the scenarios of issue 18.
+// moreScenarioFlags are the -only flags of the history, scale and DAG-size
+// scenarios, and --dag-chains before it is parsed.
 type moreScenarioFlags struct {
-	onlyHistory, onlyScale bool
+	onlyHistory, onlyScale, onlyDAG bool
+	dagChains                       string
 }
 
 func addMoreScenarioFlags(fs *flag.FlagSet, o *benchOptions) *moreScenarioFlags {
@@ -567,17 +587,21 @@ func addMoreScenarioFlags(fs *flag.FlagSet, o *benchOptions) *moreScenarioFlags 
 	fs.IntVar(&o.historySteps, "history-steps", benchHistoryStepsDefault, fmt.Sprintf("history scenario: finished single-step tasks in the database (--quick: %d)", benchHistoryStepsQuick))
 	fs.BoolVar(&o.runScale, "scale", true, "scale scenario: --scale-processes runner processes (this binary, started again) work one --steps backlog down, against one runner process measured the same way (--scale=false skips it)")
 	fs.IntVar(&o.scaleProcs, "scale-processes", benchScaleProcsDefault, "scale scenario: runner processes of the many-process run")
+	fs.BoolVar(&o.runDAG, "dag-sizes", true, "DAG-size scenario: linear chains (--dag-chains) and a fan-out/fan-in (--dag-fanout), each submitted alone over HTTP to the management API (in this process, on loopback) and run with an HTTP no-op handler service; submit time and time per step (--dag-sizes=false skips it)")
+	fs.StringVar(&m.dagChains, "dag-chains", benchDAGChainsDefault, "DAG-size scenario: comma-separated chain lengths (--quick: "+benchDAGChainsQuick+")")
+	fs.IntVar(&o.dagFanout, "dag-fanout", benchDAGFanoutDefault, fmt.Sprintf("DAG-size scenario: middle steps of the fan-out/fan-in between its root and its join, at most %d (a template's most steps less those two); 0: none (--quick: %d)", workflow.MaxSteps-2, benchDAGFanoutQuick))
 	fs.BoolVar(&m.onlyHistory, "history-only", false, "run only the backlog and latency scenarios, and the history scenario on them")
 	fs.BoolVar(&m.onlyScale, "scale-only", false, "run only the scale scenario")
+	fs.BoolVar(&m.onlyDAG, "dag-only", false, "run only the DAG-size scenario")
 	return m
 }
 
 func (m *moreScenarioFlags) count() int {
-	return btoi(m.onlyHistory) + btoi(m.onlyScale)
+	return btoi(m.onlyHistory) + btoi(m.onlyScale) + btoi(m.onlyDAG)
 }
 
-// only applies the one -only flag given: the scenarios of issue 18 not
-// named by it are off, unless their own flag says otherwise.
+// only applies the one -only flag given: the history, scale and DAG-size
+// scenarios not named by it are off, unless their own flag says otherwise.
 func (m *moreScenarioFlags) only(o *benchOptions, set map[string]bool) {
 	if !set["history"] {
 		o.runHistory = m.onlyHistory
@@ -585,9 +609,12 @@ func (m *moreScenarioFlags) only(o *benchOptions, set map[string]bool) {
 	if !set["scale"] {
 		o.runScale = m.onlyScale
 	}
+	if !set["dag-sizes"] {
+		o.runDAG = m.onlyDAG
+	}
 }
 
-// check validates these flags.
+// check validates these flags, and parses --dag-chains into o.
 func (m *moreScenarioFlags) check(o *benchOptions) []string {
 	var problems []string
 	if o.vsRiver && o.skipBacklog {
@@ -598,6 +625,24 @@ func (m *moreScenarioFlags) check(o *benchOptions) []string {
 	}
 	if o.scaleProcs < 2 || o.scaleProcs > benchScaleProcsMax {
 		problems = append(problems, fmt.Sprintf("--scale-processes must be from 2 to %d, got %d", benchScaleProcsMax, o.scaleProcs))
+	}
+	o.dagChains = nil
+	for f := range strings.SplitSeq(m.dagChains, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 2 || n > workflow.MaxSteps {
+			problems = append(problems, fmt.Sprintf("--dag-chains: each length must be from 2 to %d (a template's most steps), got %q", workflow.MaxSteps, f))
+			continue
+		}
+		o.dagChains = append(o.dagChains, n)
+	}
+	if o.dagFanout < 0 || o.dagFanout > workflow.MaxSteps-2 {
+		problems = append(problems, fmt.Sprintf("--dag-fanout must be from 0 to %d (a template's most steps, less the root and the join), got %d", workflow.MaxSteps-2, o.dagFanout))
+	}
+	if o.runDAG && len(o.dagChains) == 0 && o.dagFanout == 0 {
+		problems = append(problems, "--dag-sizes with no --dag-chains and --dag-fanout 0 has nothing to run")
 	}
 	return problems
 }
@@ -611,9 +656,12 @@ func moreSettings(s *benchSettings, o benchOptions) {
 	if o.runScale {
 		s.ScaleProcesses = o.scaleProcs
 	}
+	if o.runDAG {
+		s.DAGChains, s.DAGFanout = o.dagChains, o.dagFanout
+	}
 }
 
-// runMoreScenarios runs the scenarios of issue 18 (but --vs-river), once
+// runMoreScenarios runs the history, scale and DAG-size scenarios, once
 // each (--repeat applies to the others), after the rest.
 func runMoreScenarios(ctx context.Context, env *environment, srv *benchServer, o benchOptions, res *benchResults) error {
 	if o.runHistory && (!o.skipBacklog || !o.skipLatency) {
@@ -630,6 +678,13 @@ func runMoreScenarios(ctx context.Context, env *environment, srv *benchServer, o
 			return fmt.Errorf("scale scenario: %w", err)
 		}
 		res.Scale = &sc
+	}
+	if o.runDAG {
+		d, err := runDAG(ctx, env, srv, o)
+		if err != nil {
+			return fmt.Errorf("DAG-size scenario: %w", err)
+		}
+		res.DAG = &d
 	}
 	return nil
 }

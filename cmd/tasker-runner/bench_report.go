@@ -35,6 +35,7 @@ type benchResults struct {
 	River        *riverResult    `json:"river,omitempty"`
 	History      *historyResult  `json:"history,omitempty"`
 	Scale        *scaleResult    `json:"scale,omitempty"`
+	DAG          *dagResult      `json:"dag_sizes,omitempty"`
 	TotalSeconds float64         `json:"total_seconds"`
 }
 
@@ -72,10 +73,12 @@ type benchSettings struct {
 	// The soak scenario's length and offered rate (--soak, --soak-rate).
 	SoakSeconds         float64 `json:"soak_seconds,omitempty"`
 	SoakRateStepsPerSec float64 `json:"soak_rate_steps_per_sec,omitempty"`
-	// --vs-river, and the history and scale scenarios' sizes.
-	VsRiver        bool `json:"vs_river,omitempty"`
-	HistorySteps   int  `json:"history_steps,omitempty"`
-	ScaleProcesses int  `json:"scale_processes,omitempty"`
+	// --vs-river, and the history, scale and DAG-size scenarios' sizes.
+	VsRiver        bool  `json:"vs_river,omitempty"`
+	HistorySteps   int   `json:"history_steps,omitempty"`
+	ScaleProcesses int   `json:"scale_processes,omitempty"`
+	DAGChains      []int `json:"dag_chains,omitempty"`
+	DAGFanout      int   `json:"dag_fanout,omitempty"`
 }
 
 // figure is one line of the table: a measured value next to its target.
@@ -153,6 +156,9 @@ func figures(r *benchResults) []figure {
 	if sc := r.Scale; sc != nil {
 		fs = append(fs, scaleFigures(sc)...)
 	}
+	if d := r.DAG; d != nil {
+		fs = append(fs, dagFigures(d)...)
+	}
 	return fs
 }
 
@@ -179,7 +185,7 @@ func describe(r *benchResults, srv *benchServer) string {
 		}
 	}
 	if r.Backlog == nil && r.Latency == nil && r.HTTP == nil && r.Batch == nil && r.Soak == nil {
-		// Only the scale scenario: no runner in this process.
+		// Only the scale and DAG-size scenarios: no runner in this process.
 		return describeMore(r)
 	}
 	var more string
@@ -188,6 +194,9 @@ func describe(r *benchResults, srv *benchServer) string {
 	}
 	if r.Scale != nil {
 		more += "; scale: runners in child processes of this binary"
+	}
+	if r.DAG != nil {
+		more += "; DAG sizes: the management API and an HTTP no-op handler service in this process, on loopback"
 	}
 	return fmt.Sprintf("in-process runner with %s (the runner is this process), hybrid mode%s; "+
 		"PostgreSQL %s (%s, %s, %s); %s, %d cores, %s, %s",
@@ -302,6 +311,9 @@ func printBenchTable(w io.Writer, r *benchResults) {
 	}
 	if sc := r.Scale; sc != nil {
 		printScaleDetail(w, sc)
+	}
+	if d := r.DAG; d != nil {
+		printDAGDetail(w, d)
 	}
 	fmt.Fprintln(w)
 }
@@ -452,12 +464,16 @@ func printCPU(w io.Writer, scenario string, u cpuUsage) {
 	fmt.Fprintln(w)
 }
 
-// describeMore is describe for a run of only the scale scenario.
+// describeMore is describe for a run of only the scale and DAG-size
+// scenarios.
 func describeMore(r *benchResults) string {
 	m, pg := r.Machine, r.Machine.Postgres
 	var parts []string
 	if r.Scale != nil {
 		parts = append(parts, "scale: runners with in-process Go no-op handlers in child processes of this binary")
+	}
+	if r.DAG != nil {
+		parts = append(parts, "DAG sizes: a runner and its management API in this process, HTTP+JSON callouts to a no-op handler service in this process, on loopback")
 	}
 	return fmt.Sprintf("%s; hybrid mode; PostgreSQL %s (%s, %s, fsync %s, synchronous_commit %s); %s, %d cores, %s, %s",
 		strings.Join(parts, "; "), pg.Version, pg.Source, pg.Isolation, pg.Fsync, pg.SynchronousCommit, m.CPUModel, m.Cores, m.Go, m.GC)

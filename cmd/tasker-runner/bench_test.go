@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,9 +45,9 @@ func runBenchJSON(t *testing.T, args ...string) (benchResults, cliResult) {
 // checks that stdout is one JSON object with sane figures. It checks shape,
 // not speed: timed assertions belong to `make bench`, not to unit tests.
 func TestBenchJSON(t *testing.T) {
-	// The history and scale scenarios have tests of their own.
+	// The history, scale and DAG-size scenarios have tests of their own.
 	res, r := runBenchJSON(t, "--json", "--steps", "300", "--duration", "1s", "--rate", "50", "--concurrency", "100", "--http-steps", "100",
-		"--batch-rows", "600", "--batch-cursors", "3", "--batch-runs", "1", "--latency-history", "7", "--history=false", "--scale=false")
+		"--batch-rows", "600", "--batch-cursors", "3", "--batch-runs", "1", "--latency-history", "7", "--history=false", "--scale=false", "--dag-sizes=false")
 	if !strings.Contains(r.stderr, "FIGURE") {
 		t.Errorf("with --json the table should go to stderr:\n%s", r)
 	}
@@ -171,8 +172,15 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"bench", "--vs-river", "--soak", "1m"},
 		{"bench", "--history-steps", "0"},
 		{"bench", "--history-only", "--scale-only"},
+		{"bench", "--dag-only", "--http-only"},
 		{"bench", "--scale-processes", "1"},
 		{"bench", "--scale-processes", "17"},
+		{"bench", "--dag-chains", "1"},
+		{"bench", "--dag-chains", "10,1001"},
+		{"bench", "--dag-chains", "ten"},
+		{"bench", "--dag-fanout", "999"},
+		{"bench", "--dag-fanout", "-1"},
+		{"bench", "--dag-only", "--dag-chains", "", "--dag-fanout", "0"},
 	} {
 		r := runCLI(t, nil, args...)
 		if r.code != 2 {
@@ -459,7 +467,7 @@ func TestBenchVsRiverJSON(t *testing.T) {
 	if rv == nil || b == nil {
 		t.Fatalf("no River or backlog results:\n%s", r)
 	}
-	if !res.Settings.VsRiver || res.History != nil || res.Scale != nil || res.Latency != nil {
+	if !res.Settings.VsRiver || res.History != nil || res.Scale != nil || res.DAG != nil || res.Latency != nil {
 		t.Errorf("--backlog-only --vs-river ran other scenarios, or does not say it compared: %+v", res.Settings)
 	}
 	for name, run := range map[string]*riverRun{"before": rv.Before, "after": rv.After} {
@@ -534,7 +542,7 @@ func TestBenchHistoryJSON(t *testing.T) {
 	if h == nil || res.Backlog == nil || res.Latency == nil {
 		t.Fatalf("--history-only: history %v, backlog %v, latency %v:\n%s", h != nil, res.Backlog != nil, res.Latency != nil, r)
 	}
-	if res.HTTP != nil || res.Batch != nil || res.Scale != nil || res.Settings.HistorySteps != 400 {
+	if res.HTTP != nil || res.Batch != nil || res.Scale != nil || res.DAG != nil || res.Settings.HistorySteps != 400 {
 		t.Errorf("--history-only ran other scenarios or lost its size: %+v", res.Settings)
 	}
 	if h.Skipped != "" || h.FinishedSteps != 400 || h.SubmitBatch != benchHistoryChunk || !(h.SeedSeconds > 0) || !(h.SeedSubmitSeconds > 0) ||
@@ -572,7 +580,7 @@ func TestBenchScaleJSON(t *testing.T) {
 	if s == nil {
 		t.Fatalf("no scale results:\n%s", r)
 	}
-	if res.Backlog != nil || res.Latency != nil || res.History != nil || res.Settings.ScaleProcesses != 3 {
+	if res.Backlog != nil || res.Latency != nil || res.History != nil || res.DAG != nil || res.Settings.ScaleProcesses != 3 {
 		t.Errorf("--scale-only ran other scenarios or lost its size: %+v", res.Settings)
 	}
 	if s.Steps != 400 || s.Concurrency != 50 || s.PoolPerProcess != benchPoolDefault {
@@ -667,11 +675,57 @@ func TestBenchWorkersStopped(t *testing.T) {
 	}
 }
 
+// TestBenchDAGJSON runs the DAG-size scenario in tiny sizes through the
+// management API: chains of 3 and 12 steps and an 8-wide fan-out/fan-in,
+// each submitted over HTTP and run by the HTTP no-op handler service, every
+// step called once with every earlier step's result.
+func TestBenchDAGJSON(t *testing.T) {
+	res, r := runBenchJSON(t, "--json", "--dag-only", "--dag-chains", "3,12", "--dag-fanout", "8")
+	d := res.DAG
+	if d == nil {
+		t.Fatalf("no DAG results:\n%s", r)
+	}
+	if res.Backlog != nil || res.Latency != nil || res.History != nil || res.Scale != nil ||
+		!slices.Equal(res.Settings.DAGChains, []int{3, 12}) || res.Settings.DAGFanout != 8 {
+		t.Errorf("--dag-only ran other scenarios or lost its sizes: %+v", res.Settings)
+	}
+	want := []struct {
+		shape string
+		steps int
+	}{{"chain", 3}, {"chain", 12}, {"fan-out/fan-in", 10}}
+	if len(d.Shapes) != len(want) {
+		t.Fatalf("shapes: %+v", d.Shapes)
+	}
+	for i, s := range d.Shapes {
+		if s.Shape != want[i].shape || s.Steps != want[i].steps {
+			t.Errorf("shape %d: %s of %d steps, want %s of %d", i, s.Shape, s.Steps, want[i].shape, want[i].steps)
+		}
+		if !(s.SubmitMs > 0) || !(s.RunMs > 0) || !near(s.PerStepMs, s.RunMs/float64(s.Steps)) || s.EndToEndMs < s.RunMs || !(s.APIRunMs > 0) {
+			t.Errorf("%s of %d: times %+v", s.Shape, s.Steps, s)
+		}
+		if s.HandlerCalls != s.Steps || s.MostDependencyResults != s.Steps-1 {
+			t.Errorf("%s of %d: %d handler calls, at most %d earlier results in one; want %d and %d", s.Shape, s.Steps, s.HandlerCalls, s.MostDependencyResults, s.Steps, s.Steps-1)
+		}
+	}
+	if d.ChainRatio != 0 {
+		t.Errorf("a 1,000 / 100 ratio without those chains: %v", d.ChainRatio)
+	}
+	wantFigures(t, figureNames(t, res), map[string]string{
+		"DAG chain of 3 steps: submit": "", "DAG chain of 3 steps: per step": "",
+		"DAG chain of 12 steps: submit": "", "DAG chain of 12 steps: per step": "",
+		"DAG fan-out/fan-in, 8 wide: submit": "", "DAG fan-out/fan-in, 8 wide: per step": "",
+	})
+	if !strings.Contains(r.stderr, "DAG sizes detail") || !strings.Contains(r.stderr, "management API") {
+		t.Errorf("the table does not say how the DAG sizes ran:\n%s", r.stderr)
+	}
+}
+
 // TestBenchHelpNewFlags checks that bench --help documents the flags of
 // the River comparison and the history, scale and DAG-size scenarios.
 func TestBenchHelpNewFlags(t *testing.T) {
 	r := runCLI(t, nil, "bench", "--help")
-	for _, f := range []string{"-vs-river", "-river-dir", "-history", "-history-steps", "-history-only", "-scale", "-scale-processes", "-scale-only"} {
+	for _, f := range []string{"-vs-river", "-river-dir", "-history", "-history-steps", "-history-only", "-scale", "-scale-processes", "-scale-only",
+		"-dag-sizes", "-dag-chains", "-dag-fanout", "-dag-only"} {
 		if !regexp.MustCompile(`(?m)^  ` + f + `\b`).MatchString(r.stdout) {
 			t.Errorf("bench --help does not document %s:\n%s", f, r.stdout)
 		}
