@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -119,8 +120,11 @@ func fanTemplate(ns, name string, width int) string {
 // once, after a warm-up task.
 func runDAG(ctx context.Context, env *environment, srv *benchServer, o benchOptions) (dagResult, error) {
 	res := dagResult{Note: "one task at a time; the runner, its management API and the no-op handler service run in this process, on loopback; default server settings (max_concurrent_steps 500, unbatched HTTP calls)"}
-	if o.quick {
-		res.Note += fmt.Sprintf("; --quick: chains of %s steps (the 1,000-step chain skipped), fan-out %d", benchDAGChainsQuick, benchDAGFanoutQuick)
+	if o.quick && !slices.Contains(o.dagChains, benchDAGRatioLong) {
+		res.Note += "; --quick: the 1,000-step chain skipped"
+	}
+	if o.quick && o.dagFanout < benchDAGFanoutDefault {
+		res.Note += fmt.Sprintf("; --quick: fan-out %d wide, not %d", o.dagFanout, benchDAGFanoutDefault)
 	}
 	d, err := startDAG(ctx, env, srv, o)
 	if err != nil {

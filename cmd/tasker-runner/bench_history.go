@@ -212,7 +212,7 @@ func historyFigures(h *historyResult) []figure {
 	n := groupThousands(int64(h.FinishedSteps))
 	copied := fmt.Sprintf("in a copy (CREATE DATABASE ... TEMPLATE) of a database holding %s finished single-step tasks, in their namespace and with their template", n)
 	fs := []figure{{Name: "history seeding", Value: h.SeedSeconds, Unit: "s",
-		How: fmt.Sprintf("%s single-step tasks submitted by Client.SubmitMany (%s per transaction) while an in-process runner with a no-op handler worked them down, then VACUUM ANALYZE of the whole database (what autovacuum would have done by then); the result, %.0f MB, is kept as a template database for the history figures",
+		How: fmt.Sprintf("%s single-step tasks submitted by Client.SubmitMany (up to %s per transaction) while an in-process runner with a no-op handler worked them down, then VACUUM ANALYZE of the whole database (what autovacuum would have done by then); the result, %.0f MB, is kept as a template database for the history figures",
 			n, groupThousands(int64(h.SubmitBatch)), h.DatabaseMB)}}
 	if b := h.Backlog; b != nil {
 		fs = append(fs, figure{Name: "backlog work-down, " + n + " finished steps", Value: b.StepsPerSec, Unit: "steps/s",
