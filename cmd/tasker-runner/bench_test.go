@@ -508,6 +508,17 @@ func TestBenchVsRiverNoSource(t *testing.T) {
 	}
 }
 
+// TestBenchVsRiverNoGo checks the error when the go command, which builds
+// riverbench, is not on PATH.
+func TestBenchVsRiverNoGo(t *testing.T) {
+	url := pgtest.URL(t) // before PATH goes: the test server may need it to start
+	t.Setenv("PATH", t.TempDir())
+	r := runCLI(t, map[string]string{"DATABASE_URL": url}, "bench", "--backlog-only", "--vs-river", "--steps", "10")
+	if r.code != 1 || !strings.Contains(r.stderr, "needs the go command, which is not on PATH") {
+		t.Errorf("want exit 1 saying the go command is missing, got:\n%s", r)
+	}
+}
+
 // TestFindModuleRoot finds the repository from this package's directory,
 // as --vs-river does, and fails clearly outside it.
 func TestFindModuleRoot(t *testing.T) {
