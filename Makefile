@@ -35,8 +35,8 @@ test: lint ## run every test with the race detector against real PostgreSQL, the
 fuzz: postgres ## run each fuzz target for FUZZTIME (default 10m; FUZZ=regexp picks targets); failing inputs land in testdata/fuzz
 	@FUZZTIME=$(or $(FUZZTIME),10m) bash .ci/fuzz
 
-bench: build postgres ## run the benchmarks: prints a table and writes bench-results.json
-	./$(BIN) bench --out bench-results.json
+bench: build postgres ## run the benchmarks (River too, before and after the backlog): prints a table and writes bench-results.json
+	./$(BIN) bench --vs-river --out bench-results.json
 
 bench-soak: build postgres ## the 10-minute memory soak (bench --soak 10m): prints a table and writes bench-results-soak.json
 	./$(BIN) bench --soak $(or $(SOAK),10m) --out bench-results-soak.json

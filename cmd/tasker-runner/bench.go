@@ -12,10 +12,12 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tasker-runner/tasker-runner/runner"
+	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
 
 // The bench command measures the engine against the targets of the
@@ -92,6 +94,20 @@ type benchOptions struct {
 	soak       time.Duration
 	soakRate   float64
 	memProfile string
+
+	// River next to the backlog (bench_river.go).
+	vsRiver  bool
+	riverDir string
+	// The history scenario (bench_history.go).
+	runHistory   bool
+	historySteps int
+	// The scale scenario (bench_scale.go): runner processes.
+	runScale   bool
+	scaleProcs int
+	// The DAG-size scenario (bench_dag.go).
+	runDAG    bool
+	dagChains []int
+	dagFanout int
 }
 
 func runBench(ctx context.Context, env *environment, args []string) error {
@@ -128,6 +144,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	fs.BoolVar(&onlyLatency, "latency-only", false, "run only the latency scenario")
 	fs.BoolVar(&onlyHTTP, "http-only", false, "run only the HTTP callout scenarios (work-down unbatched and batched, raw handler rate)")
 	fs.BoolVar(&onlyBatch, "batch-only", false, "run only the batch workflow scenario (batchable step, cursor workers with checkpoints, convergence)")
+	more := addMoreScenarioFlags(fs, &o)
 	if err := parseFlags(env, fs, args); err != nil {
 		return err
 	}
@@ -151,6 +168,15 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		}
 		if !set["batch-runs"] {
 			o.batchRuns = benchBatchRunsQuick
+		}
+		if !set["history-steps"] {
+			o.historySteps = benchHistoryStepsQuick
+		}
+		if !set["dag-chains"] {
+			more.dagChains = benchDAGChainsQuick
+		}
+		if !set["dag-fanout"] {
+			o.dagFanout = benchDAGFanoutQuick
 		}
 	}
 	var problems []string
@@ -178,10 +204,15 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	if o.flushBatch < 0 || o.flushEvery < 0 || o.flushWriters < 0 {
 		problems = append(problems, "--flush-batch, --flush-writers and --flush-interval must not be negative")
 	}
-	if n := btoi(onlyBacklog) + btoi(onlyLatency) + btoi(onlyHTTP) + btoi(onlyBatch); n > 1 {
-		problems = append(problems, "--backlog-only, --latency-only, --http-only and --batch-only exclude each other")
+	if n := btoi(onlyBacklog) + btoi(onlyLatency) + btoi(onlyHTTP) + btoi(onlyBatch) + more.count(); n > 1 {
+		problems = append(problems, "--backlog-only, --latency-only, --http-only, --batch-only, --history-only, --scale-only and --dag-only exclude each other")
 	} else if n == 1 {
-		o.skipBacklog, o.skipLatency, o.skipHTTP, o.skipBatch = !onlyBacklog, !onlyLatency, !onlyHTTP, !onlyBatch
+		// --history-only runs the backlog and latency scenarios too: its
+		// figures are ratios to theirs on an empty database.
+		o.skipBacklog = !onlyBacklog && !more.onlyHistory
+		o.skipLatency = !onlyLatency && !more.onlyHistory
+		o.skipHTTP, o.skipBatch = !onlyHTTP, !onlyBatch
+		more.only(&o, set)
 	}
 	if o.httpSteps < 1 {
 		problems = append(problems, fmt.Sprintf("--http-steps must be at least 1, got %d", o.httpSteps))
@@ -213,13 +244,18 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		case o.repeat > 1:
 			problems = append(problems, "--soak runs once: it excludes --repeat")
 		}
+		if set["vs-river"] && o.vsRiver || set["history"] && o.runHistory || set["scale"] && o.runScale || set["dag-sizes"] && o.runDAG || more.count() > 0 {
+			problems = append(problems, "--soak runs only the soak scenario: it excludes --vs-river, --history, --scale, --dag-sizes and their -only forms")
+		}
 		o.skipBacklog, o.skipLatency, o.skipHTTP, o.skipBatch = true, true, true, true
+		o.vsRiver, o.runHistory, o.runScale, o.runDAG = false, false, false, false
 	} else if o.memProfile != "" {
 		problems = append(problems, "--memprofile profiles the soak: it needs --soak")
 	}
 	if o.soakRate <= 0 {
 		problems = append(problems, fmt.Sprintf("--soak-rate must be positive, got %g", o.soakRate))
 	}
+	problems = append(problems, more.check(&o)...)
 	switch o.profileOf {
 	case "":
 		o.profileOf = "backlog"
@@ -242,6 +278,9 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	o.databaseURL, _ = env.lookup.Lookup("DATABASE_URL")
 	o.progress = env.stderr
 	o.scenarioTime = 10*time.Minute + time.Duration(max(o.steps, o.httpSteps)/500)*time.Second
+	if o.runHistory {
+		o.scenarioTime = max(o.scenarioTime, 10*time.Minute+time.Duration(o.historySteps/500)*time.Second)
+	}
 
 	res, err := bench(ctx, env, o)
 	if err != nil {
@@ -310,6 +349,7 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 		res.Settings.SoakSeconds, res.Settings.SoakRateStepsPerSec = o.soak.Seconds(), o.soakRate
 	}
 	res.Machine.Postgres = srv.info
+	moreSettings(&res.Settings, o)
 
 	var profile *os.File
 	if o.cpuProfile != "" {
@@ -318,12 +358,24 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 		}
 		defer profile.Close()
 	}
+	var river *riverBench
+	if o.vsRiver {
+		if river, err = prepareRiver(ctx, srv, o); err != nil {
+			return nil, fmt.Errorf("--vs-river: %w", err)
+		}
+		defer river.close()
+	}
 
 	var backlogs []backlogResult
 	var latencies []latencyResult
 	var https []httpResult
 	var batches []etlResult
 	for i := range o.repeat {
+		if river != nil && i == 0 {
+			if err := river.measure(ctx, env, srv, o, riverBefore); err != nil {
+				return nil, fmt.Errorf("--vs-river, before the backlog scenario: %w", err)
+			}
+		}
 		if !o.skipBacklog {
 			fmt.Fprintf(o.progress, "bench: backlog work-down %d/%d: %d single-step tasks, max_concurrent_steps %d\n", i+1, o.repeat, o.steps, o.concurrency)
 			b, err := runBacklog(ctx, env, srv, o, profileIf(profile, i == 0 && o.profileOf == "backlog"))
@@ -333,6 +385,11 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 			fmt.Fprintf(o.progress, "bench:   worked down in %.2fs: %.0f steps/s, runner CPU %.0f µs per step, peak RSS %.1f MB\n",
 				b.WorkDownSeconds, b.StepsPerSec, b.RunnerCPUMicrosPerStep, b.Memory.PeakRSSMB)
 			backlogs = append(backlogs, b)
+		}
+		if river != nil && i == o.repeat-1 {
+			if err := river.measure(ctx, env, srv, o, riverAfter); err != nil {
+				return nil, fmt.Errorf("--vs-river, after the backlog scenario: %w", err)
+			}
 		}
 		if !o.skipLatency {
 			fmt.Fprintf(o.progress, "bench: linear-4 latency %d/%d: %.0f steps/s offered for %s (first %s discarded)\n", i+1, o.repeat, o.rate, o.duration, warmupFor(o.duration))
@@ -404,6 +461,12 @@ func bench(ctx context.Context, env *environment, o benchOptions) (*benchResults
 		if len(batches) > 1 {
 			res.BatchRuns = batches
 		}
+	}
+	if river != nil {
+		res.River = river.compare(res.Backlog)
+	}
+	if err := runMoreScenarios(ctx, env, srv, o, res); err != nil {
+		return nil, err
 	}
 	res.Figures = figures(res)
 	res.Measured = describe(res, srv)
@@ -497,3 +560,134 @@ func medianLatency(runs []latencyResult) latencyResult {
 var errBenchTimeout = errors.New("timed out")
 
 func goVersion() string { return runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH }
+
+// Defaults of the history, scale and DAG-size scenarios (issue 18).
+const (
+	benchHistoryStepsDefault = 1_000_000
+	benchHistoryStepsQuick   = 100_000
+	benchScaleProcsDefault   = 3
+	benchScaleProcsMax       = 16
+	benchDAGChainsDefault    = "10,100,1000"
+	benchDAGChainsQuick      = "10,100" // the 1,000-step chain is skipped
+	// A template holds at most workflow.MaxSteps steps: the root and the
+	// join take two of them.
+	benchDAGFanoutDefault = workflow.MaxSteps - 2
+	benchDAGFanoutQuick   = 100
+)
+
+// moreScenarioFlags are the -only flags of the history, scale and DAG-size
+// scenarios, and --dag-chains before it is parsed.
+type moreScenarioFlags struct {
+	onlyHistory, onlyScale, onlyDAG bool
+	dagChains                       string
+}
+
+func addMoreScenarioFlags(fs *flag.FlagSet, o *benchOptions) *moreScenarioFlags {
+	m := &moreScenarioFlags{}
+	fs.BoolVar(&o.vsRiver, "vs-river", false, "compare with River: build cmd/riverbench (a Go module of its own, so River stays out of this binary) with the go command, run it on the same server right before and right after the backlog scenario, each time in a fresh database with --steps jobs, and report backlog / River (make bench passes it)")
+	fs.StringVar(&o.riverDir, "river-dir", "", "--vs-river: the riverbench source `DIR` (default: cmd/riverbench of the tasker-runner module found in the working directory or above it)")
+	fs.BoolVar(&o.runHistory, "history", true, "history scenario: the backlog and latency scenarios again, on copies of a database that already holds --history-steps finished steps, as ratios to the empty-database figures (--history=false skips it)")
+	fs.IntVar(&o.historySteps, "history-steps", benchHistoryStepsDefault, fmt.Sprintf("history scenario: finished single-step tasks in the database (--quick: %d)", benchHistoryStepsQuick))
+	fs.BoolVar(&o.runScale, "scale", true, "scale scenario: --scale-processes runner processes (this binary, started again) work one --steps backlog down, against one runner process measured the same way (--scale=false skips it)")
+	fs.IntVar(&o.scaleProcs, "scale-processes", benchScaleProcsDefault, "scale scenario: runner processes of the many-process run")
+	fs.BoolVar(&o.runDAG, "dag-sizes", true, "DAG-size scenario: linear chains (--dag-chains) and a fan-out/fan-in (--dag-fanout), each submitted alone over HTTP to the management API (in this process, on loopback) and run with an HTTP no-op handler service; submit time and time per step (--dag-sizes=false skips it)")
+	fs.StringVar(&m.dagChains, "dag-chains", benchDAGChainsDefault, "DAG-size scenario: comma-separated chain lengths (--quick: "+benchDAGChainsQuick+")")
+	fs.IntVar(&o.dagFanout, "dag-fanout", benchDAGFanoutDefault, fmt.Sprintf("DAG-size scenario: middle steps of the fan-out/fan-in between its root and its join, at most %d (a template's most steps less those two); 0: none (--quick: %d)", workflow.MaxSteps-2, benchDAGFanoutQuick))
+	fs.BoolVar(&m.onlyHistory, "history-only", false, "run only the backlog and latency scenarios, and the history scenario on them")
+	fs.BoolVar(&m.onlyScale, "scale-only", false, "run only the scale scenario")
+	fs.BoolVar(&m.onlyDAG, "dag-only", false, "run only the DAG-size scenario")
+	return m
+}
+
+func (m *moreScenarioFlags) count() int {
+	return btoi(m.onlyHistory) + btoi(m.onlyScale) + btoi(m.onlyDAG)
+}
+
+// only applies the one -only flag given: the history, scale and DAG-size
+// scenarios not named by it are off, unless their own flag says otherwise.
+func (m *moreScenarioFlags) only(o *benchOptions, set map[string]bool) {
+	if !set["history"] {
+		o.runHistory = m.onlyHistory
+	}
+	if !set["scale"] {
+		o.runScale = m.onlyScale
+	}
+	if !set["dag-sizes"] {
+		o.runDAG = m.onlyDAG
+	}
+}
+
+// check validates these flags, and parses --dag-chains into o.
+func (m *moreScenarioFlags) check(o *benchOptions) []string {
+	var problems []string
+	if o.vsRiver && o.skipBacklog {
+		problems = append(problems, "--vs-river compares River with the backlog scenario, which this run skips")
+	}
+	if o.historySteps < 1 {
+		problems = append(problems, fmt.Sprintf("--history-steps must be at least 1, got %d", o.historySteps))
+	}
+	if o.scaleProcs < 2 || o.scaleProcs > benchScaleProcsMax {
+		problems = append(problems, fmt.Sprintf("--scale-processes must be from 2 to %d, got %d", benchScaleProcsMax, o.scaleProcs))
+	}
+	o.dagChains = nil
+	for f := range strings.SplitSeq(m.dagChains, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 2 || n > workflow.MaxSteps {
+			problems = append(problems, fmt.Sprintf("--dag-chains: each length must be from 2 to %d (a template's most steps), got %q", workflow.MaxSteps, f))
+			continue
+		}
+		o.dagChains = append(o.dagChains, n)
+	}
+	if o.dagFanout < 0 || o.dagFanout > workflow.MaxSteps-2 {
+		problems = append(problems, fmt.Sprintf("--dag-fanout must be from 0 to %d (a template's most steps, less the root and the join), got %d", workflow.MaxSteps-2, o.dagFanout))
+	}
+	if o.runDAG && len(o.dagChains) == 0 && o.dagFanout == 0 {
+		problems = append(problems, "--dag-sizes with no --dag-chains and --dag-fanout 0 has nothing to run")
+	}
+	return problems
+}
+
+// moreSettings records the settings of the scenarios that run.
+func moreSettings(s *benchSettings, o benchOptions) {
+	s.VsRiver = o.vsRiver
+	if o.runHistory {
+		s.HistorySteps = o.historySteps
+	}
+	if o.runScale {
+		s.ScaleProcesses = o.scaleProcs
+	}
+	if o.runDAG {
+		s.DAGChains, s.DAGFanout = o.dagChains, o.dagFanout
+	}
+}
+
+// runMoreScenarios runs the history, scale and DAG-size scenarios, once
+// each (--repeat applies to the others), after the rest.
+func runMoreScenarios(ctx context.Context, env *environment, srv *benchServer, o benchOptions, res *benchResults) error {
+	if o.runHistory && (!o.skipBacklog || !o.skipLatency) {
+		h, err := runHistory(ctx, env, srv, o)
+		if err != nil {
+			return fmt.Errorf("history scenario: %w", err)
+		}
+		h.compare(res.Backlog, res.Latency)
+		res.History = &h
+	}
+	if o.runScale {
+		sc, err := runScale(ctx, env, srv, o)
+		if err != nil {
+			return fmt.Errorf("scale scenario: %w", err)
+		}
+		res.Scale = &sc
+	}
+	if o.runDAG {
+		d, err := runDAG(ctx, env, srv, o)
+		if err != nil {
+			return fmt.Errorf("DAG-size scenario: %w", err)
+		}
+		res.DAG = &d
+	}
+	return nil
+}

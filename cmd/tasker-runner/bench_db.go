@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -25,6 +27,7 @@ import (
 // namespace instead (and cleaned up afterwards).
 type benchServer struct {
 	cluster *pgcluster.Cluster
+	url     string          // the given (or the cluster's postgres) database's URL
 	base    *pgxpool.Config // the given (or the cluster's postgres) database
 	admin   *pgxpool.Pool
 	info    postgresInfo
@@ -64,6 +67,7 @@ func openBenchServer(ctx context.Context, env *environment, o benchOptions) (_ *
 			s.close(env)
 		}
 	}()
+	s.url = url
 	s.base, err = pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parsing the database URL %s: %w", store.RedactURL(url), err)
@@ -133,11 +137,59 @@ func randomSuffix() string {
 }
 
 func (s *benchServer) createDatabase(ctx context.Context, label string) (string, error) {
+	return s.cloneDatabase(ctx, label, "")
+}
+
+// cloneDatabase creates a database that starts as a copy of template (an
+// empty one when template is ""). The template must have no sessions.
+func (s *benchServer) cloneDatabase(ctx context.Context, label, template string) (string, error) {
 	name := "tasker_bench_" + label + "_" + randomSuffix()
-	if _, err := s.admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	q := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
+	if template != "" {
+		q += " TEMPLATE " + pgx.Identifier{template}.Sanitize()
+		// WAL_LOG, the default since PostgreSQL 15, writes every block of a
+		// large template to the WAL; FILE_COPY copies the files.
+		var version int
+		if err := s.admin.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err == nil && version >= 150000 {
+			q += " STRATEGY FILE_COPY"
+		}
+	}
+	if _, err := s.admin.Exec(ctx, q); err != nil {
+		if template != "" {
+			return "", fmt.Errorf("creating database %s from template %s: %w", name, template, err)
+		}
 		return "", fmt.Errorf("creating database %s: %w", name, err)
 	}
 	return name, nil
+}
+
+// databaseURL is the URL of database db on the bench's server ("" for the
+// given database itself).
+func (s *benchServer) databaseURL(db string) (string, error) {
+	if db == "" {
+		return s.url, nil
+	}
+	return withDatabase(s.url, db)
+}
+
+// withDatabase returns connection string base with its database replaced by
+// db. base may be a URL or a keyword/value string.
+func withDatabase(base, db string) (string, error) {
+	if strings.HasPrefix(base, "postgres://") || strings.HasPrefix(base, "postgresql://") {
+		u, err := url.Parse(base)
+		if err != nil {
+			return "", fmt.Errorf("parsing %s: %w", store.RedactURL(base), err)
+		}
+		u.Path, u.RawPath = "/"+db, ""
+		if q := u.Query(); q.Has("dbname") || q.Has("database") {
+			q.Del("dbname")
+			q.Del("database")
+			u.RawQuery = q.Encode()
+		}
+		return u.String(), nil
+	}
+	// In keyword/value form the last occurrence of a keyword wins.
+	return base + " dbname='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(db) + "'", nil
 }
 
 func (s *benchServer) dropDatabase(ctx context.Context, env *environment, name string) {
@@ -152,23 +204,42 @@ func (s *benchServer) dropDatabase(ctx context.Context, env *environment, name s
 type scenarioDB struct {
 	pool      *pgxpool.Pool
 	namespace string
-	cleanup   func()
+	// database is the scenario's own database, "" when it shares the given one.
+	database string
+	cleanup  func()
+}
+
+// scenarioFrom says where a scenario's database comes from: a fresh empty
+// one (the zero value), or a copy of template whose tasks are in namespace
+// (the history scenario's clones).
+type scenarioFrom struct {
+	template  string
+	namespace string
 }
 
 // scenario prepares a migrated, clean place for one scenario: a fresh
 // database, or a fresh namespace in the shared one. poolSize bounds the
 // scenario's pool, which the runner and the submitting client share.
-func (s *benchServer) scenario(ctx context.Context, env *environment, label string, poolSize int) (_ *scenarioDB, err error) {
+func (s *benchServer) scenario(ctx context.Context, env *environment, label string, poolSize int) (*scenarioDB, error) {
+	return s.scenarioWith(ctx, env, label, poolSize, scenarioFrom{})
+}
+
+// scenarioWith is scenario in a database that starts as from says.
+func (s *benchServer) scenarioWith(ctx context.Context, env *environment, label string, poolSize int, from scenarioFrom) (_ *scenarioDB, err error) {
 	cfg := s.base.Copy()
 	cfg.MaxConns = int32(poolSize)
 	cfg.MinConns = int32(poolSize) // connections are warm when the clock starts
-	sc := &scenarioDB{namespace: "bench_" + label + "_" + randomSuffix()}
+	sc := &scenarioDB{namespace: cmp.Or(from.namespace, "bench_"+label+"_"+randomSuffix())}
+	if from.template != "" && s.shared {
+		return nil, fmt.Errorf("preparing the %s scenario's database: copying a template database needs a role that may create databases", label)
+	}
 	var dbName string
 	if !s.shared {
-		if dbName, err = s.createDatabase(ctx, label); err != nil {
+		if dbName, err = s.cloneDatabase(ctx, label, from.template); err != nil {
 			return nil, err
 		}
 		cfg.ConnConfig.Database = dbName
+		sc.database = dbName
 	}
 	sc.pool, err = pgxpool.NewWithConfig(ctx, cfg)
 	if err == nil {

@@ -50,14 +50,20 @@ type noopService struct {
 	bad      atomic.Int64
 	conns    atomic.Int64                           // TCP connections accepted
 	sample   atomic.Pointer[contracts.StepEnvelope] // the first single envelope seen
+	// observe, when set, sees every envelope with the time its request
+	// arrived (the DAG-size scenario's clock).
+	observe func(env *contracts.StepEnvelope, arrived time.Time)
 }
 
-func startNoopService() (*noopService, error) {
+func startNoopService() (*noopService, error) { return startNoopServiceWith(nil) }
+
+// startNoopServiceWith starts the service with observe (may be nil).
+func startNoopServiceWith(observe func(*contracts.StepEnvelope, time.Time)) (*noopService, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("starting the no-op handler service: %w", err)
 	}
-	s := &noopService{ln: ln, URL: "http://" + ln.Addr().String() + "/"}
+	s := &noopService{ln: ln, URL: "http://" + ln.Addr().String() + "/", observe: observe}
 	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second,
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			if st == http.StateNew {
@@ -71,6 +77,7 @@ func startNoopService() (*noopService, error) {
 var okBody = []byte(`{"success":true}`)
 
 func (s *noopService) serve(w http.ResponseWriter, r *http.Request) {
+	arrived := time.Now()
 	s.requests.Add(1)
 	if r.Method != http.MethodPost {
 		http.Error(w, "POST only", http.StatusMethodNotAllowed)
@@ -87,6 +94,9 @@ func (s *noopService) serve(w http.ResponseWriter, r *http.Request) {
 		resp := callout.BatchResponse{Results: make([]contracts.StepResult, len(req.Steps))}
 		for i, env := range req.Steps {
 			resp.Results[i] = contracts.StepResult{StepUUID: env.Step.StepUUID, Success: true}
+			if s.observe != nil {
+				s.observe(env, arrived)
+			}
 		}
 		s.steps.Add(int64(len(req.Steps)))
 		_ = json.NewEncoder(w).Encode(resp)
@@ -99,6 +109,9 @@ func (s *noopService) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.steps.Add(1)
+	if s.observe != nil {
+		s.observe(&env, arrived)
+	}
 	if s.sample.Load() == nil {
 		s.sample.CompareAndSwap(nil, &env)
 	}
@@ -112,11 +125,16 @@ func (s *noopService) counts() (requests, steps, conns int64) {
 
 // close stops the service, and closes the shared callout client's idle
 // connections to it so that no keep-alive goroutine outlives the bench.
+// Shutdown leaves alone, for 5s, a connection that was dialed but never
+// used (a client's spare, such as the transport of a runner started by
+// serve, which this cannot reach): Close then ends it, and with it the
+// client's goroutines for it.
 func (s *noopService) close() {
 	callout.SharedClient().CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.srv.Shutdown(ctx)
+	_ = s.srv.Close()
 	callout.SharedClient().CloseIdleConnections()
 }
 

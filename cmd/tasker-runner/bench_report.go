@@ -32,6 +32,10 @@ type benchResults struct {
 	Batch        *etlResult      `json:"batch,omitempty"`
 	BatchRuns    []etlResult     `json:"batch_runs,omitempty"`
 	Soak         *soakResult     `json:"soak,omitempty"`
+	River        *riverResult    `json:"river,omitempty"`
+	History      *historyResult  `json:"history,omitempty"`
+	Scale        *scaleResult    `json:"scale,omitempty"`
+	DAG          *dagResult      `json:"dag_sizes,omitempty"`
 	TotalSeconds float64         `json:"total_seconds"`
 }
 
@@ -69,6 +73,12 @@ type benchSettings struct {
 	// The soak scenario's length and offered rate (--soak, --soak-rate).
 	SoakSeconds         float64 `json:"soak_seconds,omitempty"`
 	SoakRateStepsPerSec float64 `json:"soak_rate_steps_per_sec,omitempty"`
+	// --vs-river, and the history, scale and DAG-size scenarios' sizes.
+	VsRiver        bool  `json:"vs_river,omitempty"`
+	HistorySteps   int   `json:"history_steps,omitempty"`
+	ScaleProcesses int   `json:"scale_processes,omitempty"`
+	DAGChains      []int `json:"dag_chains,omitempty"`
+	DAGFanout      int   `json:"dag_fanout,omitempty"`
 }
 
 // figure is one line of the table: a measured value next to its target.
@@ -83,6 +93,7 @@ type figure struct {
 
 func atLeast(v, t float64) *bool { b := v >= t; return &b }
 func below(v, t float64) *bool   { b := v < t; return &b }
+func atMost(v, t float64) *bool  { b := v <= t; return &b }
 
 func figures(r *benchResults) []figure {
 	var fs []figure
@@ -136,6 +147,18 @@ func figures(r *benchResults) []figure {
 	if s := r.Soak; s != nil {
 		fs = append(fs, soakFigures(s)...)
 	}
+	if rv := r.River; rv != nil {
+		fs = append(fs, riverFigures(rv)...)
+	}
+	if h := r.History; h != nil {
+		fs = append(fs, historyFigures(h)...)
+	}
+	if sc := r.Scale; sc != nil {
+		fs = append(fs, scaleFigures(sc)...)
+	}
+	if d := r.DAG; d != nil {
+		fs = append(fs, dagFigures(d)...)
+	}
 	return fs
 }
 
@@ -161,9 +184,23 @@ func describe(r *benchResults, srv *benchServer) string {
 			handlers += "; in-process Go batch handlers (rows generated, JSON-encoded and checksummed) in the batch workflow"
 		}
 	}
-	return fmt.Sprintf("in-process runner with %s (the runner is this process), hybrid mode; "+
+	if r.Backlog == nil && r.Latency == nil && r.HTTP == nil && r.Batch == nil && r.Soak == nil {
+		// Only the scale and DAG-size scenarios: no runner in this process.
+		return describeMore(r)
+	}
+	var more string
+	if r.River != nil {
+		more += "; River by cmd/riverbench, built with go build and run as a child process"
+	}
+	if r.Scale != nil {
+		more += "; scale: runners in child processes of this binary"
+	}
+	if r.DAG != nil {
+		more += "; DAG sizes: the management API and an HTTP no-op handler service in this process, on loopback"
+	}
+	return fmt.Sprintf("in-process runner with %s (the runner is this process), hybrid mode%s; "+
 		"PostgreSQL %s (%s, %s, %s); %s, %d cores, %s, %s",
-		handlers, pg.Version, pg.Source, pg.Isolation, dur, m.CPUModel, m.Cores, m.Go, m.GC)
+		handlers, more, pg.Version, pg.Source, pg.Isolation, dur, m.CPUModel, m.Cores, m.Go, m.GC)
 }
 
 func printBenchTable(w io.Writer, r *benchResults) {
@@ -187,12 +224,17 @@ func printBenchTable(w io.Writer, r *benchResults) {
 			}
 		}
 		target := f.Target
-		if target != "" {
-			target += " " + f.Unit
-		} else {
+		switch {
+		case target == "":
 			target = "-"
+		case f.Unit != "ratio": // a ratio's target says it all: ">= 1.0x River (goal 1.3x)"
+			target += " " + f.Unit
 		}
-		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\n", f.Name, formatValue(f.Value), f.Unit, target, met)
+		value := formatValue(f.Value)
+		if f.Unit == "claims" { // a count
+			value = groupThousands(int64(f.Value))
+		}
+		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\n", f.Name, value, f.Unit, target, met)
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "\nhow:\n")
@@ -260,6 +302,18 @@ func printBenchTable(w io.Writer, r *benchResults) {
 	}
 	if s := r.Soak; s != nil {
 		printSoakDetail(w, s)
+	}
+	if rv := r.River; rv != nil {
+		printRiverDetail(w, rv)
+	}
+	if h := r.History; h != nil {
+		printHistoryDetail(w, h)
+	}
+	if sc := r.Scale; sc != nil {
+		printScaleDetail(w, sc)
+	}
+	if d := r.DAG; d != nil {
+		printDAGDetail(w, d)
 	}
 	fmt.Fprintln(w)
 }
@@ -408,4 +462,19 @@ func printCPU(w io.Writer, scenario string, u cpuUsage) {
 		}
 	}
 	fmt.Fprintln(w)
+}
+
+// describeMore is describe for a run of only the scale and DAG-size
+// scenarios.
+func describeMore(r *benchResults) string {
+	m, pg := r.Machine, r.Machine.Postgres
+	var parts []string
+	if r.Scale != nil {
+		parts = append(parts, "scale: runners with in-process Go no-op handlers in child processes of this binary")
+	}
+	if r.DAG != nil {
+		parts = append(parts, "DAG sizes: a runner and its management API in this process, HTTP+JSON callouts to a no-op handler service in this process, on loopback")
+	}
+	return fmt.Sprintf("%s; hybrid mode; PostgreSQL %s (%s, %s, fsync %s, synchronous_commit %s); %s, %d cores, %s, %s",
+		strings.Join(parts, "; "), pg.Version, pg.Source, pg.Isolation, pg.Fsync, pg.SynchronousCommit, m.CPUModel, m.Cores, m.Go, m.GC)
 }

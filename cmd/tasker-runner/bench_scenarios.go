@@ -181,13 +181,16 @@ type backlogSpec struct {
 	label    string
 	steps    int
 	handlers callout.Resolver
+	// from is where the database comes from: fresh and empty unless set
+	// (the history scenario's clones).
+	from scenarioFrom
 }
 
 // runBacklogWith is runBacklog with the given size and handlers.
 func runBacklogWith(ctx context.Context, env *environment, srv *benchServer, o benchOptions, spec backlogSpec, profile *os.File) (backlogResult, error) {
 	o.steps = spec.steps
 	res := backlogResult{Steps: o.steps, InsertBatch: benchSubmitChunk}
-	sc, err := srv.scenario(ctx, env, spec.label, o.poolSize)
+	sc, err := srv.scenarioWith(ctx, env, spec.label, o.poolSize, spec.from)
 	if err != nil {
 		return res, err
 	}
@@ -199,24 +202,13 @@ func runBacklogWith(ctx context.Context, env *environment, srv *benchServer, o b
 		return res, err
 	}
 
-	// Insert the backlog in chunks, one transaction each.
 	insertStart := time.Now()
-	reqs := make([]runner.SubmitRequest, 0, benchSubmitChunk)
-	for done := 0; done < o.steps; {
-		n := min(benchSubmitChunk, o.steps-done)
-		reqs = reqs[:0]
-		for range n {
-			reqs = append(reqs, runner.SubmitRequest{Namespace: tpl.Namespace, Name: tpl.Name, Version: tpl.Version})
-		}
-		if _, err := client.SubmitMany(ctx, reqs); err != nil {
-			return res, fmt.Errorf("inserting the backlog: %w", err)
-		}
-		done += n
+	if err := submitBacklog(ctx, client, tpl, o.steps, benchSubmitChunk, nil); err != nil {
+		return res, err
 	}
 	res.InsertSeconds = time.Since(insertStart).Seconds()
 	res.InsertTasksPerSec = float64(o.steps) / res.InsertSeconds
 	fmt.Fprintf(o.progress, "bench:   inserted in %.2fs (%.0f tasks/s); starting the runner\n", res.InsertSeconds, res.InsertTasksPerSec)
-	reqs = nil
 	// Vacuum and analyse as autovacuum would have by now in a long-lived
 	// database, so the claim plans see real statistics. The figures' how
 	// text says so.
@@ -332,6 +324,28 @@ func runBacklogWith(ctx context.Context, env *environment, srv *benchServer, o b
 	return res, nil
 }
 
+// submitBacklog submits n single-step tasks of tpl in chunks of chunk, one
+// transaction (Client.SubmitMany) each; after calls progress, when set,
+// with the count submitted so far.
+func submitBacklog(ctx context.Context, client *runner.Client, tpl runner.TemplateInfo, n, chunk int, after func(done int)) error {
+	reqs := make([]runner.SubmitRequest, 0, min(chunk, n))
+	for done := 0; done < n; {
+		k := min(chunk, n-done)
+		reqs = reqs[:0]
+		for range k {
+			reqs = append(reqs, runner.SubmitRequest{Namespace: tpl.Namespace, Name: tpl.Name, Version: tpl.Version})
+		}
+		if _, err := client.SubmitMany(ctx, reqs); err != nil {
+			return fmt.Errorf("inserting the backlog (%d of %d tasks in): %w", done, n, err)
+		}
+		done += k
+		if after != nil {
+			after(done)
+		}
+	}
+	return nil
+}
+
 type percentiles struct {
 	P50 float64 `json:"p50"`
 	P95 float64 `json:"p95"`
@@ -408,6 +422,11 @@ type stepTimes struct {
 // to a hybrid-mode runner and records when each task's steps start and
 // when the task completes.
 func runLatency(ctx context.Context, env *environment, srv *benchServer, o benchOptions) (latencyResult, error) {
+	return runLatencyOn(ctx, env, srv, o, "latency", scenarioFrom{})
+}
+
+// runLatencyOn is runLatency in a database that starts as from says.
+func runLatencyOn(ctx context.Context, env *environment, srv *benchServer, o benchOptions, label string, from scenarioFrom) (latencyResult, error) {
 	const stepsPerTask = 4
 	warmup := warmupFor(o.duration)
 	res := latencyResult{
@@ -415,7 +434,7 @@ func runLatency(ctx context.Context, env *environment, srv *benchServer, o bench
 		OfferedStepsPerSec: o.rate, OfferedTasksPerSec: o.rate / stepsPerTask,
 		DurationSeconds: o.duration.Seconds(), WarmupSeconds: warmup.Seconds(),
 	}
-	sc, err := srv.scenario(ctx, env, "latency", o.poolSize)
+	sc, err := srv.scenarioWith(ctx, env, label, o.poolSize, from)
 	if err != nil {
 		return res, err
 	}
@@ -475,7 +494,7 @@ func runLatency(ctx context.Context, env *environment, srv *benchServer, o bench
 			checkDone()
 		}
 	}
-	_, stop, err := startListeningRunner(ctx, sc.pool, runnerConfig(env, o, sc, "latency", onEvent))
+	_, stop, err := startListeningRunner(ctx, sc.pool, runnerConfig(env, o, sc, label, onEvent))
 	if err != nil {
 		return res, err
 	}

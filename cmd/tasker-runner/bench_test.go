@@ -8,7 +8,10 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +25,7 @@ import (
 // decodes stdout, which must be exactly one results object.
 func runBenchJSON(t *testing.T, args ...string) (benchResults, cliResult) {
 	t.Helper()
-	r := runCLI(t, map[string]string{"DATABASE_URL": pgtest.URL(t)}, append([]string{"bench"}, args...)...)
+	r := runCLIWithin(t, 4*time.Minute, map[string]string{"DATABASE_URL": pgtest.URL(t)}, append([]string{"bench"}, args...)...)
 	if r.code != 0 {
 		t.Fatalf("bench failed:\n%s", r)
 	}
@@ -42,8 +45,9 @@ func runBenchJSON(t *testing.T, args ...string) (benchResults, cliResult) {
 // checks that stdout is one JSON object with sane figures. It checks shape,
 // not speed: timed assertions belong to `make bench`, not to unit tests.
 func TestBenchJSON(t *testing.T) {
+	// The history, scale and DAG-size scenarios have tests of their own.
 	res, r := runBenchJSON(t, "--json", "--steps", "300", "--duration", "1s", "--rate", "50", "--concurrency", "100", "--http-steps", "100",
-		"--batch-rows", "600", "--batch-cursors", "3", "--batch-runs", "1", "--latency-history", "7")
+		"--batch-rows", "600", "--batch-cursors", "3", "--batch-runs", "1", "--latency-history", "7", "--history=false", "--scale=false", "--dag-sizes=false")
 	if !strings.Contains(r.stderr, "FIGURE") {
 		t.Errorf("with --json the table should go to stderr:\n%s", r)
 	}
@@ -164,6 +168,19 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"bench", "--soak", "1m", "--repeat", "2"},
 		{"bench", "--soak", "1m", "--soak-rate", "0"},
 		{"bench", "--memprofile", "heap.pprof"},
+		{"bench", "--vs-river", "--latency-only"},
+		{"bench", "--vs-river", "--soak", "1m"},
+		{"bench", "--history-steps", "0"},
+		{"bench", "--history-only", "--scale-only"},
+		{"bench", "--dag-only", "--http-only"},
+		{"bench", "--scale-processes", "1"},
+		{"bench", "--scale-processes", "17"},
+		{"bench", "--dag-chains", "1"},
+		{"bench", "--dag-chains", "10,1001"},
+		{"bench", "--dag-chains", "ten"},
+		{"bench", "--dag-fanout", "999"},
+		{"bench", "--dag-fanout", "-1"},
+		{"bench", "--dag-only", "--dag-chains", "", "--dag-fanout", "0"},
 	} {
 		r := runCLI(t, nil, args...)
 		if r.code != 2 {
@@ -397,5 +414,331 @@ func TestSoakSummary(t *testing.T) {
 	summarizeSoak(&flat, 30*time.Second, 2*time.Minute)
 	if !flat.NoGrowth || flat.SlopeSamples != 2 || !near(flat.HeapLiveSlopeMBPerMin, -0.1) {
 		t.Errorf("flat run judged %+v", flat)
+	}
+}
+
+// figureNames returns the figures by name, and checks each has a name, a
+// unit and a how text.
+func figureNames(t *testing.T, res benchResults) map[string]figure {
+	t.Helper()
+	names := map[string]figure{}
+	for _, f := range res.Figures {
+		names[f.Name] = f
+		if f.Name == "" || f.Unit == "" || f.How == "" || math.IsNaN(f.Value) || f.Value < 0 {
+			t.Errorf("figure not sane: %+v", f)
+		}
+	}
+	return names
+}
+
+// wantFigures checks that each figure is there with a positive value, and
+// with the given target ("" for none).
+func wantFigures(t *testing.T, names map[string]figure, want map[string]string) {
+	t.Helper()
+	for name, target := range want {
+		f, ok := names[name]
+		switch {
+		case !ok:
+			t.Errorf("no figure %q", name)
+		case !(f.Value > 0):
+			t.Errorf("figure %q: value %v", name, f.Value)
+		case f.Target != target:
+			t.Errorf("figure %q: target %q, want %q", name, f.Target, target)
+		case (target != "") != (f.Met != nil):
+			t.Errorf("figure %q: target %q but met %v", name, f.Target, f.Met)
+		}
+	}
+}
+
+// near reports whether a and b agree to within a millionth (ratios
+// recomputed from the figures they divide).
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-6*math.Max(math.Abs(a), math.Abs(b)) }
+
+// TestBenchVsRiverJSON runs the backlog with --vs-river in a tiny size:
+// riverbench is built with go build and run before and after the backlog
+// in fresh databases on the same server, and the ratio is reported with
+// both raw figures. It needs the go command, and skips without it.
+func TestBenchVsRiverJSON(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("--vs-river builds cmd/riverbench with the go command, which is not on PATH")
+	}
+	res, r := runBenchJSON(t, "--json", "--backlog-only", "--vs-river", "--steps", "300", "--concurrency", "50")
+	rv, b := res.River, res.Backlog
+	if rv == nil || b == nil {
+		t.Fatalf("no River or backlog results:\n%s", r)
+	}
+	if !res.Settings.VsRiver || res.History != nil || res.Scale != nil || res.DAG != nil || res.Latency != nil {
+		t.Errorf("--backlog-only --vs-river ran other scenarios, or does not say it compared: %+v", res.Settings)
+	}
+	for name, run := range map[string]*riverRun{"before": rv.Before, "after": rv.After} {
+		if run == nil || run.Jobs != 300 || !(run.JobsPerSec > 0) || !(run.Seconds > 0) {
+			t.Errorf("River run %s: %+v", name, run)
+		}
+	}
+	if rv.Before == nil || rv.After == nil {
+		t.FailNow()
+	}
+	if !near(rv.MeanJobsPerSec, (rv.Before.JobsPerSec+rv.After.JobsPerSec)/2) || !near(rv.Ratio, b.StepsPerSec/rv.MeanJobsPerSec) || rv.BacklogStepsPerSec != b.StepsPerSec {
+		t.Errorf("mean %v and ratio %v do not follow from the runs %v, %v and the backlog's %v", rv.MeanJobsPerSec, rv.Ratio, rv.Before.JobsPerSec, rv.After.JobsPerSec, b.StepsPerSec)
+	}
+	if !strings.HasPrefix(rv.River, "v") || rv.MaxWorkers < 1 || !(rv.BuildSeconds > 0) || !strings.HasSuffix(rv.Source, filepath.Join("cmd", "riverbench")) {
+		t.Errorf("River's provenance: %+v", rv)
+	}
+	wantFigures(t, figureNames(t, res), map[string]string{
+		"River work-down, before the backlog": "", "River work-down, after the backlog": "", "River work-down, mean": "",
+		"backlog / River": ">= 1.0x River (goal 1.3x)",
+	})
+	// The order of the work: River, the backlog, River.
+	before, backlog, after := strings.Index(r.stderr, "River work-down before"), strings.Index(r.stderr, "bench: backlog work-down 1/1"), strings.Index(r.stderr, "River work-down after")
+	if before < 0 || backlog < before || after < backlog {
+		t.Errorf("River should run right before and right after the backlog:\n%s", r.stderr)
+	}
+	if !regexp.MustCompile(`backlog / River +[0-9.]+ ratio +>= 1\.0x River \(goal 1\.3x\)`).MatchString(r.stderr) {
+		t.Errorf("the table has no backlog / River line with its target:\n%s", r.stderr)
+	}
+}
+
+// TestBenchVsRiverNoSource checks the error when the riverbench source is
+// not where --river-dir says.
+func TestBenchVsRiverNoSource(t *testing.T) {
+	dir := t.TempDir()
+	r := runCLI(t, map[string]string{"DATABASE_URL": pgtest.URL(t)}, "bench", "--backlog-only", "--vs-river", "--river-dir", dir, "--steps", "10")
+	if r.code != 1 || !strings.Contains(r.stderr, "no riverbench source in "+dir) || !strings.Contains(r.stderr, "--river-dir") {
+		t.Errorf("want exit 1 naming the directory and --river-dir, got:\n%s", r)
+	}
+}
+
+// TestBenchVsRiverNoGo checks the error when the go command, which builds
+// riverbench, is not on PATH.
+func TestBenchVsRiverNoGo(t *testing.T) {
+	url := pgtest.URL(t) // before PATH goes: the test server may need it to start
+	t.Setenv("PATH", t.TempDir())
+	r := runCLI(t, map[string]string{"DATABASE_URL": url}, "bench", "--backlog-only", "--vs-river", "--steps", "10")
+	if r.code != 1 || !strings.Contains(r.stderr, "needs the go command, which is not on PATH") {
+		t.Errorf("want exit 1 saying the go command is missing, got:\n%s", r)
+	}
+}
+
+// TestFindModuleRoot finds the repository from this package's directory,
+// as --vs-river does, and fails clearly outside it.
+func TestFindModuleRoot(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := findModuleRoot(wd, benchModule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "cmd", "riverbench", "go.mod")); err != nil {
+		t.Errorf("found %s, which has no cmd/riverbench: %v", root, err)
+	}
+	// cmd/riverbench's own go.mod names another module: not a match.
+	if got, err := findModuleRoot(filepath.Join(root, "cmd", "riverbench"), benchModule); err != nil || got != root {
+		t.Errorf("from cmd/riverbench: %q, %v; want %q", got, err, root)
+	}
+	if _, err := findModuleRoot(t.TempDir(), benchModule); err == nil || !strings.Contains(err.Error(), benchModule) {
+		t.Errorf("outside the module: %v", err)
+	}
+}
+
+// TestBenchHistoryJSON runs the history scenario in a tiny size: a
+// template database with 400 finished steps, then the backlog and latency
+// scenarios in copies of it, as ratios to the same run's empty-database
+// figures.
+func TestBenchHistoryJSON(t *testing.T) {
+	res, r := runBenchJSON(t, "--json", "--history-only", "--history-steps", "400", "--steps", "200", "--duration", "1s", "--rate", "50",
+		"--latency-history", "5", "--concurrency", "50")
+	h := res.History
+	if h == nil || res.Backlog == nil || res.Latency == nil {
+		t.Fatalf("--history-only: history %v, backlog %v, latency %v:\n%s", h != nil, res.Backlog != nil, res.Latency != nil, r)
+	}
+	if res.HTTP != nil || res.Batch != nil || res.Scale != nil || res.DAG != nil || res.Settings.HistorySteps != 400 {
+		t.Errorf("--history-only ran other scenarios or lost its size: %+v", res.Settings)
+	}
+	if h.Skipped != "" || h.FinishedSteps != 400 || h.SubmitBatch != benchHistoryChunk || !(h.SeedSeconds > 0) || !(h.SeedSubmitSeconds > 0) ||
+		h.SeedWorkDownSeconds < h.SeedSubmitSeconds || h.SeedSeconds < h.SeedWorkDownSeconds || !(h.DatabaseMB > 0) {
+		t.Errorf("seeding: %+v", *h)
+	}
+	if hb := h.Backlog; hb == nil || hb.Steps != 200 || !(hb.StepsPerSec > 0) || hb.Failed != 0 {
+		t.Fatalf("backlog in the copy: %+v", hb)
+	}
+	if hl := h.Latency; hl == nil || hl.TasksMeasured < 1 || hl.HistoryTasks != 5 || !(hl.EnqueueToStartMs.P99 > 0) {
+		t.Fatalf("latency in the copy: %+v", hl)
+	}
+	if !near(h.BacklogRatio, h.Backlog.StepsPerSec/res.Backlog.StepsPerSec) ||
+		!near(h.E2SP99Ratio, h.Latency.EnqueueToStartMs.P99/res.Latency.EnqueueToStartMs.P99) ||
+		!near(h.E2SP50Ratio, h.Latency.EnqueueToStartMs.P50/res.Latency.EnqueueToStartMs.P50) {
+		t.Errorf("ratios do not follow from the figures: %+v", *h)
+	}
+	wantFigures(t, figureNames(t, res), map[string]string{
+		"history seeding": "", "backlog work-down, 400 finished steps": "", "backlog with history / empty": ">= 0.9x",
+		"enqueue to handler start p50, 400 finished steps": "", "enqueue to handler start p99, 400 finished steps": "",
+		"enqueue to start p99 with history / empty": "<= 2.0x",
+	})
+	if !strings.Contains(r.stderr, "history detail: 400 finished steps seeded in") {
+		t.Errorf("the table has no history detail:\n%s", r.stderr)
+	}
+}
+
+// TestBenchScaleJSON runs the scale scenario in a tiny size: one, then
+// three runner processes (this test binary as bench-worker) each work a
+// 400-step backlog down; every task completes exactly once, in some
+// process, and the empty claims are counted.
+func TestBenchScaleJSON(t *testing.T) {
+	res, r := runBenchJSON(t, "--json", "--scale-only", "--steps", "400", "--concurrency", "50")
+	s := res.Scale
+	if s == nil {
+		t.Fatalf("no scale results:\n%s", r)
+	}
+	if res.Backlog != nil || res.Latency != nil || res.History != nil || res.DAG != nil || res.Settings.ScaleProcesses != 3 {
+		t.Errorf("--scale-only ran other scenarios or lost its size: %+v", res.Settings)
+	}
+	if s.Steps != 400 || s.Concurrency != 50 || s.PoolPerProcess != benchPoolDefault {
+		t.Errorf("scale settings: %+v", *s)
+	}
+	for _, run := range []scaleRun{s.One, s.Many} {
+		if len(run.Workers) != run.Processes || !(run.StepsPerSec > 0) || !(run.WorkDownSeconds > 0) || run.ClaimQueries < 1 || !(run.RunnerCPUMicrosPerStep > 0) {
+			t.Errorf("%d processes: %+v", run.Processes, run)
+		}
+		if !run.EmptyClaimsKnown || run.EmptyClaims > run.ClaimQueries {
+			t.Errorf("%d processes: the empty claims were not counted: %d of %d (known %v)", run.Processes, run.EmptyClaims, run.ClaimQueries, run.EmptyClaimsKnown)
+		}
+		var completed, empty, claims int64
+		for _, w := range run.Workers {
+			completed += w.Completed
+			empty += w.EmptyClaims
+			claims += w.ClaimQueries
+			if w.Failed != 0 || w.Claimed < w.Completed || w.LastDoneUnixNano == 0 && w.Completed > 0 {
+				t.Errorf("%d processes: worker %+v", run.Processes, w)
+			}
+		}
+		if completed != 400 || empty != run.EmptyClaims || claims != run.ClaimQueries {
+			t.Errorf("%d processes: %d tasks completed, %d empty claims, %d claims; the run says %d, %d", run.Processes, completed, empty, claims, run.EmptyClaims, run.ClaimQueries)
+		}
+	}
+	if s.One.Processes != 1 || s.Many.Processes != 3 || !near(s.Ratio, s.Many.StepsPerSec/s.One.StepsPerSec) {
+		t.Errorf("processes %d and %d, ratio %v", s.One.Processes, s.Many.Processes, s.Ratio)
+	}
+	names := figureNames(t, res)
+	wantFigures(t, names, map[string]string{"scale: 1 runner process": "", "scale: 3 runner processes, total": "", "scale: 3 processes / 1": ">= 1.0x"})
+	if f, ok := names["scale: empty claims, 3 processes"]; !ok || f.Value != float64(s.Many.EmptyClaims) {
+		t.Errorf("empty claims figure: %+v (want %d)", f, s.Many.EmptyClaims)
+	}
+}
+
+// TestBenchWorkersStopped starts three bench-workers (this test binary)
+// and checks that stop ends them all, as after an error or a Ctrl-C in the
+// middle of a run: gracefully, and once stop returns none is left. A
+// worker that cannot connect fails the start, naming it.
+func TestBenchWorkersStopped(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	env := &environment{stdout: io.Discard, stderr: io.Discard, lookup: envconfig.MapLookuper(nil), logger: slog.New(slog.DiscardHandler)}
+	o := benchOptions{databaseURL: pgtest.URL(t), progress: io.Discard, poolSize: 2, concurrency: 10}
+	srv, err := openBenchServer(ctx, env, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.close(env)
+	sc, err := srv.scenario(ctx, env, "workers", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.cleanup()
+	url, err := srv.databaseURL(sc.database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := startBenchWorkers(ctx, exe, url, o, sc.namespace, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.start(); err != nil {
+		g.stop()
+		t.Fatal(err)
+	}
+	// The run is cut short: nothing will ever complete.
+	cut, cutNow := context.WithCancel(ctx)
+	cutNow()
+	if err := g.waitCompleted(cut, 1, time.Minute); !errors.Is(err, context.Canceled) {
+		t.Errorf("waiting with a cancelled context: %v", err)
+	}
+	g.stop()
+	for _, p := range g.procs {
+		select {
+		case <-p.done:
+		default:
+			t.Fatalf("runner process %d still running after stop", p.i)
+		}
+		if st := p.cmd.ProcessState; st == nil || !st.Exited() || st.ExitCode() != 0 || p.result.Load() == nil {
+			t.Errorf("runner process %d did not stop gracefully with its figures: %v, %v", p.i, st, p.result.Load())
+		}
+	}
+
+	_, err = startBenchWorkers(ctx, exe, "postgres://nobody@127.0.0.1:1/none?connect_timeout=5", o, "ns", 2)
+	if err == nil || !strings.Contains(err.Error(), "before it was ready") {
+		t.Errorf("workers that cannot connect: %v", err)
+	}
+}
+
+// TestBenchDAGJSON runs the DAG-size scenario in tiny sizes through the
+// management API: chains of 3 and 12 steps and an 8-wide fan-out/fan-in,
+// each submitted over HTTP and run by the HTTP no-op handler service, every
+// step called once with every earlier step's result.
+func TestBenchDAGJSON(t *testing.T) {
+	res, r := runBenchJSON(t, "--json", "--dag-only", "--dag-chains", "3,12", "--dag-fanout", "8")
+	d := res.DAG
+	if d == nil {
+		t.Fatalf("no DAG results:\n%s", r)
+	}
+	if res.Backlog != nil || res.Latency != nil || res.History != nil || res.Scale != nil ||
+		!slices.Equal(res.Settings.DAGChains, []int{3, 12}) || res.Settings.DAGFanout != 8 {
+		t.Errorf("--dag-only ran other scenarios or lost its sizes: %+v", res.Settings)
+	}
+	want := []struct {
+		shape string
+		steps int
+	}{{"chain", 3}, {"chain", 12}, {"fan-out/fan-in", 10}}
+	if len(d.Shapes) != len(want) {
+		t.Fatalf("shapes: %+v", d.Shapes)
+	}
+	for i, s := range d.Shapes {
+		if s.Shape != want[i].shape || s.Steps != want[i].steps {
+			t.Errorf("shape %d: %s of %d steps, want %s of %d", i, s.Shape, s.Steps, want[i].shape, want[i].steps)
+		}
+		if !(s.SubmitMs > 0) || !(s.RunMs > 0) || !near(s.PerStepMs, s.RunMs/float64(s.Steps)) || s.EndToEndMs < s.RunMs || !(s.APIRunMs > 0) {
+			t.Errorf("%s of %d: times %+v", s.Shape, s.Steps, s)
+		}
+		if s.HandlerCalls != s.Steps || s.MostDependencyResults != s.Steps-1 {
+			t.Errorf("%s of %d: %d handler calls, at most %d earlier results in one; want %d and %d", s.Shape, s.Steps, s.HandlerCalls, s.MostDependencyResults, s.Steps, s.Steps-1)
+		}
+	}
+	if d.ChainRatio != 0 {
+		t.Errorf("a 1,000 / 100 ratio without those chains: %v", d.ChainRatio)
+	}
+	wantFigures(t, figureNames(t, res), map[string]string{
+		"DAG chain of 3 steps: submit": "", "DAG chain of 3 steps: per step": "",
+		"DAG chain of 12 steps: submit": "", "DAG chain of 12 steps: per step": "",
+		"DAG fan-out/fan-in, 8 wide: submit": "", "DAG fan-out/fan-in, 8 wide: per step": "",
+	})
+	if !strings.Contains(r.stderr, "DAG sizes detail") || !strings.Contains(r.stderr, "management API") {
+		t.Errorf("the table does not say how the DAG sizes ran:\n%s", r.stderr)
+	}
+}
+
+// TestBenchHelpNewFlags checks that bench --help documents the flags of
+// the River comparison and the history, scale and DAG-size scenarios.
+func TestBenchHelpNewFlags(t *testing.T) {
+	r := runCLI(t, nil, "bench", "--help")
+	for _, f := range []string{"-vs-river", "-river-dir", "-history", "-history-steps", "-history-only", "-scale", "-scale-processes", "-scale-only",
+		"-dag-sizes", "-dag-chains", "-dag-fanout", "-dag-only"} {
+		if !regexp.MustCompile(`(?m)^  ` + f + `\b`).MatchString(r.stdout) {
+			t.Errorf("bench --help does not document %s:\n%s", f, r.stdout)
+		}
 	}
 }

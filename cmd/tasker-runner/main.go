@@ -59,6 +59,14 @@ func commands() []command {
 	}
 }
 
+// hiddenCommands are run by tasker-runner itself, not by people: they
+// are not listed in the usage.
+func hiddenCommands() []command {
+	return []command{
+		{name: "bench-worker", summary: "one runner process of the bench's scale scenario, which starts it and talks to it on stdin and stdout", usage: "--namespace NS [flags]", run: runBenchWorker},
+	}
+}
+
 func main() {
 	env := &environment{stdout: os.Stdout, stderr: os.Stderr, lookup: envconfig.OsLookuper(), environ: os.Environ}
 	applyGCDefault(os.LookupEnv)
@@ -119,7 +127,7 @@ func run(ctx context.Context, env *environment, args []string) int {
 }
 
 func findCommand(name string) (command, bool) {
-	for _, c := range commands() {
+	for _, c := range append(commands(), hiddenCommands()...) {
 		if c.name == name {
 			return c, true
 		}

@@ -37,6 +37,10 @@ func TestMain(m *testing.M) {
 		main()
 		return // main exits; not reached
 	}
+	// The bench's runner processes (bench-worker) are this test binary
+	// too: it must run main for them, without the race detector's pause at
+	// exit.
+	benchWorkerEnv = []string{beMainEnv + "=1", "GORACE=" + strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")}
 	pgtest.Main(m)
 }
 
@@ -73,6 +77,12 @@ func (r cliResult) String() string {
 // to stderr, as in main.
 func runCLI(t *testing.T, vars map[string]string, args ...string) cliResult {
 	t.Helper()
+	return runCLIWithin(t, 30*time.Second, vars, args...)
+}
+
+// runCLIWithin is runCLI with a deadline of d instead of 30s.
+func runCLIWithin(t *testing.T, d time.Duration, vars map[string]string, args ...string) cliResult {
+	t.Helper()
 	if vars == nil {
 		vars = map[string]string{}
 	}
@@ -90,7 +100,7 @@ func runCLI(t *testing.T, vars map[string]string, args ...string) cliResult {
 		},
 		logger: slog.New(slog.NewTextHandler(&stderr, nil)),
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), d)
 	defer cancel()
 	code := run(ctx, env, args)
 	return cliResult{code: code, stdout: stdout.String(), stderr: stderr.String()}

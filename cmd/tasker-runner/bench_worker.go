@@ -1,0 +1,282 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/runner"
+	"github.com/tasker-runner/tasker-runner/runner/store"
+)
+
+// bench-worker is one runner process of the scale scenario (bench_scale.go).
+// The bench starts it (this binary again, a hidden subcommand) with the
+// database in DATABASE_URL, and talks to it in lines: it writes
+// {"ready":true} once connected, starts its runner when it reads "start"
+// on stdin, writes {"completed":N} as tasks complete (at most every 20ms),
+// and when stdin ends (the bench closed it, or died) or a signal comes it
+// stops the runner gracefully and writes {"result":{...}}, its figures.
+
+// benchWorkerProgressEvery is how often a worker reports its count.
+const benchWorkerProgressEvery = 20 * time.Millisecond
+
+// workerMsg is one line a bench-worker writes on stdout.
+type workerMsg struct {
+	Ready     bool          `json:"ready,omitempty"`
+	Completed int64         `json:"completed,omitempty"`
+	Result    *workerReport `json:"result,omitempty"`
+}
+
+// workerReport is a bench-worker's figures.
+type workerReport struct {
+	Completed int64 `json:"completed"`
+	Failed    int64 `json:"failed"`
+	// LastDoneUnixNano is the wall-clock time of its last task-complete
+	// event (0 if none): the bench's end of the work-down is the latest.
+	LastDoneUnixNano int64 `json:"last_done_unix_nano"`
+	Claimed          int64 `json:"claimed"`
+	ClaimQueries     int64 `json:"claim_queries"`
+	// EmptyClaims counts the claims that returned no step; it is known
+	// when the claim statement was recognised (see stmtTracer).
+	EmptyClaims      int64   `json:"empty_claims"`
+	EmptyClaimsKnown bool    `json:"empty_claims_known"`
+	Flushes          int64   `json:"flushes"`
+	CPUSeconds       float64 `json:"cpu_seconds"`
+	PeakRSSMB        float64 `json:"peak_rss_mb,omitempty"`
+}
+
+func runBenchWorker(ctx context.Context, env *environment, args []string) error {
+	fs := newFlagSet("bench-worker")
+	o := benchOptions{}
+	var label string
+	ns := fs.String("namespace", "", "the namespace to work")
+	fs.StringVar(&label, "label", "worker", "names the runner: bench-NAMESPACE-LABEL")
+	fs.IntVar(&o.concurrency, "concurrency", benchConcurrencyDefault, "the runner's max_concurrent_steps")
+	fs.IntVar(&o.poolSize, "pool", benchPoolDefault, "the runner's connection pool size")
+	fs.IntVar(&o.flushBatch, "flush-batch", 0, "the completer's most outcomes per write (0: the runner's default)")
+	fs.IntVar(&o.flushWriters, "flush-writers", 0, "the completer's most writes at once (0: the runner's default)")
+	fs.DurationVar(&o.flushEvery, "flush-interval", 0, "the completer's longest wait for company (0: the runner's default)")
+	if err := parseFlags(env, fs, args); err != nil {
+		return err
+	}
+	url, _ := env.lookup.Lookup("DATABASE_URL")
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	case *ns == "":
+		return fmt.Errorf("%w: --namespace is required", errUsage)
+	case url == "":
+		return fmt.Errorf("%w: DATABASE_URL is not set", errUsage)
+	}
+	w, err := newBenchWorker(ctx, env, o, url, *ns, label)
+	if err != nil {
+		return err
+	}
+	defer w.pool.Close()
+	return w.serve(ctx, os.Stdin)
+}
+
+// benchWorker is the runner of one bench-worker process.
+type benchWorker struct {
+	env       *environment
+	pool      *pgxpool.Pool
+	tracer    *stmtTracer
+	r         *runner.Runner
+	completed atomic.Int64
+	failed    atomic.Int64
+	lastDone  atomic.Int64
+	outMu     sync.Mutex
+}
+
+func newBenchWorker(ctx context.Context, env *environment, o benchOptions, url, ns, label string) (*benchWorker, error) {
+	w := &benchWorker{env: env, tracer: &stmtTracer{stats: map[string]*stmtCount{}}}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parsing DATABASE_URL %s: %w", store.RedactURL(url), err)
+	}
+	cfg.MaxConns, cfg.MinConns = int32(o.poolSize), int32(o.poolSize)
+	cfg.ConnConfig.RuntimeParams["application_name"] = "tasker-runner-bench-worker"
+	cfg.ConnConfig.Tracer = w.tracer
+	if w.pool, err = pgxpool.NewWithConfig(ctx, cfg); err == nil {
+		err = w.pool.Ping(ctx)
+	}
+	if err != nil {
+		if w.pool != nil {
+			w.pool.Close()
+		}
+		return nil, fmt.Errorf("connecting to %s: %w", store.RedactURL(url), err)
+	}
+	funcs := &callout.Funcs{}
+	funcs.Register(noopCallable, noopHandler)
+	w.r, err = runner.New(w.pool, runnerConfigWith(env, o, &scenarioDB{namespace: ns}, label, funcs, w.onEvent))
+	if err != nil {
+		w.pool.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *benchWorker) onEvent(ev runner.Event) {
+	if ev.TaskState == "" {
+		if ev.State == store.StateError {
+			w.failed.Add(1)
+		}
+		return
+	}
+	if ev.TaskState != "complete" {
+		w.failed.Add(1)
+	}
+	w.lastDone.Store(time.Now().UnixNano())
+	w.completed.Add(1)
+}
+
+// serve follows the protocol above on stdin and stdout.
+func (w *benchWorker) serve(ctx context.Context, stdin io.Reader) error {
+	if err := w.send(workerMsg{Ready: true}); err != nil {
+		return err
+	}
+	in := bufio.NewReader(stdin)
+	line, err := in.ReadString('\n')
+	if err != nil || line != "start\n" {
+		return nil // told to stop before starting: nothing to report
+	}
+	// The end of stdin is the signal to stop. The goroutine reading it ends
+	// with it; should the bench be gone, so is the pipe's other end.
+	eof := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, in)
+		close(eof)
+	}()
+
+	cpu0 := processCPU()
+	hwmReset := resetPeakRSS()
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRun()
+	if err := w.r.Start(runCtx); err != nil {
+		return err
+	}
+	w.reportUntil(ctx, eof)
+	stopErr := stopRunner(ctx, w.r)
+	cancelRun()
+	w.r.Wait()
+
+	rep := w.report()
+	rep.CPUSeconds = (processCPU() - cpu0).Seconds()
+	if hwmReset {
+		rep.PeakRSSMB = procStatusMB("VmHWM")
+	}
+	return errors.Join(stopErr, w.send(workerMsg{Completed: rep.Completed, Result: &rep}))
+}
+
+// reportUntil writes the completed count whenever it changed, until stdin
+// ends or ctx is done.
+func (w *benchWorker) reportUntil(ctx context.Context, eof <-chan struct{}) {
+	t := time.NewTicker(benchWorkerProgressEvery)
+	defer t.Stop()
+	var sent int64
+	for {
+		select {
+		case <-eof:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n := w.completed.Load(); n != sent {
+			if w.send(workerMsg{Completed: n}) != nil {
+				return // the bench is gone
+			}
+			sent = n
+		}
+	}
+}
+
+func (w *benchWorker) report() workerReport {
+	st := w.r.Stats()
+	rep := workerReport{
+		Completed: w.completed.Load(), Failed: w.failed.Load(), LastDoneUnixNano: w.lastDone.Load(),
+		Claimed: st.Claimed, ClaimQueries: st.ClaimQueries, Flushes: st.Flushes,
+	}
+	rep.EmptyClaims, rep.EmptyClaimsKnown = w.tracer.emptyClaims(st)
+	return rep
+}
+
+func (w *benchWorker) send(m workerMsg) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
+	_, err = w.env.stdout.Write(append(b, '\n'))
+	return err
+}
+
+// stmtTracer counts, per SQL text, the statements the pool ran and the
+// rows each returned (its command tag). The runner counts its claims
+// (Stats.ClaimQueries) but not those that came back empty; rather than
+// change the claim loop, which is being rewritten, the worker recognises
+// the claim statement in this count: the one run exactly ClaimQueries
+// times that returned exactly Claimed rows in all (one per step claimed).
+type stmtTracer struct {
+	mu    sync.Mutex
+	stats map[string]*stmtCount
+}
+
+type stmtCount struct{ calls, rows, empty int64 }
+
+type tracedSQLKey struct{}
+
+func (t *stmtTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	return context.WithValue(ctx, tracedSQLKey{}, d.SQL)
+}
+
+func (t *stmtTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryEndData) {
+	sql, _ := ctx.Value(tracedSQLKey{}).(string)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.stats[sql]
+	if c == nil {
+		c = &stmtCount{}
+		t.stats[sql] = c
+	}
+	c.calls++
+	if d.Err == nil {
+		n := d.CommandTag.RowsAffected()
+		c.rows += n
+		if n == 0 {
+			c.empty++
+		}
+	}
+}
+
+// emptyClaims returns how many claims returned no step, and whether the
+// claim statement was recognised (one statement, and one only, matches).
+func (t *stmtTracer) emptyClaims(st runner.Stats) (int64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var match *stmtCount
+	for _, c := range t.stats {
+		if c.calls == st.ClaimQueries && c.rows == st.Claimed && st.ClaimQueries > 0 {
+			if match != nil {
+				return 0, false
+			}
+			match = c
+		}
+	}
+	if match == nil {
+		return 0, false
+	}
+	return match.empty, true
+}
