@@ -56,6 +56,9 @@ func (r *Runner) claimLoop(ctx context.Context) {
 				continue
 			}
 			errDelay = 50 * time.Millisecond
+			if len(steps) == 0 {
+				r.stats.emptyClaims.Add(1)
+			}
 			r.mu.Lock()
 			r.more = len(steps) == free
 			r.mu.Unlock()

@@ -12,6 +12,9 @@ type Stats struct {
 	Released     int64 // leases given back unrun
 	Stale        int64 // outcomes refused by the fence (lease lost)
 	ClaimQueries int64
+	// EmptyClaims counts the claim queries that returned no step (another
+	// runner took them first, or nothing was ready).
+	EmptyClaims int64
 	// ClaimedWithCompletions counts the steps claimed by outcome writes
 	// (claims riding on completions) rather than by claim queries.
 	ClaimedWithCompletions int64
@@ -28,7 +31,7 @@ type Stats struct {
 type stats struct {
 	claimed, rescued, completed, retried, failed, released, stale atomic.Int64
 	claimQueries, flushes, listenerReconnects                     atomic.Int64
-	claimedWithCompletions                                        atomic.Int64
+	claimedWithCompletions, emptyClaims                           atomic.Int64
 }
 
 // Stats returns a snapshot of the runner's counters.
@@ -46,6 +49,7 @@ func (r *Runner) Stats() Stats {
 		Stale:                  r.stats.stale.Load(),
 		ClaimQueries:           r.stats.claimQueries.Load(),
 		ClaimedWithCompletions: r.stats.claimedWithCompletions.Load(),
+		EmptyClaims:            r.stats.emptyClaims.Load(),
 		Flushes:                r.stats.flushes.Load(),
 		ListenerReconnects:     r.stats.listenerReconnects.Load(),
 		InFlight:               inflight,

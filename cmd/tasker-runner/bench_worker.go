@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-runner/tasker-runner/callout"
@@ -47,8 +46,8 @@ type workerReport struct {
 	LastDoneUnixNano int64 `json:"last_done_unix_nano"`
 	Claimed          int64 `json:"claimed"`
 	ClaimQueries     int64 `json:"claim_queries"`
-	// EmptyClaims counts the claims that returned no step; it is known
-	// when the claim statement was recognised (see stmtTracer).
+	// EmptyClaims counts the claim queries that returned no step
+	// (runner.Stats.EmptyClaims); always known now.
 	EmptyClaims      int64   `json:"empty_claims"`
 	EmptyClaimsKnown bool    `json:"empty_claims_known"`
 	Flushes          int64   `json:"flushes"`
@@ -91,7 +90,6 @@ func runBenchWorker(ctx context.Context, env *environment, args []string) error 
 type benchWorker struct {
 	env       *environment
 	pool      *pgxpool.Pool
-	tracer    *stmtTracer
 	r         *runner.Runner
 	completed atomic.Int64
 	failed    atomic.Int64
@@ -100,14 +98,13 @@ type benchWorker struct {
 }
 
 func newBenchWorker(ctx context.Context, env *environment, o benchOptions, url, ns, label string) (*benchWorker, error) {
-	w := &benchWorker{env: env, tracer: &stmtTracer{stats: map[string]*stmtCount{}}}
+	w := &benchWorker{env: env}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parsing DATABASE_URL %s: %w", store.RedactURL(url), err)
 	}
 	cfg.MaxConns, cfg.MinConns = int32(o.poolSize), int32(o.poolSize)
 	cfg.ConnConfig.RuntimeParams["application_name"] = "tasker-runner-bench-worker"
-	cfg.ConnConfig.Tracer = w.tracer
 	if w.pool, err = pgxpool.NewWithConfig(ctx, cfg); err == nil {
 		err = w.pool.Ping(ctx)
 	}
@@ -208,7 +205,7 @@ func (w *benchWorker) report() workerReport {
 		Completed: w.completed.Load(), Failed: w.failed.Load(), LastDoneUnixNano: w.lastDone.Load(),
 		Claimed: st.Claimed, ClaimQueries: st.ClaimQueries, Flushes: st.Flushes,
 	}
-	rep.EmptyClaims, rep.EmptyClaimsKnown = w.tracer.emptyClaims(st)
+	rep.EmptyClaims, rep.EmptyClaimsKnown = st.EmptyClaims, true
 	return rep
 }
 
@@ -221,62 +218,4 @@ func (w *benchWorker) send(m workerMsg) error {
 	defer w.outMu.Unlock()
 	_, err = w.env.stdout.Write(append(b, '\n'))
 	return err
-}
-
-// stmtTracer counts, per SQL text, the statements the pool ran and the
-// rows each returned (its command tag). The runner counts its claims
-// (Stats.ClaimQueries) but not those that came back empty; rather than
-// change the claim loop, which is being rewritten, the worker recognises
-// the claim statement in this count: the one run exactly ClaimQueries
-// times that returned exactly Claimed rows in all (one per step claimed).
-type stmtTracer struct {
-	mu    sync.Mutex
-	stats map[string]*stmtCount
-}
-
-type stmtCount struct{ calls, rows, empty int64 }
-
-type tracedSQLKey struct{}
-
-func (t *stmtTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	return context.WithValue(ctx, tracedSQLKey{}, d.SQL)
-}
-
-func (t *stmtTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryEndData) {
-	sql, _ := ctx.Value(tracedSQLKey{}).(string)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	c := t.stats[sql]
-	if c == nil {
-		c = &stmtCount{}
-		t.stats[sql] = c
-	}
-	c.calls++
-	if d.Err == nil {
-		n := d.CommandTag.RowsAffected()
-		c.rows += n
-		if n == 0 {
-			c.empty++
-		}
-	}
-}
-
-// emptyClaims returns how many claims returned no step, and whether the
-// claim statement was recognised (one statement, and one only, matches).
-func (t *stmtTracer) emptyClaims(st runner.Stats) (int64, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var match *stmtCount
-	for _, c := range t.stats {
-		if c.calls == st.ClaimQueries && c.rows == st.Claimed && st.ClaimQueries > 0 {
-			if match != nil {
-				return 0, false
-			}
-			match = c
-		}
-	}
-	if match == nil {
-		return 0, false
-	}
-	return match.empty, true
 }
