@@ -54,6 +54,10 @@ ALTER TABLE tasker.steps DROP COLUMN ancestors;
 -- of the claim's plan (it made the claim look expensive enough for JIT).
 CREATE FUNCTION tasker.dependency_results(step uuid) RETURNS jsonb
     LANGUAGE plpgsql STABLE COST 10
+    -- One index probe per edge walked: a hash join would read all of
+    -- step_edges once per level (a 1,000-step chain's last step took
+    -- ~100 ms, and more as the table grows).
+    SET enable_hashjoin = off SET enable_mergejoin = off
 AS $$
 BEGIN
     RETURN (
