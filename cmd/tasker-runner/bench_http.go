@@ -35,8 +35,6 @@ const (
 
 // Targets of the README's performance section.
 const (
-	targetHTTPStepsPerSec        = 5_000
-	targetHTTPBatchedStepsPerSec = 12_000
 )
 
 // noopService is the no-op handler service: it decodes each request body
@@ -375,17 +373,40 @@ func httpMainFigure(h httpResult) float64 {
 	return 0
 }
 
+// httpToBacklogFigures holds the HTTP work-downs to the in-process backlog
+// of the same run: batched calls should cost the runner next to nothing
+// over in-process ones, and unbatched ones are bound by the handler
+// service and PostgreSQL sharing the machine, 1 / (1/raw + 1/backlog).
+func httpToBacklogFigures(h *httpResult, backlog float64) []figure {
+	if backlog <= 0 {
+		return nil
+	}
+	var fs []figure
+	if b := h.Batched; b != nil {
+		v := b.StepsPerSec / backlog
+		fs = append(fs, figure{Name: "HTTP batched / backlog", Value: v, Unit: "ratio",
+			Target: fmt.Sprintf(">= %gx", targetHTTPBatchedToBacklog), Met: atLeast(v, targetHTTPBatchedToBacklog),
+			How: "HTTP batched work-down steps/s ÷ the in-process backlog work-down steps/s of the same run"})
+	}
+	if u, r := h.Unbatched, h.Raw; u != nil && r != nil && r.ReqPerSec > 0 {
+		limit := 1 / (1/r.ReqPerSec + 1/backlog)
+		v := u.StepsPerSec / limit
+		fs = append(fs, figure{Name: "HTTP unbatched / combined limit", Value: v, Unit: "ratio",
+			Target: fmt.Sprintf(">= %gx", targetHTTPUnbatchedToLimit), Met: atLeast(v, targetHTTPUnbatchedToLimit),
+			How: fmt.Sprintf("HTTP unbatched work-down steps/s ÷ 1 / (1/raw + 1/backlog) = %.0f steps/s, the rate when every step costs one raw request and one in-process step on the same machine", limit)})
+	}
+	return fs
+}
+
 func httpFigures(h *httpResult, concurrency int) []figure {
 	var fs []figure
 	inProc := "; the handler service is in this process"
 	if u := h.Unbatched; u != nil {
 		fs = append(fs, figure{Name: "HTTP callout work-down, unbatched", Value: u.StepsPerSec, Unit: "steps/s",
-			Target: fmt.Sprintf(">= %d", targetHTTPStepsPerSec), Met: atLeast(u.StepsPerSec, targetHTTPStepsPerSec),
 			How: fmt.Sprintf("%d single-step tasks whose callable matches an HTTP endpoint (a no-op handler service on loopback) inserted first, then %s, then one runner (max_concurrent_steps %d); steps / (runner start -> last task-complete event)%s", u.Steps, backlogVacuum, concurrency, inProc)})
 	}
 	if b := h.Batched; b != nil {
 		fs = append(fs, figure{Name: fmt.Sprintf("HTTP callout work-down, batch_max %d", h.BatchMax), Value: b.StepsPerSec, Unit: "steps/s",
-			Target: fmt.Sprintf(">= %d", targetHTTPBatchedStepsPerSec), Met: atLeast(b.StepsPerSec, targetHTTPBatchedStepsPerSec),
 			How: fmt.Sprintf("as unbatched, the endpoint with batch_max %d and batch_window %gms: %d requests, %.1f steps each", h.BatchMax, h.BatchWindowMs, b.HandlerRequests, b.MeanBatchSize)})
 	}
 	if r := h.Raw; r != nil {

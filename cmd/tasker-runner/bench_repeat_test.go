@@ -191,7 +191,14 @@ func TestBenchReportHonesty(t *testing.T) {
 			t.Errorf("a batch line of the table carries an ok/MISSED flag: %q", line)
 		}
 	}
-	if !strings.Contains(out.String(), "backlog work-down") || !strings.Contains(out.String(), "MISSED") {
-		t.Errorf("the table lost the backlog's own target (1,000 steps/s is below it):\n%s", out.String())
+	// The backlog's target is its ratio to River in the same run, not an
+	// absolute rate: its own line carries no flag.
+	for line := range strings.Lines(out.String()) {
+		if strings.HasPrefix(line, "backlog work-down ") && (strings.Contains(line, "MISSED") || strings.HasSuffix(strings.TrimSpace(line), " ok")) {
+			t.Errorf("the backlog's line carries an absolute target: %q", line)
+		}
+	}
+	if !strings.Contains(out.String(), "backlog work-down") {
+		t.Errorf("the table lost the backlog:\n%s", out.String())
 	}
 }
