@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 // Limits on templates accepted by [Parse].
 const (
-	// MaxTemplateBytes is the largest template document Parse accepts.
-	MaxTemplateBytes = 1 << 20
+	// MaxTemplateBytes is the largest template document Parse accepts
+	// ([contracts.MaxTemplateBytes]).
+	MaxTemplateBytes = contracts.MaxTemplateBytes
 	// MaxSteps is the largest number of steps a template may declare.
 	MaxSteps = 1000
 	// MaxEdges is the most dependencies a template may declare in all
