@@ -73,11 +73,18 @@ func (r cliResult) String() string {
 // to stderr, as in main.
 func runCLI(t *testing.T, vars map[string]string, args ...string) cliResult {
 	t.Helper()
+	return runCLIInput(t, vars, "", args...)
+}
+
+// runCLIInput is runCLI with stdin as the standard input.
+func runCLIInput(t *testing.T, vars map[string]string, stdin string, args ...string) cliResult {
+	t.Helper()
 	if vars == nil {
 		vars = map[string]string{}
 	}
 	var stdout, stderr lockedBuffer
 	env := &environment{
+		stdin:  strings.NewReader(stdin),
 		stdout: &stdout,
 		stderr: &stderr,
 		lookup: envconfig.MapLookuper(vars),
