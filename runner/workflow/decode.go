@@ -631,7 +631,9 @@ func (d *decoder) template(root *yaml.Node) *Template {
 			t.Metadata = d.raw(v, p)
 		case "task_handler":
 			t.TaskHandler = d.raw(v, p)
-			d.warn(p, warnTaskHandler)
+			if !emptyJSON(t.TaskHandler) {
+				d.warn(p, warnTaskHandler)
+			}
 		case "system_dependencies":
 			t.SystemDependencies = d.raw(v, p)
 		case "domain_events":
@@ -647,7 +649,9 @@ func (d *decoder) template(root *yaml.Node) *Template {
 				d.warn(p, warnEnvironments)
 			}
 		case "loaded_from": // any value: Tasker does not read it
-			d.warn(p, warnLoadedFrom)
+			if !isNull(d.deref(v)) {
+				d.warn(p, warnLoadedFrom)
+			}
 		}
 	})
 	if !ok {
@@ -724,7 +728,9 @@ func (d *decoder) step(n *yaml.Node, path string) Step {
 			s.ResultSchema = d.raw(v, p)
 		case "lifecycle":
 			s.Lifecycle = d.raw(v, p)
-			d.warn(p, warnStepLifecycle)
+			if !emptyJSON(s.Lifecycle) {
+				d.warn(p, warnStepLifecycle)
+			}
 		case "composition":
 			if !isNull(d.deref(v)) {
 				d.add(p, nil, "%s", errComposition)
@@ -807,7 +813,9 @@ func (d *decoder) retry(n *yaml.Node, path string) Retry {
 		case "max_backoff_ms":
 			r.MaxBackoffMs = d.positive(v, p)
 		case "initial_delay", "max_delay": // any value: Tasker does not read them
-			d.warn(p, warnRetryDelay)
+			if !isNull(d.deref(v)) {
+				d.warn(p, warnRetryDelay)
+			}
 		}
 	})
 	notRetryable := r.Retryable != nil && !*r.Retryable

@@ -381,6 +381,27 @@ steps:
 	mustParse(t, []byte(header+"steps:\n  - {name: a, handler: {callable: c}, composition: null}\n"))
 }
 
+// Keys without effect that are null or empty get no warning: Tasker's
+// serializer writes them so.
+func TestNoWarningsForEmptyKeys(t *testing.T) {
+	tpl := mustParse(t, []byte(header+`loaded_from: null
+task_handler: {}
+lifecycle: {}
+environments: {}
+domain_events: []
+steps:
+  - name: a
+    handler: {callable: c, resolver: null}
+    lifecycle: null
+    publishes_events: []
+    composition: null
+    retry: {initial_delay: null, max_delay: ~}
+`))
+	if w := tpl.Warnings(); len(w) != 0 {
+		t.Errorf("warnings: %v", w)
+	}
+}
+
 // An invalid template's warnings come with its problems.
 func TestWarningsOfInvalidTemplate(t *testing.T) {
 	_, err := Parse([]byte(header + "loaded_from: x\nsteps:\n  - {name: a, handler: {}}\n"))
