@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tasker-runner/tasker-runner/openapi"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
@@ -230,5 +231,68 @@ func TestTemplateSpecMediaTypes(t *testing.T) {
 		if content["application/yaml"].Schema["type"] != "string" {
 			t.Errorf("POST %s: YAML schema %v", path, content["application/yaml"].Schema)
 		}
+	}
+}
+
+// An operation may run longer than huma's body read timeout (5 s) without
+// being cancelled: here registering a template waits for a lock held past
+// that deadline, as it may on a busy database.
+func TestSlowRegistrationIsNotCancelled(t *testing.T) {
+	t.Parallel()
+	e := newAPIEnv(t, envOptions{})
+	op := openapi.New(openapi.Config{}).API().OpenAPI().Paths["/v1/templates"].Post
+	if op.BodyReadTimeout <= 0 {
+		t.Fatalf("registerTemplate's body read timeout is %v", op.BodyReadTimeout)
+	}
+	ctx := t.Context()
+	tx, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "LOCK TABLE tasker.templates IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		status int
+		body   string
+		err    error
+	}
+	done := make(chan answer, 1)
+	sent := time.Now()
+	go func() {
+		res, err := e.srv.Client().Post(e.srv.URL+"/v1/templates", "application/yaml", strings.NewReader(orderTemplate))
+		if err != nil {
+			done <- answer{err: err}
+			return
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		done <- answer{res.StatusCode, string(b), err}
+	}()
+	// The registration waits for the lock...
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for waiting := 0; waiting == 0; {
+		select {
+		case a := <-done:
+			t.Fatalf("answered while the table is locked: %+v", a)
+		case <-tick.C:
+		}
+		if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// ... until well past the deadline huma set when it read the body.
+	select {
+	case a := <-done:
+		t.Fatalf("answered while the table is locked: %+v", a)
+	case <-time.After(time.Until(sent.Add(op.BodyReadTimeout + time.Second))):
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a := <-done; a.err != nil || a.status != http.StatusCreated {
+		t.Fatalf("registration = %+v, want 201", a)
 	}
 }
