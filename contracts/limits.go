@@ -42,6 +42,11 @@ const (
 	// MaxTags is the most tags a task may carry, each at most MaxTagLen.
 	MaxTags   = 64
 	MaxTagLen = 255
+	// MaxTemplateBytes is the largest task template document, YAML or
+	// JSON, however it arrives: parsed by runner/workflow, sent to the
+	// management API as the body itself or inside a JSON string, or read
+	// by the CLI from a file.
+	MaxTemplateBytes = 1 << 20
 
 	// MinInt32 and MaxInt32 bound every value stored in an integer
 	// column: task priority, timeouts, limits and breaker settings.

@@ -174,7 +174,7 @@ func (m *mirrorService) RegisterTemplate(ctx context.Context, req *connect.Reque
 	if err != nil {
 		return nil, connectError(err, "")
 	}
-	return respond[adminv1.RegisterTemplateResponse](m.s, ctx, map[string]any{"template": out.Body, "created": out.Status == 201})
+	return respond[adminv1.RegisterTemplateResponse](m.s, ctx, map[string]any{"template": out.Body.Template, "created": out.Status == 201, "warnings": out.Body.Warnings})
 }
 
 func (m *mirrorService) ValidateTemplate(ctx context.Context, req *connect.Request[adminv1.ValidateTemplateRequest]) (*connect.Response[adminv1.ValidateTemplateResponse], error) {

@@ -157,7 +157,7 @@ func TestMirrorGRPC(t *testing.T) {
 	if err := conn.Invoke(ctx, "/tasker.admin.v1.AdminService/RegisterTemplate", &adminv1.RegisterTemplateRequest{Template: orderTemplate}, reg); err != nil {
 		t.Fatal(err)
 	}
-	if !reg.GetCreated() || reg.GetTemplate().GetName() != "order" || reg.GetTemplate().GetSteps() != 3 ||
+	if !reg.GetCreated() || reg.GetTemplate().GetName() != "order" || reg.GetTemplate().GetSteps() != 3 || len(reg.GetWarnings()) != 0 ||
 		reg.GetTemplate().GetDefinition().GetFields()["namespace_name"].GetStringValue() != "shop" {
 		t.Errorf("RegisterTemplate: %v", reg)
 	}
@@ -250,6 +250,15 @@ func TestMirrorGRPC(t *testing.T) {
 	}
 	if v, err := client.ValidateTemplate(ctx, connect.NewRequest(&adminv1.ValidateTemplateRequest{Template: brokenTemplate})); err != nil || v.Msg.GetValid() || len(v.Msg.GetProblems()) == 0 {
 		t.Errorf("ValidateTemplate: %v %v", v, err)
+	}
+	// Warnings, as over REST.
+	if v, err := client.ValidateTemplate(ctx, connect.NewRequest(&adminv1.ValidateTemplateRequest{Template: taskerTemplate})); err != nil || !v.Msg.GetValid() ||
+		len(v.Msg.GetWarnings()) != 2 || v.Msg.GetWarnings()[0].GetPath() != "loaded_from" || v.Msg.GetWarnings()[0].GetLine() != 4 {
+		t.Errorf("ValidateTemplate with warnings: %v %v", v, err)
+	}
+	if r, err := client.RegisterTemplate(ctx, connect.NewRequest(&adminv1.RegisterTemplateRequest{Template: taskerTemplate})); err != nil || !r.Msg.GetCreated() ||
+		len(r.Msg.GetWarnings()) != 2 || r.Msg.GetWarnings()[1].GetPath() != "steps[1].retry.initial_delay" {
+		t.Errorf("RegisterTemplate with warnings: %v %v", r, err)
 	}
 	if d, err := client.ListDeadLetters(ctx, connect.NewRequest(&adminv1.ListDeadLettersRequest{})); err != nil || len(d.Msg.GetItems()) != 0 {
 		t.Errorf("ListDeadLetters: %v %v", d, err)

@@ -1,17 +1,23 @@
 package openapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
+	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
@@ -40,6 +46,13 @@ type Template struct {
 	Definition json.RawMessage `json:"definition" doc:"the validated template as JSON (defaults filled in)"`
 }
 
+// TemplateRegistration is the answer of registerTemplate: the stored
+// template and what its document has that has no effect.
+type TemplateRegistration struct {
+	Template
+	Warnings []TemplateProblem `json:"warnings" nullable:"false" doc:"keys of the document that load but have no effect, each with the reason: keys Tasker ignores too (loaded_from, retry.initial_delay) and keys Tasker acts on that tasker-runner does not (environments, publishes_events)"`
+}
+
 // TemplateList is a page of templates.
 type TemplateList struct {
 	Items      []TemplateSummary `json:"items" nullable:"false"`
@@ -57,6 +70,7 @@ type TemplateProblem struct {
 type TemplateValidation struct {
 	Valid      bool              `json:"valid"`
 	Problems   []TemplateProblem `json:"problems" nullable:"false" doc:"every problem found, with its path"`
+	Warnings   []TemplateProblem `json:"warnings" nullable:"false" doc:"keys that load but have no effect, with the reason (see registerTemplate); given for an invalid template too"`
 	Namespace  string            `json:"namespace,omitempty"`
 	Name       string            `json:"name,omitempty"`
 	Version    string            `json:"version,omitempty"`
@@ -71,6 +85,11 @@ type templateBodyInput struct {
 type templateOutput struct {
 	Status int
 	Body   Template
+}
+
+type registerTemplateOutput struct {
+	Status int
+	Body   TemplateRegistration
 }
 
 type getTemplateInput struct {
@@ -142,25 +161,148 @@ func (s *Server) registerTemplates() {
 		Summary:     "Register a template",
 		Description: "Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical " +
 			"version was already registered. Versions are immutable: a different definition under a registered version is " +
-			"refused with 409. An invalid template answers 422 listing every problem at body.template.<path>.",
+			"refused with 409. An invalid template answers 422 listing every problem at body.template.<path> (body.<path> " +
+			"when the body is the template itself). " + templateBodyDoc,
 		Tags:          tags,
 		DefaultStatus: http.StatusCreated,
 		MaxBodyBytes:  bodyLimit,
+		RequestBody:   templateRequestBody(),
+		Middlewares:   huma.Middlewares{s.templateDocumentBody},
 		Responses: map[string]*huma.Response{
-			"200": {Description: "Already registered", Content: map[string]*huma.MediaType{"application/json": {Schema: s.api.OpenAPI().Components.Schemas.Schema(reflect.TypeFor[Template](), true, "")}}},
+			"200": {Description: "Already registered", Content: map[string]*huma.MediaType{"application/json": {Schema: s.api.OpenAPI().Components.Schemas.Schema(reflect.TypeFor[TemplateRegistration](), true, "")}}},
 		},
-		Errors: []int{http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
+		Errors: []int{http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
 	}, s.registerTemplate)
 	huma.Register(s.api, huma.Operation{
-		OperationID:  "validateTemplate",
-		Method:       http.MethodPost,
-		Path:         "/v1/templates/validate",
-		Summary:      "Validate a template (dry run)",
-		Description:  "Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid.",
+		OperationID: "validateTemplate",
+		Method:      http.MethodPost,
+		Path:        "/v1/templates/validate",
+		Summary:     "Validate a template (dry run)",
+		Description: "Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid. " +
+			templateBodyDoc,
 		Tags:         tags,
 		MaxBodyBytes: bodyLimit,
-		Errors:       []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity},
+		RequestBody:  templateRequestBody(),
+		Middlewares:  huma.Middlewares{s.templateDocumentBody},
+		Errors:       []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity},
 	}, s.validateTemplate)
+}
+
+// templateBodyDoc describes the two ways to send a template.
+var templateBodyDoc = fmt.Sprintf("The body is either a JSON object whose template field holds the document as text, "+
+	"or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, "+
+	"of at most %d bytes (413 beyond).", workflow.MaxTemplateBytes)
+
+// templateMediaTypes are the content types in which registerTemplate and
+// validateTemplate take the template document itself as the body.
+var templateMediaTypes = []string{"application/yaml", "application/x-yaml", "text/yaml"}
+
+// templateRequestBody documents the YAML bodies; huma adds the JSON one
+// from the input type.
+func templateRequestBody() *huma.RequestBody {
+	rb := &huma.RequestBody{Content: map[string]*huma.MediaType{}}
+	for _, ct := range templateMediaTypes {
+		rb.Content[ct] = &huma.MediaType{Schema: &huma.Schema{
+			Type:        "string",
+			Description: fmt.Sprintf("the task template in Tasker's format, YAML or JSON, as it is written in its file (at most %d bytes)", workflow.MaxTemplateBytes),
+			MinLength:   ptr(1),
+			Examples:    []any{"name: order_fulfillment\nnamespace_name: shop\nversion: 1.0.0\nsteps:\n  - name: charge\n    handler: {callable: payments.charge}\n"},
+		}}
+	}
+	return rb
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// templateDocumentKey marks, in a request's context, a template operation
+// whose body was the template document itself (problems are then located
+// at body.<path>, not body.template.<path>).
+type templateDocumentKey struct{}
+
+// templateDocumentBody is the middleware of registerTemplate and
+// validateTemplate that takes the template document itself as the body
+// (Content-Type application/yaml, application/x-yaml or text/yaml): it
+// wraps the document into the JSON body the operation declares,
+// {"template": "<document>"}, and marks the request so that problems name
+// body.<path>. The document is limited to workflow.MaxTemplateBytes (413)
+// and must be UTF-8 text (422); a charset other than UTF-8 answers 415.
+func (s *Server) templateDocumentBody(ctx huma.Context, next func(huma.Context)) {
+	mt, params, err := mime.ParseMediaType(ctx.Header("Content-Type"))
+	if err != nil || !slices.Contains(templateMediaTypes, mt) {
+		next(ctx)
+		return
+	}
+	fail := func(status int, detail string, errs ...error) {
+		_ = huma.WriteErr(s.api, ctx, status, detail, errs...)
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		fail(http.StatusUnsupportedMediaType, fmt.Sprintf("charset %q is not supported: templates are UTF-8", cs))
+		return
+	}
+	r, _ := humago.Unwrap(ctx)
+	tooLarge := func() {
+		fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("the template is larger than %d bytes", workflow.MaxTemplateBytes),
+			fieldError("body", fmt.Sprintf("a template document is at most %d bytes", workflow.MaxTemplateBytes)))
+	}
+	if r.ContentLength > workflow.MaxTemplateBytes {
+		tooLarge()
+		return
+	}
+	doc, err := io.ReadAll(io.LimitReader(r.Body, workflow.MaxTemplateBytes+1))
+	switch {
+	case err != nil:
+		fail(http.StatusBadRequest, "cannot read the request body: "+err.Error())
+		return
+	case len(doc) > workflow.MaxTemplateBytes:
+		tooLarge()
+		return
+	}
+	if len(bytes.TrimSpace(doc)) == 0 {
+		fail(http.StatusUnprocessableEntity, "the template is not valid: 1 problem(s)", fieldError("body", "empty document: the body is the template"))
+		return
+	}
+	if msg := contracts.TextProblem(string(doc)); msg != "" {
+		fail(http.StatusUnprocessableEntity, "the template is not text", fieldError("body", msg))
+		return
+	}
+	// YAML allows no control character but tab, line feed and carriage
+	// return (nor does JSON, raw): refusing them here also bounds the JSON
+	// wrapping below to twice the document.
+	if i := bytes.IndexFunc(doc, func(r rune) bool { return r < 0x20 && r != '\t' && r != '\n' && r != '\r' }); i >= 0 {
+		line := bytes.Count(doc[:i], []byte("\n")) + 1
+		fail(http.StatusUnprocessableEntity, "the template is not valid: 1 problem(s)",
+			fieldError("body", fmt.Sprintf("control character %U is not allowed in a template (line %d)", doc[i], line)))
+		return
+	}
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(TemplateDocument{Template: string(doc)}); err != nil {
+		fail(http.StatusInternalServerError, "internal error")
+		return
+	}
+	r.Body = io.NopCloser(&body)
+	r.ContentLength = int64(body.Len())
+	r.Header.Set("Content-Type", "application/json")
+	next(huma.WithValue(ctx, templateDocumentKey{}, true))
+}
+
+// templateLocation is where problems of the template of a request are:
+// body.template, or body when the body was the document itself.
+func templateLocation(ctx context.Context) string {
+	if ctx.Value(templateDocumentKey{}) != nil {
+		return "body"
+	}
+	return "body.template"
+}
+
+// templateProblems converts workflow problems; never nil.
+func templateProblems(ps []workflow.Problem) []TemplateProblem {
+	out := make([]TemplateProblem, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, TemplateProblem{Path: p.Path, Message: p.Message, Line: p.Line})
+	}
+	return out
 }
 
 func templateSummary(t store.TemplateSummary) TemplateSummary {
@@ -234,29 +376,30 @@ func (s *Server) deleteTemplate(ctx context.Context, in *deleteTemplateInput) (*
 	return nil, s.fail(ctx, err)
 }
 
-// templateError turns a template parse error into a problem.
-func templateError(err error) error {
+// templateError turns a template parse error into a problem, located
+// under loc (body.template, or body).
+func templateError(err error, loc string) error {
 	var ve *workflow.ValidationError
 	switch {
 	case errors.As(err, &ve):
-		return invalid(fmt.Sprintf("the template is not valid: %d problem(s)", len(ve.Problems)), problemsAt("body.template", ve.Problems)...)
+		return invalid(fmt.Sprintf("the template is not valid: %d problem(s)", len(ve.Problems)), problemsAt(loc, ve.Problems)...)
 	case errors.As(err, new(*workflow.DefinitionTooLargeError)):
 		return invalid(fmt.Sprintf("the template is too large to store: its definition is limited to %d bytes", workflow.MaxDefinitionBytes),
-			fieldError("body.template", strings.TrimPrefix(err.Error(), "workflow: ")+"; use fewer or shorter steps"))
+			fieldError(loc, strings.TrimPrefix(err.Error(), "workflow: ")+"; use fewer or shorter steps"))
 	case errors.Is(err, workflow.ErrTemplateTooLarge):
 		return problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the template is larger than %d bytes", workflow.MaxTemplateBytes),
-			fieldError("body.template", err.Error()))
+			fieldError(loc, err.Error()))
 	}
 	return nil
 }
 
-func (s *Server) registerTemplate(ctx context.Context, in *templateBodyInput) (*templateOutput, error) {
+func (s *Server) registerTemplate(ctx context.Context, in *templateBodyInput) (*registerTemplateOutput, error) {
 	if s.cfg.Client == nil {
 		return nil, errNoDatabase
 	}
 	info, err := s.cfg.Client.RegisterTemplate(ctx, []byte(in.Body.Template))
 	if err != nil {
-		if p := templateError(err); p != nil {
+		if p := templateError(err, templateLocation(ctx)); p != nil {
 			return nil, p
 		}
 		return nil, s.fail(ctx, err)
@@ -265,7 +408,7 @@ func (s *Server) registerTemplate(ctx context.Context, in *templateBodyInput) (*
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	out := &templateOutput{Status: http.StatusOK, Body: templateFromRow(row)}
+	out := &registerTemplateOutput{Status: http.StatusOK, Body: TemplateRegistration{Template: templateFromRow(row), Warnings: templateProblems(info.Warnings)}}
 	if info.Created {
 		out.Status = http.StatusCreated
 	}
@@ -273,22 +416,22 @@ func (s *Server) registerTemplate(ctx context.Context, in *templateBodyInput) (*
 }
 
 func (s *Server) validateTemplate(ctx context.Context, in *templateBodyInput) (*validateTemplateOutput, error) {
-	out := &validateTemplateOutput{Body: TemplateValidation{Problems: []TemplateProblem{}}}
+	out := &validateTemplateOutput{Body: TemplateValidation{Problems: []TemplateProblem{}, Warnings: []TemplateProblem{}}}
 	tpl, err := workflow.Parse([]byte(in.Body.Template))
 	if err != nil {
 		var ve *workflow.ValidationError
 		if !errors.As(err, &ve) {
-			if p := templateError(err); p != nil {
+			if p := templateError(err, templateLocation(ctx)); p != nil {
 				return nil, p
 			}
 			return nil, s.fail(ctx, err)
 		}
-		for _, p := range ve.Problems {
-			out.Body.Problems = append(out.Body.Problems, TemplateProblem{Path: p.Path, Message: p.Message, Line: p.Line})
-		}
+		out.Body.Problems = templateProblems(ve.Problems)
+		out.Body.Warnings = templateProblems(ve.Warnings)
 		return out, nil
 	}
 	out.Body.Valid = true
+	out.Body.Warnings = templateProblems(tpl.Warnings())
 	out.Body.Namespace, out.Body.Name, out.Body.Version, out.Body.Steps = tpl.NamespaceName, tpl.Name, tpl.Version, len(tpl.Steps)
 	if s.cfg.DB != nil {
 		row, err := store.GetTemplate(ctx, s.cfg.DB, tpl.NamespaceName, tpl.Name, tpl.Version)

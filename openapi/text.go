@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -92,13 +93,31 @@ func (s *Server) textMiddleware(ctx huma.Context, next func(huma.Context)) {
 		_ = huma.WriteErr(s.api, ctx, http.StatusUnprocessableEntity, "validation failed", d)
 		return
 	}
-	next(ctx)
+	next(bodyReadContext{ctx})
 }
 
 type readCloser struct {
 	io.Reader
 	io.Closer
 }
+
+// bodyReadContext is the context of a request whose body has been read in
+// full: it ignores read deadlines. huma sets one (the operation's
+// BodyReadTimeout, 5 s) before it reads the body; once the body is read,
+// net/http reads the connection in the background to notice a client
+// going away, and a deadline reached by that read cancels the request's
+// context: an operation still running 5 s after its body was read would
+// fail with "request cancelled".
+type bodyReadContext struct{ humaContext }
+
+// humaContext names the embedded field of bodyReadContext other than
+// Context, one of huma.Context's methods.
+type humaContext = huma.Context
+
+func (bodyReadContext) SetReadDeadline(time.Time) error { return nil }
+
+// Unwrap lets humago.Unwrap reach the request.
+func (c bodyReadContext) Unwrap() huma.Context { return c.humaContext }
 
 // jsonTextProblem finds the first string of the JSON document raw, key or
 // value, that the database could not store, and returns a problem at its

@@ -52,6 +52,9 @@ type TemplateInfo struct {
 	Version   string
 	// Created is false when the identical version was already registered.
 	Created bool
+	// Warnings lists what the document has that loads but has no effect
+	// ([workflow.Template.Warnings]).
+	Warnings []workflow.Problem
 }
 
 // RegisterTemplate parses, validates and stores a template (YAML or JSON).
@@ -83,7 +86,7 @@ func (c *Client) RegisterTemplate(ctx context.Context, doc []byte) (TemplateInfo
 	}
 	row.ID = id
 	c.tpls.put(row, tpl)
-	return TemplateInfo{ID: id, Namespace: tpl.NamespaceName, Name: tpl.Name, Version: tpl.Version, Created: created}, nil
+	return TemplateInfo{ID: id, Namespace: tpl.NamespaceName, Name: tpl.Name, Version: tpl.Version, Created: created, Warnings: tpl.Warnings()}, nil
 }
 
 // SubmitRequest asks for one task.

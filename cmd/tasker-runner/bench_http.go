@@ -34,8 +34,7 @@ const (
 )
 
 // Targets of the README's performance section.
-const (
-)
+const ()
 
 // noopService is the no-op handler service: it decodes each request body
 // as a handler would and answers success for every step.

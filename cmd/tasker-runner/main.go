@@ -30,6 +30,7 @@ type command struct {
 
 // environment is what a subcommand may touch; tests replace its parts.
 type environment struct {
+	stdin  io.Reader // nil reads nothing
 	stdout io.Writer
 	stderr io.Writer
 	lookup envconfig.Lookuper
@@ -53,6 +54,7 @@ func commands() []command {
 		{name: "status", summary: "show a running server's status: tasks, queues, workers, endpoints", usage: "[--api URL] [--api-key KEY] [--json]", run: runStatus},
 		{name: "tasks", summary: "show a task with its steps, or list tasks", usage: "get TASK_UUID | list [--state S,...] [--namespace NS] [--template NAME] [--correlation-id UUID] [--limit N] [--cursor C] [--api URL] [--api-key KEY] [--json]", run: runTasks},
 		{name: "handlers", summary: "list or register handler endpoints", usage: "list [--namespace NS] | put PATTERN --url URL [--namespace NS] [--protocol http|connect|grpc|go] [--secret-ref env:NAME|file:PATH] [--batch-max N] [--batch-window-ms N] [--max-concurrency N] [--timeout-ms N] [--header NAME=VALUE]... [--api URL] [--api-key KEY] [--json]", run: runHandlers},
+		{name: "templates", summary: "register, validate, list or print task templates (Tasker's YAML format)", usage: "register FILE|- | validate FILE|- | list [--namespace NS] [--name NAME] [--limit N] [--cursor C] | get NS NAME [VERSION] [--api URL] [--api-key KEY] [--json]", run: runTemplates},
 		{name: "dlq", summary: "list or redrive dead letters (steps failed for good)", usage: "list [--namespace NS] [--handler H] [--template NAME] [--task ID] [--limit N] [--cursor C] | redrive STEP_UUID... [--reason R] [--additional-attempts N] | redrive --all [--namespace NS] [--handler H] [--template NAME] [--task ID] [--limit N] [--reason R] [--additional-attempts N] [--api URL] [--api-key KEY] [--json]", run: runDLQ},
 		{name: "conformance", summary: "check a handler service against the handler contract", usage: "--url URL [--protocol http|connect|grpc] [--secret whsec_...] [--callable NAME] [--context JSON] [--batch] [--decision CALLABLE] [--batchable CALLABLE] [--yielding CALLABLE] [--timeout 10s] [--json]", run: runConformance},
 		{name: "version", summary: "print the version", usage: "", run: runVersion},
@@ -68,7 +70,7 @@ func hiddenCommands() []command {
 }
 
 func main() {
-	env := &environment{stdout: os.Stdout, stderr: os.Stderr, lookup: envconfig.OsLookuper(), environ: os.Environ}
+	env := &environment{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, lookup: envconfig.OsLookuper(), environ: os.Environ}
 	applyGCDefault(os.LookupEnv)
 	env.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(os.Getenv("TASKER_LOG_LEVEL"))}))
 

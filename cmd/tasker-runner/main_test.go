@@ -83,11 +83,24 @@ func runCLI(t *testing.T, vars map[string]string, args ...string) cliResult {
 // runCLIWithin is runCLI with a deadline of d instead of 30s.
 func runCLIWithin(t *testing.T, d time.Duration, vars map[string]string, args ...string) cliResult {
 	t.Helper()
+	return runCLIFull(t, d, vars, "", args...)
+}
+
+// runCLIInput is runCLI with stdin as the standard input.
+func runCLIInput(t *testing.T, vars map[string]string, stdin string, args ...string) cliResult {
+	t.Helper()
+	return runCLIFull(t, 30*time.Second, vars, stdin, args...)
+}
+
+// runCLIFull is runCLI with a deadline of d and stdin as the standard input.
+func runCLIFull(t *testing.T, d time.Duration, vars map[string]string, stdin string, args ...string) cliResult {
+	t.Helper()
 	if vars == nil {
 		vars = map[string]string{}
 	}
 	var stdout, stderr lockedBuffer
 	env := &environment{
+		stdin:  strings.NewReader(stdin),
 		stdout: &stdout,
 		stderr: &stderr,
 		lookup: envconfig.MapLookuper(vars),

@@ -1244,6 +1244,26 @@ type TemplateProblem struct {
 	Path string `json:"path"`
 }
 
+// TemplateRegistration defines model for TemplateRegistration.
+type TemplateRegistration struct {
+	// CreatedAt when this version was registered
+	CreatedAt time.Time `json:"created_at"`
+
+	// Definition the validated template as JSON (defaults filled in)
+	Definition  interface{} `json:"definition"`
+	Description *string     `json:"description,omitempty"`
+	Name        string      `json:"name"`
+	Namespace   string      `json:"namespace"`
+
+	// Steps steps the template declares
+	Steps      int64  `json:"steps"`
+	TemplateId int64  `json:"template_id"`
+	Version    string `json:"version"`
+
+	// Warnings keys of the document that load but have no effect, each with the reason: keys Tasker ignores too (loaded_from, retry.initial_delay) and keys Tasker acts on that tasker-runner does not (environments, publishes_events)
+	Warnings []TemplateProblem `json:"warnings"`
+}
+
 // TemplateSummary defines model for TemplateSummary.
 type TemplateSummary struct {
 	// CreatedAt when this version was registered
@@ -1271,6 +1291,9 @@ type TemplateValidation struct {
 	Steps      *int64                        `json:"steps,omitempty"`
 	Valid      bool                          `json:"valid"`
 	Version    *string                       `json:"version,omitempty"`
+
+	// Warnings keys that load but have no effect, with the reason (see registerTemplate); given for an invalid template too
+	Warnings []TemplateProblem `json:"warnings"`
 }
 
 // TemplateValidationRegistered for a valid template: new (registering would create it), identical (this version is registered with the same definition), conflict (this version is registered with a different definition; registering would fail with 409)
@@ -1729,7 +1752,7 @@ type ClientInterface interface {
 
 	// RegisterTemplateWithBody Register a template
 	//
-	// Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path>.
+	// Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path> (body.<path> when the body is the template itself). The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1738,7 +1761,7 @@ type ClientInterface interface {
 
 	// RegisterTemplate Register a template
 	//
-	// Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path>.
+	// Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path> (body.<path> when the body is the template itself). The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1747,7 +1770,7 @@ type ClientInterface interface {
 
 	// ValidateTemplateWithBody Validate a template (dry run)
 	//
-	// Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid.
+	// Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid. The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1756,7 +1779,7 @@ type ClientInterface interface {
 
 	// ValidateTemplate Validate a template (dry run)
 	//
-	// Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid.
+	// Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid. The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2225,7 +2248,7 @@ func (c *Client) ListTemplates(ctx context.Context, params *ListTemplatesParams,
 
 // RegisterTemplateWithBody Register a template
 //
-// Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path>.
+// Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path> (body.<path> when the body is the template itself). The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
 //
 // Takes any type of body and a specified content type.
 //
@@ -2244,7 +2267,7 @@ func (c *Client) RegisterTemplateWithBody(ctx context.Context, contentType strin
 
 // RegisterTemplate Register a template
 //
-// Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path>.
+// Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path> (body.<path> when the body is the template itself). The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2263,7 +2286,7 @@ func (c *Client) RegisterTemplate(ctx context.Context, body RegisterTemplateJSON
 
 // ValidateTemplateWithBody Validate a template (dry run)
 //
-// Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid.
+// Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid. The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
 //
 // Takes any type of body and a specified content type.
 //
@@ -2282,7 +2305,7 @@ func (c *Client) ValidateTemplateWithBody(ctx context.Context, contentType strin
 
 // ValidateTemplate Validate a template (dry run)
 //
-// Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid.
+// Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid. The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3905,7 +3928,7 @@ type ClientWithResponsesInterface interface {
 
 	// RegisterTemplateWithBodyWithResponse Register a template
 	//
-	// Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path>.
+	// Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path> (body.<path> when the body is the template itself). The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3914,7 +3937,7 @@ type ClientWithResponsesInterface interface {
 
 	// RegisterTemplateWithResponse Register a template
 	//
-	// Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path>.
+	// Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path> (body.<path> when the body is the template itself). The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3923,7 +3946,7 @@ type ClientWithResponsesInterface interface {
 
 	// ValidateTemplateWithBodyWithResponse Validate a template (dry run)
 	//
-	// Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid.
+	// Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid. The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3932,7 +3955,7 @@ type ClientWithResponsesInterface interface {
 
 	// ValidateTemplateWithResponse Validate a template (dry run)
 	//
-	// Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid.
+	// Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid. The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5448,9 +5471,9 @@ type RegisterTemplateResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *Template
+	JSON200 *TemplateRegistration
 	// JSON201 the response for an HTTP 201 `application/json` response
-	JSON201 *Template
+	JSON201 *TemplateRegistration
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *ErrorModel
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -5461,6 +5484,8 @@ type RegisterTemplateResponse struct {
 	ApplicationproblemJSON409 *ErrorModel
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *ErrorModel
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *ErrorModel
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *ErrorModel
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -5470,12 +5495,12 @@ type RegisterTemplateResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r RegisterTemplateResponse) GetJSON200() *Template {
+func (r RegisterTemplateResponse) GetJSON200() *TemplateRegistration {
 	return r.JSON200
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
-func (r RegisterTemplateResponse) GetJSON201() *Template {
+func (r RegisterTemplateResponse) GetJSON201() *TemplateRegistration {
 	return r.JSON201
 }
 
@@ -5502,6 +5527,11 @@ func (r RegisterTemplateResponse) GetApplicationproblemJSON409() *ErrorModel {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r RegisterTemplateResponse) GetApplicationproblemJSON413() *ErrorModel {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r RegisterTemplateResponse) GetApplicationproblemJSON415() *ErrorModel {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -5561,6 +5591,8 @@ type ValidateTemplateResponse struct {
 	ApplicationproblemJSON403 *ErrorModel
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *ErrorModel
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *ErrorModel
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *ErrorModel
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -5590,6 +5622,11 @@ func (r ValidateTemplateResponse) GetApplicationproblemJSON403() *ErrorModel {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r ValidateTemplateResponse) GetApplicationproblemJSON413() *ErrorModel {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r ValidateTemplateResponse) GetApplicationproblemJSON415() *ErrorModel {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -6170,7 +6207,7 @@ func (c *ClientWithResponses) ListTemplatesWithResponse(ctx context.Context, par
 
 // RegisterTemplateWithBodyWithResponse Register a template
 //
-// Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path>.
+// Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path> (body.<path> when the body is the template itself). The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6185,7 +6222,7 @@ func (c *ClientWithResponses) RegisterTemplateWithBodyWithResponse(ctx context.C
 
 // RegisterTemplateWithResponse Register a template
 //
-// Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path>.
+// Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path> (body.<path> when the body is the template itself). The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6200,7 +6237,7 @@ func (c *ClientWithResponses) RegisterTemplateWithResponse(ctx context.Context, 
 
 // ValidateTemplateWithBodyWithResponse Validate a template (dry run)
 //
-// Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid.
+// Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid. The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6215,7 +6252,7 @@ func (c *ClientWithResponses) ValidateTemplateWithBodyWithResponse(ctx context.C
 
 // ValidateTemplateWithResponse Validate a template (dry run)
 //
-// Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid.
+// Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid. The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7492,14 +7529,14 @@ func ParseRegisterTemplateResponse(rsp *http.Response) (*RegisterTemplateRespons
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest Template
+		var dest TemplateRegistration
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON200 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
-		var dest Template
+		var dest TemplateRegistration
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -7539,6 +7576,13 @@ func ParseRegisterTemplateResponse(rsp *http.Response) (*RegisterTemplateRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest ErrorModel
@@ -7614,6 +7658,13 @@ func ParseValidateTemplateResponse(rsp *http.Response) (*ValidateTemplateRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest ErrorModel
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest ErrorModel

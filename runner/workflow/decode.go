@@ -24,19 +24,42 @@ const (
 	maxDepth = 200       // nesting of mappings and sequences
 )
 
-// Keys accepted at each level. Unknown keys are errors.
+// Keys accepted at each level: the fields of tasker-core's TaskTemplate,
+// StepDefinition, HandlerDefinition, RetryConfiguration and
+// BatchConfiguration, their serde aliases (step_type, depends_on), and the
+// keys Tasker's own templates carry that Tasker ignores (loaded_from,
+// task_handler, a step's lifecycle, retry.initial_delay and max_delay),
+// which load with a warning. Any other key is an error, with a hint when it
+// looks like a misspelling of one of these.
 var (
 	templateKeys = []string{
 		"name", "namespace_name", "version", "description", "input_schema", "steps",
 		"metadata", "task_handler", "system_dependencies", "domain_events", "lifecycle", "environments",
+		"loaded_from",
 	}
 	stepKeys = []string{
-		"name", "description", "type", "step_type", "handler", "dependencies", "retry", "timeout_seconds",
-		"batch_config", "system_dependency", "publishes_events", "result_schema", "lifecycle",
+		"name", "description", "type", "step_type", "handler", "dependencies", "depends_on", "retry", "timeout_seconds",
+		"batch_config", "system_dependency", "publishes_events", "result_schema", "lifecycle", "composition",
 	}
 	handlerKeys = []string{"callable", "method", "resolver", "initialization"}
-	retryKeys   = []string{"retryable", "max_attempts", "limit", "backoff", "backoff_base_ms", "max_backoff_ms"}
+	retryKeys   = []string{"retryable", "max_attempts", "limit", "backoff", "backoff_base_ms", "max_backoff_ms", "initial_delay", "max_delay"}
 	batchKeys   = []string{"batch_size", "parallelism", "cursor_field", "worker_template", "failure_strategy"}
+)
+
+// Warnings about keys that load but do nothing here. Each says why, so that
+// a Tasker user knows what behaves differently.
+const (
+	warnLoadedFrom    = "ignored, as Tasker ignores it (it names the file Tasker's loader read the template from)"
+	warnTaskHandler   = "ignored, as Tasker ignores it (Tasker dropped task handlers: each step runs its own handler)"
+	warnLifecycle     = "has no effect here: tasker-runner applies no per-template staleness thresholds (Tasker moves a task stuck past them to its DLQ or to error)"
+	warnEnvironments  = "not applied here: the steps run as defined above whatever the environment (a Tasker worker applies the overrides of the environment it runs in)"
+	warnStepLifecycle = "ignored, as Tasker ignores it (lifecycle thresholds belong at the template's top level)"
+	warnPublishes     = "has no effect here: tasker-runner publishes no domain events"
+	warnResolver      = "has no effect here: handler endpoints are matched by callable alone and the resolver hint is not sent to handlers"
+	warnRetryDelay    = "ignored, as Tasker ignores it: the first retry waits about backoff_base_ms and no wait exceeds max_backoff_ms"
+	warnLimit         = "read as max_attempts here, but Tasker ignores limit (and makes 3 attempts unless max_attempts is set): write max_attempts"
+	warnZeroAttempts  = "0 means one attempt, never retried, as in Tasker (which always runs the first attempt): loads as 1"
+	errComposition    = "not supported: tasker-runner runs every step through its handler and cannot execute grammar compositions (Tasker's virtual handlers); remove it and give the step a handler that does the work"
 )
 
 // parseDocument turns YAML or JSON text into a yaml node tree. Syntax errors
@@ -190,6 +213,7 @@ func parseJSON(doc []byte) (*yaml.Node, error) {
 // decoder walks a node tree into a Template, collecting problems with paths.
 type decoder struct {
 	problems []Problem
+	warnings []Problem         // keys accepted that have no effect here
 	lines    map[string]int    // path -> line, to locate semantic problems
 	aliases  map[string]string // canonical path -> path as written (limit, step_type)
 	nodes    int
@@ -217,6 +241,11 @@ func (d *decoder) add(path string, n *yaml.Node, format string, args ...any) {
 		p.Line = n.Line
 	}
 	d.problems = append(d.problems, p)
+}
+
+// warn records a warning at path; its line is filled in from the key's.
+func (d *decoder) warn(path, msg string) {
+	d.warnings = append(d.warnings, Problem{Path: path, Message: msg})
 }
 
 func join(path, key string) string {
@@ -602,20 +631,39 @@ func (d *decoder) template(root *yaml.Node) *Template {
 			t.Metadata = d.raw(v, p)
 		case "task_handler":
 			t.TaskHandler = d.raw(v, p)
+			if !emptyJSON(t.TaskHandler) {
+				d.warn(p, warnTaskHandler)
+			}
 		case "system_dependencies":
 			t.SystemDependencies = d.raw(v, p)
 		case "domain_events":
 			t.DomainEvents = d.raw(v, p)
 		case "lifecycle":
 			t.Lifecycle = d.raw(v, p)
+			if !emptyJSON(t.Lifecycle) {
+				d.warn(p, warnLifecycle)
+			}
 		case "environments":
 			t.Environments = d.raw(v, p)
+			if !emptyJSON(t.Environments) {
+				d.warn(p, warnEnvironments)
+			}
+		case "loaded_from": // any value: Tasker does not read it
+			if !isNull(d.deref(v)) {
+				d.warn(p, warnLoadedFrom)
+			}
 		}
 	})
 	if !ok {
 		return nil
 	}
 	return t
+}
+
+// emptyJSON reports whether raw is absent or an empty object or list.
+func emptyJSON(raw json.RawMessage) bool {
+	s := string(raw)
+	return s == "" || s == "null" || s == "{}" || s == "[]"
 }
 
 func (d *decoder) steps(n *yaml.Node, path string) []Step {
@@ -643,6 +691,8 @@ func (d *decoder) steps(n *yaml.Node, path string) []Step {
 func (d *decoder) step(n *yaml.Node, path string) Step {
 	s := Step{Dependencies: []string{}}
 	var typ, alias string
+	var deps, dependsOn []string
+	var depsSet, dependsOnSet bool
 	d.fields(n, path, stepKeys, func(key string, v *yaml.Node, p string) {
 		switch key {
 		case "name":
@@ -656,23 +706,46 @@ func (d *decoder) step(n *yaml.Node, path string) Step {
 		case "handler":
 			s.Handler = d.handler(v, p)
 		case "dependencies":
-			s.Dependencies = d.stringList(v, p)
+			deps, depsSet = d.stringList(v, p), true
+		case "depends_on": // Tasker's alias (serde alias of dependencies)
+			dependsOn, dependsOnSet = d.stringList(v, p), true
 		case "retry":
 			s.Retry = d.retry(v, p)
 		case "timeout_seconds":
 			s.TimeoutSeconds = d.positive(v, p)
 		case "batch_config":
-			s.BatchConfig = d.batchConfig(v, p)
+			if !isNull(d.deref(v)) { // Tasker writes batch_config: null on every step
+				s.BatchConfig = d.batchConfig(v, p)
+			}
 		case "system_dependency":
 			s.SystemDependency, _ = d.str(v, p)
 		case "publishes_events":
 			s.PublishesEvents = d.raw(v, p)
+			if !emptyJSON(s.PublishesEvents) {
+				d.warn(p, warnPublishes)
+			}
 		case "result_schema":
 			s.ResultSchema = d.raw(v, p)
 		case "lifecycle":
 			s.Lifecycle = d.raw(v, p)
+			if !emptyJSON(s.Lifecycle) {
+				d.warn(p, warnStepLifecycle)
+			}
+		case "composition":
+			if !isNull(d.deref(v)) {
+				d.add(p, nil, "%s", errComposition)
+			}
 		}
 	})
+	switch {
+	case depsSet && dependsOnSet && !slices.Equal(deps, dependsOn):
+		d.add(join(path, "depends_on"), nil, "conflicts with dependencies; depends_on is an alias of dependencies")
+	case depsSet:
+		s.Dependencies = deps
+	case dependsOnSet:
+		s.Dependencies = dependsOn
+		d.aliases[join(path, "dependencies")] = join(path, "depends_on")
+	}
 	switch {
 	case typ != "" && alias != "" && typ != alias:
 		d.add(join(path, "step_type"), nil, "conflicts with type %q", typ)
@@ -700,6 +773,9 @@ func (d *decoder) handler(n *yaml.Node, path string) Handler {
 			h.Method, _ = d.str(v, p)
 		case "resolver":
 			h.Resolver, _ = d.str(v, p)
+			if h.Resolver != "" {
+				d.warn(p, warnResolver)
+			}
 		case "initialization":
 			if vn := d.deref(v); !isNull(vn) && vn.Kind != yaml.MappingNode {
 				d.add(p, vn, "must be a mapping, got %s", describe(vn))
@@ -718,23 +794,17 @@ func (d *decoder) handler(n *yaml.Node, path string) Handler {
 func (d *decoder) retry(n *yaml.Node, path string) Retry {
 	var r Retry
 	var limit, maxAttempts int
+	var limitSet, maxSet bool
 	var limitNode *yaml.Node
-	var zero []Problem // explicit 0 attempts, judged below
-	attempts := func(v *yaml.Node, p string) int {
-		i, set := d.integer(v, p)
-		if set && i == 0 {
-			zero = append(zero, Problem{Path: p, Message: "must be >= 1", Line: d.deref(v).Line})
-		}
-		return i
-	}
 	d.fields(n, path, retryKeys, func(key string, v *yaml.Node, p string) {
 		switch key {
 		case "retryable":
 			r.Retryable = d.boolean(v, p)
 		case "max_attempts":
-			maxAttempts = attempts(v, p)
+			maxAttempts, maxSet = d.integer(v, p)
 		case "limit":
-			limit, limitNode = attempts(v, p), v
+			limit, limitSet = d.integer(v, p)
+			limitNode = v
 		case "backoff":
 			s, _ := d.str(v, p)
 			r.Strategy = BackoffStrategy(s)
@@ -742,23 +812,41 @@ func (d *decoder) retry(n *yaml.Node, path string) Retry {
 			r.BackoffBaseMs = d.positive(v, p)
 		case "max_backoff_ms":
 			r.MaxBackoffMs = d.positive(v, p)
+		case "initial_delay", "max_delay": // any value: Tasker does not read them
+			if !isNull(d.deref(v)) {
+				d.warn(p, warnRetryDelay)
+			}
 		}
 	})
-	// Tasker always runs the first attempt, so its templates use
-	// `retryable: false, max_attempts: 0` for "run once": accept that as 1.
-	// Otherwise zero attempts is an error.
-	if len(zero) > 0 && r.Retryable != nil && !*r.Retryable && limit <= 0 && maxAttempts <= 0 {
-		limit, maxAttempts = 0, 1
-		zero = nil
+	notRetryable := r.Retryable != nil && !*r.Retryable
+	// Tasker always runs the first attempt and retries while attempts <
+	// max_attempts, so `max_attempts: 0` means "run once": it loads as 1.
+	if maxSet && maxAttempts == 0 {
+		maxAttempts = 1
+		if !notRetryable {
+			d.warn(join(path, "max_attempts"), warnZeroAttempts)
+		}
 	}
-	d.problems = append(d.problems, zero...)
+	// limit is the runner's alias of max_attempts (Tasker ignores it); 0
+	// is accepted only where it cannot be misread: with retryable false.
+	if limitSet && limit == 0 {
+		if notRetryable {
+			limit = 1
+		} else {
+			d.add(join(path, "limit"), d.deref(limitNode), "must be >= 1")
+		}
+	}
 	r.MaxAttempts = maxAttempts
 	switch {
 	case limit != 0 && maxAttempts != 0 && limit != maxAttempts:
-		d.add(join(path, "limit"), d.deref(limitNode), "conflicts with max_attempts (%d vs %d); limit is an alias of max_attempts", limit, maxAttempts)
+		// Tasker reads max_attempts and ignores limit: so does the runner.
+		d.warn(join(path, "limit"), fmt.Sprintf("ignored: max_attempts (%d) applies, as in Tasker, which ignores limit", maxAttempts))
 	case limit != 0 && maxAttempts == 0:
 		r.MaxAttempts = limit
 		d.aliases[join(path, "max_attempts")] = join(path, "limit")
+		if !notRetryable {
+			d.warn(join(path, "limit"), warnLimit)
+		}
 	}
 	return r
 }
@@ -821,7 +909,7 @@ func (d *decoder) dropShadowed(semantic []Problem) []Problem {
 // (steps[0].retry.max_attempts -> steps[0].retry.limit when `limit` was used).
 func (d *decoder) written(path string) string {
 	for canon, as := range d.aliases {
-		if path == canon || strings.HasPrefix(path, canon+".") {
+		if path == canon || strings.HasPrefix(path, canon+".") || strings.HasPrefix(path, canon+"[") {
 			return as + path[len(canon):]
 		}
 	}

@@ -19,28 +19,46 @@
 //
 // [Parse] decodes and validates a template and returns one [*ValidationError]
 // listing every problem at its path (for example
-// `steps[2].dependencies[0]: unknown step "x"`). Keys are checked strictly: a
-// misspelt key anywhere in the structure the runner interprets is an error.
-// Tasker's top-level keys that the runner does not use (metadata, task_handler,
-// system_dependencies, domain_events, lifecycle, environments) and the unused
-// step keys (system_dependency, publishes_events, result_schema, lifecycle) are
-// accepted and preserved verbatim as JSON. Environment overrides are preserved but
-// not applied. Top-level keys starting with "x-" are ignored, so they can hold
-// YAML anchors; aliases and merge keys (`<<: *anchor`) are expanded.
+// `steps[2].dependencies[0]: unknown step "x"`).
 //
 // A parsed [Template] is immutable: it is safe for concurrent use and caches its
 // compiled input schema and dependency graph. It round-trips through
 // encoding/json (it is stored as jsonb): json.Marshal writes the canonical form
 // and json.Unmarshal re-validates it through [Parse].
 //
+// # Tasker compatibility
+//
+// Every field of tasker-core's TaskTemplate and StepDefinition loads but one
+// (a step's composition, below), with Tasker's aliases (`depends_on` for
+// dependencies, `step_type` for type).
+// Keys the runner does not act on load too and are reported by
+// [Template.Warnings], each with the reason: keys Tasker ignores as well
+// (top-level loaded_from and task_handler, a step's lifecycle,
+// retry.initial_delay and retry.max_delay, retry.limit next to
+// max_attempts), and keys Tasker acts on that have no effect here
+// (environments, whose overrides are not applied; the template's
+// lifecycle; non-empty publishes_events; a handler's resolver). What the
+// runner cannot honour is refused naming the path: a step's composition (a
+// grammar-defined virtual handler). Tasker's keys that are documentation
+// (metadata, system_dependencies, domain_events, system_dependency,
+// result_schema) are kept as written, as JSON, without a warning.
+//
+// Any other key is an error, with a hint when it looks like a misspelling
+// ("dependancies: unknown field; did you mean "dependencies"?"). Top-level
+// keys starting with "x-" are ignored, so they can hold YAML anchors; aliases
+// and merge keys (`<<: *anchor`) are expanded.
+//
 // # Retries
 //
-// `retry.max_attempts` (Tasker's current name) and `retry.limit` (its older
-// name) are aliases; both count total attempts including the first one, so
-// `max_attempts: 1` means "run once, never retry". Setting both to different
-// values is an error, and so is 0 — except together with `retryable: false`,
-// which Tasker's templates use for "run once" and which loads as 1. Unset retry
-// fields take the operator's [RetryDefaults] when the task is planned.
+// `retry.max_attempts` counts total attempts including the first one, so
+// `max_attempts: 1` means "run once, never retry". As in Tasker, which
+// always runs the first attempt, `max_attempts: 0` means the same and loads
+// as 1 (with a warning unless `retryable: false`). `retry.limit`, which
+// Tasker's JSON Schema documents but its loader ignores, is read here as
+// max_attempts when max_attempts is absent (with a warning, since Tasker
+// would make 3 attempts) and ignored when max_attempts is set; `limit: 0` is
+// an error unless `retryable: false`. Unset retry fields take the operator's
+// [RetryDefaults] when the task is planned.
 // [Retry.Backoff] computes the delay before the next attempt; see its
 // documentation for the jitter used.
 //

@@ -44,6 +44,9 @@ func (p Problem) String() string {
 // report them as RFC 9457 field errors.
 type ValidationError struct {
 	Problems []Problem
+	// Warnings, from [Parse] only, lists what the document has that would
+	// load but have no effect (see [Template.Warnings]).
+	Warnings []Problem
 	subject  string
 }
 

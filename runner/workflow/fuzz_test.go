@@ -29,6 +29,11 @@ func FuzzTemplateDecode(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	tasker, err := filepath.Glob(filepath.Join("testdata", "tasker", "*"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	files = append(files, tasker...)
 	for _, name := range files {
 		b, err := os.ReadFile(name)
 		if err != nil {
@@ -81,6 +86,7 @@ func FuzzTemplateDecode(f *testing.F) {
 		if tpl == nil {
 			t.Fatal("Parse returned neither a template nor an error")
 		}
+		checkProblems(t, "warning", tpl.Warnings())
 		if err := tpl.Validate(); err != nil {
 			t.Fatalf("an accepted template does not validate again: %v", err)
 		}
@@ -120,19 +126,27 @@ func checkParseError(t *testing.T, doc []byte, err error) {
 	if len(ve.Problems) == 0 {
 		t.Fatalf("a validation error without problems: %v", err)
 	}
-	for _, p := range ve.Problems {
-		if strings.TrimSpace(p.Message) == "" {
-			t.Fatalf("a problem without a message at %q: %v", p.Path, err)
-		}
-		if p.Line < 0 {
-			t.Fatalf("problem %v has a negative line", p)
-		}
-		if !utf8.ValidString(p.Path) || !utf8.ValidString(p.Message) {
-			t.Fatalf("problem %q: %q is not valid UTF-8", p.Path, p.Message)
-		}
-	}
+	checkProblems(t, "problem", ve.Problems)
+	checkProblems(t, "warning", ve.Warnings)
 	if err.Error() == "" {
 		t.Fatal("empty error message")
+	}
+}
+
+// checkProblems checks what the API echoes: a message, a line that is not
+// negative, valid UTF-8.
+func checkProblems(t *testing.T, what string, ps []Problem) {
+	t.Helper()
+	for _, p := range ps {
+		if strings.TrimSpace(p.Message) == "" {
+			t.Fatalf("a %s without a message at %q", what, p.Path)
+		}
+		if p.Line < 0 {
+			t.Fatalf("%s %v has a negative line", what, p)
+		}
+		if !utf8.ValidString(p.Path) || !utf8.ValidString(p.Message) {
+			t.Fatalf("%s %q: %q is not valid UTF-8", what, p.Path, p.Message)
+		}
 	}
 }
 

@@ -4,12 +4,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 // Limits on templates accepted by [Parse].
 const (
-	// MaxTemplateBytes is the largest template document Parse accepts.
-	MaxTemplateBytes = 1 << 20
+	// MaxTemplateBytes is the largest template document Parse accepts
+	// ([contracts.MaxTemplateBytes]).
+	MaxTemplateBytes = contracts.MaxTemplateBytes
 	// MaxSteps is the largest number of steps a template may declare.
 	MaxSteps = 1000
 	// MaxEdges is the most dependencies a template may declare in all
@@ -128,7 +132,8 @@ type Template struct {
 	Lifecycle          json.RawMessage `json:"lifecycle,omitempty"`
 	Environments       json.RawMessage `json:"environments,omitempty"`
 
-	c *compiled // set by Parse; nil for a Template built in Go
+	c        *compiled // set by Parse; nil for a Template built in Go
+	warnings []Problem // set by Parse
 }
 
 // Step is one step definition of a template.
@@ -163,7 +168,8 @@ type Handler struct {
 	Callable string `json:"callable"`
 	// Method is the entry point within the handler; empty means "call".
 	Method string `json:"method,omitempty"`
-	// Resolver is Tasker's resolver hint, passed through to handlers.
+	// Resolver is Tasker's resolver hint. It is kept but not used: endpoints
+	// are matched by Callable, and handlers are not sent it.
 	Resolver string `json:"resolver,omitempty"`
 	// Initialization is passed to the handler with every call.
 	Initialization map[string]any `json:"initialization,omitempty"`
@@ -225,11 +231,22 @@ func Parse(doc []byte) (*Template, error) {
 			t.c = r.compiled()
 		}
 	}
+	warnings := d.locate(d.warnings)
 	if len(probs) > 0 {
-		return nil, newValidationError(subjectTemplate, d.locate(probs))
+		ve := newValidationError(subjectTemplate, d.locate(probs))
+		ve.Warnings = warnings
+		return nil, ve
 	}
+	t.warnings = warnings
 	return t, nil
 }
+
+// Warnings lists what Parse accepted but the runner does not act on, each
+// at its path with the reason: keys Tasker ignores too (loaded_from,
+// retry.initial_delay), and keys Tasker acts on that have no effect here
+// (environments, publishes_events, a handler's resolver). A template built
+// in Go has none.
+func (t *Template) Warnings() []Problem { return slices.Clone(t.warnings) }
 
 // UnmarshalJSON implements [json.Unmarshaler] by calling [Parse], so a
 // template read back from storage is validated and prepared like a new one.

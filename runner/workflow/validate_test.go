@@ -96,12 +96,6 @@ func TestValidationProblems(t *testing.T) {
 			want: []string{`steps[0].retry.limit: must be >= 1`, `steps[1].retry.max_attempts: must be <= 1000000`},
 		},
 		{
-			name: "limit conflicts with max_attempts",
-			doc: `steps:
-  - {name: a, handler: {callable: c}, retry: {limit: 3, max_attempts: 5}}`,
-			want: []string{`steps[0].retry.limit: conflicts with max_attempts (3 vs 5); limit is an alias of max_attempts`},
-		},
-		{
 			name: "backoff values",
 			doc: `steps:
   - {name: a, handler: {callable: c}, retry: {backoff: sometimes, backoff_base_ms: 5000, max_backoff_ms: 1000}}
@@ -205,12 +199,12 @@ steps:
     batch_config: {worker_templat: w}
     zzz: 1`,
 			want: []string{
-				`stpes_extra: unknown field; allowed: name, namespace_name, version, description, input_schema, steps, metadata, task_handler, system_dependencies, domain_events, lifecycle, environments`,
+				`stpes_extra: unknown field; allowed: name, namespace_name, version, description, input_schema, steps, metadata, task_handler, system_dependencies, domain_events, lifecycle, environments, loaded_from`,
 				`steps[0].dependancies: unknown field; did you mean "dependencies"?`,
 				`steps[0].handler.callabel: unknown field; did you mean "callable"?`,
 				`steps[0].retry.max_attempt: unknown field; did you mean "max_attempts"?`,
 				`steps[0].batch_config.worker_templat: unknown field; did you mean "worker_template"?`,
-				`steps[0].zzz: unknown field; allowed: name, description, type, step_type, handler, dependencies, retry, timeout_seconds, batch_config, system_dependency, publishes_events, result_schema, lifecycle`,
+				`steps[0].zzz: unknown field; allowed: name, description, type, step_type, handler, dependencies, depends_on, retry, timeout_seconds, batch_config, system_dependency, publishes_events, result_schema, lifecycle, composition`,
 				`steps[0].batch_config: only allowed on batchable and batch_worker steps, not on standard`,
 				`steps[0].batch_config.worker_template: required`,
 			},
@@ -448,22 +442,39 @@ func TestProblemString(t *testing.T) {
 	}
 }
 
-// Tasker's templates say `retryable: false, max_attempts: 0` for "run once"
-// (Tasker always runs the first attempt); that loads as one attempt.
-func TestZeroAttemptsWhenNotRetryable(t *testing.T) {
+// Tasker always runs a step's first attempt and retries while attempts <
+// max_attempts, so its templates say `max_attempts: 0` (often with
+// `retryable: false`) for "run once": that loads as one attempt, with a
+// warning unless retryable is false. limit, the runner's own alias, is
+// refused at 0 unless retryable is false.
+func TestZeroAttempts(t *testing.T) {
 	tpl := mustParse(t, []byte(header+`steps:
   - {name: a, handler: {callable: x}, retry: {retryable: false, max_attempts: 0, backoff: exponential}}
-  - {name: b, handler: {callable: x}, retry: {retryable: false, limit: 0}}`))
+  - {name: b, handler: {callable: x}, retry: {retryable: false, limit: 0}}
+  - {name: c, handler: {callable: x}, retry: {retryable: true, max_attempts: 0}}
+  - {name: d, handler: {callable: x}, retry: {max_attempts: 0}}`))
 	for _, s := range tpl.Steps {
 		if s.Retry.MaxAttempts != 1 {
 			t.Errorf("%s: MaxAttempts = %d, want 1", s.Name, s.Retry.MaxAttempts)
 		}
 	}
+	if got, want := warningsOf(tpl), []string{"steps[2].retry.max_attempts: " + warnZeroAttempts, "steps[3].retry.max_attempts: " + warnZeroAttempts}; !slices.Equal(got, want) {
+		t.Errorf("warnings:\n got  %q\n want %q", got, want)
+	}
 	got := problemsOf(t, header+`steps:
-  - {name: a, handler: {callable: x}, retry: {retryable: true, max_attempts: 0}}
+  - {name: a, handler: {callable: x}, retry: {retryable: true, limit: 0}}
   - {name: b, handler: {callable: x}, retry: {limit: 0, max_attempts: 0}}`)
-	want := []string{`steps[0].retry.max_attempts: must be >= 1`, `steps[1].retry.limit: must be >= 1`, `steps[1].retry.max_attempts: must be >= 1`}
+	want := []string{`steps[0].retry.limit: must be >= 1`, `steps[1].retry.limit: must be >= 1`}
 	if !slices.Equal(got, want) {
 		t.Errorf("problems:\n got  %q\n want %q", got, want)
 	}
+}
+
+// warningsOf returns a parsed template's warnings as "path: message".
+func warningsOf(tpl *Template) []string {
+	var out []string
+	for _, w := range tpl.Warnings() {
+		out = append(out, w.Path+": "+w.Message)
+	}
+	return out
 }

@@ -1999,7 +1999,9 @@ type RegisterTemplateResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Template *Template              `protobuf:"bytes,1,opt,name=template,proto3" json:"template,omitempty"`
 	// True when this version is new (REST 201), false when it was already registered identically.
-	Created       bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	Created bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	// Keys of the document that load but have no effect, each with the reason.
+	Warnings      []*TemplateProblem `protobuf:"bytes,3,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2046,6 +2048,13 @@ func (x *RegisterTemplateResponse) GetCreated() bool {
 		return x.Created
 	}
 	return false
+}
+
+func (x *RegisterTemplateResponse) GetWarnings() []*TemplateProblem {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
 }
 
 // ValidateTemplateRequest carries a template as YAML or JSON text.
@@ -2103,7 +2112,9 @@ type ValidateTemplateResponse struct {
 	Version   string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
 	Steps     int32                  `protobuf:"varint,6,opt,name=steps,proto3" json:"steps,omitempty"`
 	// new, identical or conflict.
-	Registered    string `protobuf:"bytes,7,opt,name=registered,proto3" json:"registered,omitempty"`
+	Registered string `protobuf:"bytes,7,opt,name=registered,proto3" json:"registered,omitempty"`
+	// Keys that load but have no effect, each with the reason; given for an invalid template too.
+	Warnings      []*TemplateProblem `protobuf:"bytes,8,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2185,6 +2196,13 @@ func (x *ValidateTemplateResponse) GetRegistered() string {
 		return x.Registered
 	}
 	return ""
+}
+
+func (x *ValidateTemplateResponse) GetWarnings() []*TemplateProblem {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
 }
 
 // TaskSummary is a task without its context and steps.
@@ -4413,12 +4431,13 @@ const file_tasker_admin_v1_admin_proto_rawDesc = "" +
 	"\aversion\x18\x03 \x01(\tR\aversion\"\x18\n" +
 	"\x16DeleteTemplateResponse\"5\n" +
 	"\x17RegisterTemplateRequest\x12\x1a\n" +
-	"\btemplate\x18\x01 \x01(\tR\btemplate\"k\n" +
+	"\btemplate\x18\x01 \x01(\tR\btemplate\"\xa9\x01\n" +
 	"\x18RegisterTemplateResponse\x125\n" +
 	"\btemplate\x18\x01 \x01(\v2\x19.tasker.admin.v1.TemplateR\btemplate\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"5\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\x12<\n" +
+	"\bwarnings\x18\x03 \x03(\v2 .tasker.admin.v1.TemplateProblemR\bwarnings\"5\n" +
 	"\x17ValidateTemplateRequest\x12\x1a\n" +
-	"\btemplate\x18\x01 \x01(\tR\btemplate\"\xf0\x01\n" +
+	"\btemplate\x18\x01 \x01(\tR\btemplate\"\xae\x02\n" +
 	"\x18ValidateTemplateResponse\x12\x14\n" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\x12<\n" +
 	"\bproblems\x18\x02 \x03(\v2 .tasker.admin.v1.TemplateProblemR\bproblems\x12\x1c\n" +
@@ -4428,7 +4447,8 @@ const file_tasker_admin_v1_admin_proto_rawDesc = "" +
 	"\x05steps\x18\x06 \x01(\x05R\x05steps\x12\x1e\n" +
 	"\n" +
 	"registered\x18\a \x01(\tR\n" +
-	"registered\"\x9b\x05\n" +
+	"registered\x12<\n" +
+	"\bwarnings\x18\b \x03(\v2 .tasker.admin.v1.TemplateProblemR\bwarnings\"\x9b\x05\n" +
 	"\vTaskSummary\x12\x1c\n" +
 	"\ttask_uuid\x18\x01 \x01(\tR\ttask_uuid\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
@@ -4759,90 +4779,92 @@ var file_tasker_admin_v1_admin_proto_depIdxs = []int32{
 	17, // 22: tasker.admin.v1.ListTemplatesResponse.items:type_name -> tasker.admin.v1.TemplateSummary
 	18, // 23: tasker.admin.v1.GetTemplateResponse.template:type_name -> tasker.admin.v1.Template
 	18, // 24: tasker.admin.v1.RegisterTemplateResponse.template:type_name -> tasker.admin.v1.Template
-	19, // 25: tasker.admin.v1.ValidateTemplateResponse.problems:type_name -> tasker.admin.v1.TemplateProblem
-	57, // 26: tasker.admin.v1.TaskSummary.created_at:type_name -> google.protobuf.Timestamp
-	57, // 27: tasker.admin.v1.TaskSummary.updated_at:type_name -> google.protobuf.Timestamp
-	57, // 28: tasker.admin.v1.TaskSummary.completed_at:type_name -> google.protobuf.Timestamp
-	57, // 29: tasker.admin.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	57, // 30: tasker.admin.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	57, // 31: tasker.admin.v1.Task.completed_at:type_name -> google.protobuf.Timestamp
-	58, // 32: tasker.admin.v1.Task.context:type_name -> google.protobuf.Struct
-	32, // 33: tasker.admin.v1.Task.steps:type_name -> tasker.admin.v1.Step
-	33, // 34: tasker.admin.v1.Task.transitions:type_name -> tasker.admin.v1.Transition
-	57, // 35: tasker.admin.v1.Step.run_at:type_name -> google.protobuf.Timestamp
-	57, // 36: tasker.admin.v1.Step.lease_expires_at:type_name -> google.protobuf.Timestamp
-	59, // 37: tasker.admin.v1.Step.inputs:type_name -> google.protobuf.Value
-	59, // 38: tasker.admin.v1.Step.results:type_name -> google.protobuf.Value
-	59, // 39: tasker.admin.v1.Step.checkpoint:type_name -> google.protobuf.Value
-	59, // 40: tasker.admin.v1.Step.last_error:type_name -> google.protobuf.Value
-	57, // 41: tasker.admin.v1.Step.created_at:type_name -> google.protobuf.Timestamp
-	57, // 42: tasker.admin.v1.Step.updated_at:type_name -> google.protobuf.Timestamp
-	57, // 43: tasker.admin.v1.Step.last_attempted_at:type_name -> google.protobuf.Timestamp
-	57, // 44: tasker.admin.v1.Step.completed_at:type_name -> google.protobuf.Timestamp
-	33, // 45: tasker.admin.v1.Step.transitions:type_name -> tasker.admin.v1.Transition
-	59, // 46: tasker.admin.v1.Transition.metadata:type_name -> google.protobuf.Value
-	57, // 47: tasker.admin.v1.Transition.created_at:type_name -> google.protobuf.Timestamp
-	58, // 48: tasker.admin.v1.SubmitTaskRequest.context:type_name -> google.protobuf.Struct
-	31, // 49: tasker.admin.v1.SubmitTaskResponse.task:type_name -> tasker.admin.v1.Task
-	57, // 50: tasker.admin.v1.ListTasksRequest.created_after:type_name -> google.protobuf.Timestamp
-	57, // 51: tasker.admin.v1.ListTasksRequest.created_before:type_name -> google.protobuf.Timestamp
-	30, // 52: tasker.admin.v1.ListTasksResponse.items:type_name -> tasker.admin.v1.TaskSummary
-	31, // 53: tasker.admin.v1.GetTaskResponse.task:type_name -> tasker.admin.v1.Task
-	31, // 54: tasker.admin.v1.CancelTaskResponse.task:type_name -> tasker.admin.v1.Task
-	32, // 55: tasker.admin.v1.GetStepResponse.step:type_name -> tasker.admin.v1.Step
-	32, // 56: tasker.admin.v1.RetryStepResponse.step:type_name -> tasker.admin.v1.Step
-	59, // 57: tasker.admin.v1.ResolveStepRequest.result:type_name -> google.protobuf.Value
-	32, // 58: tasker.admin.v1.ResolveStepResponse.step:type_name -> tasker.admin.v1.Step
-	32, // 59: tasker.admin.v1.DeadLetter.step:type_name -> tasker.admin.v1.Step
-	57, // 60: tasker.admin.v1.DeadLetterFilter.failed_after:type_name -> google.protobuf.Timestamp
-	57, // 61: tasker.admin.v1.DeadLetterFilter.failed_before:type_name -> google.protobuf.Timestamp
-	57, // 62: tasker.admin.v1.ListDeadLettersRequest.failed_after:type_name -> google.protobuf.Timestamp
-	57, // 63: tasker.admin.v1.ListDeadLettersRequest.failed_before:type_name -> google.protobuf.Timestamp
-	48, // 64: tasker.admin.v1.ListDeadLettersResponse.items:type_name -> tasker.admin.v1.DeadLetter
-	49, // 65: tasker.admin.v1.RedriveDeadLettersRequest.filter:type_name -> tasker.admin.v1.DeadLetterFilter
-	0,  // 66: tasker.admin.v1.AdminService.GetStatus:input_type -> tasker.admin.v1.GetStatusRequest
-	9,  // 67: tasker.admin.v1.AdminService.ListHandlers:input_type -> tasker.admin.v1.ListHandlersRequest
-	11, // 68: tasker.admin.v1.AdminService.GetHandler:input_type -> tasker.admin.v1.GetHandlerRequest
-	13, // 69: tasker.admin.v1.AdminService.PutHandler:input_type -> tasker.admin.v1.PutHandlerRequest
-	15, // 70: tasker.admin.v1.AdminService.DeleteHandler:input_type -> tasker.admin.v1.DeleteHandlerRequest
-	20, // 71: tasker.admin.v1.AdminService.ListTemplates:input_type -> tasker.admin.v1.ListTemplatesRequest
-	22, // 72: tasker.admin.v1.AdminService.GetTemplate:input_type -> tasker.admin.v1.GetTemplateRequest
-	26, // 73: tasker.admin.v1.AdminService.RegisterTemplate:input_type -> tasker.admin.v1.RegisterTemplateRequest
-	24, // 74: tasker.admin.v1.AdminService.DeleteTemplate:input_type -> tasker.admin.v1.DeleteTemplateRequest
-	28, // 75: tasker.admin.v1.AdminService.ValidateTemplate:input_type -> tasker.admin.v1.ValidateTemplateRequest
-	34, // 76: tasker.admin.v1.AdminService.SubmitTask:input_type -> tasker.admin.v1.SubmitTaskRequest
-	36, // 77: tasker.admin.v1.AdminService.ListTasks:input_type -> tasker.admin.v1.ListTasksRequest
-	38, // 78: tasker.admin.v1.AdminService.GetTask:input_type -> tasker.admin.v1.GetTaskRequest
-	40, // 79: tasker.admin.v1.AdminService.CancelTask:input_type -> tasker.admin.v1.CancelTaskRequest
-	42, // 80: tasker.admin.v1.AdminService.GetStep:input_type -> tasker.admin.v1.GetStepRequest
-	44, // 81: tasker.admin.v1.AdminService.RetryStep:input_type -> tasker.admin.v1.RetryStepRequest
-	46, // 82: tasker.admin.v1.AdminService.ResolveStep:input_type -> tasker.admin.v1.ResolveStepRequest
-	50, // 83: tasker.admin.v1.AdminService.ListDeadLetters:input_type -> tasker.admin.v1.ListDeadLettersRequest
-	52, // 84: tasker.admin.v1.AdminService.RedriveDeadLetters:input_type -> tasker.admin.v1.RedriveDeadLettersRequest
-	1,  // 85: tasker.admin.v1.AdminService.GetStatus:output_type -> tasker.admin.v1.GetStatusResponse
-	10, // 86: tasker.admin.v1.AdminService.ListHandlers:output_type -> tasker.admin.v1.ListHandlersResponse
-	12, // 87: tasker.admin.v1.AdminService.GetHandler:output_type -> tasker.admin.v1.GetHandlerResponse
-	14, // 88: tasker.admin.v1.AdminService.PutHandler:output_type -> tasker.admin.v1.PutHandlerResponse
-	16, // 89: tasker.admin.v1.AdminService.DeleteHandler:output_type -> tasker.admin.v1.DeleteHandlerResponse
-	21, // 90: tasker.admin.v1.AdminService.ListTemplates:output_type -> tasker.admin.v1.ListTemplatesResponse
-	23, // 91: tasker.admin.v1.AdminService.GetTemplate:output_type -> tasker.admin.v1.GetTemplateResponse
-	27, // 92: tasker.admin.v1.AdminService.RegisterTemplate:output_type -> tasker.admin.v1.RegisterTemplateResponse
-	25, // 93: tasker.admin.v1.AdminService.DeleteTemplate:output_type -> tasker.admin.v1.DeleteTemplateResponse
-	29, // 94: tasker.admin.v1.AdminService.ValidateTemplate:output_type -> tasker.admin.v1.ValidateTemplateResponse
-	35, // 95: tasker.admin.v1.AdminService.SubmitTask:output_type -> tasker.admin.v1.SubmitTaskResponse
-	37, // 96: tasker.admin.v1.AdminService.ListTasks:output_type -> tasker.admin.v1.ListTasksResponse
-	39, // 97: tasker.admin.v1.AdminService.GetTask:output_type -> tasker.admin.v1.GetTaskResponse
-	41, // 98: tasker.admin.v1.AdminService.CancelTask:output_type -> tasker.admin.v1.CancelTaskResponse
-	43, // 99: tasker.admin.v1.AdminService.GetStep:output_type -> tasker.admin.v1.GetStepResponse
-	45, // 100: tasker.admin.v1.AdminService.RetryStep:output_type -> tasker.admin.v1.RetryStepResponse
-	47, // 101: tasker.admin.v1.AdminService.ResolveStep:output_type -> tasker.admin.v1.ResolveStepResponse
-	51, // 102: tasker.admin.v1.AdminService.ListDeadLetters:output_type -> tasker.admin.v1.ListDeadLettersResponse
-	53, // 103: tasker.admin.v1.AdminService.RedriveDeadLetters:output_type -> tasker.admin.v1.RedriveDeadLettersResponse
-	85, // [85:104] is the sub-list for method output_type
-	66, // [66:85] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	19, // 25: tasker.admin.v1.RegisterTemplateResponse.warnings:type_name -> tasker.admin.v1.TemplateProblem
+	19, // 26: tasker.admin.v1.ValidateTemplateResponse.problems:type_name -> tasker.admin.v1.TemplateProblem
+	19, // 27: tasker.admin.v1.ValidateTemplateResponse.warnings:type_name -> tasker.admin.v1.TemplateProblem
+	57, // 28: tasker.admin.v1.TaskSummary.created_at:type_name -> google.protobuf.Timestamp
+	57, // 29: tasker.admin.v1.TaskSummary.updated_at:type_name -> google.protobuf.Timestamp
+	57, // 30: tasker.admin.v1.TaskSummary.completed_at:type_name -> google.protobuf.Timestamp
+	57, // 31: tasker.admin.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	57, // 32: tasker.admin.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	57, // 33: tasker.admin.v1.Task.completed_at:type_name -> google.protobuf.Timestamp
+	58, // 34: tasker.admin.v1.Task.context:type_name -> google.protobuf.Struct
+	32, // 35: tasker.admin.v1.Task.steps:type_name -> tasker.admin.v1.Step
+	33, // 36: tasker.admin.v1.Task.transitions:type_name -> tasker.admin.v1.Transition
+	57, // 37: tasker.admin.v1.Step.run_at:type_name -> google.protobuf.Timestamp
+	57, // 38: tasker.admin.v1.Step.lease_expires_at:type_name -> google.protobuf.Timestamp
+	59, // 39: tasker.admin.v1.Step.inputs:type_name -> google.protobuf.Value
+	59, // 40: tasker.admin.v1.Step.results:type_name -> google.protobuf.Value
+	59, // 41: tasker.admin.v1.Step.checkpoint:type_name -> google.protobuf.Value
+	59, // 42: tasker.admin.v1.Step.last_error:type_name -> google.protobuf.Value
+	57, // 43: tasker.admin.v1.Step.created_at:type_name -> google.protobuf.Timestamp
+	57, // 44: tasker.admin.v1.Step.updated_at:type_name -> google.protobuf.Timestamp
+	57, // 45: tasker.admin.v1.Step.last_attempted_at:type_name -> google.protobuf.Timestamp
+	57, // 46: tasker.admin.v1.Step.completed_at:type_name -> google.protobuf.Timestamp
+	33, // 47: tasker.admin.v1.Step.transitions:type_name -> tasker.admin.v1.Transition
+	59, // 48: tasker.admin.v1.Transition.metadata:type_name -> google.protobuf.Value
+	57, // 49: tasker.admin.v1.Transition.created_at:type_name -> google.protobuf.Timestamp
+	58, // 50: tasker.admin.v1.SubmitTaskRequest.context:type_name -> google.protobuf.Struct
+	31, // 51: tasker.admin.v1.SubmitTaskResponse.task:type_name -> tasker.admin.v1.Task
+	57, // 52: tasker.admin.v1.ListTasksRequest.created_after:type_name -> google.protobuf.Timestamp
+	57, // 53: tasker.admin.v1.ListTasksRequest.created_before:type_name -> google.protobuf.Timestamp
+	30, // 54: tasker.admin.v1.ListTasksResponse.items:type_name -> tasker.admin.v1.TaskSummary
+	31, // 55: tasker.admin.v1.GetTaskResponse.task:type_name -> tasker.admin.v1.Task
+	31, // 56: tasker.admin.v1.CancelTaskResponse.task:type_name -> tasker.admin.v1.Task
+	32, // 57: tasker.admin.v1.GetStepResponse.step:type_name -> tasker.admin.v1.Step
+	32, // 58: tasker.admin.v1.RetryStepResponse.step:type_name -> tasker.admin.v1.Step
+	59, // 59: tasker.admin.v1.ResolveStepRequest.result:type_name -> google.protobuf.Value
+	32, // 60: tasker.admin.v1.ResolveStepResponse.step:type_name -> tasker.admin.v1.Step
+	32, // 61: tasker.admin.v1.DeadLetter.step:type_name -> tasker.admin.v1.Step
+	57, // 62: tasker.admin.v1.DeadLetterFilter.failed_after:type_name -> google.protobuf.Timestamp
+	57, // 63: tasker.admin.v1.DeadLetterFilter.failed_before:type_name -> google.protobuf.Timestamp
+	57, // 64: tasker.admin.v1.ListDeadLettersRequest.failed_after:type_name -> google.protobuf.Timestamp
+	57, // 65: tasker.admin.v1.ListDeadLettersRequest.failed_before:type_name -> google.protobuf.Timestamp
+	48, // 66: tasker.admin.v1.ListDeadLettersResponse.items:type_name -> tasker.admin.v1.DeadLetter
+	49, // 67: tasker.admin.v1.RedriveDeadLettersRequest.filter:type_name -> tasker.admin.v1.DeadLetterFilter
+	0,  // 68: tasker.admin.v1.AdminService.GetStatus:input_type -> tasker.admin.v1.GetStatusRequest
+	9,  // 69: tasker.admin.v1.AdminService.ListHandlers:input_type -> tasker.admin.v1.ListHandlersRequest
+	11, // 70: tasker.admin.v1.AdminService.GetHandler:input_type -> tasker.admin.v1.GetHandlerRequest
+	13, // 71: tasker.admin.v1.AdminService.PutHandler:input_type -> tasker.admin.v1.PutHandlerRequest
+	15, // 72: tasker.admin.v1.AdminService.DeleteHandler:input_type -> tasker.admin.v1.DeleteHandlerRequest
+	20, // 73: tasker.admin.v1.AdminService.ListTemplates:input_type -> tasker.admin.v1.ListTemplatesRequest
+	22, // 74: tasker.admin.v1.AdminService.GetTemplate:input_type -> tasker.admin.v1.GetTemplateRequest
+	26, // 75: tasker.admin.v1.AdminService.RegisterTemplate:input_type -> tasker.admin.v1.RegisterTemplateRequest
+	24, // 76: tasker.admin.v1.AdminService.DeleteTemplate:input_type -> tasker.admin.v1.DeleteTemplateRequest
+	28, // 77: tasker.admin.v1.AdminService.ValidateTemplate:input_type -> tasker.admin.v1.ValidateTemplateRequest
+	34, // 78: tasker.admin.v1.AdminService.SubmitTask:input_type -> tasker.admin.v1.SubmitTaskRequest
+	36, // 79: tasker.admin.v1.AdminService.ListTasks:input_type -> tasker.admin.v1.ListTasksRequest
+	38, // 80: tasker.admin.v1.AdminService.GetTask:input_type -> tasker.admin.v1.GetTaskRequest
+	40, // 81: tasker.admin.v1.AdminService.CancelTask:input_type -> tasker.admin.v1.CancelTaskRequest
+	42, // 82: tasker.admin.v1.AdminService.GetStep:input_type -> tasker.admin.v1.GetStepRequest
+	44, // 83: tasker.admin.v1.AdminService.RetryStep:input_type -> tasker.admin.v1.RetryStepRequest
+	46, // 84: tasker.admin.v1.AdminService.ResolveStep:input_type -> tasker.admin.v1.ResolveStepRequest
+	50, // 85: tasker.admin.v1.AdminService.ListDeadLetters:input_type -> tasker.admin.v1.ListDeadLettersRequest
+	52, // 86: tasker.admin.v1.AdminService.RedriveDeadLetters:input_type -> tasker.admin.v1.RedriveDeadLettersRequest
+	1,  // 87: tasker.admin.v1.AdminService.GetStatus:output_type -> tasker.admin.v1.GetStatusResponse
+	10, // 88: tasker.admin.v1.AdminService.ListHandlers:output_type -> tasker.admin.v1.ListHandlersResponse
+	12, // 89: tasker.admin.v1.AdminService.GetHandler:output_type -> tasker.admin.v1.GetHandlerResponse
+	14, // 90: tasker.admin.v1.AdminService.PutHandler:output_type -> tasker.admin.v1.PutHandlerResponse
+	16, // 91: tasker.admin.v1.AdminService.DeleteHandler:output_type -> tasker.admin.v1.DeleteHandlerResponse
+	21, // 92: tasker.admin.v1.AdminService.ListTemplates:output_type -> tasker.admin.v1.ListTemplatesResponse
+	23, // 93: tasker.admin.v1.AdminService.GetTemplate:output_type -> tasker.admin.v1.GetTemplateResponse
+	27, // 94: tasker.admin.v1.AdminService.RegisterTemplate:output_type -> tasker.admin.v1.RegisterTemplateResponse
+	25, // 95: tasker.admin.v1.AdminService.DeleteTemplate:output_type -> tasker.admin.v1.DeleteTemplateResponse
+	29, // 96: tasker.admin.v1.AdminService.ValidateTemplate:output_type -> tasker.admin.v1.ValidateTemplateResponse
+	35, // 97: tasker.admin.v1.AdminService.SubmitTask:output_type -> tasker.admin.v1.SubmitTaskResponse
+	37, // 98: tasker.admin.v1.AdminService.ListTasks:output_type -> tasker.admin.v1.ListTasksResponse
+	39, // 99: tasker.admin.v1.AdminService.GetTask:output_type -> tasker.admin.v1.GetTaskResponse
+	41, // 100: tasker.admin.v1.AdminService.CancelTask:output_type -> tasker.admin.v1.CancelTaskResponse
+	43, // 101: tasker.admin.v1.AdminService.GetStep:output_type -> tasker.admin.v1.GetStepResponse
+	45, // 102: tasker.admin.v1.AdminService.RetryStep:output_type -> tasker.admin.v1.RetryStepResponse
+	47, // 103: tasker.admin.v1.AdminService.ResolveStep:output_type -> tasker.admin.v1.ResolveStepResponse
+	51, // 104: tasker.admin.v1.AdminService.ListDeadLetters:output_type -> tasker.admin.v1.ListDeadLettersResponse
+	53, // 105: tasker.admin.v1.AdminService.RedriveDeadLetters:output_type -> tasker.admin.v1.RedriveDeadLettersResponse
+	87, // [87:106] is the sub-list for method output_type
+	68, // [68:87] is the sub-list for method input_type
+	68, // [68:68] is the sub-list for extension type_name
+	68, // [68:68] is the sub-list for extension extendee
+	0,  // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_tasker_admin_v1_admin_proto_init() }
