@@ -1298,6 +1298,24 @@ export interface operations {
                     "application/json": components["schemas"]["HealthBody"];
                 };
             };
+            /** @description Unauthorized: only when health is not public (worker.web.auth.public_health = false) and no valid credential came */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Unprocessable Entity: an unknown query parameter */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
             /** @description a check failed */
             503: {
                 headers: {
@@ -1323,6 +1341,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DetailedHealthBody"];
+                };
+            };
+            /** @description Unauthorized: only when health is not public (worker.web.auth.public_health = false) and no valid credential came */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Unprocessable Entity: an unknown query parameter */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
                 };
             };
             /** @description a check failed */
@@ -1352,8 +1388,17 @@ export interface operations {
                     "application/json": components["schemas"]["LiveBody"];
                 };
             };
-            /** @description Error */
-            default: {
+            /** @description Unauthorized: only when health is not public (worker.web.auth.public_health = false) and no valid credential came */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Unprocessable Entity: an unknown query parameter */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1379,6 +1424,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HealthBody"];
+                };
+            };
+            /** @description Unauthorized: only when health is not public (worker.web.auth.public_health = false) and no valid credential came */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Unprocessable Entity: an unknown query parameter */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
                 };
             };
             /** @description a check failed */
