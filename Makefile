@@ -44,11 +44,12 @@ bench-soak: build postgres ## the 10-minute memory soak (bench --soak 10m): prin
 bench-river: postgres ## River on this machine, measured like the backlog bench (cmd/riverbench, a module of its own)
 	cd cmd/riverbench && $(GO) run . $(RIVERFLAGS)
 
-lint: ## gofmt, go vet and the import-direction check
+lint: ## gofmt, go vet, the import-direction check and Redocly's lint of openapi/openapi.yaml (needs npx)
 	@out=$$(gofmt -l $$( (git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*') | while read -r f; do [[ -e "$$f" ]] && echo "$$f"; done)); \
 	if [[ -n "$$out" ]]; then echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@bash .ci/check-imports
+	@bash .ci/lint-openapi
 
 generate: ## regenerate committed generated code
 	$(GO) generate ./...

@@ -175,7 +175,7 @@ func parseEndpointURL(raw string) ([]string, error) {
 		}
 		return nil, fmt.Errorf("handler URL is not a valid URL: %v", err)
 	}
-	shown := strings.ReplaceAll(redactURL(u.String()), sentinel, CallablePlaceholder)
+	shown := redactURL(raw)
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
 		return nil, fmt.Errorf("handler URL %s: the scheme must be http or https", shown)
@@ -187,9 +187,12 @@ func parseEndpointURL(raw string) ([]string, error) {
 	return strings.Split(raw, CallablePlaceholder), nil
 }
 
-// redactURL shows a URL without credentials or query values.
+// redactURL shows a URL without credentials or query values. The
+// {callable} placeholder is shown as written, not percent-encoded
+// (%7Bcallable%7D), so /v1/status and errors show the URL as registered.
 func redactURL(raw string) string {
-	u, err := url.Parse(raw)
+	const sentinel = "tasker-callable-placeholder"
+	u, err := url.Parse(strings.ReplaceAll(raw, CallablePlaceholder, sentinel))
 	if err != nil {
 		return "(invalid URL)"
 	}
@@ -197,7 +200,7 @@ func redactURL(raw string) string {
 	if u.RawQuery != "" {
 		s += "?..."
 	}
-	return s
+	return strings.ReplaceAll(s, sentinel, CallablePlaceholder)
 }
 
 func validHeaderName(s string) bool {

@@ -58,7 +58,8 @@ func (s *Server) registerHealth() {
 		Summary:     "Overall health",
 		Description: "Runs every readiness check. Answers 503 when any fails.",
 		Tags:        []string{"health"},
-		Responses:   map[string]*huma.Response{"503": {Description: "a check failed"}},
+		Security:    publicSecurity(),
+		Responses:   healthResponses(true),
 	}, s.ready)
 	huma.Register(s.api, huma.Operation{
 		OperationID: "getHealthLive",
@@ -67,6 +68,8 @@ func (s *Server) registerHealth() {
 		Summary:     "Liveness",
 		Description: "Answers 200 while the process can serve requests; checks nothing else.",
 		Tags:        []string{"health"},
+		Security:    publicSecurity(),
+		Responses:   healthResponses(false),
 	}, func(context.Context, *struct{}) (*liveOutput, error) {
 		return &liveOutput{Body: LiveBody{Status: StatusHealthy}}, nil
 	})
@@ -77,9 +80,38 @@ func (s *Server) registerHealth() {
 		Summary:     "Readiness",
 		Description: "Runs every readiness check (database, listener, event loop) with its status, duration and message. Answers 503 when any fails.",
 		Tags:        []string{"health"},
-		Responses:   map[string]*huma.Response{"503": {Description: "a check failed"}},
+		Security:    publicSecurity(),
+		Responses:   healthResponses(true),
 	}, s.ready)
 	s.registerDetailedHealth()
+}
+
+// publicSecurity is the security requirement of the health operations:
+// none (`security: []` in the document), as with the default
+// worker.web.auth.public_health = true.
+func publicSecurity() []map[string][]string { return []map[string][]string{} }
+
+// healthResponses are the documented non-200 responses of a health
+// operation: 503 when a readiness check fails (checks), 401 when health is
+// not public (worker.web.auth.public_health = false) and no valid credential
+// came, and 422 for an unknown query parameter.
+func healthResponses(checks bool) map[string]*huma.Response {
+	problem := func(desc string) *huma.Response {
+		return &huma.Response{
+			Description: desc,
+			Content: map[string]*huma.MediaType{
+				"application/problem+json": {Schema: &huma.Schema{Ref: "#/components/schemas/ErrorModel"}},
+			},
+		}
+	}
+	r := map[string]*huma.Response{
+		"401": problem("Unauthorized: only when health is not public (worker.web.auth.public_health = false) and no valid credential came"),
+		"422": problem("Unprocessable Entity: an unknown query parameter"),
+	}
+	if checks {
+		r["503"] = &huma.Response{Description: "a check failed"}
+	}
+	return r
 }
 
 func (s *Server) ready(ctx context.Context, _ *struct{}) (*healthOutput, error) {

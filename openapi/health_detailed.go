@@ -54,7 +54,8 @@ func (s *Server) registerDetailedHealth() {
 		Summary:     "Detailed health",
 		Description: "The readiness checks plus every endpoint's circuit breaker, the database pool and the runner's semaphore use. Answers 503 when a check fails.",
 		Tags:        []string{"health"},
-		Responses:   map[string]*huma.Response{"503": {Description: "a check failed"}},
+		Security:    publicSecurity(),
+		Responses:   healthResponses(true),
 	}, func(ctx context.Context, in *struct{}) (*detailedHealthOutput, error) {
 		ready, err := s.ready(ctx, in)
 		if err != nil {

@@ -67,6 +67,19 @@ func TestHealth(t *testing.T) {
 	if code != http.StatusOK || body.Status != openapi.StatusHealthy {
 		t.Fatalf("GET /health/live = %d %+v, want 200", code, body)
 	}
+
+	// The 4xx the document lists on the health operations: an unknown query
+	// parameter answers 422 problem details.
+	for _, path := range []string{"/health", "/health/live", "/health/ready", "/health/detailed"} {
+		resp, err := http.Get(srv.URL + path + "?verbose=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnprocessableEntity || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("GET %s?verbose=1 = %d %s, want 422 application/problem+json", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
 }
 
 func TestHealthDetailed(t *testing.T) {

@@ -117,6 +117,10 @@ func New(cfg Config) *Server {
 	}
 	hc := huma.DefaultConfig(cfg.Title, APIVersion)
 	hc.Info.Description = apiDescription
+	hc.Info.License = &huma.License{Name: "MIT", URL: "https://spdx.org/licenses/MIT.html"}
+	// The default listener (worker.web.host and port); the document is the
+	// same whatever the configuration, so it names the default.
+	hc.Servers = []*huma.Server{{URL: "http://127.0.0.1:8081", Description: "the default listener (worker.web.host and worker.web.port)"}}
 	// huma's docs page loads its script from a CDN; ours (/docs) is
 	// self-contained.
 	hc.DocsPath = ""

@@ -1322,6 +1322,24 @@ export interface operations {
                     "application/json": components["schemas"]["HealthBody"];
                 };
             };
+            /** @description Unauthorized: only when health is not public (worker.web.auth.public_health = false) and no valid credential came */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Unprocessable Entity: an unknown query parameter */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
             /** @description a check failed */
             503: {
                 headers: {
@@ -1347,6 +1365,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DetailedHealthBody"];
+                };
+            };
+            /** @description Unauthorized: only when health is not public (worker.web.auth.public_health = false) and no valid credential came */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Unprocessable Entity: an unknown query parameter */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
                 };
             };
             /** @description a check failed */
@@ -1376,8 +1412,17 @@ export interface operations {
                     "application/json": components["schemas"]["LiveBody"];
                 };
             };
-            /** @description Error */
-            default: {
+            /** @description Unauthorized: only when health is not public (worker.web.auth.public_health = false) and no valid credential came */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Unprocessable Entity: an unknown query parameter */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1403,6 +1448,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HealthBody"];
+                };
+            };
+            /** @description Unauthorized: only when health is not public (worker.web.auth.public_health = false) and no valid credential came */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Unprocessable Entity: an unknown query parameter */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
                 };
             };
             /** @description a check failed */

@@ -6,13 +6,28 @@
 // method named after its operation ID; [ClientWithResponses] decodes the
 // responses. This file adds what the generator does not: authentication and
 // problem details as Go errors; retry.go adds retries that never submit a
-// task twice ([WithRetry]).
+// task twice ([WithRetry]); wait.go adds [WaitTask], which follows a task
+// to a final state, and [SubmitTaskResponse.Outcome], which tells a created
+// task (201) from one found under its idempotency key (200).
 //
 //	c, err := client.New("http://localhost:8081", os.Getenv("TASKER_API_KEY"))
 //	res, err := c.GetTaskWithResponse(ctx, id, nil)
 //	if err == nil {
 //		err = client.CheckResponse(res.HTTPResponse, res.Body)
 //	}
+//
+// Submit a task and wait for it:
+//
+//	res, err := c.SubmitTaskWithResponse(ctx, &client.SubmitTaskParams{IdempotencyKey: client.Ptr("order-42")},
+//		client.SubmitTaskRequest{Namespace: "shop", Name: "order_fulfillment", Context: map[string]any{"order_id": 42}})
+//	if err != nil {
+//		return err
+//	}
+//	task, outcome, err := res.Outcome() // client.SubmitCreated, or SubmitExisting for a key used before
+//	if err != nil {
+//		return err
+//	}
+//	task, err = client.WaitTask(ctx, c, task.TaskUuid, nil) // until complete, blocked_by_failures, cancelled or resolved_manually
 package client
 
 import (

@@ -82,12 +82,12 @@ func sha256File(t *testing.T, rel string) string {
 // script pins another generator version than the one that ran.
 func TestGeneratedClientsFresh(t *testing.T) {
 	m := readManifest(t)
-	for _, in := range []string{"openapi.yaml", "client/oapi-codegen.yaml", "client-ts/package-lock.json"} {
+	for _, in := range []string{"openapi.yaml", "client/oapi-codegen.yaml", "client-ts/package-lock.json", "client-ts/package.json", "client-ts/client.ts", "client-ts/tsconfig.json", "client-ts/tsconfig.build.json"} {
 		if _, ok := m.inputs[in]; !ok {
 			t.Errorf("CHECKSUMS has no input %s: %s", in, staleHint)
 		}
 	}
-	for _, out := range []string{"client/client.gen.go", "client-ts/schema.d.ts"} {
+	for _, out := range []string{"client/client.gen.go", "client-ts/schema.d.ts", "client-ts/dist/client.js", "client-ts/dist/client.d.ts", "client-ts/dist/schema.d.ts"} {
 		if _, ok := m.outputs[out]; !ok {
 			t.Errorf("CHECKSUMS has no output %s: %s", out, staleHint)
 		}
@@ -132,7 +132,8 @@ func TestGeneratedClientsFresh(t *testing.T) {
 
 // TestTypeScriptClientTypeChecks runs `tsc --noEmit` on openapi/client-ts
 // (installing its locked dependencies with `npm ci` first when
-// node_modules is missing). Without Node.js it skips, saying so; under CI
+// node_modules is missing) and checks the committed build (dist/) is what
+// the compiler makes of it. Without Node.js it skips, saying so; under CI
 // (CI=true) it fails instead.
 func TestTypeScriptClientTypeChecks(t *testing.T) {
 	if testing.Short() {
@@ -162,6 +163,24 @@ func TestTypeScriptClientTypeChecks(t *testing.T) {
 		run("npm", "ci", "--no-audit", "--no-fund")
 	}
 	run("npx", "--no-install", "tsc", "--noEmit", "-p", ".")
+
+	// The committed build (dist/) is what the compiler makes of the
+	// committed sources.
+	out := t.TempDir()
+	run("npx", "--no-install", "tsc", "-p", "tsconfig.build.json", "--outDir", out)
+	for _, f := range []string{"client.js", "client.d.ts"} {
+		want, err := os.ReadFile(filepath.Join(out, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(dir, "dist", f))
+		if err != nil || string(got) != string(want) {
+			t.Errorf("openapi/client-ts/dist/%s is not what `npm run build` makes of client.ts (%v): %s", f, err, staleHint)
+		}
+	}
+	if got, want := sha256File(t, "client-ts/dist/schema.d.ts"), sha256File(t, "client-ts/schema.d.ts"); got != want {
+		t.Errorf("openapi/client-ts/dist/schema.d.ts differs from schema.d.ts: %s", staleHint)
+	}
 }
 
 // missingRuntime reports a missing runtime: a skip on a developer's machine,
