@@ -325,7 +325,7 @@ export interface paths {
         put?: never;
         /**
          * Register a template
-         * @description Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path>.
+         * @description Parses and validates the template, then stores it: 201 when the version is new, 200 when the identical version was already registered. Versions are immutable: a different definition under a registered version is refused with 409. An invalid template answers 422 listing every problem at body.template.<path> (body.<path> when the body is the template itself). The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
          */
         post: operations["registerTemplate"];
         delete?: never;
@@ -345,7 +345,7 @@ export interface paths {
         put?: never;
         /**
          * Validate a template (dry run)
-         * @description Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid.
+         * @description Parses and validates the template without storing it. Answers 200 with valid false and every problem when it is invalid. The body is either a JSON object whose template field holds the document as text, or the document itself (YAML or JSON) with Content-Type application/yaml, application/x-yaml or text/yaml, of at most 1048576 bytes (413 beyond).
          */
         post: operations["validateTemplate"];
         delete?: never;
@@ -1201,6 +1201,28 @@ export interface components {
             /** @description where, e.g. steps[2].dependencies[0]; empty for the whole document */
             path: string;
         };
+        TemplateRegistration: {
+            /**
+             * Format: date-time
+             * @description when this version was registered
+             */
+            created_at: string;
+            /** @description the validated template as JSON (defaults filled in) */
+            definition: unknown;
+            description?: string;
+            name: string;
+            namespace: string;
+            /**
+             * Format: int64
+             * @description steps the template declares
+             */
+            steps: number;
+            /** Format: int64 */
+            template_id: number;
+            version: string;
+            /** @description keys of the document that load but have no effect, each with the reason: keys Tasker ignores too (loaded_from, retry.initial_delay) and keys Tasker acts on that tasker-runner does not (environments, publishes_events) */
+            warnings: components["schemas"]["TemplateProblem"][];
+        };
         TemplateSummary: {
             /**
              * Format: date-time
@@ -1233,6 +1255,8 @@ export interface components {
             steps?: number;
             valid: boolean;
             version?: string;
+            /** @description keys that load but have no effect, with the reason (see registerTemplate); given for an invalid template too */
+            warnings: components["schemas"]["TemplateProblem"][];
         };
         Transition: {
             /** Format: int64 */
@@ -2764,6 +2788,9 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["TemplateDocument"];
+                "application/x-yaml": string;
+                "application/yaml": string;
+                "text/yaml": string;
             };
         };
         responses: {
@@ -2773,7 +2800,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Template"];
+                    "application/json": components["schemas"]["TemplateRegistration"];
                 };
             };
             /** @description Created */
@@ -2782,7 +2809,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Template"];
+                    "application/json": components["schemas"]["TemplateRegistration"];
                 };
             };
             /** @description Bad Request */
@@ -2830,6 +2857,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ErrorModel"];
                 };
             };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
             /** @description Unprocessable Entity */
             422: {
                 headers: {
@@ -2869,6 +2905,9 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["TemplateDocument"];
+                "application/x-yaml": string;
+                "application/yaml": string;
+                "text/yaml": string;
             };
         };
         responses: {
@@ -2910,6 +2949,15 @@ export interface operations {
             };
             /** @description Request Entity Too Large */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
