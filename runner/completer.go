@@ -390,12 +390,13 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 	r.observeFlush(batch, res, time.Since(began))
 
 	var earliestRetry time.Time
-	// Children the write made ready: claimed with it when a claim rode on
-	// it, unless that claim was full (then more may wait).
-	ready := res.Enqueued > 0
-	if claim.Limit > 0 {
-		ready = len(claimed) == claim.Limit
-	}
+	// Children the write made ready and did not claim itself (a claim
+	// that rode on it takes them first unless other steps come first by
+	// priority): claim them now rather than wait for our own NOTIFY, which
+	// announces them anyway. Waking whenever the riding claim was full
+	// sent a mostly empty claim query after almost every write at light
+	// load.
+	ready := res.Enqueued > len(claimed)
 	r.mu.Lock()
 	for _, p := range batch {
 		// Only this claim's permit: the step may be claimed again already
