@@ -14,15 +14,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// frozenMigrations are applied migrations that still cite the team's
-// design document: the migrator refuses a migration whose checksum changed
-// after it was applied (runner/store/migrate.go), so not even their
-// comments may change. New files must not cite it.
-var frozenMigrations = map[string]bool{
-	"runner/store/migrations/0001_initial.sql":                true,
-	"runner/store/migrations/0008_retry_becomes_enqueued.sql": true,
-}
-
 // docExts are the files whose text (doc comments, markdown, comments in
 // configuration and scripts) is checked for citations.
 var docExts = map[string]bool{".go": true, ".md": true, ".toml": true, ".yaml": true, ".yml": true, ".ts": true, ".py": true, ".rb": true, ".sql": true, ".sh": true, ".proto": true}
@@ -72,7 +63,7 @@ func TestBadCitations(t *testing.T) {
 		text string
 		bad  int
 	}{
-		{"see DESIGN §11 for the target", 2},
+		{"see DESIGN " + "§11 for the target", 2}, // split, so that this line is not a citation itself
 		{"the schema of DESIGN.md", 1},
 		{"as DESIGN's state machine has it", 1},
 		{"README.md §2 describes it", 0},
@@ -114,7 +105,7 @@ func TestDocsCiteExistingFiles(t *testing.T) {
 			return nil
 		}
 		inCI := strings.HasPrefix(rel, ".ci/")
-		if !d.Type().IsRegular() || rel == "docrefs_test.go" || frozenMigrations[rel] ||
+		if !d.Type().IsRegular() || rel == "docrefs_test.go" ||
 			!(docExts[filepath.Ext(rel)] || inCI || rel == "Makefile") {
 			return nil
 		}
@@ -141,10 +132,5 @@ func TestDocsCiteExistingFiles(t *testing.T) {
 	}
 	if checked < 100 {
 		t.Fatalf("checked only %d files: is the walk broken?", checked)
-	}
-	for f := range frozenMigrations {
-		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
-			t.Errorf("frozen migration %s: %v (drop it from frozenMigrations)", f, err)
-		}
 	}
 }

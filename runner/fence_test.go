@@ -36,24 +36,6 @@ type fenceRig struct {
 	first   contracts.StepResult // s0's first result; later calls complete
 }
 
-// retryCounter counts the completer's "retrying" warnings, so the test
-// knows a write failed without sleeping.
-type retryCounter struct {
-	slog.Handler
-	n *atomic.Int64
-}
-
-func (h retryCounter) Handle(ctx context.Context, r slog.Record) error {
-	if strings.HasPrefix(r.Message, "writing step outcomes; retrying") {
-		h.n.Add(1)
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h retryCounter) WithAttrs(as []slog.Attr) slog.Handler {
-	return retryCounter{h.Handler.WithAttrs(as), h.n}
-}
-
 func newFenceRig(t *testing.T, ns string, first contracts.StepResult, claimWithCompletions bool) *fenceRig {
 	t.Helper()
 	ctx := t.Context()
@@ -122,7 +104,9 @@ func newFenceRig(t *testing.T, ns string, first contracts.StepResult, claimWithC
 		Mode: runner.ModeEventDrivenOnly, LeaseFor: 5 * time.Minute, HeartbeatInterval: time.Hour,
 		DisableClaimWithCompletions: !claimWithCompletions,
 		ReconnectInitial:            5 * time.Millisecond, ReconnectMax: 5 * time.Millisecond,
-		Logger: slog.New(retryCounter{log.Handler(), &rig.retries}),
+		// Counts the completer's "retrying" warnings, so the test knows
+		// a write failed without sleeping.
+		Logger: slog.New(countingHandler{log.Handler(), "writing step outcomes; retrying", &rig.retries}),
 		OnEvent: func(e runner.Event) {
 			switch e.Step.TaskUUID {
 			case warm.TaskUUID:

@@ -1,7 +1,6 @@
 package runner_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,24 +22,6 @@ import (
 	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
 )
-
-// lockedLog collects a logger's output.
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // waitingStep is what the test reads of a task's only step.
 type waitingStep struct {
@@ -126,7 +106,7 @@ func TestUnresolvableSecretMakesOnlyItsEndpointWait(t *testing.T) {
 		}
 	}
 
-	logs := &lockedLog{}
+	logs := &lockedBuffer{}
 	reg := callout.NewRegistry(callout.RegistryConfig{})
 	t.Cleanup(reg.Close)
 	const recheck = 100 * time.Millisecond

@@ -129,11 +129,22 @@ func compactJSON(v any, max int) string {
 	if err != nil {
 		return fmt.Sprint(v)
 	}
-	s := string(b)
+	return shorten(string(b), max)
+}
+
+// shorten cuts s to max runes, the last one an ellipsis (0: no limit).
+func shorten(s string, max int) string {
 	if r := []rune(s); max > 0 && len(r) > max {
 		s = string(r[:max-1]) + "…"
 	}
 	return s
+}
+
+// printMore tells how to ask for the next page of a list, if there is one.
+func printMore(env *environment, next *string) {
+	if next != nil && *next != "" {
+		fmt.Fprintf(env.stdout, "\nmore: --cursor %s\n", *next)
+	}
 }
 
 func fmtTime(t *time.Time) string {

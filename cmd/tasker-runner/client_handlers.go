@@ -208,9 +208,7 @@ func runDLQ(ctx context.Context, env *environment, args []string) error {
 				fmtAttempts(d.Attempts, d.MaxAttempts, d.Yields), fmtTime(d.LastAttemptedAt), orDash(compactJSON(d.LastError, 80)))
 		}
 		tw.Flush()
-		if nc := res.JSON200.NextCursor; nc != nil && *nc != "" {
-			fmt.Fprintf(env.stdout, "\nmore: --cursor %s\n", *nc)
-		}
+		printMore(env, res.JSON200.NextCursor)
 		return nil
 	}
 

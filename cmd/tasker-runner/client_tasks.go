@@ -348,8 +348,6 @@ func runTasks(ctx context.Context, env *environment, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", t.TaskUuid, t.Namespace, t.Name, t.Version, t.State, t.StepsDone, t.StepsTotal, fmtTime(&t.CreatedAt))
 	}
 	tw.Flush()
-	if nc := res.JSON200.NextCursor; nc != nil && *nc != "" {
-		fmt.Fprintf(env.stdout, "\nmore: --cursor %s\n", *nc)
-	}
+	printMore(env, res.JSON200.NextCursor)
 	return nil
 }

@@ -222,19 +222,13 @@ func listTemplates(ctx context.Context, env *environment, o *clientOptions, c *c
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", t.Namespace, t.Name, t.Version, t.Steps, fmtTime(&t.CreatedAt), orDash(compactText(deref(t.Description), 60)))
 	}
 	tw.Flush()
-	if nc := res.JSON200.NextCursor; nc != nil && *nc != "" {
-		fmt.Fprintf(env.stdout, "\nmore: --cursor %s\n", *nc)
-	}
+	printMore(env, res.JSON200.NextCursor)
 	return nil
 }
 
 // compactText puts s on one line, shortened to max runes.
 func compactText(s string, max int) string {
-	s = string(bytes.Join(bytes.Fields([]byte(s)), []byte(" ")))
-	if r := []rune(s); len(r) > max {
-		s = string(r[:max-1]) + "…"
-	}
-	return s
+	return shorten(string(bytes.Join(bytes.Fields([]byte(s)), []byte(" "))), max)
 }
 
 // getTemplate prints a registered template as YAML (its definition: the

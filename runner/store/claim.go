@@ -81,7 +81,8 @@ type ClaimedStep struct {
 // the planner costs as a handful of keys: joined to a CTE whose size it
 // guesses from LIMIT $3 (a tenth of the table in a generic plan) it chose
 // hash joins over whole-table scans. A rescue (the step was in_progress)
-// gets no claimed_at: its history is a row (see migration 0011).
+// is told by its claimed_at: the steps_claim_ends trigger clears it, since
+// a rescue's history is a row (migration 0011).
 const claimSQL = `
 WITH ready AS (
 	SELECT r.step_uuid, r.priority, r.run_at
@@ -113,8 +114,8 @@ claimed AS (
 		lease_owner = $1,
 		lease_expires_at = $4 + $5::interval,
 		last_attempted_at = $4,
-		claimed_at = CASE WHEN s.state = 'in_progress' THEN NULL ELSE $4 END,
-		claimed_by = CASE WHEN s.state = 'in_progress' THEN NULL ELSE $1 END,
+		claimed_at = $4,
+		claimed_by = $1,
 		updated_at = $4
 	WHERE s.step_uuid = ANY (ARRAY(
 		SELECT step_uuid FROM (SELECT * FROM expired UNION ALL SELECT * FROM ready) c

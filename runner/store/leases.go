@@ -94,7 +94,7 @@ func ReleaseLostClaims(ctx context.Context, db DB, workerID string, claimedAt []
 	if len(claimedAt) == 0 {
 		return 0, nil
 	}
-	var released, notified int
+	var released int
 	err := db.QueryRow(ctx, `
 		WITH lost AS (
 			SELECT step_uuid FROM tasker.steps
@@ -109,8 +109,9 @@ func ReleaseLostClaims(ctx context.Context, db DB, workerID string, claimedAt []
 			RETURNING s.namespace
 		)
 		SELECT (SELECT count(*) FROM released)::int,
-		       (SELECT count(pg_notify($4 || namespace, '')) FROM (SELECT DISTINCT namespace FROM released) ns)::int`,
-		workerID, claimedAt, now, ChannelPrefix).Scan(&released, &notified)
+		       -- The notifications: their count is not needed.
+		       (SELECT count(pg_notify($4 || namespace, '')) FROM (SELECT DISTINCT namespace FROM released) ns)
+		`, workerID, claimedAt, now, ChannelPrefix).Scan(&released, nil)
 	if err != nil {
 		return 0, fmt.Errorf("store: releasing claims whose reply was lost: %w", err)
 	}

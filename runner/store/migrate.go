@@ -37,6 +37,20 @@ type Migration struct {
 	Name     string // from the file name, e.g. "initial"
 	SQL      string
 	Checksum string // hex SHA-256 of SQL; an applied migration must never change
+	// Superseded lists the checksums of earlier texts of the file that
+	// differ from SQL in comments only: a database that applied one of
+	// them has this migration.
+	Superseded []string
+}
+
+// supersededChecksums are, by version, the checksums of migration files as
+// released before a comment in them was reworded (no statement changed).
+// Add an entry, never remove one, when a comment of a released migration
+// must change.
+var supersededChecksums = map[int][]string{
+	// Comments cited a design document that is not in the repository.
+	1: {"e0e2bc67c2f5a80587b7807b6d6c8f072635cbd99997109901eef92229096439"},
+	8: {"0bc7c42e75b137989ca37ad1f0d1fdc9226aefac4fc08feeac1cf4b41c5e0e53"},
 }
 
 // ID names the migration as its file does, without ".sql": "0001_initial".
@@ -73,7 +87,8 @@ func loadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
 			return nil, fmt.Errorf("store: reading migration %s: %w", e.Name(), err)
 		}
 		sum := sha256.Sum256(body)
-		out = append(out, Migration{Version: v, Name: m[2], SQL: string(body), Checksum: hex.EncodeToString(sum[:])})
+		out = append(out, Migration{Version: v, Name: m[2], SQL: string(body), Checksum: hex.EncodeToString(sum[:]),
+			Superseded: supersededChecksums[v]})
 	}
 	slices.SortFunc(out, func(a, b Migration) int { return cmp.Compare(a.Version, b.Version) })
 	for i, m := range out {
@@ -218,7 +233,7 @@ func (m *Migrator) status(ctx context.Context, conn *pgx.Conn) ([]MigrationStatu
 		if r, ok := applied[mg.Version]; ok {
 			at := r.appliedAt
 			s.AppliedAt = &at
-			s.Modified = r.checksum != mg.Checksum
+			s.Modified = r.checksum != mg.Checksum && !slices.Contains(mg.Superseded, r.checksum)
 			delete(applied, mg.Version)
 		}
 		out = append(out, s)

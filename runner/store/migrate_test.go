@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -164,6 +165,51 @@ func TestMigrateRefusesModifiedAndUnknown(t *testing.T) {
 	} {
 		if err := f(ctx); !errors.Is(err, store.ErrUnknownMigrations) || !strings.Contains(err.Error(), "[9999]") {
 			t.Fatalf("%s with an unknown applied migration: err = %v", name, err)
+		}
+	}
+}
+
+// A database that applied a migration file as it was before a comment in
+// it was reworded (its checksum is among the migration's Superseded) has
+// that migration: Up goes on and Status does not call it modified.
+func TestMigrateAcceptsSupersededChecksums(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := openPool(t, pgtest.EmptyURL(t))
+	if err := store.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	all, err := store.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reworded []store.Migration
+	for _, m := range all {
+		if len(m.Superseded) > 0 {
+			reworded = append(reworded, m)
+		}
+	}
+	if len(reworded) == 0 {
+		t.Fatal("no migration has a superseded checksum: nothing to test")
+	}
+	for _, m := range reworded {
+		if slices.Contains(m.Superseded, m.Checksum) {
+			t.Errorf("%s: its own checksum is listed as superseded", m.ID())
+		}
+		if _, err := pool.Exec(ctx, `UPDATE tasker.schema_migrations SET checksum = $1 WHERE version = $2`, m.Superseded[0], m.Version); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := store.NewMigrator(pool).Up(ctx); err != nil {
+		t.Fatalf("Up with superseded checksums applied: %v", err)
+	}
+	status, err := store.NewMigrator(pool).Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range status {
+		if s.Modified || s.AppliedAt == nil {
+			t.Errorf("%s: modified %v, applied %v", s.ID(), s.Modified, s.AppliedAt)
 		}
 	}
 }

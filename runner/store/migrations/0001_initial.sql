@@ -1,4 +1,4 @@
--- The initial schema: DESIGN.md §3. Every object lives in schema tasker (created by
+-- The initial schema (README, Architecture). Every object lives in schema tasker (created by
 -- the migrator before this file runs, together with tasker.schema_migrations).
 
 -- A namespace name is at most 56 characters so that its LISTEN channel,

@@ -1,4 +1,4 @@
--- DESIGN §3: a step waiting_for_retry becomes enqueued when its run_at
+-- Tasker's state machine: a step waiting_for_retry becomes enqueued when its run_at
 -- passes, then in_progress when claimed. The claim takes a due retry
 -- straight from waiting_for_retry (no write at run_at, no sweeper), so
 -- the audit now records both moves for it: waiting_for_retry -> enqueued
