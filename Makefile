@@ -51,7 +51,7 @@ lint: ## gofmt, go vet, the import-direction check and Redocly's lint of openapi
 	@bash .ci/check-imports
 	@bash .ci/lint-openapi
 
-generate: ## regenerate committed generated code
+generate: ## regenerate committed generated code (OpenAPI spec and clients, protobuf code, README command list, runner/store/schema.sql)
 	$(GO) generate ./...
 
 clean: ## remove build outputs: bin/, bench results, the TypeScript example's dist/ (not Go's shared test cache)

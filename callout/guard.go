@@ -33,13 +33,14 @@ const (
 	BreakerConsecutiveFailuresDefault = 5
 	BreakerOpenTimeoutDefault         = 30 * time.Second
 	BreakerIntervalDefault            = 60 * time.Second
+	BreakerMaxRequestsDefault         = 1
 )
 
 func (b BreakerSettings) withDefaults() BreakerSettings {
 	b.ConsecutiveFailures = cmp.Or(b.ConsecutiveFailures, BreakerConsecutiveFailuresDefault)
 	b.OpenTimeout = cmp.Or(b.OpenTimeout, BreakerOpenTimeoutDefault)
 	b.Interval = cmp.Or(b.Interval, BreakerIntervalDefault)
-	b.MaxRequests = cmp.Or(b.MaxRequests, 1)
+	b.MaxRequests = cmp.Or(b.MaxRequests, BreakerMaxRequestsDefault)
 	return b
 }
 

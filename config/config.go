@@ -7,6 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/runner"
+	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
 
 // Every field carries two tags: toml names the key in the file and env names
@@ -601,7 +605,11 @@ func (e Endpoint) BatchWindow() time.Duration { return millis(e.BatchWindowMS) }
 // environment set the whole list as JSON (see [Endpoints.EnvDecode]).
 type Endpoints []Endpoint
 
-// Default returns the configuration used when nothing else is set.
+// Default returns the configuration used when nothing else is set. Where
+// the engine has a default of its own (an XDefault constant of
+// [runner], [workflow] or [callout]), this is it, converted to the file's
+// unit; the rest (pool, listeners, auth, retention ages, URL policy) are
+// the server's and defined here.
 func Default() Config {
 	return Config{
 		Database: Database{
@@ -610,7 +618,7 @@ func Default() Config {
 			ConnectTimeoutSeconds: 10,
 		},
 		Worker: Worker{
-			ShutdownTimeoutSeconds: 30,
+			ShutdownTimeoutSeconds: inSeconds(runner.ShutdownTimeoutDefault),
 			Web: Web{
 				Enabled:         true,
 				Host:            "127.0.0.1",
@@ -622,43 +630,80 @@ func Default() Config {
 					JWT:           JWT{ScopeClaim: "scope"},
 				},
 			},
-			GRPC: GRPC{Enabled: true, Host: "127.0.0.1", Port: 9191},
-			EventSystems: EventSystems{Worker: EventSystem{
-				DeploymentMode: DeploymentModeHybrid,
-				Metadata: EventSystemMetadata{
-					PushConsumer:   PushConsumer{Enabled: true, MaxConcurrentSteps: 500},
-					FallbackPoller: FallbackPoller{Enabled: true, PollIntervalSeconds: 1.0},
-					Listener:       Listener{ReconnectInitialMS: 100, ReconnectMaxMS: 10_000},
-				},
-			}},
-			Leases:     Leases{VisibilityTimeoutSeconds: 30, HeartbeatIntervalSeconds: 10},
-			Completion: Completion{FlushIntervalMS: 1, MaxBatch: 100, Writers: 2},
-			Retry:      Retry{MaxAttempts: 3, BackoffBaseMS: 1000, MaxBackoffMS: 60_000},
-			Dynamic:    Dynamic{MaxStepsPerOutcome: 10_000, MaxStepsPerTask: 100_000, MaxYieldsPerStep: 100_000},
-			Retention: Retention{
-				Enabled:            true,
-				CompleteAfterDays:  7,
-				FailedAfterDays:    30,
-				CancelledAfterDays: 30,
-				IntervalSeconds:    60,
-				BatchSize:          1000,
-				BatchMaxSteps:      10_000,
-				MaxBatchesPerRun:   10,
+			GRPC:         GRPC{Enabled: true, Host: "127.0.0.1", Port: 9191},
+			EventSystems: defaultEventSystems(),
+			Leases: Leases{
+				VisibilityTimeoutSeconds: inSeconds(runner.LeaseForDefault),
+				HeartbeatIntervalSeconds: inSeconds(runner.HeartbeatIntervalDefault),
 			},
-			Callout: Callout{
-				DefaultTimeoutSeconds: 30,
-				MaxResponseBytes:      4 << 20,
-				MaxIdleConnsPerHost:   512,
-				Breaker: Breaker{
-					MaxRequests:         1,
-					IntervalSeconds:     60,
-					OpenTimeoutSeconds:  30,
-					ConsecutiveFailures: 5,
-				},
-				URLPolicy:  URLPolicy{AllowedSchemes: []string{"http", "https"}},
-				SecretDirs: []string{"/run/secrets"},
+			Completion: Completion{
+				FlushIntervalMS: inMillis(runner.FlushIntervalDefault),
+				MaxBatch:        runner.FlushBatchDefault,
+				Writers:         runner.FlushWritersDefault,
+			},
+			Retry: Retry{
+				MaxAttempts:   workflow.MaxAttemptsDefault,
+				BackoffBaseMS: workflow.BackoffBaseMsDefault,
+				MaxBackoffMS:  workflow.MaxBackoffMsDefault,
+			},
+			Dynamic: Dynamic{
+				MaxStepsPerOutcome: runner.MaxStepsPerOutcomeDefault,
+				MaxStepsPerTask:    runner.MaxStepsPerTaskDefault,
+				MaxYieldsPerStep:   runner.MaxYieldsPerStepDefault,
+			},
+			Retention: defaultRetention(),
+			Callout:   defaultCallout(),
+		},
+	}
+}
+
+func defaultEventSystems() EventSystems {
+	return EventSystems{Worker: EventSystem{
+		DeploymentMode: DeploymentMode(runner.ModeHybrid),
+		Metadata: EventSystemMetadata{
+			PushConsumer: PushConsumer{Enabled: true, MaxConcurrentSteps: runner.MaxConcurrentStepsDefault},
+			FallbackPoller: FallbackPoller{
+				Enabled:             true,
+				PollIntervalSeconds: runner.PollIntervalDefault.Seconds(),
+			},
+			Listener: Listener{
+				ReconnectInitialMS: inMillis(runner.ReconnectInitialDefault),
+				ReconnectMaxMS:     inMillis(runner.ReconnectMaxDefault),
 			},
 		},
+	}}
+}
+
+// defaultRetention is on, with the server's ages; the runner library's own
+// default keeps everything.
+func defaultRetention() Retention {
+	return Retention{
+		Enabled:            true,
+		CompleteAfterDays:  7,
+		FailedAfterDays:    30,
+		CancelledAfterDays: 30,
+		IntervalSeconds:    inSeconds(runner.RetentionIntervalDefault),
+		BatchSize:          runner.RetentionBatchSizeDefault,
+		BatchMaxSteps:      runner.RetentionBatchMaxStepsDefault,
+		MaxBatchesPerRun:   runner.RetentionMaxBatchesPerRunDefault,
+	}
+}
+
+// defaultCallout has the server's URL policy (http and https); the callout
+// library checks no URL unless given a policy.
+func defaultCallout() Callout {
+	return Callout{
+		DefaultTimeoutSeconds: inSeconds(runner.StepTimeoutDefault),
+		MaxResponseBytes:      callout.DefaultMaxResponseBytes,
+		MaxIdleConnsPerHost:   callout.DefaultMaxIdleConnsPerHost,
+		Breaker: Breaker{
+			MaxRequests:         callout.BreakerMaxRequestsDefault,
+			IntervalSeconds:     inSeconds(callout.BreakerIntervalDefault),
+			OpenTimeoutSeconds:  inSeconds(callout.BreakerOpenTimeoutDefault),
+			ConsecutiveFailures: callout.BreakerConsecutiveFailuresDefault,
+		},
+		URLPolicy:  URLPolicy{AllowedSchemes: []string{"http", "https"}},
+		SecretDirs: slices.Clone(runner.DefaultSecretDirs),
 	}
 }
 
@@ -669,6 +714,10 @@ func DefaultEndpoint() Endpoint {
 }
 
 func seconds(n int) time.Duration { return time.Duration(n) * time.Second }
+
+// inSeconds and inMillis convert a library default to the file's unit.
+func inSeconds(d time.Duration) int { return int(d / time.Second) }
+func inMillis(d time.Duration) int  { return int(d / time.Millisecond) }
 
 // days converts a validated number of days (0 to MaxRetentionDays).
 func days(d float64) time.Duration {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tasker-runner/tasker-runner/internal/suggest"
 )
 
 // The TOML library stops at the first value of the wrong type, and its
@@ -116,7 +118,7 @@ func (d *decoder) table(key string, m map[string]any, dst reflect.Value) {
 			continue
 		}
 		msg := "unknown key"
-		if s := suggest(k, fields); s != "" {
+		if s := closestKey(k, fields); s != "" {
 			msg += fmt.Sprintf(" (did you mean %q?)", s)
 		}
 		d.problems.add(join(key, k), "%s", msg)
@@ -239,13 +241,13 @@ func isBareKey(k string) bool {
 // sortedKeys makes problems come out in the same order on every run.
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
-// suggest returns the known key closest to an unknown one, or "" when none
+// closestKey returns the known key closest to an unknown one, or "" when none
 // is close enough to be a likely typo.
-func suggest(unknown string, fields []tomlField) string {
+func closestKey(unknown string, fields []tomlField) string {
 	unknown = strings.ToLower(unknown)
 	best, bestDist := "", math.MaxInt
 	for _, f := range fields {
-		if d := editDistance(unknown, f.name); d < bestDist {
+		if d := suggest.Distance(unknown, f.name); d < bestDist {
 			best, bestDist = f.name, d
 		}
 	}
@@ -262,32 +264,4 @@ func suggest(unknown string, fields []tomlField) string {
 		}
 	}
 	return ""
-}
-
-// editDistance is the optimal string alignment distance: Levenshtein plus
-// transposition of adjacent characters, the most common typo ("prot").
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	// Three rows suffice: transposition looks back two rows.
-	prev2 := make([]int, len(rb)+1)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(rb)]
 }

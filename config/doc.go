@@ -6,7 +6,9 @@
 //
 // [Load] builds a [Config] in four steps, each one overriding the previous:
 //
-//  1. [Default], the values documented on every field;
+//  1. [Default], the values documented on every field: the engine's own
+//     defaults (the XDefault constants of [runner], [workflow] and
+//     [callout]) where it has one, so they are written once;
 //  2. the TOML file (config/worker.toml is an example listing every key);
 //  3. the environment;
 //  4. [Config.Validate].

@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/sethvargo/go-envconfig"
+
+	"github.com/tasker-runner/tasker-runner/internal/suggest"
 )
 
 // EnvPrefix starts the name of every variable that overrides a key.
@@ -283,7 +285,7 @@ func EnvTypos(environ []string) []EnvTypo {
 		}
 		best, bestDist := "", -1
 		for env := range known {
-			if d := editDistance(rest, strings.TrimPrefix(env, EnvPrefix)); bestDist < 0 || d < bestDist || d == bestDist && env < best {
+			if d := suggest.Distance(rest, strings.TrimPrefix(env, EnvPrefix)); bestDist < 0 || d < bestDist || d == bestDist && env < best {
 				best, bestDist = env, d
 			}
 		}

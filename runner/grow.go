@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"time"
@@ -23,24 +24,10 @@ import (
 // convergence step still runs.
 const noOpBatchID = "000"
 
-// outcomeError fails the step whose outcome could not be applied; it is
+// invalidOutcome fails the step whose outcome could not be applied; it is
 // never retried, since the same outcome would fail again.
-type outcomeError struct {
-	errorType string
-	msg       string
-}
-
-func (e *outcomeError) Error() string { return e.msg }
-
 func invalidOutcome(format string, args ...any) error {
-	return &outcomeError{errorType: contracts.ErrorTypeInvalidOutcome, msg: fmt.Sprintf(format, args...)}
-}
-
-// growsTask reports whether an outcome may add steps to its task: a
-// successful decision or batchable step.
-func growsTask(p *pendingOutcome) bool {
-	t := workflow.StepType(p.step.Type)
-	return p.completion.State == store.StateComplete && (t == workflow.StepDecision || t == workflow.StepBatchable)
+	return &workflow.OutcomeError{Type: contracts.ErrorTypeInvalidOutcome, Msg: fmt.Sprintf(format, args...)}
 }
 
 // taskGraph is a growing task's steps: those read under lock, then those
@@ -71,6 +58,22 @@ func (g *taskGraph) find(id uuid.UUID) *store.TaskStep {
 }
 
 func (g *taskGraph) exists(templateStep string) bool { return len(g.byTpl[templateStep]) > 0 }
+
+// Len, HasName and Instances make the graph the [workflow.Task] that
+// [workflow.Template.Instantiate] reads.
+func (g *taskGraph) Len() int                 { return len(g.steps) }
+func (g *taskGraph) HasName(name string) bool { return g.names[name] }
+func (g *taskGraph) Instances(templateStep string) iter.Seq[workflow.Instance] {
+	return func(yield func(workflow.Instance) bool) {
+		for _, i := range g.byTpl[templateStep] {
+			s := &g.steps[i]
+			done := s.State == store.StateComplete || s.State == store.StepResolvedManually
+			if !yield(workflow.Instance{ID: s.StepUUID, Done: done}) {
+				return
+			}
+		}
+	}
+}
 
 // grower turns the outcomes of one write into the steps to add.
 type grower struct {
@@ -120,7 +123,7 @@ func (g *grower) grow(p *pendingOutcome, tpl *workflow.Template) ([]store.GrowSt
 		worker := o.WorkerTemplateName
 		if o.Type == contracts.OutcomeNoBatches {
 			noOp = true
-			if worker, err = defaultWorker(tpl, name); err != nil {
+			if worker, err = tpl.NoBatchesWorker(name); err != nil {
 				return nil, err
 			}
 			zero := json.RawMessage("0")
@@ -156,129 +159,43 @@ func expandError(s store.ClaimedStep, err error) error {
 	return invalidOutcome("step %q: %s", s.Name, strings.Join(msgs, "; "))
 }
 
-// defaultWorker is the worker a no_batches outcome instantiates: the one the
-// batchable step's batch_config names, else its only batch_worker child.
-func defaultWorker(tpl *workflow.Template, batchable string) (string, error) {
-	if s := tpl.Step(batchable); s != nil && s.BatchConfig != nil && s.BatchConfig.WorkerTemplate != "" {
-		return s.BatchConfig.WorkerTemplate, nil
-	}
-	var found []string
-	for _, s := range tpl.Steps {
-		if s.Type == workflow.StepBatchWorker && slices.Contains(s.Dependencies, batchable) {
-			found = append(found, s.Name)
-		}
-	}
-	if len(found) != 1 {
-		return "", invalidOutcome("no_batches: batchable step %q names no batch_config.worker_template and has %d batch_worker steps", batchable, len(found))
-	}
-	return found[0], nil
-}
-
-// instantiate builds the rows for dyn. A batch outcome's first element is
-// the worker template, made once per cursor; a parent naming it means every
-// instance.
+// instantiate makes the rows of an outcome's expansion
+// ([workflow.Template.Instantiate]) and adds them to graph.
 func (g *grower) instantiate(p *pendingOutcome, tpl *workflow.Template, graph *taskGraph, dyn []workflow.DynamicStep, cursors []contracts.CursorConfig, noOp bool) ([]store.GrowStep, error) {
 	cfg := &g.r.cfg
-	total := len(dyn)
-	if cursors != nil && total > 0 {
-		total += len(cursors) - 1
+	steps, err := tpl.Instantiate(workflow.Growth{
+		StepID: p.step.StepUUID, StepName: p.step.Name, TemplateStep: p.step.TemplateStepName,
+		Expansion: dyn, Cursors: cursors, NoOp: noOp, Retry: cfg.RetryDefaults,
+		MaxStepsPerOutcome: cfg.MaxStepsPerOutcome, MaxStepsPerTask: cfg.MaxStepsPerTask,
+	}, graph)
+	if err != nil {
+		return nil, err
 	}
-	if total > cfg.MaxStepsPerOutcome {
-		return nil, &outcomeError{contracts.ErrorTypeStepLimit, fmt.Sprintf(
-			"step %q: the outcome would create %d steps; the limit per outcome is %d", p.step.Name, total, cfg.MaxStepsPerOutcome)}
-	}
-	if n := len(graph.steps) + total; n > cfg.MaxStepsPerTask {
-		return nil, &outcomeError{contracts.ErrorTypeStepLimit, fmt.Sprintf(
-			"step %q: the outcome would bring the task to %d steps; the limit per task is %d", p.step.Name, n, cfg.MaxStepsPerTask)}
-	}
-
-	var batchMeta contracts.BatchMetadata
-	if cursors != nil {
-		bc := batchConfig(tpl, p.step.TemplateStepName, dyn[0].Name)
-		batchMeta = contracts.BatchMetadata{CursorField: bc.CursorField, FailureStrategy: string(bc.FailureStrategy)}
-	}
-	type added struct {
-		ids []uuid.UUID
-	}
-	fresh := map[string]*added{}
-	// Names added by this outcome: the graph learns them only once the whole
-	// outcome is valid, so a refused one leaves no trace for the next.
-	newNames := map[string]bool{}
-	done := func(state string) bool { return state == store.StateComplete || state == store.StepResolvedManually }
-	var out []store.GrowStep
-	for k, d := range dyn {
-		def := tpl.Step(d.Name)
-		rt := def.Retry.WithDefaults(cfg.RetryDefaults)
-		policy, err := json.Marshal(rt)
+	out := make([]store.GrowStep, 0, len(steps))
+	for _, s := range steps {
+		policy, err := json.Marshal(s.Retry)
 		if err != nil {
 			return nil, fmt.Errorf("runner: encoding retry policy: %w", err)
 		}
-		// Parents are the same for every instance.
-		var parents []uuid.UUID
-		pending := 0
-		for _, pn := range d.Parents {
-			if a := fresh[pn]; a != nil {
-				for _, id := range a.ids {
-					parents = append(parents, id)
-					pending++
-				}
-				continue
-			}
-			for _, i := range graph.byTpl[pn] {
-				s := &graph.steps[i]
-				parents = append(parents, s.StepUUID)
-				if s.StepUUID == p.step.StepUUID || !done(s.State) {
-					// The outcome's own step completes in this transaction;
-					// its completion counts it down like any other parent.
-					pending++
-				}
-			}
-		}
-
-		type instance struct {
-			name   string
-			inputs []byte
-		}
-		instances := []instance{{name: d.Name}}
-		if k == 0 && cursors != nil {
-			instances = instances[:0]
-			for _, c := range cursors {
-				in, err := json.Marshal(contracts.BatchWorkerInputs{Cursor: c, BatchMetadata: batchMeta, IsNoOp: noOp})
-				if err != nil {
-					return nil, invalidOutcome("step %q: cursor %q does not encode: %v", p.step.Name, c.BatchID, err)
-				}
-				instances = append(instances, instance{name: d.Name + "_" + c.BatchID, inputs: in})
-			}
-		}
-		a := &added{}
-		for _, in := range instances {
-			if graph.names[in.name] || newNames[in.name] {
-				return nil, invalidOutcome("step %q: the task already has a step named %q", p.step.Name, in.name)
-			}
-			newNames[in.name] = true
-			id := uuid.Must(uuid.NewV7())
-			a.ids = append(a.ids, id)
-			out = append(out, store.GrowStep{
-				NewStep: store.NewStep{
-					StepUUID:         id,
-					Name:             in.name,
-					TemplateStepName: d.Name,
-					Handler:          def.Handler.Callable,
-					Type:             string(def.Type),
-					MaxAttempts:      rt.MaxAttempts,
-					Retryable:        *rt.Retryable,
-					RetryPolicy:      policy,
-					TimeoutMs:        def.TimeoutSeconds * 1000,
-					Inputs:           in.inputs,
-				},
-				TaskUUID:       p.step.TaskUUID,
-				Namespace:      p.step.Namespace,
-				Priority:       p.step.Priority,
-				Parents:        parents,
-				PendingParents: pending,
-			})
-		}
-		fresh[d.Name] = a
+		out = append(out, store.GrowStep{
+			NewStep: store.NewStep{
+				StepUUID:         s.ID,
+				Name:             s.Name,
+				TemplateStepName: s.Def.Name,
+				Handler:          s.Def.Handler.Callable,
+				Type:             string(s.Def.Type),
+				MaxAttempts:      s.Retry.MaxAttempts,
+				Retryable:        *s.Retry.Retryable,
+				RetryPolicy:      policy,
+				TimeoutMs:        s.Def.TimeoutSeconds * 1000,
+				Inputs:           s.Inputs,
+			},
+			TaskUUID:       p.step.TaskUUID,
+			Namespace:      p.step.Namespace,
+			Priority:       p.step.Priority,
+			Parents:        s.Parents,
+			PendingParents: s.PendingParents,
+		})
 	}
 	for _, s := range out {
 		graph.add(store.TaskStep{
@@ -289,22 +206,11 @@ func (g *grower) instantiate(p *pendingOutcome, tpl *workflow.Template, graph *t
 	return out, nil
 }
 
-// batchConfig is the batch_config that applies to a batch: the batchable
-// step's, else the worker's, else Tasker's defaults.
-func batchConfig(tpl *workflow.Template, batchable, worker string) workflow.BatchConfig {
-	for _, name := range []string{batchable, worker} {
-		if s := tpl.Step(name); s != nil && s.BatchConfig != nil {
-			return *s.BatchConfig
-		}
-	}
-	return workflow.BatchConfig{CursorField: "id", FailureStrategy: workflow.ContinueOnFailure}
-}
-
 // failWith turns p into a permanent failure of the given type.
 func failWith(p *pendingOutcome, err error, now time.Time) {
 	kind := contracts.ErrorTypeInvalidOutcome
-	if oe, ok := err.(*outcomeError); ok {
-		kind = oe.errorType
+	if oe, ok := err.(*workflow.OutcomeError); ok {
+		kind = oe.Type
 	}
 	p.result = contracts.Failure(kind, err.Error(), false)
 	p.completion = store.Completion{
@@ -408,33 +314,4 @@ func (r *Runner) writeGrowingOnce(ctx context.Context, ps []pendingOutcome, refu
 		return err
 	})
 	return res, err
-}
-
-// batchInputs reads a batch worker's inputs (the runner wrote them); ok is
-// false for other steps.
-func batchInputs(s store.ClaimedStep) (contracts.BatchWorkerInputs, bool) {
-	if workflow.StepType(s.Type) != workflow.StepBatchWorker {
-		// Returned before in is declared: decoding into it moves it to
-		// the heap, and this runs for every step.
-		return contracts.BatchWorkerInputs{}, false
-	}
-	var in contracts.BatchWorkerInputs
-	if json.Unmarshal(s.Inputs, &in) != nil {
-		return contracts.BatchWorkerInputs{}, false
-	}
-	return in, true
-}
-
-// failureStrategy is a batch worker's failure_strategy; other steps have
-// none.
-func failureStrategy(s store.ClaimedStep) workflow.FailureStrategy {
-	in, _ := batchInputs(s)
-	return workflow.FailureStrategy(in.BatchMetadata.FailureStrategy)
-}
-
-// noOpWorker reports whether s is the placeholder worker of a no_batches
-// outcome, which the runner completes without calling a handler.
-func noOpWorker(s store.ClaimedStep) bool {
-	in, _ := batchInputs(s)
-	return in.IsNoOp
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -66,6 +67,20 @@ func ListEndpoints(ctx context.Context, db DB) ([]HandlerEndpoint, error) {
 		return nil, fmt.Errorf("store: listing endpoints: %w", err)
 	}
 	return eps, nil
+}
+
+// GetEndpoint returns the handler endpoint for (namespace, pattern), or an
+// error wrapping [ErrNotFound].
+func GetEndpoint(ctx context.Context, db DB, namespace, pattern string) (HandlerEndpoint, error) {
+	e, err := scanEndpoint(db.QueryRow(ctx, `SELECT `+endpointColumns+` FROM tasker.handler_endpoints
+		WHERE namespace = $1 AND pattern = $2`, namespace, pattern))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return e, fmt.Errorf("store: handler endpoint %q (namespace %q): %w", pattern, namespace, ErrNotFound)
+	}
+	if err != nil {
+		return e, fmt.Errorf("store: reading handler endpoint %q: %w", pattern, err)
+	}
+	return e, nil
 }
 
 // PutEndpoint creates or replaces the endpoint for (namespace, pattern) and

@@ -516,17 +516,3 @@ func UUIDv7Floor(t time.Time) uuid.UUID {
 	}
 	return u
 }
-
-// GetEndpoint returns the handler endpoint for (namespace, pattern), or an
-// error wrapping [ErrNotFound].
-func GetEndpoint(ctx context.Context, db DB, namespace, pattern string) (HandlerEndpoint, error) {
-	e, err := scanEndpoint(db.QueryRow(ctx, `SELECT `+endpointColumns+` FROM tasker.handler_endpoints
-		WHERE namespace = $1 AND pattern = $2`, namespace, pattern))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return e, fmt.Errorf("store: handler endpoint %q (namespace %q): %w", pattern, namespace, ErrNotFound)
-	}
-	if err != nil {
-		return e, fmt.Errorf("store: reading handler endpoint %q: %w", pattern, err)
-	}
-	return e, nil
-}

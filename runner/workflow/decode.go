@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tasker-runner/tasker-runner/contracts"
+	"github.com/tasker-runner/tasker-runner/internal/suggest"
 )
 
 // Limits protecting the decoder from hostile documents.
@@ -358,7 +359,7 @@ func (d *decoder) fields(n *yaml.Node, path string, allowed []string, fn func(ke
 func unknownField(key string, allowed []string) string {
 	best, bestDist := "", 3
 	for _, a := range allowed {
-		if dist := editDistance(strings.ToLower(key), a); dist < bestDist {
+		if dist := suggest.Distance(strings.ToLower(key), a); dist < bestDist {
 			best, bestDist = a, dist
 		}
 	}
@@ -366,26 +367,6 @@ func unknownField(key string, allowed []string) string {
 		return fmt.Sprintf("unknown field; did you mean %q?", best)
 	}
 	return "unknown field; allowed: " + strings.Join(allowed, ", ")
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func describe(n *yaml.Node) string {

@@ -1,4 +1,5 @@
-// Package workflow parses, validates and expands Tasker-format task templates.
+// Package workflow parses, validates, plans and expands Tasker-format task
+// templates, and instantiates the steps an outcome adds to a task.
 //
 // A task template is a YAML (or JSON) document describing a workflow: a DAG of
 // steps, each run by a handler. The format follows tasker-core's TaskTemplate so
@@ -99,4 +100,9 @@
 // [Template.ExpandDecision] and [Template.ExpandBatch] compute, for an outcome,
 // which template steps to create next and their parents, using Tasker's
 // intersection semantics for deferred_convergence steps.
+// [Template.Instantiate] then makes the new steps of the task: one per
+// cursor for a batch's worker, with its inputs, each with its retry policy,
+// its parents among the task's steps and how many of them are not done; an
+// outcome over the step limits, or naming a step twice, is an
+// [*OutcomeError] and creates nothing.
 package workflow

@@ -42,7 +42,7 @@ func (t *Template) ExpandDecision(decision string, chosen []string, exists func(
 	}
 	d, ok := c.index[decision]
 	if !ok || t.Steps[d].stepType() != StepDecision {
-		return nil, outcomeError("step", fmt.Sprintf("%q is not a decision step of template %s", decision, t.Name))
+		return nil, outcomeProblem("step", fmt.Sprintf("%q is not a decision step of template %s", decision, t.Name))
 	}
 	var ps problems
 	seeds := map[int]bool{}
@@ -87,26 +87,26 @@ func (t *Template) ExpandBatch(batchable, worker string, exists func(name string
 	}
 	b, ok := c.index[batchable]
 	if !ok || t.Steps[b].stepType() != StepBatchable {
-		return nil, outcomeError("step", fmt.Sprintf("%q is not a batchable step of template %s", batchable, t.Name))
+		return nil, outcomeProblem("step", fmt.Sprintf("%q is not a batchable step of template %s", batchable, t.Name))
 	}
 	w, ok := c.index[worker]
 	switch {
 	case !ok:
-		return nil, outcomeError("worker_template_name", fmt.Sprintf("unknown step %q", worker))
+		return nil, outcomeProblem("worker_template_name", fmt.Sprintf("unknown step %q", worker))
 	case t.Steps[w].stepType() != StepBatchWorker || !slices.Contains(c.parents[w], b):
-		return nil, outcomeError("worker_template_name", fmt.Sprintf("step %q is not a batch_worker step depending on %q", worker, batchable))
+		return nil, outcomeProblem("worker_template_name", fmt.Sprintf("step %q is not a batch_worker step depending on %q", worker, batchable))
 	case t.Steps[b].BatchConfig != nil && t.Steps[b].BatchConfig.WorkerTemplate != worker:
-		return nil, outcomeError("worker_template_name", fmt.Sprintf("step %q declares worker_template %q", batchable, t.Steps[b].BatchConfig.WorkerTemplate))
+		return nil, outcomeProblem("worker_template_name", fmt.Sprintf("step %q declares worker_template %q", batchable, t.Steps[b].BatchConfig.WorkerTemplate))
 	}
 	for _, dep := range c.parents[w] {
 		if dep != b && !exists(t.Steps[dep].Name) {
-			return nil, outcomeError("worker_template_name", fmt.Sprintf("worker %q depends on %q, which does not exist", worker, t.Steps[dep].Name))
+			return nil, outcomeProblem("worker_template_name", fmt.Sprintf("worker %q depends on %q, which does not exist", worker, t.Steps[dep].Name))
 		}
 	}
 	return t.expand(c, map[int]bool{w: true}, -1, exists), nil
 }
 
-func outcomeError(path, msg string) error {
+func outcomeProblem(path, msg string) error {
 	return newValidationError(subjectOutcome, []Problem{{Path: path, Message: msg}})
 }
 

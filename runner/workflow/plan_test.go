@@ -185,9 +185,9 @@ func TestPlanResolvesRetryAndTimeout(t *testing.T) {
 			name:     "package defaults",
 			defaults: RetryDefaults{},
 			want: map[string]Retry{
-				"defaults": {MaxAttempts: 3, Strategy: BackoffExponential, BackoffBaseMs: 1000, MaxBackoffMs: 30000},
+				"defaults": {MaxAttempts: 3, Strategy: BackoffExponential, BackoffBaseMs: 1000, MaxBackoffMs: MaxBackoffMsDefault},
 				"explicit": {MaxAttempts: 1, Strategy: BackoffFixed, BackoffBaseMs: 200, MaxBackoffMs: 400},
-				"partial":  {MaxAttempts: 7, Strategy: BackoffExponential, BackoffBaseMs: 1000, MaxBackoffMs: 30000},
+				"partial":  {MaxAttempts: 7, Strategy: BackoffExponential, BackoffBaseMs: 1000, MaxBackoffMs: MaxBackoffMsDefault},
 			},
 		},
 		{

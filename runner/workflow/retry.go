@@ -6,21 +6,22 @@ import (
 )
 
 // RetryDefaults are the operator's defaults for retry fields a template leaves
-// unset. Zero fields fall back to [DefaultMaxAttempts], [DefaultBackoffBaseMs]
-// and [DefaultMaxBackoffMs].
+// unset. Zero fields fall back to [MaxAttemptsDefault], [BackoffBaseMsDefault]
+// and [MaxBackoffMsDefault].
 type RetryDefaults struct {
 	MaxAttempts   int // total attempts, including the first
 	BackoffBaseMs int
 	MaxBackoffMs  int
 }
 
-// Tasker's retry defaults, used where neither the template nor the
-// [RetryDefaults] set a value: 3 attempts, exponential backoff from one second,
-// capped at 30 seconds. Retryable defaults to true.
+// Retry defaults, used where neither the template nor the [RetryDefaults]
+// set a value: 3 attempts, exponential backoff from one second, capped at a
+// minute (the worker.retry defaults of the configuration, which reads these).
+// Retryable defaults to true.
 const (
-	DefaultMaxAttempts   = 3
-	DefaultBackoffBaseMs = 1000
-	DefaultMaxBackoffMs  = 30_000
+	MaxAttemptsDefault   = 3
+	BackoffBaseMsDefault = 1000
+	MaxBackoffMsDefault  = 60_000
 )
 
 // WithDefaults returns r with every unset field filled from d, and from the
@@ -36,9 +37,9 @@ func (r Retry) WithDefaults(d RetryDefaults) Retry {
 		}
 		return fallback
 	}
-	r.MaxAttempts = pick(r.MaxAttempts, d.MaxAttempts, DefaultMaxAttempts)
-	r.BackoffBaseMs = pick(r.BackoffBaseMs, d.BackoffBaseMs, DefaultBackoffBaseMs)
-	r.MaxBackoffMs = pick(r.MaxBackoffMs, d.MaxBackoffMs, DefaultMaxBackoffMs)
+	r.MaxAttempts = pick(r.MaxAttempts, d.MaxAttempts, MaxAttemptsDefault)
+	r.BackoffBaseMs = pick(r.BackoffBaseMs, d.BackoffBaseMs, BackoffBaseMsDefault)
+	r.MaxBackoffMs = pick(r.MaxBackoffMs, d.MaxBackoffMs, MaxBackoffMsDefault)
 	if r.Retryable == nil {
 		yes := true
 		r.Retryable = &yes

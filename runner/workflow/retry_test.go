@@ -32,7 +32,7 @@ func TestBackoffWithoutJitter(t *testing.T) {
 		{"fibonacci capped", Retry{Strategy: BackoffFibonacci, BackoffBaseMs: 100, MaxBackoffMs: 10000}, 500, 10000 * ms},
 		{"none", Retry{Strategy: BackoffNone, BackoffBaseMs: 100}, 4, 0},
 		{"defaults", Retry{}, 1, time.Second},
-		{"defaults cap", Retry{}, 10, 30 * time.Second},
+		{"defaults cap", Retry{}, 10, MaxBackoffMsDefault * time.Millisecond},
 		{"cap never below base", Retry{Strategy: BackoffFixed, BackoffBaseMs: 60_000}, 1, time.Minute},
 	}
 	for _, tt := range tests {
@@ -90,7 +90,7 @@ func TestWithDefaults(t *testing.T) {
 	}
 	orig := Retry{Retryable: ptr(false), MaxAttempts: 2}
 	got = orig.WithDefaults(RetryDefaults{})
-	if got.MaxAttempts != 2 || *got.Retryable || got.BackoffBaseMs != DefaultBackoffBaseMs {
+	if got.MaxAttempts != 2 || *got.Retryable || got.BackoffBaseMs != BackoffBaseMsDefault {
 		t.Errorf("WithDefaults = %+v", got)
 	}
 	*got.Retryable = true

@@ -153,12 +153,12 @@ func TestTaskerCorpusMeaning(t *testing.T) {
 		if tpl.Step("choose_channels").Type != StepDecision || tpl.Step("record_publication").Type != StepDeferredConvergence || tpl.Step("render_amp").Type != StepStandard {
 			t.Errorf("step_type not read as type: %+v", tpl.Steps)
 		}
-		// A step without retry takes Tasker's defaults.
+		// A step without retry takes the package defaults.
 		p, err := tpl.Plan(RetryDefaults{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s := p.Steps[0]; s.MaxAttempts != 3 || s.Retry.BackoffBaseMs != 1000 || s.Retry.MaxBackoffMs != 30000 || s.Retry.Strategy != BackoffExponential || !*s.Retry.Retryable {
+		if s := p.Steps[0]; s.MaxAttempts != 3 || s.Retry.BackoffBaseMs != 1000 || s.Retry.MaxBackoffMs != MaxBackoffMsDefault || s.Retry.Strategy != BackoffExponential || !*s.Retry.Retryable {
 			t.Errorf("defaults = %+v", s)
 		}
 		if !slices.Equal(p.Deferred, []string{"publish_web", "publish_newsletter", "record_publication"}) {
