@@ -228,6 +228,9 @@ func (c *ServerConfig) validate() error {
 // validateEndpoint refuses a static endpoint as the registry and the
 // management API would: before anything starts.
 func (c *ServerConfig) validateEndpoint(i int, e StaticEndpoint) []error {
+	if e.Pattern == "" {
+		return []error{fmt.Errorf("Endpoints[%d].Pattern is required", i)}
+	}
 	var errs []error
 	if e.Protocol != callout.ProtocolGo {
 		if e.URL == "" {
