@@ -26,7 +26,7 @@ type exampleTB struct {
 func (*exampleTB) Helper()                      {}
 func (*exampleTB) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }
 func (*exampleTB) Errorf(f string, args ...any) { fmt.Fprintf(os.Stderr, f+"\n", args...) }
-func (t *exampleTB) Cleanup(f func())          { t.cleanups = append(t.cleanups, f) }
+func (t *exampleTB) Cleanup(f func())           { t.cleanups = append(t.cleanups, f) }
 
 func (t *exampleTB) cleanup() {
 	for i := len(t.cleanups) - 1; i >= 0; i-- {
