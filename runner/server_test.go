@@ -63,6 +63,7 @@ func TestServerHandleFunc(t *testing.T) {
 	if err := srv.CheckEventLoop(t.Context()); err != nil {
 		t.Fatalf("CheckEventLoop while running: %v", err)
 	}
+	waitFor(t, 10*time.Second, "the LISTEN connection", func() bool { return srv.CheckListener(t.Context()) == nil && srv.ListenerConnected() })
 	register(t, srv.Client(), sprintf(diamondTemplate, "front"))
 	register(t, srv.Client(), "name: counted\nnamespace_name: front\nversion: 1\nsteps:\n  - name: c\n    handler: {callable: count}\n")
 	d, err := srv.Client().Submit(t.Context(), runner.SubmitRequest{Namespace: "front", Name: "diamond"})
