@@ -344,3 +344,22 @@ func TestServerMigrations(t *testing.T) {
 		t.Fatal("OpenPool without a URL: nil error")
 	}
 }
+
+// A Go handler registered after Start serves the steps claimed from then on.
+func TestServerHandleFuncAfterStart(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Pool(t)
+	srv := newServer(t, pool, runner.ServerConfig{})
+	if err := srv.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	srv.HandleFunc("late", func(context.Context, *contracts.StepEnvelope) (contracts.StepResult, error) {
+		return contracts.StepResult{Success: true}, nil
+	})
+	register(t, srv.Client(), "name: late\nnamespace_name: front\nversion: 1\nsteps:\n  - name: l\n    handler: {callable: late}\n")
+	s, err := srv.Client().Submit(t.Context(), runner.SubmitRequest{Namespace: "front", Name: "late"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "the task", func() bool { return taskState(t, pool, s.TaskUUID) == "complete" })
+}
