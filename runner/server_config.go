@@ -11,23 +11,6 @@ import (
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
 
-// Defaults of [ServerConfig] beyond those of [Config], which apply to the
-// runner settings it shares with it.
-const (
-	// CalloutMaxIdleConnsPerHostDefault is the keep-alive pool per handler
-	// host ([callout.TransportOptions.MaxIdleConnsPerHost]).
-	CalloutMaxIdleConnsPerHostDefault = callout.DefaultMaxIdleConnsPerHost
-	// CalloutMaxResponseBytesDefault bounds a handler's response.
-	CalloutMaxResponseBytesDefault = callout.DefaultMaxResponseBytes
-	// BreakerConsecutiveFailuresDefault, BreakerOpenTimeoutDefault,
-	// BreakerIntervalDefault and BreakerMaxRequestsDefault are the circuit
-	// breaker of every endpoint that sets none ([callout.BreakerSettings]).
-	BreakerConsecutiveFailuresDefault = callout.BreakerConsecutiveFailuresDefault
-	BreakerOpenTimeoutDefault         = callout.BreakerOpenTimeoutDefault
-	BreakerIntervalDefault            = callout.BreakerIntervalDefault
-	BreakerMaxRequestsDefault         = 1
-)
-
 // ServerConfig configures a [Server]: the runner's settings (those of
 // [Config] that are not wiring: the Server builds the handler registry, the
 // endpoint loader and the client itself), how handlers are called, and the
@@ -113,7 +96,7 @@ type ServerConfig struct {
 // CalloutConfig says how a [Server] calls its handlers over the network.
 type CalloutConfig struct {
 	// MaxIdleConnsPerHost is the keep-alive pool per handler host. Default
-	// [CalloutMaxIdleConnsPerHostDefault].
+	// [callout.DefaultMaxIdleConnsPerHost].
 	MaxIdleConnsPerHost int
 	// URLPolicy judges every handler URL: static endpoints when the Server
 	// is made, every connection when it is dialled. nil allows every
@@ -123,12 +106,12 @@ type CalloutConfig struct {
 	// judges the endpoints registered through it.
 	URLPolicy *callout.URLPolicy
 	// MaxResponseBytes bounds a handler's response. Default
-	// [CalloutMaxResponseBytesDefault].
+	// [callout.DefaultMaxResponseBytes].
 	MaxResponseBytes int64
 	// Breaker is the circuit breaker of every endpoint that sets none.
-	// Defaults [BreakerConsecutiveFailuresDefault],
-	// [BreakerOpenTimeoutDefault], [BreakerIntervalDefault],
-	// [BreakerMaxRequestsDefault].
+	// Defaults [callout.BreakerConsecutiveFailuresDefault],
+	// [callout.BreakerOpenTimeoutDefault], [callout.BreakerIntervalDefault],
+	// [callout.BreakerMaxRequestsDefault].
 	Breaker callout.BreakerSettings
 }
 
@@ -177,13 +160,13 @@ func (e StaticEndpoint) calloutEndpoint() callout.Endpoint {
 // withDefaults fills the Server's own defaults (the runner fills those of
 // [Config] in [New]) and validates.
 func (c *ServerConfig) withDefaults() error {
-	c.Callout.MaxIdleConnsPerHost = cmp.Or(c.Callout.MaxIdleConnsPerHost, CalloutMaxIdleConnsPerHostDefault)
-	c.Callout.MaxResponseBytes = cmp.Or(c.Callout.MaxResponseBytes, CalloutMaxResponseBytesDefault)
+	c.Callout.MaxIdleConnsPerHost = cmp.Or(c.Callout.MaxIdleConnsPerHost, callout.DefaultMaxIdleConnsPerHost)
+	c.Callout.MaxResponseBytes = cmp.Or(c.Callout.MaxResponseBytes, callout.DefaultMaxResponseBytes)
 	b := &c.Callout.Breaker
-	b.ConsecutiveFailures = cmp.Or(b.ConsecutiveFailures, BreakerConsecutiveFailuresDefault)
-	b.OpenTimeout = cmp.Or(b.OpenTimeout, BreakerOpenTimeoutDefault)
-	b.Interval = cmp.Or(b.Interval, BreakerIntervalDefault)
-	b.MaxRequests = cmp.Or(b.MaxRequests, BreakerMaxRequestsDefault)
+	b.ConsecutiveFailures = cmp.Or(b.ConsecutiveFailures, callout.BreakerConsecutiveFailuresDefault)
+	b.OpenTimeout = cmp.Or(b.OpenTimeout, callout.BreakerOpenTimeoutDefault)
+	b.Interval = cmp.Or(b.Interval, callout.BreakerIntervalDefault)
+	b.MaxRequests = cmp.Or(b.MaxRequests, callout.BreakerMaxRequestsDefault)
 	if c.SecretDirs == nil {
 		c.SecretDirs = DefaultSecretDirs
 	}
