@@ -1,4 +1,4 @@
-package openapi_test
+package auth_test
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/tasker-runner/tasker-runner/openapi"
+	"github.com/tasker-runner/tasker-runner/openapi/auth"
 )
 
 // hashKey is the configured form of an API key.
@@ -42,19 +43,19 @@ var authNow = time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)
 // newAuth builds an authenticator accepting readKey, adminKey and JWTs
 // (HS256 with hsSecret unless noHS, RS256 with the test RSA key, ES256
 // with the test EC key), edited by edit.
-func newAuth(t testing.TB, edit func(*openapi.AuthConfig)) *openapi.Authenticator {
+func newAuth(t testing.TB, edit func(*auth.Config)) *auth.Authenticator {
 	t.Helper()
 	keys := jwtTestKeys()
-	cfg := openapi.AuthConfig{
+	cfg := auth.Config{
 		Enabled:       true,
 		PublicHealth:  true,
 		PublicMetrics: true,
-		APIKeys: []openapi.APIKey{
-			{Name: "reader", Hash: hashKey(readKey), Scope: openapi.ScopeRead},
+		APIKeys: []auth.APIKey{
+			{Name: "reader", Hash: hashKey(readKey), Scope: auth.ScopeRead},
 			// Upper-case hex is accepted too.
-			{Name: "admin", Hash: "sha256:" + strings.ToUpper(strings.TrimPrefix(hashKey(adminKey), "sha256:")), Scope: openapi.ScopeAdmin},
+			{Name: "admin", Hash: "sha256:" + strings.ToUpper(strings.TrimPrefix(hashKey(adminKey), "sha256:")), Scope: auth.ScopeAdmin},
 		},
-		JWT: openapi.JWTConfig{
+		JWT: auth.JWTConfig{
 			Enabled:       true,
 			Issuer:        issuer,
 			Audience:      audience,
@@ -67,7 +68,7 @@ func newAuth(t testing.TB, edit func(*openapi.AuthConfig)) *openapi.Authenticato
 	if edit != nil {
 		edit(&cfg)
 	}
-	a, err := openapi.NewAuthenticator(cfg)
+	a, err := auth.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func newAuth(t testing.TB, edit func(*openapi.AuthConfig)) *openapi.Authenticato
 
 // echoPrincipal answers 200 with the request's principal in a header.
 var echoPrincipal = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-	if p, ok := openapi.PrincipalFrom(r.Context()); ok {
+	if p, ok := auth.PrincipalFrom(r.Context()); ok {
 		w.Header().Set(principal, fmt.Sprintf("%s/%s/%s", p.Name, p.Scope, p.Kind))
 	}
 	_, _ = io.WriteString(w, "ok")
@@ -110,14 +111,14 @@ func TestAuthMiddleware(t *testing.T) {
 	servers := map[string]*httptest.Server{
 		"full": httptest.NewServer(newAuth(t, nil).Middleware(echoPrincipal)),
 		// Only RS256 tokens, and nothing public.
-		"rsa-only": httptest.NewServer(newAuth(t, func(c *openapi.AuthConfig) {
+		"rsa-only": httptest.NewServer(newAuth(t, func(c *auth.Config) {
 			c.PublicHealth, c.PublicMetrics = false, false
 			c.JWT.HS256Secret = ""
 			c.JWT.PublicKeysPEM = c.JWT.PublicKeysPEM[:1]
 			c.JWT.ScopeClaim = "roles"
 		}).Middleware(echoPrincipal)),
-		"keys-only": httptest.NewServer(newAuth(t, func(c *openapi.AuthConfig) { c.JWT = openapi.JWTConfig{} }).Middleware(echoPrincipal)),
-		"disabled":  httptest.NewServer(newAuth(t, func(c *openapi.AuthConfig) { c.Enabled = false }).Middleware(echoPrincipal)),
+		"keys-only": httptest.NewServer(newAuth(t, func(c *auth.Config) { c.JWT = auth.JWTConfig{} }).Middleware(echoPrincipal)),
+		"disabled":  httptest.NewServer(newAuth(t, func(c *auth.Config) { c.Enabled = false }).Middleware(echoPrincipal)),
 	}
 	for _, s := range servers {
 		t.Cleanup(s.Close)
@@ -323,11 +324,11 @@ func cmpOr(s, def string) string {
 
 func TestAuthPrincipalFrom(t *testing.T) {
 	t.Parallel()
-	if _, ok := openapi.PrincipalFrom(context.Background()); ok {
+	if _, ok := auth.PrincipalFrom(context.Background()); ok {
 		t.Fatal("PrincipalFrom(empty context) reported a principal")
 	}
-	want := openapi.Principal{Name: "ci", Scope: openapi.ScopeRead, Kind: openapi.PrincipalAPIKey}
-	got, ok := openapi.PrincipalFrom(openapi.WithPrincipal(context.Background(), want))
+	want := auth.Principal{Name: "ci", Scope: auth.ScopeRead, Kind: auth.PrincipalAPIKey}
+	got, ok := auth.PrincipalFrom(auth.WithPrincipal(context.Background(), want))
 	if !ok || got != want {
 		t.Fatalf("PrincipalFrom = %+v, %v; want %+v", got, ok, want)
 	}
@@ -336,7 +337,7 @@ func TestAuthPrincipalFrom(t *testing.T) {
 func TestAuthDocument(t *testing.T) {
 	t.Parallel()
 	o := openapi.New(openapi.Config{}).API().OpenAPI()
-	openapi.DocumentAuth(o)
+	auth.Document(o)
 	if s := o.Components.SecuritySchemes; s["bearer"] == nil || s["apiKey"] == nil || s["apiKey"].Name != "X-API-Key" {
 		t.Fatalf("security schemes %+v", s)
 	}
@@ -380,12 +381,12 @@ const (
 // connectServer serves stand-in procedures behind a's interceptor over
 // HTTP/2 with TLS, so both the Connect and the gRPC protocol work. Each
 // answers its principal in the X-Principal response header.
-func connectServer(t *testing.T, a *openapi.Authenticator) *httptest.Server {
+func connectServer(t *testing.T, a *auth.Authenticator) *httptest.Server {
 	t.Helper()
 	opts := connect.WithInterceptors(a.ConnectInterceptor())
 	unary := func(ctx context.Context, _ *connect.Request[emptypb.Empty]) (*connect.Response[emptypb.Empty], error) {
 		resp := connect.NewResponse(&emptypb.Empty{})
-		if p, ok := openapi.PrincipalFrom(ctx); ok {
+		if p, ok := auth.PrincipalFrom(ctx); ok {
 			resp.Header().Set(principal, fmt.Sprintf("%s/%s/%s", p.Name, p.Scope, p.Kind))
 		}
 		return resp, nil
@@ -397,7 +398,7 @@ func connectServer(t *testing.T, a *openapi.Authenticator) *httptest.Server {
 	mux.Handle(procCompute, connect.NewUnaryHandler(procCompute, unary, opts, connect.WithIdempotency(connect.IdempotencyNoSideEffects)))
 	mux.Handle(procWatchTasks, connect.NewServerStreamHandler(procWatchTasks,
 		func(ctx context.Context, _ *connect.Request[emptypb.Empty], s *connect.ServerStream[emptypb.Empty]) error {
-			if _, ok := openapi.PrincipalFrom(ctx); !ok {
+			if _, ok := auth.PrincipalFrom(ctx); !ok {
 				return connect.NewError(connect.CodeInternal, errors.New("no principal"))
 			}
 			return s.Send(&emptypb.Empty{})
@@ -413,8 +414,8 @@ func TestAuthConnectInterceptor(t *testing.T) {
 	t.Parallel()
 	hs := []byte(hsSecret)
 	full := connectServer(t, newAuth(t, nil))
-	private := connectServer(t, newAuth(t, func(c *openapi.AuthConfig) { c.PublicHealth = false }))
-	disabled := connectServer(t, newAuth(t, func(c *openapi.AuthConfig) { c.Enabled = false }))
+	private := connectServer(t, newAuth(t, func(c *auth.Config) { c.PublicHealth = false }))
+	disabled := connectServer(t, newAuth(t, func(c *auth.Config) { c.Enabled = false }))
 	readJWT := signJWT(t, "HS256", hs, claims("read", nil))
 	expiredJWT := signJWT(t, "HS256", hs, claims("admin", map[string]any{"exp": authNow.Add(-time.Hour).Unix()}))
 	wrongAudJWT := signJWT(t, "HS256", hs, claims("admin", map[string]any{"aud": "x"}))

@@ -1,4 +1,4 @@
-package openapi_test
+package metrics_test
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/contracts"
-	"github.com/tasker-runner/tasker-runner/openapi"
+	"github.com/tasker-runner/tasker-runner/openapi/metrics"
 	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
@@ -115,7 +115,7 @@ func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 func TestMetricsExposition(t *testing.T) {
 	t.Parallel()
 	var queueErr atomic.Pointer[error]
-	m := openapi.NewMetrics(openapi.MetricsConfig{
+	m := metrics.New(metrics.Config{
 		QueueStats: func(ctx context.Context) ([]store.QueueStat, error) {
 			if e := queueErr.Load(); e != nil {
 				return nil, *e
@@ -353,7 +353,7 @@ tasker_completion_batch_size_count 2
 // Without sources, only the observed metrics (and the runtime's) appear.
 func TestMetricsWithoutSources(t *testing.T) {
 	t.Parallel()
-	m := openapi.NewMetrics(openapi.MetricsConfig{})
+	m := metrics.New(metrics.Config{})
 	mfs := scrape(t, m.Handler())
 	for _, name := range []string{"tasker_queue_depth", "tasker_queue_stats_up", "tasker_steps_in_flight", "tasker_breaker_state"} {
 		if mfs[name] != nil {
@@ -372,7 +372,7 @@ func TestMetricsWithoutSources(t *testing.T) {
 // has been seen, and are safe from many goroutines.
 func TestRunnerObserverHotPath(t *testing.T) {
 	// Not parallel: AllocsPerRun forbids it.
-	m := openapi.NewMetrics(openapi.MetricsConfig{})
+	m := metrics.New(metrics.Config{})
 	o := m.RunnerObserver()
 	co := m.CalloutObserver()
 	o.StepClaimed("ns", "h", time.Millisecond)

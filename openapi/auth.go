@@ -1,0 +1,55 @@
+package openapi
+
+import (
+	"context"
+	"crypto"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/tasker-runner/tasker-runner/openapi/auth"
+)
+
+// The API's authentication lives in package [auth]. These names forward to
+// it for the programs that configure the API through this package.
+
+// Authenticator checks the credentials of API requests; see
+// [auth.Authenticator].
+type Authenticator = auth.Authenticator
+
+// AuthConfig configures an [Authenticator]; see [auth.Config].
+type AuthConfig = auth.Config
+
+// APIKey is one accepted API key; see [auth.APIKey].
+type APIKey = auth.APIKey
+
+// JWTConfig configures JWT bearer tokens; see [auth.JWTConfig].
+type JWTConfig = auth.JWTConfig
+
+// Scope is what a credential may do; see [auth.Scope].
+type Scope = auth.Scope
+
+// Principal is the authenticated caller of a request; see [auth.Principal].
+type Principal = auth.Principal
+
+// Scopes; see [auth.ScopeRead] and [auth.ScopeAdmin].
+const (
+	ScopeRead  = auth.ScopeRead
+	ScopeAdmin = auth.ScopeAdmin
+)
+
+// NewAuthenticator checks cfg and parses its keys; see [auth.New].
+func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) { return auth.New(cfg) }
+
+// ParsePublicKeysPEM parses the public keys of one PEM document; see
+// [auth.ParsePublicKeysPEM].
+func ParsePublicKeysPEM(data []byte) ([]crypto.PublicKey, error) {
+	return auth.ParsePublicKeysPEM(data)
+}
+
+// PrincipalFrom returns the principal that authenticated the request of
+// ctx; see [auth.PrincipalFrom].
+func PrincipalFrom(ctx context.Context) (Principal, bool) { return auth.PrincipalFrom(ctx) }
+
+// DocumentAuth declares the credentials in the OpenAPI document; see
+// [auth.Document].
+func DocumentAuth(o *huma.OpenAPI) { auth.Document(o) }
