@@ -104,13 +104,26 @@ func claims(scope any, edit map[string]any) map[string]any {
 	return c
 }
 
-func TestAuthMiddleware(t *testing.T) {
-	t.Parallel()
-	keys := jwtTestKeys()
-	hs := []byte(hsSecret)
+// middlewareCase is one request through [auth.Authenticator.Middleware]
+// and what it must answer.
+type middlewareCase struct {
+	name      string
+	server    string // default "full"
+	method    string // default GET
+	path      string // default /v1/tasks
+	header    http.Header
+	want      int
+	detail    string // substring of the problem's detail
+	principal string // X-Principal of a 2xx answer
+}
+
+// middlewareServers serves echoPrincipal behind the authenticators the
+// cases name: "full" (newAuth), "rsa-only" (only RS256 tokens with their
+// scope in "roles", and nothing public), "keys-only" and "disabled".
+func middlewareServers(t *testing.T) map[string]*httptest.Server {
+	t.Helper()
 	servers := map[string]*httptest.Server{
 		"full": httptest.NewServer(newAuth(t, nil).Middleware(echoPrincipal)),
-		// Only RS256 tokens, and nothing public.
 		"rsa-only": httptest.NewServer(newAuth(t, func(c *auth.Config) {
 			c.PublicHealth, c.PublicMetrics = false, false
 			c.JWT.HS256Secret = ""
@@ -123,20 +136,74 @@ func TestAuthMiddleware(t *testing.T) {
 	for _, s := range servers {
 		t.Cleanup(s.Close)
 	}
-	bearer := func(cred string) http.Header { return http.Header{"Authorization": {"Bearer " + cred}} }
-	rsaPubPEM := pkixPEM(t, &keys.rsa.PublicKey)
+	return servers
+}
 
-	for _, tc := range []struct {
-		name      string
-		server    string // default "full"
-		method    string // default GET
-		path      string // default /v1/tasks
-		header    http.Header
-		want      int
-		detail    string // substring of the problem's detail
-		principal string // X-Principal of a 2xx answer
-	}{
-		// API keys.
+// bearer is an Authorization header carrying cred.
+func bearer(cred string) http.Header { return http.Header{"Authorization": {"Bearer " + cred}} }
+
+// runMiddlewareCases sends each case to its server, in parallel subtests.
+func runMiddlewareCases(t *testing.T, cases []middlewareCase) {
+	t.Helper()
+	servers := middlewareServers(t)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			checkMiddlewareCase(t, servers[cmpOr(tc.server, "full")], tc)
+		})
+	}
+}
+
+// checkMiddlewareCase sends tc's request to srv and checks the answer: its
+// status, the principal of a 2xx, else the problem document, which must
+// not echo the credential.
+func checkMiddlewareCase(t *testing.T, srv *httptest.Server, tc middlewareCase) {
+	t.Helper()
+	req, err := http.NewRequest(cmpOr(tc.method, "GET"), srv.URL+cmpOr(tc.path, "/v1/tasks"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vs := range tc.header {
+		req.Header[k] = vs
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != tc.want {
+		t.Fatalf("status %d, want %d; body %s", resp.StatusCode, tc.want, body)
+	}
+	if tc.want < 300 {
+		if got := resp.Header.Get(principal); tc.principal != "" && got != tc.principal {
+			t.Fatalf("principal %q, want %q", got, tc.principal)
+		}
+		if tc.server == "disabled" && resp.Header.Get(principal) != "" {
+			t.Fatalf("disabled auth set a principal: %q", resp.Header.Get(principal))
+		}
+		return
+	}
+	checkProblem(t, resp, body, tc.want, tc.detail)
+	for _, vs := range tc.header {
+		for _, v := range vs {
+			cred := v[strings.LastIndexByte(v, ' ')+1:]
+			if len(cred) > 8 && strings.Contains(string(body), cred) {
+				t.Fatalf("problem echoes the credential: %s", body)
+			}
+		}
+	}
+}
+
+// API keys, as bearer tokens and X-API-Key, and their scopes.
+func TestAuthMiddlewareAPIKeys(t *testing.T) {
+	t.Parallel()
+	hs := []byte(hsSecret)
+	runMiddlewareCases(t, []middlewareCase{
+
 		{name: "no credential", header: nil, want: 401, detail: "credentials required"},
 		{name: "no credential on unknown path", path: "/nope", want: 401},
 		{name: "no credential on POST", method: "POST", want: 401},
@@ -155,8 +222,14 @@ func TestAuthMiddleware(t *testing.T) {
 		{name: "two credentials", header: http.Header{"Authorization": {"Bearer " + readKey}, "X-Api-Key": {adminKey}}, want: 401, detail: "one credential"},
 		{name: "basic scheme", header: http.Header{"Authorization": {"Basic " + readKey}}, want: 401, detail: `scheme "Basic" is not supported`},
 		{name: "empty bearer", header: http.Header{"Authorization": {"Bearer "}}, want: 401, detail: "no credential"},
+	})
+}
 
-		// Public paths.
+// Public paths, with and without PublicHealth and PublicMetrics, and
+// disabled auth.
+func TestAuthMiddlewarePublicPaths(t *testing.T) {
+	t.Parallel()
+	runMiddlewareCases(t, []middlewareCase{
 		{name: "health public", path: "/health", want: 200},
 		{name: "health ready public", path: "/health/ready", want: 200},
 		{name: "metrics public", path: "/metrics", want: 200},
@@ -172,8 +245,16 @@ func TestAuthMiddleware(t *testing.T) {
 		{name: "spec public anyway", server: "rsa-only", path: "/openapi.json", want: 200},
 		{name: "disabled", server: "disabled", method: "POST", want: 200, principal: ""},
 		{name: "disabled ignores bad key", server: "disabled", method: "DELETE", header: bearer("wrong"), want: 200},
+	})
+}
 
-		// HS256.
+// HS256 tokens: claims, scopes, leeway, algorithms and alg confusion.
+func TestAuthMiddlewareHS256(t *testing.T) {
+	t.Parallel()
+	keys := jwtTestKeys()
+	hs := []byte(hsSecret)
+	rsaPubPEM := pkixPEM(t, &keys.rsa.PublicKey)
+	runMiddlewareCases(t, []middlewareCase{
 		{name: "hs256 admin POST", method: "POST", header: bearer(signJWT(t, "HS256", hs, claims("admin", nil))), want: 200, principal: "alice/admin/jwt"},
 		{name: "hs256 read GET", header: bearer(signJWT(t, "HS256", hs, claims("read", nil))), want: 200, principal: "alice/read/jwt"},
 		{name: "hs256 read POST", method: "POST", header: bearer(signJWT(t, "HS256", hs, claims("read", nil))), want: 403, detail: `token of "alice" has scope "read"`},
@@ -208,8 +289,15 @@ func TestAuthMiddleware(t *testing.T) {
 		// must never verify against that key.
 		{name: "alg confusion with hs256 configured", header: bearer(signJWT(t, "HS256", rsaPubPEM, claims("admin", nil))), want: 401, detail: "signature is invalid"},
 		{name: "alg confusion rsa only", server: "rsa-only", header: bearer(signJWT(t, "HS256", rsaPubPEM, claims("admin", nil))), want: 401, detail: `algorithm "HS256" is not accepted; this server accepts RS256`},
+	})
+}
 
-		// RS256 and ES256.
+// RS256 and ES256 tokens: key choice by alg, other keys, relabelled tokens.
+func TestAuthMiddlewareRS256ES256(t *testing.T) {
+	t.Parallel()
+	keys := jwtTestKeys()
+	hs := []byte(hsSecret)
+	runMiddlewareCases(t, []middlewareCase{
 		{name: "rs256 admin POST", method: "POST", header: bearer(signJWT(t, "RS256", keys.rsa, claims("admin", nil))), want: 200, principal: "alice/admin/jwt"},
 		{name: "rs256 other key", header: bearer(signJWT(t, "RS256", keys.otherRSA, claims("admin", nil))), want: 401, detail: "signature is invalid"},
 		{name: "rs256 expired", header: bearer(signJWT(t, "RS256", keys.rsa, claims("admin", map[string]any{"exp": authNow.Add(-time.Hour).Unix()}))), want: 401, detail: "expired"},
@@ -221,49 +309,7 @@ func TestAuthMiddleware(t *testing.T) {
 		{name: "es256 signed with rsa", header: bearer(relabel(signJWT(t, "RS256", keys.rsa, claims("admin", nil)), "ES256")), want: 401, detail: "ES256 wants 64 bytes"},
 		{name: "es256 on rsa-only server", server: "rsa-only", header: bearer(signJWT(t, "ES256", keys.ec, claims("admin", nil))), want: 401, detail: `algorithm "ES256" is not accepted`},
 		{name: "rs256 signed with hmac", header: bearer(relabel(signJWT(t, "HS256", hs, claims("admin", nil)), "RS256")), want: 401, detail: "signature is invalid"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			srv := servers[cmpOr(tc.server, "full")]
-			req, err := http.NewRequest(cmpOr(tc.method, "GET"), srv.URL+cmpOr(tc.path, "/v1/tasks"), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for k, vs := range tc.header {
-				req.Header[k] = vs
-			}
-			resp, err := srv.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != tc.want {
-				t.Fatalf("status %d, want %d; body %s", resp.StatusCode, tc.want, body)
-			}
-			if tc.want < 300 {
-				if got := resp.Header.Get(principal); tc.principal != "" && got != tc.principal {
-					t.Fatalf("principal %q, want %q", got, tc.principal)
-				}
-				if tc.server == "disabled" && resp.Header.Get(principal) != "" {
-					t.Fatalf("disabled auth set a principal: %q", resp.Header.Get(principal))
-				}
-				return
-			}
-			checkProblem(t, resp, body, tc.want, tc.detail)
-			for _, vs := range tc.header {
-				for _, v := range vs {
-					cred := v[strings.LastIndexByte(v, ' ')+1:]
-					if len(cred) > 8 && strings.Contains(string(body), cred) {
-						t.Fatalf("problem echoes the credential: %s", body)
-					}
-				}
-			}
-		})
-	}
+	})
 }
 
 // checkProblem checks an RFC 9457 refusal and its challenge.
@@ -484,7 +530,13 @@ func TestAuthConnectInterceptor(t *testing.T) {
 		}
 	}
 
-	// Streaming: the same rules, and the principal reaches the handler.
+}
+
+// Streaming: the same rules, and the principal reaches the handler.
+func TestAuthConnectInterceptorStreaming(t *testing.T) {
+	t.Parallel()
+	full := connectServer(t, newAuth(t, nil))
+	expiredJWT := signJWT(t, "HS256", []byte(hsSecret), claims("admin", map[string]any{"exp": authNow.Add(-time.Hour).Unix()}))
 	for _, tc := range []struct {
 		name   string
 		header [2]string
