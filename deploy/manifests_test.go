@@ -357,8 +357,8 @@ func TestKubernetesRunner(t *testing.T) {
 	checkRunnerSelectors(t, dep, svc, objs)
 }
 
-// checkRunnerArgs checks the runner container of TestKubernetesRunner.
-// Args: serve with the ConfigMap's file at its mount path.
+// checkRunnerArgs checks the runner container's args: serve with the
+// ConfigMap's file at its mount path.
 func checkRunnerArgs(t *testing.T, c any) {
 	t.Helper()
 	args := get(c, "args").([]any)
@@ -377,11 +377,10 @@ func checkRunnerArgs(t *testing.T, c any) {
 	}
 }
 
-// checkRunnerConfig loads the runner container's configuration and checks it.
-// Env (the image's, then the container's) and the ConfigMap's
-// worker.toml load together, secured.
-// The manifests secure the runner on their own too, not only through the
-// image's env.
+// checkRunnerConfig loads the runner container's configuration and checks
+// it: env (the image's, then the container's) and the ConfigMap's
+// worker.toml load together, secured. The manifests secure the runner on
+// their own too, not only through the image's env.
 func checkRunnerConfig(t *testing.T, c any, objs map[string]map[string]any, tomlPath string) config.Config {
 	t.Helper()
 	env, fromSecret := containerEnv(t, "deployment", c, objs)
@@ -401,8 +400,8 @@ func checkRunnerConfig(t *testing.T, c any, objs map[string]map[string]any, toml
 	return cfg
 }
 
-// checkRunnerPorts checks the container's ports, which it returns with the wanted ones by name.
-// Ports: the defaults, and the values in worker.toml.
+// checkRunnerPorts checks the container's ports (the defaults, and the
+// values in worker.toml) and returns them and the wanted ones by name.
 func checkRunnerPorts(t *testing.T, c any, cfg config.Config, def config.Worker) (ports, want map[string]int) {
 	t.Helper()
 	ports = map[string]int{}
@@ -421,8 +420,8 @@ func checkRunnerPorts(t *testing.T, c any, cfg config.Config, def config.Worker)
 	return ports, want
 }
 
-// checkRunnerPod checks the pod's probes, shutdown and security.
-// Probes on the REST port at the health endpoints.
+// checkRunnerPod checks the pod's probes (on the REST port at the health
+// endpoints), graceful shutdown and security.
 func checkRunnerPod(t *testing.T, pod, c any, cfg config.Config, def config.Worker) {
 	t.Helper()
 	for probe, path := range map[string]string{"livenessProbe": "/health/live", "readinessProbe": "/health/ready"} {
@@ -455,8 +454,8 @@ func checkRunnerPod(t *testing.T, pod, c any, cfg config.Config, def config.Work
 	}
 }
 
-// checkRunnerService checks the runner's Service against the container's ports.
-// The Service exposes both ports, targeting the container's.
+// checkRunnerService checks that the runner's Service exposes both ports,
+// targeting the container's.
 func checkRunnerService(t *testing.T, svc any, ports, want map[string]int) {
 	t.Helper()
 	svcPorts := map[string]int{}
@@ -477,8 +476,8 @@ func checkRunnerService(t *testing.T, svc any, ports, want map[string]int) {
 	}
 }
 
-// checkRunnerSelectors checks the selectors, the PDB and the HPA of the runner.
-// Selectors of Service and PDB match the pod.
+// checkRunnerSelectors checks that the selectors of Service and PDB match
+// the pod, and the PDB and the HPA of the runner.
 func checkRunnerSelectors(t *testing.T, dep, svc any, objs map[string]map[string]any) {
 	t.Helper()
 	labels := get(dep, "spec", "template", "metadata", "labels").(map[string]any)
