@@ -111,7 +111,7 @@ func TestTaskerCorpusMeaning(t *testing.T) {
 	t.Run("serialized", func(t *testing.T) { corpusSerialized(t, parse) })
 }
 
-// corpusOrderProcessing is the order_processing part of TestTaskerCorpusMeaning.
+// corpusOrderProcessing checks what the corpus's order_processing.yaml means.
 func corpusOrderProcessing(t *testing.T, parse func(string) *Template) {
 	tpl := parse("order_processing.yaml")
 	if tpl.Version != "2.1.0" || tpl.NamespaceName != "ecommerce" || len(tpl.InputSchema) == 0 {
@@ -146,7 +146,7 @@ func corpusOrderProcessing(t *testing.T, parse func(string) *Template) {
 	}
 }
 
-// corpusDSLAliases is the dsl_aliases part of TestTaskerCorpusMeaning.
+// corpusDSLAliases checks what the corpus's dsl_aliases.yaml means.
 func corpusDSLAliases(t *testing.T, parse func(string) *Template) {
 	tpl := parse("dsl_aliases.yaml")
 	for name, want := range map[string][]string{
@@ -176,7 +176,7 @@ func corpusDSLAliases(t *testing.T, parse func(string) *Template) {
 	}
 }
 
-// corpusRetryVariants is the retry_variants part of TestTaskerCorpusMeaning.
+// corpusRetryVariants checks what the corpus's retry_variants.yaml means.
 func corpusRetryVariants(t *testing.T, parse func(string) *Template) {
 	tpl := parse("retry_variants.yaml")
 	for name, want := range map[string]int{"legacy_delays": 3, "limit_disagrees": 4, "limit_only": 5, "zero_attempts": 1, "run_once": 1, "fibonacci": 6} {
@@ -189,7 +189,8 @@ func corpusRetryVariants(t *testing.T, parse func(string) *Template) {
 	}
 }
 
-// corpusBatches is the batches part of TestTaskerCorpusMeaning.
+// corpusBatches checks what the corpus's batch_csv.yaml and
+// batch_worker_config.yaml mean.
 func corpusBatches(t *testing.T, parse func(string) *Template) {
 	tpl := parse("batch_csv.yaml")
 	b := tpl.Step("analyze_csv").BatchConfig
@@ -210,7 +211,7 @@ func corpusBatches(t *testing.T, parse func(string) *Template) {
 	}
 }
 
-// corpusLegacy is the legacy part of TestTaskerCorpusMeaning.
+// corpusLegacy checks what the corpus's legacy_task_handler.yaml means.
 func corpusLegacy(t *testing.T, parse func(string) *Template) {
 	tpl := parse("legacy_task_handler.yaml")
 	if !bytes.Contains(tpl.TaskHandler, []byte("CreditCardPaymentHandler")) || !bytes.Contains(tpl.Metadata, []byte(`"notes":"Migrated from the Rails engine"`)) {
@@ -222,7 +223,7 @@ func corpusLegacy(t *testing.T, parse func(string) *Template) {
 	}
 }
 
-// corpusSerialized is the serialized part of TestTaskerCorpusMeaning.
+// corpusSerialized checks what the corpus's serialized.json means.
 func corpusSerialized(t *testing.T, parse func(string) *Template) {
 	tpl := parse("serialized.json")
 	s1, s2 := tpl.Step("linear_step_1"), tpl.Step("linear_step_2")
