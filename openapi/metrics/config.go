@@ -10,8 +10,8 @@ import (
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
-// Config configures [New]. Every source is optional: the
-// metrics it feeds are left out without it.
+// Config configures [New]. Every source is optional: the metrics it feeds
+// are left out without it.
 type Config struct {
 	// DB is queried at scrape time, in one statement, for the queue depth
 	// and the age of the oldest ready step by namespace (usually the
