@@ -56,6 +56,54 @@ func endpointStatus(t *testing.T, reg *callout.Registry, pattern string) callout
 // closed, a second must open it; a non-fault must count nothing.
 func TestBreakerClassificationTable(t *testing.T) {
 	t.Parallel()
+	httpURL, connectURL := classificationServers(t)
+	cases := classificationCases(httpURL, connectURL, "http://"+closedPort(t))
+
+	reg := callout.NewRegistry(callout.RegistryConfig{})
+	t.Cleanup(reg.Close)
+	eps := make([]callout.Endpoint, len(cases))
+	for i, c := range cases {
+		eps[i] = callout.Endpoint{
+			Namespace: "case" + strconv.Itoa(i), Pattern: c.callable, URL: c.url, Protocol: c.protocol,
+			Breaker: callout.BreakerSettings{ConsecutiveFailures: 2, OpenTimeout: time.Hour},
+		}
+	}
+	if err := reg.Set(eps); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cases {
+		inv, ok := reg.Resolve(eps[i].Namespace, c.callable)
+		if !ok {
+			t.Fatalf("%s: not resolved", c.name)
+		}
+		env := httpTestEnvelope("0190d5a1-0000-7000-8000-00000000000"+strconv.Itoa(i%10), c.callable)
+		status := func() callout.EndpointStatus {
+			for _, s := range reg.Endpoints() {
+				if s.Namespace == eps[i].Namespace {
+					return s
+				}
+			}
+			t.Fatalf("no endpoint for case %d", i)
+			return callout.EndpointStatus{}
+		}
+		checkClassification(t, c, func() contracts.StepResult { return inv.Invoke(t.Context(), env) }, status)
+	}
+}
+
+// classCase is one answer of TestBreakerClassificationTable and how the
+// breaker must count it.
+type classCase struct {
+	name, protocol, url, callable string
+	fault, throttled              bool
+	// retryable is the step's verdict; success for the two good answers.
+	success, retryable bool
+}
+
+// classificationServers starts the HTTP handler (answering as its path
+// says: ok, a verdict, garbage or a status code) and the Connect handler
+// (answering as its callable says: ok, a verdict or an error code).
+func classificationServers(t *testing.T) (httpURL, connectURL string) {
+	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch what := strings.TrimPrefix(r.URL.Path, "/"); what {
 		case "ok":
@@ -77,7 +125,7 @@ func TestBreakerClassificationTable(t *testing.T) {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	connectURL := startConnectServer(t, rpcService{
+	connectURL = startConnectServer(t, rpcService{
 		execute: func(_ context.Context, _ http.Header, req *handlerv1.ExecuteRequest) (*handlerv1.ExecuteResponse, error) {
 			switch name := req.GetStepDefinition().GetHandler().GetCallable(); name {
 			case "ok":
@@ -93,22 +141,20 @@ func TestBreakerClassificationTable(t *testing.T) {
 			}
 		},
 	})
-	dead := "http://" + closedPort(t)
+	return srv.URL, connectURL
+}
 
-	type tc struct {
-		name, protocol, url, callable string
-		fault, throttled              bool
-		// retryable is the step's verdict; success for the two good answers.
-		success, retryable bool
+// classificationCases are the answers of TestBreakerClassificationTable,
+// over HTTP and Connect, dead being an address nothing listens on.
+func classificationCases(httpURL, connectURL, dead string) []classCase {
+	httpCase := func(callable string, fault, retryable bool) classCase {
+		return classCase{name: "http " + callable, protocol: callout.ProtocolHTTP, url: httpURL + "/{callable}", callable: callable, fault: fault, retryable: retryable}
 	}
-	httpCase := func(callable string, fault, retryable bool) tc {
-		return tc{name: "http " + callable, protocol: callout.ProtocolHTTP, url: srv.URL + "/{callable}", callable: callable, fault: fault, retryable: retryable}
+	connectCase := func(code string, fault, retryable bool) classCase {
+		return classCase{name: "connect " + code, protocol: callout.ProtocolConnect, url: connectURL, callable: code, fault: fault, retryable: retryable}
 	}
-	connectCase := func(code string, fault, retryable bool) tc {
-		return tc{name: "connect " + code, protocol: callout.ProtocolConnect, url: connectURL, callable: code, fault: fault, retryable: retryable}
-	}
-	cases := []tc{
-		{name: "http ok", protocol: callout.ProtocolHTTP, url: srv.URL + "/{callable}", callable: "ok", success: true},
+	return []classCase{
+		{name: "http ok", protocol: callout.ProtocolHTTP, url: httpURL + "/{callable}", callable: "ok", success: true},
 		httpCase("verdict", false, false),
 		httpCase("retryable-verdict", false, true),
 		httpCase("garbage", false, false), // permanent invalid_handler_response
@@ -124,7 +170,7 @@ func TestBreakerClassificationTable(t *testing.T) {
 		httpCase("502", true, true),
 		httpCase("503", true, true),
 		httpCase("504", true, true),
-		{name: "http 429", protocol: callout.ProtocolHTTP, url: srv.URL + "/{callable}", callable: "429", throttled: true, retryable: true},
+		{name: "http 429", protocol: callout.ProtocolHTTP, url: httpURL + "/{callable}", callable: "429", throttled: true, retryable: true},
 		{name: "http connection refused", protocol: callout.ProtocolHTTP, url: dead, callable: "x", fault: true, retryable: true},
 
 		{name: "connect ok", protocol: callout.ProtocolConnect, url: connectURL, callable: "ok", success: true},
@@ -147,74 +193,50 @@ func TestBreakerClassificationTable(t *testing.T) {
 		{name: "connect resource_exhausted", protocol: callout.ProtocolConnect, url: connectURL, callable: "resource_exhausted", throttled: true, retryable: true},
 		{name: "connect connection refused", protocol: callout.ProtocolConnect, url: dead, callable: "x", fault: true, retryable: true},
 	}
+}
 
-	reg := callout.NewRegistry(callout.RegistryConfig{})
-	t.Cleanup(reg.Close)
-	eps := make([]callout.Endpoint, len(cases))
-	for i, c := range cases {
-		eps[i] = callout.Endpoint{
-			Namespace: "case" + strconv.Itoa(i), Pattern: c.callable, URL: c.url, Protocol: c.protocol,
-			Breaker: callout.BreakerSettings{ConsecutiveFailures: 2, OpenTimeout: time.Hour},
-		}
+// checkClassification calls the endpoint of case c (through call) twice,
+// three times for a fault, and checks the step's outcome and the
+// endpoint's counters after each call.
+func checkClassification(t *testing.T, c classCase, call func() contracts.StepResult, status func() callout.EndpointStatus) {
+	t.Helper()
+	res := call()
+	if res.Success != c.success {
+		t.Errorf("%s: success = %v (%+v), want %v", c.name, res.Success, res.Error, c.success)
+	} else if !c.success && (res.Error == nil || res.Error.Retryable != c.retryable) {
+		t.Errorf("%s: error %+v, want retryable=%v", c.name, res.Error, c.retryable)
 	}
-	if err := reg.Set(eps); err != nil {
-		t.Fatal(err)
+	st := status()
+	wantFaults, wantConsecutive := int64(0), uint32(0)
+	if c.fault {
+		wantFaults, wantConsecutive = 1, 1
 	}
-	status := func(i int) callout.EndpointStatus {
-		for _, s := range reg.Endpoints() {
-			if s.Namespace == eps[i].Namespace {
-				return s
-			}
-		}
-		t.Fatalf("no endpoint for case %d", i)
-		return callout.EndpointStatus{}
+	wantThrottled := int64(0)
+	if c.throttled {
+		wantThrottled = 1
+	}
+	if st.BreakerState != "closed" || st.Calls != 1 || st.Faults != wantFaults || st.ConsecutiveFailures != wantConsecutive || st.Throttled != wantThrottled {
+		t.Errorf("%s: after one call: state %s calls %d faults %d consecutive %d throttled %d; want closed 1 %d %d %d",
+			c.name, st.BreakerState, st.Calls, st.Faults, st.ConsecutiveFailures, st.Throttled, wantFaults, wantConsecutive, wantThrottled)
+		return
 	}
 
-	for i, c := range cases {
-		inv, ok := reg.Resolve(eps[i].Namespace, c.callable)
-		if !ok {
-			t.Fatalf("%s: not resolved", c.name)
-		}
-		env := httpTestEnvelope("0190d5a1-0000-7000-8000-00000000000"+strconv.Itoa(i%10), c.callable)
-
-		res := inv.Invoke(t.Context(), env)
-		if res.Success != c.success {
-			t.Errorf("%s: success = %v (%+v), want %v", c.name, res.Success, res.Error, c.success)
-		} else if !c.success && (res.Error == nil || res.Error.Retryable != c.retryable) {
-			t.Errorf("%s: error %+v, want retryable=%v", c.name, res.Error, c.retryable)
-		}
-		st := status(i)
-		wantFaults, wantConsecutive := int64(0), uint32(0)
-		if c.fault {
-			wantFaults, wantConsecutive = 1, 1
-		}
-		wantThrottled := int64(0)
-		if c.throttled {
-			wantThrottled = 1
-		}
-		if st.BreakerState != "closed" || st.Calls != 1 || st.Faults != wantFaults || st.ConsecutiveFailures != wantConsecutive || st.Throttled != wantThrottled {
-			t.Errorf("%s: after one call: state %s calls %d faults %d consecutive %d throttled %d; want closed 1 %d %d %d",
-				c.name, st.BreakerState, st.Calls, st.Faults, st.ConsecutiveFailures, st.Throttled, wantFaults, wantConsecutive, wantThrottled)
-			continue
-		}
-
-		// A second identical answer: a fault opens the breaker, anything
-		// else leaves it closed.
-		inv.Invoke(t.Context(), env)
-		st = status(i)
-		if c.fault && (st.BreakerState != "open" || st.Faults != 2) {
-			t.Errorf("%s: two faults in a row left the breaker %s with %d faults, want open with 2", c.name, st.BreakerState, st.Faults)
-		}
-		if !c.fault && (st.BreakerState != "closed" || st.Faults != 0 || st.ConsecutiveFailures != 0) {
-			t.Errorf("%s: two non-faults left the breaker %s with %d faults, %d consecutive; want closed, 0, 0", c.name, st.BreakerState, st.Faults, st.ConsecutiveFailures)
-		}
-		if c.fault {
-			// Open: the next call is refused without reaching the handler.
-			res := inv.Invoke(t.Context(), env)
-			st = status(i)
-			if res.Error == nil || res.Error.ErrorType != contracts.ErrorTypeCircuitOpen || st.Calls != 2 || st.Rejected != 1 {
-				t.Errorf("%s: call to the open breaker: %+v; calls %d rejected %d, want circuit_open, 2, 1", c.name, res.Error, st.Calls, st.Rejected)
-			}
+	// A second identical answer: a fault opens the breaker, anything
+	// else leaves it closed.
+	call()
+	st = status()
+	if c.fault && (st.BreakerState != "open" || st.Faults != 2) {
+		t.Errorf("%s: two faults in a row left the breaker %s with %d faults, want open with 2", c.name, st.BreakerState, st.Faults)
+	}
+	if !c.fault && (st.BreakerState != "closed" || st.Faults != 0 || st.ConsecutiveFailures != 0) {
+		t.Errorf("%s: two non-faults left the breaker %s with %d faults, %d consecutive; want closed, 0, 0", c.name, st.BreakerState, st.Faults, st.ConsecutiveFailures)
+	}
+	if c.fault {
+		// Open: the next call is refused without reaching the handler.
+		res := call()
+		st = status()
+		if res.Error == nil || res.Error.ErrorType != contracts.ErrorTypeCircuitOpen || st.Calls != 2 || st.Rejected != 1 {
+			t.Errorf("%s: call to the open breaker: %+v; calls %d rejected %d, want circuit_open, 2, 1", c.name, res.Error, st.Calls, st.Rejected)
 		}
 	}
 }

@@ -348,7 +348,19 @@ func TestKubernetesRunner(t *testing.T) {
 	pod := get(dep, "spec", "template", "spec")
 	c := get(pod, "containers", 0)
 
-	// Args: serve with the ConfigMap's file at its mount path.
+	checkRunnerArgs(t, c)
+	cfg := checkRunnerConfig(t, c, objs, tomlPath)
+	ports, want := checkRunnerPorts(t, c, cfg, def)
+	checkRunnerPod(t, pod, c, cfg, def)
+	svc := objs["Service/tasker-runner"]
+	checkRunnerService(t, svc, ports, want)
+	checkRunnerSelectors(t, dep, svc, objs)
+}
+
+// checkRunnerArgs checks the runner container's args: serve with the
+// ConfigMap's file at its mount path.
+func checkRunnerArgs(t *testing.T, c any) {
+	t.Helper()
 	args := get(c, "args").([]any)
 	if len(args) < 3 || args[0] != "serve" || args[1] != "--config" {
 		t.Fatalf("args = %v, want serve --config PATH", args)
@@ -363,11 +375,14 @@ func TestKubernetesRunner(t *testing.T) {
 	if !mounted || filepath.Base(cfgPath) != "worker.toml" {
 		t.Errorf("--config %s is not the mounted ConfigMap's worker.toml", cfgPath)
 	}
+}
 
-	// Env (the image's, then the container's) and the ConfigMap's
-	// worker.toml load together, secured.
-	// The manifests secure the runner on their own too, not only through the
-	// image's env.
+// checkRunnerConfig loads the runner container's configuration and checks
+// it: env (the image's, then the container's) and the ConfigMap's
+// worker.toml load together, secured. The manifests secure the runner on
+// their own too, not only through the image's env.
+func checkRunnerConfig(t *testing.T, c any, objs map[string]map[string]any, tomlPath string) config.Config {
+	t.Helper()
 	env, fromSecret := containerEnv(t, "deployment", c, objs)
 	checkSecured(t, "deployment without the image's env", checkEnv(t, "deployment", tomlPath, env), env, tomlPath)
 	env = merge(dockerfileEnv(t), env)
@@ -382,13 +397,18 @@ func TestKubernetesRunner(t *testing.T) {
 	if !cfg.Worker.Web.Enabled || !cfg.Worker.GRPC.Enabled {
 		t.Error("worker.toml disables the REST or gRPC API the Service exposes")
 	}
+	return cfg
+}
 
-	// Ports: the defaults, and the values in worker.toml.
-	ports := map[string]int{}
+// checkRunnerPorts checks the container's ports (the defaults, and the
+// values in worker.toml) and returns them and the wanted ones by name.
+func checkRunnerPorts(t *testing.T, c any, cfg config.Config, def config.Worker) (ports, want map[string]int) {
+	t.Helper()
+	ports = map[string]int{}
 	for _, p := range get(c, "ports").([]any) {
 		ports[get(p, "name").(string)] = get(p, "containerPort").(int)
 	}
-	want := map[string]int{"http": def.Web.Port, "grpc": def.GRPC.Port}
+	want = map[string]int{"http": def.Web.Port, "grpc": def.GRPC.Port}
 	for name, port := range want {
 		if ports[name] != port {
 			t.Errorf("container port %s = %d, want %d", name, ports[name], port)
@@ -397,8 +417,13 @@ func TestKubernetesRunner(t *testing.T) {
 	if cfg.Worker.Web.Port != def.Web.Port || cfg.Worker.GRPC.Port != def.GRPC.Port {
 		t.Errorf("worker.toml ports %d/%d differ from the manifests' %d/%d", cfg.Worker.Web.Port, cfg.Worker.GRPC.Port, def.Web.Port, def.GRPC.Port)
 	}
+	return ports, want
+}
 
-	// Probes on the REST port at the health endpoints.
+// checkRunnerPod checks the pod's probes (on the REST port at the health
+// endpoints), graceful shutdown and security.
+func checkRunnerPod(t *testing.T, pod, c any, cfg config.Config, def config.Worker) {
+	t.Helper()
 	for probe, path := range map[string]string{"livenessProbe": "/health/live", "readinessProbe": "/health/ready"} {
 		if got := get(c, probe, "httpGet", "path"); got != path {
 			t.Errorf("%s path = %v, want %s", probe, got, path)
@@ -427,9 +452,12 @@ func TestKubernetesRunner(t *testing.T) {
 	if get(c, "resources", "requests") == nil {
 		t.Error("no resource requests")
 	}
+}
 
-	// The Service exposes both ports, targeting the container's.
-	svc := objs["Service/tasker-runner"]
+// checkRunnerService checks that the runner's Service exposes both ports,
+// targeting the container's.
+func checkRunnerService(t *testing.T, svc any, ports, want map[string]int) {
+	t.Helper()
 	svcPorts := map[string]int{}
 	for _, p := range get(svc, "spec", "ports").([]any) {
 		tp := get(p, "targetPort")
@@ -446,8 +474,12 @@ func TestKubernetesRunner(t *testing.T) {
 			t.Errorf("Service port %s = %d, want %d", name, svcPorts[name], port)
 		}
 	}
+}
 
-	// Selectors of Service and PDB match the pod.
+// checkRunnerSelectors checks that the selectors of Service and PDB match
+// the pod, and the PDB and the HPA of the runner.
+func checkRunnerSelectors(t *testing.T, dep, svc any, objs map[string]map[string]any) {
+	t.Helper()
 	labels := get(dep, "spec", "template", "metadata", "labels").(map[string]any)
 	for what, sel := range map[string]any{
 		"Service": get(svc, "spec", "selector"),

@@ -17,7 +17,7 @@ func TestAuthOnTheRealAPI(t *testing.T) {
 	hs := []byte(hsSecret)
 	bearer := func(cred string) []string { return []string{"Authorization", "Bearer " + cred} }
 	jwt := func(scope string, edit map[string]any) []string {
-		return bearer(signJWT(t, "HS256", hs, claims(scope, edit)))
+		return bearer(signHS256(t, hs, claims(scope, edit)))
 	}
 	templates := func() int {
 		var n int

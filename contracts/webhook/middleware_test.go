@@ -22,41 +22,11 @@ func TestMiddlewareEndToEnd(t *testing.T) {
 	verifier := mustVerifier(t, secret)
 	verifier.MaxBodyBytes = 1024
 
-	var calls atomic.Int64
-	srv := httptest.NewServer(webhook.Middleware(verifier, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		body, err := io.ReadAll(r.Body)
-		if err != nil || int64(len(body)) != r.ContentLength {
-			http.Error(w, "body not restored", http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(body) // echo
-	})))
-	t.Cleanup(srv.Close)
-	client := srv.Client()
-
+	srv, calls := echoBehindMiddleware(t, verifier)
 	signer := mustSigner(t, secret)
 	post := func(t *testing.T, body []byte, sign func(*http.Request)) (*http.Response, []byte) {
 		t.Helper()
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+"/handlers/payments.charge", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if sign != nil {
-			sign(req)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		out, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp, out
+		return postSigned(t, srv, body, sign)
 	}
 	body := []byte(`{"event_id":"0190c6a2-8f1e-7c3a-9b1d-5e2f4a6b8c0d","step":{"attempts":1}}`)
 
@@ -102,21 +72,7 @@ func TestMiddlewareEndToEnd(t *testing.T) {
 			if resp.StatusCode != tt.status {
 				t.Fatalf("status %d, want %d (%s)", resp.StatusCode, tt.status, out)
 			}
-			if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
-				t.Errorf("Content-Type %q", ct)
-			}
-			var p struct {
-				Type   string `json:"type"`
-				Title  string `json:"title"`
-				Status int    `json:"status"`
-				Detail string `json:"detail"`
-			}
-			if err := json.Unmarshal(out, &p); err != nil {
-				t.Fatalf("problem %q: %v", out, err)
-			}
-			if p.Status != tt.status || p.Title != http.StatusText(tt.status) || p.Type != "about:blank" || !strings.Contains(p.Detail, tt.detail) {
-				t.Errorf("problem = %+v, want status %d and detail with %q", p, tt.status, tt.detail)
-			}
+			checkRejection(t, resp, out, tt.status, tt.detail)
 			if calls.Load() != before {
 				t.Error("handler called for a rejected request")
 			}
@@ -130,6 +86,71 @@ func TestMiddlewareEndToEnd(t *testing.T) {
 			t.Fatalf("status %d, %d bytes back", resp.StatusCode, len(out))
 		}
 	})
+}
+
+// echoBehindMiddleware serves, behind webhook.Middleware(verifier), a
+// handler that echoes the body it reads (500 if the middleware did not
+// restore it whole), and counts the calls reaching it.
+func echoBehindMiddleware(t *testing.T, verifier *webhook.Verifier) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	calls := new(atomic.Int64)
+	srv := httptest.NewServer(webhook.Middleware(verifier, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		body, err := io.ReadAll(r.Body)
+		if err != nil || int64(len(body)) != r.ContentLength {
+			http.Error(w, "body not restored", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body) // echo
+	})))
+	t.Cleanup(srv.Close)
+	return srv, calls
+}
+
+// postSigned posts body as JSON to srv, signed by sign unless nil, and
+// returns the answer and its body.
+func postSigned(t *testing.T, srv *httptest.Server, body []byte, sign func(*http.Request)) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+"/handlers/payments.charge", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if sign != nil {
+		sign(req)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, out
+}
+
+// checkRejection checks that a refused request was answered an RFC 9457
+// problem of status whose detail contains detail.
+func checkRejection(t *testing.T, resp *http.Response, out []byte, status int, detail string) {
+	t.Helper()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	var p struct {
+		Type   string `json:"type"`
+		Title  string `json:"title"`
+		Status int    `json:"status"`
+		Detail string `json:"detail"`
+	}
+	if err := json.Unmarshal(out, &p); err != nil {
+		t.Fatalf("problem %q: %v", out, err)
+	}
+	if p.Status != status || p.Title != http.StatusText(status) || p.Type != "about:blank" || !strings.Contains(p.Detail, detail) {
+		t.Errorf("problem = %+v, want status %d and detail with %q", p, status, detail)
+	}
 }
 
 func TestMiddlewareNeedsVerifier(t *testing.T) {

@@ -616,41 +616,33 @@ func TestRetentionOrdersWithRedrive(t *testing.T) {
 	if _, err := pool.Exec(ctx, `UPDATE tasker.steps SET state = 'enqueued', pending_parents = 0 WHERE step_uuid = $1`, steps[2]); err != nil {
 		t.Fatal(err)
 	}
-	settleStep := func(step uuid.UUID, to string) {
-		for _, q := range []string{
-			`UPDATE tasker.steps SET state = 'in_progress', lease_owner = 'w', lease_expires_at = now() WHERE step_uuid = $1`,
-			`UPDATE tasker.steps SET state = '` + to + `', lease_owner = NULL, lease_expires_at = NULL WHERE step_uuid = $1`,
-		} {
-			if _, err := pool.Exec(ctx, q, step); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	settleStep(steps[2], "error")
-	if _, err := pool.Exec(ctx, `UPDATE tasker.tasks SET updated_at = $2 WHERE task_uuid = $1`, task, ago(31*day)); err != nil {
-		t.Fatal(err)
-	}
+	settleStep(t, pool, steps[2], "error")
+	ageTask(t, pool, task)
 
 	// The redrive commits first: the task has a step enqueued again and is kept.
 	if res, err := store.RedriveSteps(ctx, pool, store.RedriveRequest{StepUUIDs: steps[:1], AdditionalAttempts: 1, Manual: store.Manual{Now: retentionNow}}); err != nil || len(res.TasksResumed) != 0 {
 		t.Fatalf("redrive = %+v, %v; want the task still blocked (c is in error)", res, err)
 	}
-	if _, err := pool.Exec(ctx, `UPDATE tasker.tasks SET updated_at = $2 WHERE task_uuid = $1`, task, ago(31*day)); err != nil {
-		t.Fatal(err)
-	}
+	ageTask(t, pool, task)
 	p := defaultAges
 	p.Now, p.Limit = retentionNow, 10
 	if got, _ := deleteAll(t, pool, p); len(got) != 0 {
 		t.Fatalf("deleted %v: the blocked task has a step enqueued", got)
 	}
 
-	// The redrive is in flight (its transaction holds the step, enqueued
-	// again, and has not committed) when retention looks: retention waits
-	// for the step it would check, sees it enqueued, and keeps the task.
-	settleStep(steps[0], "error")
-	if _, err := pool.Exec(ctx, `UPDATE tasker.tasks SET updated_at = $2 WHERE task_uuid = $1`, task, ago(31*day)); err != nil {
-		t.Fatal(err)
-	}
+	retentionDuringRedrive(t, pool, task, steps, p)
+	redriveDuringRetention(t, pool, task, steps, p)
+}
+
+// retentionDuringRedrive runs retention while a redrive is in flight (its
+// transaction holds the step, enqueued again, and has not committed):
+// retention waits for the step it would check, sees it enqueued, and keeps
+// the task.
+func retentionDuringRedrive(t *testing.T, pool *pgxpool.Pool, task uuid.UUID, steps []uuid.UUID, p store.RetentionParams) {
+	t.Helper()
+	ctx := t.Context()
+	settleStep(t, pool, steps[0], "error")
+	ageTask(t, pool, task)
 	redriveTx, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -678,13 +670,15 @@ func TestRetentionOrdersWithRedrive(t *testing.T) {
 	if n := rowsOf(t, pool, task, steps)["steps"]; n != 3 {
 		t.Fatalf("%d steps left, want 3", n)
 	}
+}
 
-	// Retention first (its transaction still open): a redrive waits for it
-	// and then finds the step gone.
-	settleStep(steps[0], "error")
-	if _, err := pool.Exec(ctx, `UPDATE tasker.tasks SET updated_at = $2 WHERE task_uuid = $1`, task, ago(31*day)); err != nil {
-		t.Fatal(err)
-	}
+// redriveDuringRetention redrives while retention's transaction is still
+// open: the redrive waits for it and then finds the step gone.
+func redriveDuringRetention(t *testing.T, pool *pgxpool.Pool, task uuid.UUID, steps []uuid.UUID, p store.RetentionParams) {
+	t.Helper()
+	ctx := t.Context()
+	settleStep(t, pool, steps[0], "error")
+	ageTask(t, pool, task)
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -708,6 +702,29 @@ func TestRetentionOrdersWithRedrive(t *testing.T) {
 	}
 	if n := rowsOf(t, pool, task, steps); n["tasks"]+n["steps"]+n["step_transitions"]+n["task_transitions"]+n["step_edges"] != 0 {
 		t.Fatalf("rows left: %v", n)
+	}
+}
+
+// settleStep moves step through in_progress to the final state to, as a
+// runner's claim and result would.
+func settleStep(t *testing.T, pool *pgxpool.Pool, step uuid.UUID, to string) {
+	t.Helper()
+	for _, q := range []string{
+		`UPDATE tasker.steps SET state = 'in_progress', lease_owner = 'w', lease_expires_at = now() WHERE step_uuid = $1`,
+		`UPDATE tasker.steps SET state = '` + to + `', lease_owner = NULL, lease_expires_at = NULL WHERE step_uuid = $1`,
+	} {
+		if _, err := pool.Exec(t.Context(), q, step); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// ageTask makes task last updated 31 days ago, past the failed tasks'
+// retention age.
+func ageTask(t *testing.T, pool *pgxpool.Pool, task uuid.UUID) {
+	t.Helper()
+	if _, err := pool.Exec(t.Context(), `UPDATE tasker.tasks SET updated_at = $2 WHERE task_uuid = $1`, task, ago(31*day)); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -71,47 +71,12 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 		return nil, nil
 	}
 	var (
-		// [16]byte, not uuid.UUID: pgx encodes a uuid.UUID through its
-		// driver.Valuer (text), trying and failing a binary plan for each.
-		tUUID, tCorr                                 [][16]byte
-		tParent                                      []pgtype.UUID
-		tTemplate                                    []int64
-		tNS, tName, tVersion, tKey, tInit, tSrc, tRs []string
-		tCtx                                         [][]byte
-		tPrio, tTotal                                []int32
-		tTags                                        []string // JSON arrays; pgx cannot send text[][]
+		tr taskRows
+		sr stepRows
 	)
-	var sr stepRows
 	for ti, t := range tasks {
-		if len(t.Steps) == 0 {
-			return nil, fmt.Errorf("store: task %d (%s): a task needs at least one step", ti, t.TaskUUID)
-		}
-		tUUID = append(tUUID, t.TaskUUID)
-		tCorr = append(tCorr, t.CorrelationID)
-		tParent = append(tParent, pgtype.UUID{Bytes: t.ParentCorrelationID.UUID, Valid: t.ParentCorrelationID.Valid})
-		tTemplate = append(tTemplate, t.TemplateID)
-		tNS = append(tNS, t.Namespace)
-		tName = append(tName, t.TemplateName)
-		tVersion = append(tVersion, t.TemplateVersion)
-		tKey = append(tKey, t.IdempotencyKey)
-		tInit = append(tInit, t.Initiator)
-		tSrc = append(tSrc, t.SourceSystem)
-		tRs = append(tRs, t.Reason)
-		tCtx = append(tCtx, orJSON(t.Context, "{}"))
-		if t.Priority < math.MinInt32 || t.Priority > math.MaxInt32 {
-			return nil, fmt.Errorf("store: task %d (%s): priority %d is out of range (%d to %d)", ti, t.TaskUUID, t.Priority, math.MinInt32, math.MaxInt32)
-		}
-		tPrio = append(tPrio, int32(t.Priority))
-		tTotal = append(tTotal, int32(len(t.Steps)))
-		tTags = append(tTags, jsonStrings(t.Tags))
-		for si, s := range t.Steps {
-			for _, p := range s.Parents {
-				if p < 0 || p >= len(t.Steps) || p == si {
-					return nil, fmt.Errorf("store: task %s step %d: parent index %d out of range", t.TaskUUID, si, p)
-				}
-				sr.edge(t.TaskUUID, t.Steps[p].StepUUID, s.StepUUID)
-			}
-			sr.step(t.TaskUUID, t.Namespace, t.Priority, s, len(s.Parents), len(s.Parents))
+		if err := tr.add(ti, t, &sr); err != nil {
+			return nil, err
 		}
 	}
 
@@ -126,6 +91,76 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 	// its history shows both moves at created_at (migration 0011). The namespaces of the inserted tasks are
 	// notified at commit.
 	var b pgx.Batch
+	tr.queue(&b, now)
+	sr.queue(&b, now)
+
+	var inserted []uuid.UUID
+	if err := sendBatch(ctx, db, &b, "creating tasks", func(br pgx.BatchResults) (err error) {
+		inserted, err = createTasksResults(br, &sr)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	return createdTasks(ctx, db, tasks, inserted)
+}
+
+// taskRows are the columns of the tasks of one [CreateTasks] call, sent as
+// arrays and unnested.
+type taskRows struct {
+	// [16]byte, not uuid.UUID: pgx encodes a uuid.UUID through its
+	// driver.Valuer (text), trying and failing a binary plan for each.
+	uuid, corr                                        [][16]byte
+	parent                                            []pgtype.UUID
+	template                                          []int64
+	ns, name, version, key, initiator, source, reason []string
+	ctx                                               [][]byte
+	prio, total                                       []int32
+	tags                                              []string // JSON arrays; pgx cannot send text[][]
+}
+
+// add checks the ti-th task t and appends it to r, and its steps and edges
+// to sr.
+func (r *taskRows) add(ti int, t NewTask, sr *stepRows) error {
+	if len(t.Steps) == 0 {
+		return fmt.Errorf("store: task %d (%s): a task needs at least one step", ti, t.TaskUUID)
+	}
+	if t.Priority < math.MinInt32 || t.Priority > math.MaxInt32 {
+		return fmt.Errorf("store: task %d (%s): priority %d is out of range (%d to %d)", ti, t.TaskUUID, t.Priority, math.MinInt32, math.MaxInt32)
+	}
+	for si, s := range t.Steps {
+		for _, p := range s.Parents {
+			if p < 0 || p >= len(t.Steps) || p == si {
+				return fmt.Errorf("store: task %s step %d: parent index %d out of range", t.TaskUUID, si, p)
+			}
+		}
+	}
+	r.uuid = append(r.uuid, t.TaskUUID)
+	r.corr = append(r.corr, t.CorrelationID)
+	r.parent = append(r.parent, pgtype.UUID{Bytes: t.ParentCorrelationID.UUID, Valid: t.ParentCorrelationID.Valid})
+	r.template = append(r.template, t.TemplateID)
+	r.ns = append(r.ns, t.Namespace)
+	r.name = append(r.name, t.TemplateName)
+	r.version = append(r.version, t.TemplateVersion)
+	r.key = append(r.key, t.IdempotencyKey)
+	r.initiator = append(r.initiator, t.Initiator)
+	r.source = append(r.source, t.SourceSystem)
+	r.reason = append(r.reason, t.Reason)
+	r.ctx = append(r.ctx, orJSON(t.Context, "{}"))
+	r.prio = append(r.prio, int32(t.Priority))
+	r.total = append(r.total, int32(len(t.Steps)))
+	r.tags = append(r.tags, jsonStrings(t.Tags))
+	for _, s := range t.Steps {
+		for _, p := range s.Parents {
+			sr.edge(t.TaskUUID, t.Steps[p].StepUUID, s.StepUUID)
+		}
+		sr.step(t.TaskUUID, t.Namespace, t.Priority, s, len(s.Parents), len(s.Parents))
+	}
+	return nil
+}
+
+// queue queues the insert of r's tasks, which notifies their namespaces
+// and returns the uuids of the tasks it inserted.
+func (r *taskRows) queue(b *pgx.Batch, now time.Time) {
 	b.Queue(`
 		WITH ins AS (
 			INSERT INTO tasker.tasks (task_uuid, template_id, namespace, template_name, template_version, context,
@@ -143,18 +178,14 @@ func CreateTasks(ctx context.Context, db DB, now time.Time, tasks []NewTask) ([]
 			SELECT count(pg_notify($17 || namespace, '')) AS n FROM (SELECT DISTINCT namespace FROM ins) x
 		)
 		SELECT ins.task_uuid FROM ins, notified`,
-		tUUID, tTemplate, tNS, tName, tVersion, tCtx, tPrio, tCorr, tParent, tKey, tInit, tSrc, tRs, tTags, tTotal, now,
+		r.uuid, r.template, r.ns, r.name, r.version, r.ctx, r.prio, r.corr, r.parent, r.key, r.initiator, r.source, r.reason, r.tags, r.total, now,
 		ChannelPrefix)
-	sr.queue(&b, now)
+}
 
-	var inserted []uuid.UUID
-	if err := sendBatch(ctx, db, &b, "creating tasks", func(br pgx.BatchResults) (err error) {
-		inserted, err = createTasksResults(br, &sr)
-		return err
-	}); err != nil {
-		return nil, err
-	}
-
+// createdTasks are the results of [CreateTasks], in the order of tasks,
+// given the uuids of the tasks it inserted: a task not inserted because its
+// idempotency key was taken answers the task holding the key.
+func createdTasks(ctx context.Context, db DB, tasks []NewTask, inserted []uuid.UUID) ([]CreatedTask, error) {
 	out := make([]CreatedTask, len(tasks))
 	created := make(map[uuid.UUID]bool, len(inserted))
 	for _, u := range inserted {

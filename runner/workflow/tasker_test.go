@@ -103,120 +103,134 @@ func TestTaskerCorpusMeaning(t *testing.T) {
 	docs := readTaskerCorpus(t)
 	parse := func(name string) *Template { t.Helper(); return mustParse(t, docs[name]) }
 
-	t.Run("order_processing", func(t *testing.T) {
-		tpl := parse("order_processing.yaml")
-		if tpl.Version != "2.1.0" || tpl.NamespaceName != "ecommerce" || len(tpl.InputSchema) == 0 {
-			t.Errorf("template = %s/%s@%s", tpl.NamespaceName, tpl.Name, tpl.Version)
-		}
-		v := tpl.Step("validate_cart")
-		if h := v.Handler; h.Callable != "Ecommerce::StepHandlers::ValidateCartHandler" || h.Method != "validate" || h.Resolver != "explicit_mapping" ||
-			h.Initialization["tax_rate"] != 0.08 || h.Initialization["max_items"] != 50 {
-			t.Errorf("validate_cart handler = %+v", h)
-		}
-		if r := v.Retry; r.MaxAttempts != 3 || r.Strategy != BackoffExponential || r.BackoffBaseMs != 1000 || r.MaxBackoffMs != 30000 || v.TimeoutSeconds != 30 {
-			t.Errorf("validate_cart retry = %+v, timeout %d", r, v.TimeoutSeconds)
-		}
-		if p := tpl.Step("process_payment"); p.Retry.Strategy != BackoffFibonacci || p.Retry.MaxAttempts != 5 || !bytes.Contains(p.PublishesEvents, []byte(`"publisher":"PaymentEventPublisher"`)) {
-			t.Errorf("process_payment = %+v", p)
-		}
-		if s := tpl.Step("ship_order"); !slices.Equal(s.Dependencies, []string{"process_payment", "update_inventory"}) || s.Retry.Retryable == nil || *s.Retry.Retryable || s.Retry.Strategy != BackoffNone {
-			t.Errorf("ship_order = %+v", s)
-		}
-		// Kept as written although they have no effect.
-		for key, raw := range map[string]json.RawMessage{"environments": tpl.Environments, "lifecycle": tpl.Lifecycle, "metadata": tpl.Metadata, "domain_events": tpl.DomainEvents, "system_dependencies": tpl.SystemDependencies} {
-			if len(raw) == 0 || !json.Valid(raw) {
-				t.Errorf("%s not kept: %q", key, raw)
-			}
-		}
-		if !bytes.Contains(tpl.Environments, []byte(`"gateway":"stripe_test"`)) || !bytes.Contains(tpl.Lifecycle, []byte(`"auto_dlq_on_timeout":false`)) {
-			t.Errorf("environments = %s, lifecycle = %s", tpl.Environments, tpl.Lifecycle)
-		}
-		// The overrides are not applied.
-		if p := tpl.Step("process_payment"); p.TimeoutSeconds != 45 || p.Handler.Initialization["gateway"] != "stripe" {
-			t.Errorf("process_payment has an environment's override: %+v", p)
-		}
-	})
+	t.Run("order_processing", func(t *testing.T) { corpusOrderProcessing(t, parse) })
+	t.Run("dsl_aliases", func(t *testing.T) { corpusDSLAliases(t, parse) })
+	t.Run("retry_variants", func(t *testing.T) { corpusRetryVariants(t, parse) })
+	t.Run("batches", func(t *testing.T) { corpusBatches(t, parse) })
+	t.Run("legacy", func(t *testing.T) { corpusLegacy(t, parse) })
+	t.Run("serialized", func(t *testing.T) { corpusSerialized(t, parse) })
+}
 
-	t.Run("dsl_aliases", func(t *testing.T) {
-		tpl := parse("dsl_aliases.yaml")
-		for name, want := range map[string][]string{
-			"fetch_article":      {},
-			"render_html":        {"fetch_article"},
-			"render_amp":         {"fetch_article"},
-			"choose_channels":    {"render_html", "render_amp"},
-			"record_publication": {"publish_web", "publish_newsletter"},
-		} {
-			if got := tpl.Step(name).Dependencies; !slices.Equal(got, want) {
-				t.Errorf("%s depends on %q, want %q", name, got, want)
-			}
+// corpusOrderProcessing checks what the corpus's order_processing.yaml means.
+func corpusOrderProcessing(t *testing.T, parse func(string) *Template) {
+	tpl := parse("order_processing.yaml")
+	if tpl.Version != "2.1.0" || tpl.NamespaceName != "ecommerce" || len(tpl.InputSchema) == 0 {
+		t.Errorf("template = %s/%s@%s", tpl.NamespaceName, tpl.Name, tpl.Version)
+	}
+	v := tpl.Step("validate_cart")
+	if h := v.Handler; h.Callable != "Ecommerce::StepHandlers::ValidateCartHandler" || h.Method != "validate" || h.Resolver != "explicit_mapping" ||
+		h.Initialization["tax_rate"] != 0.08 || h.Initialization["max_items"] != 50 {
+		t.Errorf("validate_cart handler = %+v", h)
+	}
+	if r := v.Retry; r.MaxAttempts != 3 || r.Strategy != BackoffExponential || r.BackoffBaseMs != 1000 || r.MaxBackoffMs != 30000 || v.TimeoutSeconds != 30 {
+		t.Errorf("validate_cart retry = %+v, timeout %d", r, v.TimeoutSeconds)
+	}
+	if p := tpl.Step("process_payment"); p.Retry.Strategy != BackoffFibonacci || p.Retry.MaxAttempts != 5 || !bytes.Contains(p.PublishesEvents, []byte(`"publisher":"PaymentEventPublisher"`)) {
+		t.Errorf("process_payment = %+v", p)
+	}
+	if s := tpl.Step("ship_order"); !slices.Equal(s.Dependencies, []string{"process_payment", "update_inventory"}) || s.Retry.Retryable == nil || *s.Retry.Retryable || s.Retry.Strategy != BackoffNone {
+		t.Errorf("ship_order = %+v", s)
+	}
+	// Kept as written although they have no effect.
+	for key, raw := range map[string]json.RawMessage{"environments": tpl.Environments, "lifecycle": tpl.Lifecycle, "metadata": tpl.Metadata, "domain_events": tpl.DomainEvents, "system_dependencies": tpl.SystemDependencies} {
+		if len(raw) == 0 || !json.Valid(raw) {
+			t.Errorf("%s not kept: %q", key, raw)
 		}
-		if tpl.Step("choose_channels").Type != StepDecision || tpl.Step("record_publication").Type != StepDeferredConvergence || tpl.Step("render_amp").Type != StepStandard {
-			t.Errorf("step_type not read as type: %+v", tpl.Steps)
-		}
-		// A step without retry takes the package defaults.
-		p, err := tpl.Plan(RetryDefaults{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s := p.Steps[0]; s.MaxAttempts != 3 || s.Retry.BackoffBaseMs != 1000 || s.Retry.MaxBackoffMs != MaxBackoffMsDefault || s.Retry.Strategy != BackoffExponential || !*s.Retry.Retryable {
-			t.Errorf("defaults = %+v", s)
-		}
-		if !slices.Equal(p.Deferred, []string{"publish_web", "publish_newsletter", "record_publication"}) {
-			t.Errorf("deferred = %q", p.Deferred)
-		}
-	})
+	}
+	if !bytes.Contains(tpl.Environments, []byte(`"gateway":"stripe_test"`)) || !bytes.Contains(tpl.Lifecycle, []byte(`"auto_dlq_on_timeout":false`)) {
+		t.Errorf("environments = %s, lifecycle = %s", tpl.Environments, tpl.Lifecycle)
+	}
+	// The overrides are not applied.
+	if p := tpl.Step("process_payment"); p.TimeoutSeconds != 45 || p.Handler.Initialization["gateway"] != "stripe" {
+		t.Errorf("process_payment has an environment's override: %+v", p)
+	}
+}
 
-	t.Run("retry_variants", func(t *testing.T) {
-		tpl := parse("retry_variants.yaml")
-		for name, want := range map[string]int{"legacy_delays": 3, "limit_disagrees": 4, "limit_only": 5, "zero_attempts": 1, "run_once": 1, "fibonacci": 6} {
-			if got := tpl.Step(name).Retry.MaxAttempts; got != want {
-				t.Errorf("%s: max_attempts %d, want %d", name, got, want)
-			}
+// corpusDSLAliases checks what the corpus's dsl_aliases.yaml means.
+func corpusDSLAliases(t *testing.T, parse func(string) *Template) {
+	tpl := parse("dsl_aliases.yaml")
+	for name, want := range map[string][]string{
+		"fetch_article":      {},
+		"render_html":        {"fetch_article"},
+		"render_amp":         {"fetch_article"},
+		"choose_channels":    {"render_html", "render_amp"},
+		"record_publication": {"publish_web", "publish_newsletter"},
+	} {
+		if got := tpl.Step(name).Dependencies; !slices.Equal(got, want) {
+			t.Errorf("%s depends on %q, want %q", name, got, want)
 		}
-		if r := tpl.Step("legacy_delays").Retry; r.BackoffBaseMs != 1000 || r.MaxBackoffMs != 30000 {
-			t.Errorf("legacy_delays = %+v", r)
-		}
-	})
+	}
+	if tpl.Step("choose_channels").Type != StepDecision || tpl.Step("record_publication").Type != StepDeferredConvergence || tpl.Step("render_amp").Type != StepStandard {
+		t.Errorf("step_type not read as type: %+v", tpl.Steps)
+	}
+	// A step without retry takes the package defaults.
+	p, err := tpl.Plan(RetryDefaults{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Steps[0]; s.MaxAttempts != 3 || s.Retry.BackoffBaseMs != 1000 || s.Retry.MaxBackoffMs != MaxBackoffMsDefault || s.Retry.Strategy != BackoffExponential || !*s.Retry.Retryable {
+		t.Errorf("defaults = %+v", s)
+	}
+	if !slices.Equal(p.Deferred, []string{"publish_web", "publish_newsletter", "record_publication"}) {
+		t.Errorf("deferred = %q", p.Deferred)
+	}
+}
 
-	t.Run("batches", func(t *testing.T) {
-		tpl := parse("batch_csv.yaml")
-		b := tpl.Step("analyze_csv").BatchConfig
-		if b == nil || *b != (BatchConfig{BatchSize: 200, Parallelism: 5, CursorField: "row_number", WorkerTemplate: "process_csv_batch", FailureStrategy: FailFast}) {
-			t.Errorf("batch_config = %+v", b)
+// corpusRetryVariants checks what the corpus's retry_variants.yaml means.
+func corpusRetryVariants(t *testing.T, parse func(string) *Template) {
+	tpl := parse("retry_variants.yaml")
+	for name, want := range map[string]int{"legacy_delays": 3, "limit_disagrees": 4, "limit_only": 5, "zero_attempts": 1, "run_once": 1, "fibonacci": 6} {
+		if got := tpl.Step(name).Retry.MaxAttempts; got != want {
+			t.Errorf("%s: max_attempts %d, want %d", name, got, want)
 		}
-		created := map[string]bool{"analyze_csv": true}
-		exp, err := tpl.ExpandBatch("analyze_csv", "process_csv_batch", func(n string) bool { return created[n] })
-		if err != nil || len(exp) != 2 || exp[0].Name != "process_csv_batch" || exp[1].Name != "aggregate_results" {
-			t.Errorf("ExpandBatch = %+v, %v", exp, err)
-		}
-		tpl = parse("batch_worker_config.yaml")
-		if b := tpl.Step("reconcile_shelf").BatchConfig; b == nil || b.FailureStrategy != Isolate || b.CursorField != "shelf_id" {
-			t.Errorf("reconcile_shelf batch_config = %+v", b)
-		}
-		if b := tpl.Step("plan_bins").BatchConfig; b == nil || b.FailureStrategy != ContinueOnFailure || b.WorkerTemplate != "reconcile_bin" {
-			t.Errorf("plan_bins batch_config = %+v", b)
-		}
-	})
+	}
+	if r := tpl.Step("legacy_delays").Retry; r.BackoffBaseMs != 1000 || r.MaxBackoffMs != 30000 {
+		t.Errorf("legacy_delays = %+v", r)
+	}
+}
 
-	t.Run("legacy", func(t *testing.T) {
-		tpl := parse("legacy_task_handler.yaml")
-		if !bytes.Contains(tpl.TaskHandler, []byte("CreditCardPaymentHandler")) || !bytes.Contains(tpl.Metadata, []byte(`"notes":"Migrated from the Rails engine"`)) {
-			t.Errorf("task_handler = %s, metadata = %s", tpl.TaskHandler, tpl.Metadata)
-		}
-		v := tpl.Step("validate_payment")
-		if v.BatchConfig != nil || v.TimeoutSeconds != 0 || v.Description != "" || v.Retry.BackoffBaseMs != 0 || len(v.Handler.Initialization) != 0 {
-			t.Errorf("nulls did not load as unset: %+v", v)
-		}
-	})
+// corpusBatches checks what the corpus's batch_csv.yaml and
+// batch_worker_config.yaml mean.
+func corpusBatches(t *testing.T, parse func(string) *Template) {
+	tpl := parse("batch_csv.yaml")
+	b := tpl.Step("analyze_csv").BatchConfig
+	if b == nil || *b != (BatchConfig{BatchSize: 200, Parallelism: 5, CursorField: "row_number", WorkerTemplate: "process_csv_batch", FailureStrategy: FailFast}) {
+		t.Errorf("batch_config = %+v", b)
+	}
+	created := map[string]bool{"analyze_csv": true}
+	exp, err := tpl.ExpandBatch("analyze_csv", "process_csv_batch", func(n string) bool { return created[n] })
+	if err != nil || len(exp) != 2 || exp[0].Name != "process_csv_batch" || exp[1].Name != "aggregate_results" {
+		t.Errorf("ExpandBatch = %+v, %v", exp, err)
+	}
+	tpl = parse("batch_worker_config.yaml")
+	if b := tpl.Step("reconcile_shelf").BatchConfig; b == nil || b.FailureStrategy != Isolate || b.CursorField != "shelf_id" {
+		t.Errorf("reconcile_shelf batch_config = %+v", b)
+	}
+	if b := tpl.Step("plan_bins").BatchConfig; b == nil || b.FailureStrategy != ContinueOnFailure || b.WorkerTemplate != "reconcile_bin" {
+		t.Errorf("plan_bins batch_config = %+v", b)
+	}
+}
 
-	t.Run("serialized", func(t *testing.T) {
-		tpl := parse("serialized.json")
-		s1, s2 := tpl.Step("linear_step_1"), tpl.Step("linear_step_2")
-		if s1.Handler.Initialization["operation"] != "square" || s1.TimeoutSeconds != 10 || s1.BatchConfig != nil || s2.Handler.Method != "call" ||
-			!slices.Equal(s2.Dependencies, []string{"linear_step_1"}) || len(s2.ResultSchema) == 0 {
-			t.Errorf("steps = %+v", tpl.Steps)
-		}
-	})
+// corpusLegacy checks what the corpus's legacy_task_handler.yaml means.
+func corpusLegacy(t *testing.T, parse func(string) *Template) {
+	tpl := parse("legacy_task_handler.yaml")
+	if !bytes.Contains(tpl.TaskHandler, []byte("CreditCardPaymentHandler")) || !bytes.Contains(tpl.Metadata, []byte(`"notes":"Migrated from the Rails engine"`)) {
+		t.Errorf("task_handler = %s, metadata = %s", tpl.TaskHandler, tpl.Metadata)
+	}
+	v := tpl.Step("validate_payment")
+	if v.BatchConfig != nil || v.TimeoutSeconds != 0 || v.Description != "" || v.Retry.BackoffBaseMs != 0 || len(v.Handler.Initialization) != 0 {
+		t.Errorf("nulls did not load as unset: %+v", v)
+	}
+}
+
+// corpusSerialized checks what the corpus's serialized.json means.
+func corpusSerialized(t *testing.T, parse func(string) *Template) {
+	tpl := parse("serialized.json")
+	s1, s2 := tpl.Step("linear_step_1"), tpl.Step("linear_step_2")
+	if s1.Handler.Initialization["operation"] != "square" || s1.TimeoutSeconds != 10 || s1.BatchConfig != nil || s2.Handler.Method != "call" ||
+		!slices.Equal(s2.Dependencies, []string{"linear_step_1"}) || len(s2.ResultSchema) == 0 {
+		t.Errorf("steps = %+v", tpl.Steps)
+	}
 }
 
 // The fields of tasker-core's template types (and their serde aliases, and

@@ -54,108 +54,120 @@ func field[T any](t *testing.T, raw json.RawMessage, name string) T {
 // and checks every answer against what Go's contracts helpers give for the
 // same input: the service's helpers agree with the runner.
 func checkDynamic(t *testing.T, client *http.Client, base string) {
-	t.Run("approval.route", func(t *testing.T) {
-		for amount, want := range map[float64]contracts.DecisionPointOutcome{
-			0: contracts.NoBranches(), -3: contracts.NoBranches(), 500: contracts.CreateSteps("auto_approve"),
-			2000: contracts.CreateSteps("manager_approval"), 7500: contracts.CreateSteps("manager_approval", "finance_review"),
-		} {
-			res := runDynamic(t, client, base, envelope("approval.route", 1, fmt.Sprintf(`{"request": {"id": "r", "amount": %v}}`, amount), nil))
-			if got := outcomes(t, res).DecisionPointOutcome; got == nil || !reflect.DeepEqual(*got, want) {
-				t.Errorf("amount %v: %s, want %s", amount, res.Result, mustJSON(t, want))
-			}
-			if got := field[float64](t, res.Result, "amount"); got != amount {
-				t.Errorf("amount %v: result.amount %v", amount, got)
-			}
-		}
-		if res := runDynamic(t, client, base, envelope("approval.route", 1, `{"request": {}}`, nil)); res.Success || res.Error.Retryable {
-			t.Errorf("no amount: want a permanent failure, got %s", mustJSON(t, res))
-		}
-	})
-	t.Run("approvals and finalize", func(t *testing.T) {
-		route := map[string]string{"route_approval": `{"amount": 30000, "decision_point_outcome": {"type": "create_steps", "step_names": ["manager_approval", "finance_review"]}}`}
-		for callable, approved := range map[string]bool{"approval.auto_approve": false, "approval.manager_approval": true, "approval.finance_review": false} {
-			res := runDynamic(t, client, base, envelope(callable, 1, `{}`, route))
-			if got := field[bool](t, res.Result, "approved"); !res.Success || got != approved || field[float64](t, res.Result, "amount") != 30000 {
-				t.Errorf("%s of 30000: %s, want approved %v", callable, res.Result, approved)
-			}
-		}
-		for _, c := range []struct {
-			deps     map[string]string
-			decision string
-			taken    []string
-		}{
-			{map[string]string{"route_approval": `{"amount": 0}`}, "nothing_to_approve", []string{}},
-			{map[string]string{"route_approval": `{"amount": 7500}`, "finance_review": `{"approved": true}`, "manager_approval": `{"approved": true}`}, "approved", []string{"manager_approval", "finance_review"}},
-			{map[string]string{"route_approval": `{"amount": 30000}`, "finance_review": `{"approved": false}`, "manager_approval": `{"approved": true}`}, "rejected", []string{"manager_approval", "finance_review"}},
-			{map[string]string{"route_approval": `{"amount": 10}`, "auto_approve": `{"approved": true}`}, "approved", []string{"auto_approve"}},
-		} {
-			res := runDynamic(t, client, base, envelope("approval.finalize", 1, `{}`, c.deps))
-			if d, taken := field[string](t, res.Result, "decision"), field[[]string](t, res.Result, "approvals"); d != c.decision || !reflect.DeepEqual(taken, c.taken) {
-				t.Errorf("finalize after %v: %s, want %s with %v", c.deps, res.Result, c.decision, c.taken)
-			}
-		}
-	})
-	t.Run("etl", func(t *testing.T) {
-		const rows, workers, every = 10_000, 4, 1000
-		ctx := fmt.Sprintf(`{"etl": {"id": "e", "rows": %d, "workers": %d, "checkpoint_every": %d}}`, rows, workers, every)
-		res := runDynamic(t, client, base, envelope("etl.analyze", 1, ctx, nil))
-		want := contracts.CreateBatches("transform_rows", contracts.EvenCursors(rows, workers), rows)
-		if got := outcomes(t, res).BatchProcessingOutcome; got == nil || !reflect.DeepEqual(mustJSON(t, got), mustJSON(t, want)) {
-			t.Fatalf("analyze: %s, want %s", res.Result, mustJSON(t, want))
-		}
-		res = runDynamic(t, client, base, envelope("etl.analyze", 1, `{"etl": {"id": "e", "rows": 0}}`, nil))
-		if got := outcomes(t, res).BatchProcessingOutcome; got == nil || got.Type != contracts.OutcomeNoBatches {
-			t.Errorf("analyze of 0 rows: %s, want no_batches", res.Result)
-		}
+	t.Run("approval.route", func(t *testing.T) { dynamicApprovalRoute(t, client, base) })
+	t.Run("approvals and finalize", func(t *testing.T) { dynamicApprovalsAndFinalize(t, client, base) })
+	t.Run("etl", func(t *testing.T) { dynamicETL(t, client, base) })
+}
 
-		// Each worker as the runner drives it: yielded answers re-sent with
-		// the checkpoint, until it completes.
-		deps := map[string]string{"analyze_rows": `{"rows": 10000}`, "transform_rows_005": `{"no_op": true}`}
-		var total int64
-		for _, c := range want.CursorConfigs {
-			env := envelope("etl.transform", 1, ctx, nil)
-			env.Step.Inputs = mustJSON(t, contracts.BatchWorkerInputs{Cursor: c, BatchMetadata: contracts.BatchMetadata{CursorField: "row_id", FailureStrategy: "continue_on_failure"}})
-			yields := 0
-			for {
-				res = runDynamic(t, client, base, env)
-				if res.Status != contracts.StatusYielded {
-					break
-				}
-				yields++
-				env.Step.Checkpoint = res.Checkpoint
-				cp, _, err := env.ResumeFrom()
-				if n, _ := cp.IntCursor(); err != nil || cp.ItemsProcessed != int64(yields*every) || n != mustInt(t, c.StartCursor)+int64(yields*every) {
-					t.Fatalf("batch %s: checkpoint %d: %s", c.BatchID, yields, res.Checkpoint)
-				}
-			}
-			start, end, _ := c.IntRange()
-			var sum int64
-			for id := start; id < end; id++ {
-				sum += rowAmount(id)
-			}
-			total += sum
-			if got := field[int64](t, res.Result, "amount_cents"); !res.Success || got != sum || field[int64](t, res.Result, "rows") != end-start || yields != 2 {
-				t.Errorf("batch %s: %s after %d checkpoints, want %d rows, amount_cents %d after 2", c.BatchID, res.Result, yields, end-start, sum)
-			}
-			deps["transform_rows_"+c.BatchID] = string(res.Result)
+// dynamicApprovalRoute checks approval.route's decision for amounts in
+// each band, and its permanent failure without an amount.
+func dynamicApprovalRoute(t *testing.T, client *http.Client, base string) {
+	for amount, want := range map[float64]contracts.DecisionPointOutcome{
+		0: contracts.NoBranches(), -3: contracts.NoBranches(), 500: contracts.CreateSteps("auto_approve"),
+		2000: contracts.CreateSteps("manager_approval"), 7500: contracts.CreateSteps("manager_approval", "finance_review"),
+	} {
+		res := runDynamic(t, client, base, envelope("approval.route", 1, fmt.Sprintf(`{"request": {"id": "r", "amount": %v}}`, amount), nil))
+		if got := outcomes(t, res).DecisionPointOutcome; got == nil || !reflect.DeepEqual(*got, want) {
+			t.Errorf("amount %v: %s, want %s", amount, res.Result, mustJSON(t, want))
 		}
-		env := envelope("etl.aggregate", 1, ctx, deps)
-		env.DependencyResults["transform_rows_006"] = contracts.Failure("bad_row", "row 7 is broken", false)
-		res = runDynamic(t, client, base, env)
-		var agg struct{ Workers, FailedWorkers, Rows, RowsExpected, AmountCents int64 }
-		if err := json.Unmarshal(res.Result, &struct {
-			W *int64 `json:"workers"`
-			F *int64 `json:"failed_workers"`
-			R *int64 `json:"rows"`
-			E *int64 `json:"rows_expected"`
-			A *int64 `json:"amount_cents"`
-		}{&agg.Workers, &agg.FailedWorkers, &agg.Rows, &agg.RowsExpected, &agg.AmountCents}); err != nil {
-			t.Fatal(err)
+		if got := field[float64](t, res.Result, "amount"); got != amount {
+			t.Errorf("amount %v: result.amount %v", amount, got)
 		}
-		if agg.Workers != workers || agg.FailedWorkers != 1 || agg.Rows != rows || agg.RowsExpected != rows || agg.AmountCents != total {
-			t.Errorf("aggregate: %s, want 4 workers, 1 failed, %d rows, amount_cents %d", res.Result, rows, total)
+	}
+	if res := runDynamic(t, client, base, envelope("approval.route", 1, `{"request": {}}`, nil)); res.Success || res.Error.Retryable {
+		t.Errorf("no amount: want a permanent failure, got %s", mustJSON(t, res))
+	}
+}
+
+// dynamicApprovalsAndFinalize checks the three approvers and
+// approval.finalize's decision after each set of approvals.
+func dynamicApprovalsAndFinalize(t *testing.T, client *http.Client, base string) {
+	route := map[string]string{"route_approval": `{"amount": 30000, "decision_point_outcome": {"type": "create_steps", "step_names": ["manager_approval", "finance_review"]}}`}
+	for callable, approved := range map[string]bool{"approval.auto_approve": false, "approval.manager_approval": true, "approval.finance_review": false} {
+		res := runDynamic(t, client, base, envelope(callable, 1, `{}`, route))
+		if got := field[bool](t, res.Result, "approved"); !res.Success || got != approved || field[float64](t, res.Result, "amount") != 30000 {
+			t.Errorf("%s of 30000: %s, want approved %v", callable, res.Result, approved)
 		}
-	})
+	}
+	for _, c := range []struct {
+		deps     map[string]string
+		decision string
+		taken    []string
+	}{
+		{map[string]string{"route_approval": `{"amount": 0}`}, "nothing_to_approve", []string{}},
+		{map[string]string{"route_approval": `{"amount": 7500}`, "finance_review": `{"approved": true}`, "manager_approval": `{"approved": true}`}, "approved", []string{"manager_approval", "finance_review"}},
+		{map[string]string{"route_approval": `{"amount": 30000}`, "finance_review": `{"approved": false}`, "manager_approval": `{"approved": true}`}, "rejected", []string{"manager_approval", "finance_review"}},
+		{map[string]string{"route_approval": `{"amount": 10}`, "auto_approve": `{"approved": true}`}, "approved", []string{"auto_approve"}},
+	} {
+		res := runDynamic(t, client, base, envelope("approval.finalize", 1, `{}`, c.deps))
+		if d, taken := field[string](t, res.Result, "decision"), field[[]string](t, res.Result, "approvals"); d != c.decision || !reflect.DeepEqual(taken, c.taken) {
+			t.Errorf("finalize after %v: %s, want %s with %v", c.deps, res.Result, c.decision, c.taken)
+		}
+	}
+}
+
+// dynamicETL checks etl.analyze's batches, each etl.transform worker
+// driven through its checkpoints, and etl.aggregate with a failed worker.
+func dynamicETL(t *testing.T, client *http.Client, base string) {
+	const rows, workers, every = 10_000, 4, 1000
+	ctx := fmt.Sprintf(`{"etl": {"id": "e", "rows": %d, "workers": %d, "checkpoint_every": %d}}`, rows, workers, every)
+	res := runDynamic(t, client, base, envelope("etl.analyze", 1, ctx, nil))
+	want := contracts.CreateBatches("transform_rows", contracts.EvenCursors(rows, workers), rows)
+	if got := outcomes(t, res).BatchProcessingOutcome; got == nil || !reflect.DeepEqual(mustJSON(t, got), mustJSON(t, want)) {
+		t.Fatalf("analyze: %s, want %s", res.Result, mustJSON(t, want))
+	}
+	res = runDynamic(t, client, base, envelope("etl.analyze", 1, `{"etl": {"id": "e", "rows": 0}}`, nil))
+	if got := outcomes(t, res).BatchProcessingOutcome; got == nil || got.Type != contracts.OutcomeNoBatches {
+		t.Errorf("analyze of 0 rows: %s, want no_batches", res.Result)
+	}
+
+	// Each worker as the runner drives it: yielded answers re-sent with
+	// the checkpoint, until it completes.
+	deps := map[string]string{"analyze_rows": `{"rows": 10000}`, "transform_rows_005": `{"no_op": true}`}
+	var total int64
+	for _, c := range want.CursorConfigs {
+		env := envelope("etl.transform", 1, ctx, nil)
+		env.Step.Inputs = mustJSON(t, contracts.BatchWorkerInputs{Cursor: c, BatchMetadata: contracts.BatchMetadata{CursorField: "row_id", FailureStrategy: "continue_on_failure"}})
+		yields := 0
+		for {
+			res = runDynamic(t, client, base, env)
+			if res.Status != contracts.StatusYielded {
+				break
+			}
+			yields++
+			env.Step.Checkpoint = res.Checkpoint
+			cp, _, err := env.ResumeFrom()
+			if n, _ := cp.IntCursor(); err != nil || cp.ItemsProcessed != int64(yields*every) || n != mustInt(t, c.StartCursor)+int64(yields*every) {
+				t.Fatalf("batch %s: checkpoint %d: %s", c.BatchID, yields, res.Checkpoint)
+			}
+		}
+		start, end, _ := c.IntRange()
+		var sum int64
+		for id := start; id < end; id++ {
+			sum += rowAmount(id)
+		}
+		total += sum
+		if got := field[int64](t, res.Result, "amount_cents"); !res.Success || got != sum || field[int64](t, res.Result, "rows") != end-start || yields != 2 {
+			t.Errorf("batch %s: %s after %d checkpoints, want %d rows, amount_cents %d after 2", c.BatchID, res.Result, yields, end-start, sum)
+		}
+		deps["transform_rows_"+c.BatchID] = string(res.Result)
+	}
+	env := envelope("etl.aggregate", 1, ctx, deps)
+	env.DependencyResults["transform_rows_006"] = contracts.Failure("bad_row", "row 7 is broken", false)
+	res = runDynamic(t, client, base, env)
+	var agg struct{ Workers, FailedWorkers, Rows, RowsExpected, AmountCents int64 }
+	if err := json.Unmarshal(res.Result, &struct {
+		W *int64 `json:"workers"`
+		F *int64 `json:"failed_workers"`
+		R *int64 `json:"rows"`
+		E *int64 `json:"rows_expected"`
+		A *int64 `json:"amount_cents"`
+	}{&agg.Workers, &agg.FailedWorkers, &agg.Rows, &agg.RowsExpected, &agg.AmountCents}); err != nil {
+		t.Fatal(err)
+	}
+	if agg.Workers != workers || agg.FailedWorkers != 1 || agg.Rows != rows || agg.RowsExpected != rows || agg.AmountCents != total {
+		t.Errorf("aggregate: %s, want 4 workers, 1 failed, %d rows, amount_cents %d", res.Result, rows, total)
+	}
 }
 
 func mustInt(t *testing.T, raw json.RawMessage) int64 {

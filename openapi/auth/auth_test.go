@@ -1,4 +1,4 @@
-package openapi_test
+package auth_test
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/tasker-runner/tasker-runner/openapi"
+	"github.com/tasker-runner/tasker-runner/openapi/auth"
 )
 
 // hashKey is the configured form of an API key.
@@ -42,19 +43,19 @@ var authNow = time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)
 // newAuth builds an authenticator accepting readKey, adminKey and JWTs
 // (HS256 with hsSecret unless noHS, RS256 with the test RSA key, ES256
 // with the test EC key), edited by edit.
-func newAuth(t testing.TB, edit func(*openapi.AuthConfig)) *openapi.Authenticator {
+func newAuth(t testing.TB, edit func(*auth.Config)) *auth.Authenticator {
 	t.Helper()
 	keys := jwtTestKeys()
-	cfg := openapi.AuthConfig{
+	cfg := auth.Config{
 		Enabled:       true,
 		PublicHealth:  true,
 		PublicMetrics: true,
-		APIKeys: []openapi.APIKey{
-			{Name: "reader", Hash: hashKey(readKey), Scope: openapi.ScopeRead},
+		APIKeys: []auth.APIKey{
+			{Name: "reader", Hash: hashKey(readKey), Scope: auth.ScopeRead},
 			// Upper-case hex is accepted too.
-			{Name: "admin", Hash: "sha256:" + strings.ToUpper(strings.TrimPrefix(hashKey(adminKey), "sha256:")), Scope: openapi.ScopeAdmin},
+			{Name: "admin", Hash: "sha256:" + strings.ToUpper(strings.TrimPrefix(hashKey(adminKey), "sha256:")), Scope: auth.ScopeAdmin},
 		},
-		JWT: openapi.JWTConfig{
+		JWT: auth.JWTConfig{
 			Enabled:       true,
 			Issuer:        issuer,
 			Audience:      audience,
@@ -67,7 +68,7 @@ func newAuth(t testing.TB, edit func(*openapi.AuthConfig)) *openapi.Authenticato
 	if edit != nil {
 		edit(&cfg)
 	}
-	a, err := openapi.NewAuthenticator(cfg)
+	a, err := auth.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func newAuth(t testing.TB, edit func(*openapi.AuthConfig)) *openapi.Authenticato
 
 // echoPrincipal answers 200 with the request's principal in a header.
 var echoPrincipal = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-	if p, ok := openapi.PrincipalFrom(r.Context()); ok {
+	if p, ok := auth.PrincipalFrom(r.Context()); ok {
 		w.Header().Set(principal, fmt.Sprintf("%s/%s/%s", p.Name, p.Scope, p.Kind))
 	}
 	_, _ = io.WriteString(w, "ok")
@@ -103,39 +104,106 @@ func claims(scope any, edit map[string]any) map[string]any {
 	return c
 }
 
-func TestAuthMiddleware(t *testing.T) {
-	t.Parallel()
-	keys := jwtTestKeys()
-	hs := []byte(hsSecret)
+// middlewareCase is one request through [auth.Authenticator.Middleware]
+// and what it must answer.
+type middlewareCase struct {
+	name      string
+	server    string // default "full"
+	method    string // default GET
+	path      string // default /v1/tasks
+	header    http.Header
+	want      int
+	detail    string // substring of the problem's detail
+	principal string // X-Principal of a 2xx answer
+}
+
+// middlewareServers serves echoPrincipal behind the authenticators the
+// cases name: "full" (newAuth), "rsa-only" (only RS256 tokens with their
+// scope in "roles", and nothing public), "keys-only" and "disabled".
+func middlewareServers(t *testing.T) map[string]*httptest.Server {
+	t.Helper()
 	servers := map[string]*httptest.Server{
 		"full": httptest.NewServer(newAuth(t, nil).Middleware(echoPrincipal)),
-		// Only RS256 tokens, and nothing public.
-		"rsa-only": httptest.NewServer(newAuth(t, func(c *openapi.AuthConfig) {
+		"rsa-only": httptest.NewServer(newAuth(t, func(c *auth.Config) {
 			c.PublicHealth, c.PublicMetrics = false, false
 			c.JWT.HS256Secret = ""
 			c.JWT.PublicKeysPEM = c.JWT.PublicKeysPEM[:1]
 			c.JWT.ScopeClaim = "roles"
 		}).Middleware(echoPrincipal)),
-		"keys-only": httptest.NewServer(newAuth(t, func(c *openapi.AuthConfig) { c.JWT = openapi.JWTConfig{} }).Middleware(echoPrincipal)),
-		"disabled":  httptest.NewServer(newAuth(t, func(c *openapi.AuthConfig) { c.Enabled = false }).Middleware(echoPrincipal)),
+		"keys-only": httptest.NewServer(newAuth(t, func(c *auth.Config) { c.JWT = auth.JWTConfig{} }).Middleware(echoPrincipal)),
+		"disabled":  httptest.NewServer(newAuth(t, func(c *auth.Config) { c.Enabled = false }).Middleware(echoPrincipal)),
 	}
 	for _, s := range servers {
 		t.Cleanup(s.Close)
 	}
-	bearer := func(cred string) http.Header { return http.Header{"Authorization": {"Bearer " + cred}} }
-	rsaPubPEM := pkixPEM(t, &keys.rsa.PublicKey)
+	return servers
+}
 
-	for _, tc := range []struct {
-		name      string
-		server    string // default "full"
-		method    string // default GET
-		path      string // default /v1/tasks
-		header    http.Header
-		want      int
-		detail    string // substring of the problem's detail
-		principal string // X-Principal of a 2xx answer
-	}{
-		// API keys.
+// bearer is an Authorization header carrying cred.
+func bearer(cred string) http.Header { return http.Header{"Authorization": {"Bearer " + cred}} }
+
+// runMiddlewareCases sends each case to its server, in parallel subtests.
+func runMiddlewareCases(t *testing.T, cases []middlewareCase) {
+	t.Helper()
+	servers := middlewareServers(t)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			checkMiddlewareCase(t, servers[cmpOr(tc.server, "full")], tc)
+		})
+	}
+}
+
+// checkMiddlewareCase sends tc's request to srv and checks the answer: its
+// status, the principal of a 2xx, else the problem document, which must
+// not echo the credential.
+func checkMiddlewareCase(t *testing.T, srv *httptest.Server, tc middlewareCase) {
+	t.Helper()
+	req, err := http.NewRequest(cmpOr(tc.method, "GET"), srv.URL+cmpOr(tc.path, "/v1/tasks"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vs := range tc.header {
+		req.Header[k] = vs
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != tc.want {
+		t.Fatalf("status %d, want %d; body %s", resp.StatusCode, tc.want, body)
+	}
+	if tc.want < 300 {
+		if got := resp.Header.Get(principal); tc.principal != "" && got != tc.principal {
+			t.Fatalf("principal %q, want %q", got, tc.principal)
+		}
+		if tc.server == "disabled" && resp.Header.Get(principal) != "" {
+			t.Fatalf("disabled auth set a principal: %q", resp.Header.Get(principal))
+		}
+		return
+	}
+	checkProblem(t, resp, body, tc.want, tc.detail)
+	for _, vs := range tc.header {
+		for _, v := range vs {
+			cred := v[strings.LastIndexByte(v, ' ')+1:]
+			if len(cred) > 8 && strings.Contains(string(body), cred) {
+				t.Fatalf("problem echoes the credential: %s", body)
+			}
+		}
+	}
+}
+
+// API keys, as bearer tokens and X-API-Key, and their scopes.
+func TestAuthMiddlewareAPIKeys(t *testing.T) {
+	t.Parallel()
+	hs := []byte(hsSecret)
+	runMiddlewareCases(t, []middlewareCase{
+
 		{name: "no credential", header: nil, want: 401, detail: "credentials required"},
 		{name: "no credential on unknown path", path: "/nope", want: 401},
 		{name: "no credential on POST", method: "POST", want: 401},
@@ -154,8 +222,14 @@ func TestAuthMiddleware(t *testing.T) {
 		{name: "two credentials", header: http.Header{"Authorization": {"Bearer " + readKey}, "X-Api-Key": {adminKey}}, want: 401, detail: "one credential"},
 		{name: "basic scheme", header: http.Header{"Authorization": {"Basic " + readKey}}, want: 401, detail: `scheme "Basic" is not supported`},
 		{name: "empty bearer", header: http.Header{"Authorization": {"Bearer "}}, want: 401, detail: "no credential"},
+	})
+}
 
-		// Public paths.
+// Public paths, with and without PublicHealth and PublicMetrics, and
+// disabled auth.
+func TestAuthMiddlewarePublicPaths(t *testing.T) {
+	t.Parallel()
+	runMiddlewareCases(t, []middlewareCase{
 		{name: "health public", path: "/health", want: 200},
 		{name: "health ready public", path: "/health/ready", want: 200},
 		{name: "metrics public", path: "/metrics", want: 200},
@@ -171,8 +245,16 @@ func TestAuthMiddleware(t *testing.T) {
 		{name: "spec public anyway", server: "rsa-only", path: "/openapi.json", want: 200},
 		{name: "disabled", server: "disabled", method: "POST", want: 200, principal: ""},
 		{name: "disabled ignores bad key", server: "disabled", method: "DELETE", header: bearer("wrong"), want: 200},
+	})
+}
 
-		// HS256.
+// HS256 tokens: claims, scopes, leeway, algorithms and alg confusion.
+func TestAuthMiddlewareHS256(t *testing.T) {
+	t.Parallel()
+	keys := jwtTestKeys()
+	hs := []byte(hsSecret)
+	rsaPubPEM := pkixPEM(t, &keys.rsa.PublicKey)
+	runMiddlewareCases(t, []middlewareCase{
 		{name: "hs256 admin POST", method: "POST", header: bearer(signJWT(t, "HS256", hs, claims("admin", nil))), want: 200, principal: "alice/admin/jwt"},
 		{name: "hs256 read GET", header: bearer(signJWT(t, "HS256", hs, claims("read", nil))), want: 200, principal: "alice/read/jwt"},
 		{name: "hs256 read POST", method: "POST", header: bearer(signJWT(t, "HS256", hs, claims("read", nil))), want: 403, detail: `token of "alice" has scope "read"`},
@@ -207,8 +289,15 @@ func TestAuthMiddleware(t *testing.T) {
 		// must never verify against that key.
 		{name: "alg confusion with hs256 configured", header: bearer(signJWT(t, "HS256", rsaPubPEM, claims("admin", nil))), want: 401, detail: "signature is invalid"},
 		{name: "alg confusion rsa only", server: "rsa-only", header: bearer(signJWT(t, "HS256", rsaPubPEM, claims("admin", nil))), want: 401, detail: `algorithm "HS256" is not accepted; this server accepts RS256`},
+	})
+}
 
-		// RS256 and ES256.
+// RS256 and ES256 tokens: key choice by alg, other keys, relabelled tokens.
+func TestAuthMiddlewareRS256ES256(t *testing.T) {
+	t.Parallel()
+	keys := jwtTestKeys()
+	hs := []byte(hsSecret)
+	runMiddlewareCases(t, []middlewareCase{
 		{name: "rs256 admin POST", method: "POST", header: bearer(signJWT(t, "RS256", keys.rsa, claims("admin", nil))), want: 200, principal: "alice/admin/jwt"},
 		{name: "rs256 other key", header: bearer(signJWT(t, "RS256", keys.otherRSA, claims("admin", nil))), want: 401, detail: "signature is invalid"},
 		{name: "rs256 expired", header: bearer(signJWT(t, "RS256", keys.rsa, claims("admin", map[string]any{"exp": authNow.Add(-time.Hour).Unix()}))), want: 401, detail: "expired"},
@@ -220,49 +309,7 @@ func TestAuthMiddleware(t *testing.T) {
 		{name: "es256 signed with rsa", header: bearer(relabel(signJWT(t, "RS256", keys.rsa, claims("admin", nil)), "ES256")), want: 401, detail: "ES256 wants 64 bytes"},
 		{name: "es256 on rsa-only server", server: "rsa-only", header: bearer(signJWT(t, "ES256", keys.ec, claims("admin", nil))), want: 401, detail: `algorithm "ES256" is not accepted`},
 		{name: "rs256 signed with hmac", header: bearer(relabel(signJWT(t, "HS256", hs, claims("admin", nil)), "RS256")), want: 401, detail: "signature is invalid"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			srv := servers[cmpOr(tc.server, "full")]
-			req, err := http.NewRequest(cmpOr(tc.method, "GET"), srv.URL+cmpOr(tc.path, "/v1/tasks"), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for k, vs := range tc.header {
-				req.Header[k] = vs
-			}
-			resp, err := srv.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != tc.want {
-				t.Fatalf("status %d, want %d; body %s", resp.StatusCode, tc.want, body)
-			}
-			if tc.want < 300 {
-				if got := resp.Header.Get(principal); tc.principal != "" && got != tc.principal {
-					t.Fatalf("principal %q, want %q", got, tc.principal)
-				}
-				if tc.server == "disabled" && resp.Header.Get(principal) != "" {
-					t.Fatalf("disabled auth set a principal: %q", resp.Header.Get(principal))
-				}
-				return
-			}
-			checkProblem(t, resp, body, tc.want, tc.detail)
-			for _, vs := range tc.header {
-				for _, v := range vs {
-					cred := v[strings.LastIndexByte(v, ' ')+1:]
-					if len(cred) > 8 && strings.Contains(string(body), cred) {
-						t.Fatalf("problem echoes the credential: %s", body)
-					}
-				}
-			}
-		})
-	}
+	})
 }
 
 // checkProblem checks an RFC 9457 refusal and its challenge.
@@ -323,11 +370,11 @@ func cmpOr(s, def string) string {
 
 func TestAuthPrincipalFrom(t *testing.T) {
 	t.Parallel()
-	if _, ok := openapi.PrincipalFrom(context.Background()); ok {
+	if _, ok := auth.PrincipalFrom(context.Background()); ok {
 		t.Fatal("PrincipalFrom(empty context) reported a principal")
 	}
-	want := openapi.Principal{Name: "ci", Scope: openapi.ScopeRead, Kind: openapi.PrincipalAPIKey}
-	got, ok := openapi.PrincipalFrom(openapi.WithPrincipal(context.Background(), want))
+	want := auth.Principal{Name: "ci", Scope: auth.ScopeRead, Kind: auth.PrincipalAPIKey}
+	got, ok := auth.PrincipalFrom(auth.WithPrincipal(context.Background(), want))
 	if !ok || got != want {
 		t.Fatalf("PrincipalFrom = %+v, %v; want %+v", got, ok, want)
 	}
@@ -336,7 +383,7 @@ func TestAuthPrincipalFrom(t *testing.T) {
 func TestAuthDocument(t *testing.T) {
 	t.Parallel()
 	o := openapi.New(openapi.Config{}).API().OpenAPI()
-	openapi.DocumentAuth(o)
+	auth.Document(o)
 	if s := o.Components.SecuritySchemes; s["bearer"] == nil || s["apiKey"] == nil || s["apiKey"].Name != "X-API-Key" {
 		t.Fatalf("security schemes %+v", s)
 	}
@@ -380,12 +427,12 @@ const (
 // connectServer serves stand-in procedures behind a's interceptor over
 // HTTP/2 with TLS, so both the Connect and the gRPC protocol work. Each
 // answers its principal in the X-Principal response header.
-func connectServer(t *testing.T, a *openapi.Authenticator) *httptest.Server {
+func connectServer(t *testing.T, a *auth.Authenticator) *httptest.Server {
 	t.Helper()
 	opts := connect.WithInterceptors(a.ConnectInterceptor())
 	unary := func(ctx context.Context, _ *connect.Request[emptypb.Empty]) (*connect.Response[emptypb.Empty], error) {
 		resp := connect.NewResponse(&emptypb.Empty{})
-		if p, ok := openapi.PrincipalFrom(ctx); ok {
+		if p, ok := auth.PrincipalFrom(ctx); ok {
 			resp.Header().Set(principal, fmt.Sprintf("%s/%s/%s", p.Name, p.Scope, p.Kind))
 		}
 		return resp, nil
@@ -397,7 +444,7 @@ func connectServer(t *testing.T, a *openapi.Authenticator) *httptest.Server {
 	mux.Handle(procCompute, connect.NewUnaryHandler(procCompute, unary, opts, connect.WithIdempotency(connect.IdempotencyNoSideEffects)))
 	mux.Handle(procWatchTasks, connect.NewServerStreamHandler(procWatchTasks,
 		func(ctx context.Context, _ *connect.Request[emptypb.Empty], s *connect.ServerStream[emptypb.Empty]) error {
-			if _, ok := openapi.PrincipalFrom(ctx); !ok {
+			if _, ok := auth.PrincipalFrom(ctx); !ok {
 				return connect.NewError(connect.CodeInternal, errors.New("no principal"))
 			}
 			return s.Send(&emptypb.Empty{})
@@ -413,8 +460,8 @@ func TestAuthConnectInterceptor(t *testing.T) {
 	t.Parallel()
 	hs := []byte(hsSecret)
 	full := connectServer(t, newAuth(t, nil))
-	private := connectServer(t, newAuth(t, func(c *openapi.AuthConfig) { c.PublicHealth = false }))
-	disabled := connectServer(t, newAuth(t, func(c *openapi.AuthConfig) { c.Enabled = false }))
+	private := connectServer(t, newAuth(t, func(c *auth.Config) { c.PublicHealth = false }))
+	disabled := connectServer(t, newAuth(t, func(c *auth.Config) { c.Enabled = false }))
 	readJWT := signJWT(t, "HS256", hs, claims("read", nil))
 	expiredJWT := signJWT(t, "HS256", hs, claims("admin", map[string]any{"exp": authNow.Add(-time.Hour).Unix()}))
 	wrongAudJWT := signJWT(t, "HS256", hs, claims("admin", map[string]any{"aud": "x"}))
@@ -483,7 +530,13 @@ func TestAuthConnectInterceptor(t *testing.T) {
 		}
 	}
 
-	// Streaming: the same rules, and the principal reaches the handler.
+}
+
+// Streaming: the same rules, and the principal reaches the handler.
+func TestAuthConnectInterceptorStreaming(t *testing.T) {
+	t.Parallel()
+	full := connectServer(t, newAuth(t, nil))
+	expiredJWT := signJWT(t, "HS256", []byte(hsSecret), claims("admin", map[string]any{"exp": authNow.Add(-time.Hour).Unix()}))
 	for _, tc := range []struct {
 		name   string
 		header [2]string

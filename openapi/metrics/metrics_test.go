@@ -1,4 +1,4 @@
-package openapi_test
+package metrics_test
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/contracts"
-	"github.com/tasker-runner/tasker-runner/openapi"
+	"github.com/tasker-runner/tasker-runner/openapi/metrics"
 	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
@@ -115,7 +115,7 @@ func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 func TestMetricsExposition(t *testing.T) {
 	t.Parallel()
 	var queueErr atomic.Pointer[error]
-	m := openapi.NewMetrics(openapi.MetricsConfig{
+	m := metrics.New(metrics.Config{
 		QueueStats: func(ctx context.Context) ([]store.QueueStat, error) {
 			if e := queueErr.Load(); e != nil {
 				return nil, *e
@@ -131,7 +131,32 @@ func TestMetricsExposition(t *testing.T) {
 		Logger: slog.New(slog.DiscardHandler),
 	})
 
-	// The runner's side, as the engine reports it.
+	observeRunner(m)
+	finish := driveCallouts(t, m)
+
+	mfs := scrape(t, m.Handler())
+	checkStepMetrics(t, mfs)
+	checkCalloutMetrics(t, mfs)
+	finish()
+	checkTextFormat(t, m)
+
+	// A failing queue query leaves the queue gauges out; the scrape still
+	// succeeds.
+	failed := errors.New("database is down")
+	queueErr.Store(&failed)
+	mfs = scrape(t, m.Handler())
+	if got := value(t, mfs, "tasker_queue_stats_up"); got != 0 {
+		t.Errorf("tasker_queue_stats_up = %v after a failed query, want 0", got)
+	}
+	if mfs["tasker_queue_depth"] != nil || mfs["tasker_steps_claimed_total"] == nil {
+		t.Error("after a failed queue query: want no queue depth but every other metric")
+	}
+}
+
+// observeRunner reports to m what the engine would: claims (one with
+// clock skew), outcomes of every kind, stale completions, reconnects,
+// flushes, retention runs and the runner's live stats.
+func observeRunner(m *metrics.Metrics) {
 	o := m.RunnerObserver()
 	o.StepClaimed("shop", "pay", 2*time.Second)
 	o.StepClaimed("shop", "pay", -time.Millisecond) // clock skew counts as 0
@@ -148,8 +173,13 @@ func TestMetricsExposition(t *testing.T) {
 	o.RetentionDone(map[string]int{store.TaskComplete: 40, store.TaskCancelled: 2}, 3*time.Second)
 	o.RetentionDone(map[string]int{store.TaskComplete: 5}, 1500*time.Millisecond)
 	m.SetRunner(fakeRunner{runner.Stats{InFlight: 7, Active: 3, Rescued: 2, ClaimQueries: 11}})
+}
 
-	// The callouts' side, through a real registry and endpoints.
+// driveCallouts calls handler endpoints through a real registry observed
+// by m: shop/pay answers, flaky fails and then is refused by its open
+// breaker, blocked stays in flight until finish is called.
+func driveCallouts(t *testing.T, m *metrics.Metrics) (finish func()) {
+	t.Helper()
 	release := make(chan struct{})
 	var releaseOnce sync.Once
 	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
@@ -209,9 +239,16 @@ func TestMetricsExposition(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	return func() {
+		releaseOnce.Do(func() { close(release) })
+		<-blocked
+	}
+}
 
-	mfs := scrape(t, m.Handler())
-
+// checkStepMetrics checks the step, completion, retention and queue
+// metrics of TestMetricsExposition's scrape.
+func checkStepMetrics(t *testing.T, mfs map[string]*dto.MetricFamily) {
+	t.Helper()
 	for _, tc := range []struct {
 		name, handler string
 		want          float64
@@ -276,7 +313,12 @@ func TestMetricsExposition(t *testing.T) {
 			t.Errorf("oldest ready step of %s = %vs, want %v", tc.ns, got, tc.oldest)
 		}
 	}
+}
 
+// checkCalloutMetrics checks the callout and endpoint metrics of
+// TestMetricsExposition's scrape, and that the registry is its own.
+func checkCalloutMetrics(t *testing.T, mfs map[string]*dto.MetricFamily) {
+	t.Helper()
 	// Callouts: a histogram per endpoint, protocol and outcome; the
 	// refused call is not in it but in the rejected count.
 	if n, sum := histogram(t, mfs, "tasker_callout_duration_seconds", "endpoint=shop/pay", "protocol=http", "outcome=ok"); n != 1 || sum <= 0 {
@@ -310,10 +352,12 @@ func TestMetricsExposition(t *testing.T) {
 	if mfs["go_goroutines"] == nil || mfs["process_start_time_seconds"] == nil {
 		t.Error("the Go runtime and process collectors are missing")
 	}
-	releaseOnce.Do(func() { close(release) })
-	<-blocked
+}
 
-	// The same through the client library's comparison, text format in.
+// checkTextFormat compares two families with the client library's
+// comparison, text format in.
+func checkTextFormat(t *testing.T, m *metrics.Metrics) {
+	t.Helper()
 	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(`
 # HELP tasker_stale_completions_total Step outcomes refused by the lease fence (the lease was lost; the step is another runner's).
 # TYPE tasker_stale_completions_total counter
@@ -336,24 +380,12 @@ tasker_completion_batch_size_count 2
 `), "tasker_stale_completions_total", "tasker_completion_batch_size"); err != nil {
 		t.Error(err)
 	}
-
-	// A failing queue query leaves the queue gauges out; the scrape still
-	// succeeds.
-	failed := errors.New("database is down")
-	queueErr.Store(&failed)
-	mfs = scrape(t, m.Handler())
-	if got := value(t, mfs, "tasker_queue_stats_up"); got != 0 {
-		t.Errorf("tasker_queue_stats_up = %v after a failed query, want 0", got)
-	}
-	if mfs["tasker_queue_depth"] != nil || mfs["tasker_steps_claimed_total"] == nil {
-		t.Error("after a failed queue query: want no queue depth but every other metric")
-	}
 }
 
 // Without sources, only the observed metrics (and the runtime's) appear.
 func TestMetricsWithoutSources(t *testing.T) {
 	t.Parallel()
-	m := openapi.NewMetrics(openapi.MetricsConfig{})
+	m := metrics.New(metrics.Config{})
 	mfs := scrape(t, m.Handler())
 	for _, name := range []string{"tasker_queue_depth", "tasker_queue_stats_up", "tasker_steps_in_flight", "tasker_breaker_state"} {
 		if mfs[name] != nil {
@@ -372,7 +404,7 @@ func TestMetricsWithoutSources(t *testing.T) {
 // has been seen, and are safe from many goroutines.
 func TestRunnerObserverHotPath(t *testing.T) {
 	// Not parallel: AllocsPerRun forbids it.
-	m := openapi.NewMetrics(openapi.MetricsConfig{})
+	m := metrics.New(metrics.Config{})
 	o := m.RunnerObserver()
 	co := m.CalloutObserver()
 	o.StepClaimed("ns", "h", time.Millisecond)

@@ -1,4 +1,4 @@
-package openapi_test
+package auth_test
 
 import (
 	"crypto"
@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tasker-runner/tasker-runner/openapi"
+	"github.com/tasker-runner/tasker-runner/openapi/auth"
 )
 
 // Test keys, generated once per run (RSA generation is the slow part).
@@ -107,7 +107,7 @@ func TestJWTConfigErrors(t *testing.T) {
 	t.Parallel()
 	keys := jwtTestKeys()
 	secret := strings.Repeat("s", 32)
-	good := openapi.JWTConfig{Enabled: true, Issuer: "iss", Audience: "aud", HS256Secret: secret}
+	good := auth.JWTConfig{Enabled: true, Issuer: "iss", Audience: "aud", HS256Secret: secret}
 	small, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +120,7 @@ func TestJWTConfigErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	withKeys := func(pems ...[]byte) openapi.JWTConfig {
+	withKeys := func(pems ...[]byte) auth.JWTConfig {
 		c := good
 		c.HS256Secret = ""
 		c.PublicKeysPEM = pems
@@ -128,30 +128,30 @@ func TestJWTConfigErrors(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		cfg  openapi.AuthConfig
+		cfg  auth.Config
 		want string // "" for success
 	}{
-		{"hs256 ok", openapi.AuthConfig{Enabled: true, JWT: good}, ""},
-		{"disabled checks nothing", openapi.AuthConfig{APIKeys: []openapi.APIKey{{Name: "x", Hash: "nope"}}}, ""},
-		{"no credentials at all", openapi.AuthConfig{Enabled: true}, "no request could authenticate"},
-		{"bad hash", openapi.AuthConfig{Enabled: true, APIKeys: []openapi.APIKey{{Name: "ci", Hash: "md5:abc", Scope: openapi.ScopeRead}}}, `api key 0 ("ci"): hash must be "sha256:"`},
-		{"bad scope", openapi.AuthConfig{Enabled: true, APIKeys: []openapi.APIKey{{Name: "ci", Hash: hashKey("k"), Scope: "write"}}}, `scope "write" is not`},
-		{"short secret", openapi.AuthConfig{Enabled: true, JWT: func() openapi.JWTConfig { c := good; c.HS256Secret = "short"; return c }()}, "at least 32 bytes, got 5"},
-		{"no issuer", openapi.AuthConfig{Enabled: true, JWT: func() openapi.JWTConfig { c := good; c.Issuer = ""; return c }()}, "issuer is required"},
-		{"no audience", openapi.AuthConfig{Enabled: true, JWT: func() openapi.JWTConfig { c := good; c.Audience = ""; return c }()}, "audience is required"},
-		{"no key", openapi.AuthConfig{Enabled: true, JWT: withKeys()}, "no key"},
-		{"rsa and ec ok", openapi.AuthConfig{Enabled: true, JWT: withKeys(pkixPEM(t, &keys.rsa.PublicKey), pkixPEM(t, &keys.ec.PublicKey))}, ""},
-		{"pkcs1 ok", openapi.AuthConfig{Enabled: true, JWT: withKeys(pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(&keys.rsa.PublicKey)}))}, ""},
-		{"certificate ok", openapi.AuthConfig{Enabled: true, JWT: withKeys(certPEM(t, keys.ec))}, ""},
-		{"garbage", openapi.AuthConfig{Enabled: true, JWT: withKeys(pkixPEM(t, &keys.rsa.PublicKey), []byte("not pem"))}, "public key 1: no PEM block found"},
-		{"empty file", openapi.AuthConfig{Enabled: true, JWT: withKeys([]byte("\n"))}, "public key 0: empty"},
-		{"private key", openapi.AuthConfig{Enabled: true, JWT: withKeys(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: rsaPrivDER}))}, "is a private key"},
-		{"rsa 1024", openapi.AuthConfig{Enabled: true, JWT: withKeys(pkixPEM(t, &small.PublicKey))}, "RSA key of 1024 bits is too short"},
-		{"p384", openapi.AuthConfig{Enabled: true, JWT: withKeys(pkixPEM(t, &p384.PublicKey))}, "curve P-384 is not supported"},
-		{"corrupt der", openapi.AuthConfig{Enabled: true, JWT: withKeys(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1, 2, 3}}))}, `public key 0: PEM block 1 ("PUBLIC KEY")`},
+		{"hs256 ok", auth.Config{Enabled: true, JWT: good}, ""},
+		{"disabled checks nothing", auth.Config{APIKeys: []auth.APIKey{{Name: "x", Hash: "nope"}}}, ""},
+		{"no credentials at all", auth.Config{Enabled: true}, "no request could authenticate"},
+		{"bad hash", auth.Config{Enabled: true, APIKeys: []auth.APIKey{{Name: "ci", Hash: "md5:abc", Scope: auth.ScopeRead}}}, `api key 0 ("ci"): hash must be "sha256:"`},
+		{"bad scope", auth.Config{Enabled: true, APIKeys: []auth.APIKey{{Name: "ci", Hash: hashKey("k"), Scope: "write"}}}, `scope "write" is not`},
+		{"short secret", auth.Config{Enabled: true, JWT: func() auth.JWTConfig { c := good; c.HS256Secret = "short"; return c }()}, "at least 32 bytes, got 5"},
+		{"no issuer", auth.Config{Enabled: true, JWT: func() auth.JWTConfig { c := good; c.Issuer = ""; return c }()}, "issuer is required"},
+		{"no audience", auth.Config{Enabled: true, JWT: func() auth.JWTConfig { c := good; c.Audience = ""; return c }()}, "audience is required"},
+		{"no key", auth.Config{Enabled: true, JWT: withKeys()}, "no key"},
+		{"rsa and ec ok", auth.Config{Enabled: true, JWT: withKeys(pkixPEM(t, &keys.rsa.PublicKey), pkixPEM(t, &keys.ec.PublicKey))}, ""},
+		{"pkcs1 ok", auth.Config{Enabled: true, JWT: withKeys(pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(&keys.rsa.PublicKey)}))}, ""},
+		{"certificate ok", auth.Config{Enabled: true, JWT: withKeys(certPEM(t, keys.ec))}, ""},
+		{"garbage", auth.Config{Enabled: true, JWT: withKeys(pkixPEM(t, &keys.rsa.PublicKey), []byte("not pem"))}, "public key 1: no PEM block found"},
+		{"empty file", auth.Config{Enabled: true, JWT: withKeys([]byte("\n"))}, "public key 0: empty"},
+		{"private key", auth.Config{Enabled: true, JWT: withKeys(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: rsaPrivDER}))}, "is a private key"},
+		{"rsa 1024", auth.Config{Enabled: true, JWT: withKeys(pkixPEM(t, &small.PublicKey))}, "RSA key of 1024 bits is too short"},
+		{"p384", auth.Config{Enabled: true, JWT: withKeys(pkixPEM(t, &p384.PublicKey))}, "curve P-384 is not supported"},
+		{"corrupt der", auth.Config{Enabled: true, JWT: withKeys(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1, 2, 3}}))}, `public key 0: PEM block 1 ("PUBLIC KEY")`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := openapi.NewAuthenticator(tc.cfg)
+			_, err := auth.New(tc.cfg)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("NewAuthenticator: %v", err)
@@ -168,7 +168,7 @@ func TestJWTParsePublicKeysPEM(t *testing.T) {
 	t.Parallel()
 	keys := jwtTestKeys()
 	both := append(pkixPEM(t, &keys.rsa.PublicKey), pkixPEM(t, &keys.ec.PublicKey)...)
-	got, err := openapi.ParsePublicKeysPEM(both)
+	got, err := auth.ParsePublicKeysPEM(both)
 	if err != nil {
 		t.Fatal(err)
 	}
