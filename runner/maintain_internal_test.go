@@ -82,4 +82,3 @@ func TestMaintainerSweeps(t *testing.T) {
 	}
 	close(w.woken)
 }
-

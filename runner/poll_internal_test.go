@@ -38,4 +38,3 @@ func TestPollerDiscoversOnlyWhileNotListening(t *testing.T) {
 		t.Error("never discovered while not listening")
 	}
 }
-
