@@ -19,13 +19,12 @@ import (
 // left to expire and be rescued by other runners.
 //
 // A Runner is a set of services, each with its own goroutines, config and
-// start/stop: the [claimer], [listener] and [poller] find and claim ready
-// steps, the [dispatcher] owns the permits and runs the steps, the
-// [completer] writes their outcomes (claiming the next steps as it
-// writes), the [maintainer] extends leases and beats the worker's heart,
-// the [retainer] deletes expired tasks and the [endpointWatcher] rechecks
-// unusable endpoints. The order they stop in is declared once, in
-// [Runner.services].
+// start/stop: the claimer, listener and poller find and claim ready steps,
+// the dispatcher owns the permits and runs the steps, the completer writes
+// their outcomes (claiming the next steps as it writes), the maintainer
+// extends leases and beats the worker's heart, the retainer deletes
+// expired tasks and the endpoint watcher rechecks unusable endpoints. The
+// order they stop in is declared once (see services.go).
 type Runner struct {
 	cfg  Config
 	pool *pgxpool.Pool
@@ -39,7 +38,8 @@ type Runner struct {
 	completer  *completer
 	listener   *listener // nil without LISTEN (polling_only)
 	retainer   *retainer
-	// services in shutdown order; Start starts them in the reverse order.
+	// services in shutdown order (declared in build); Start starts them in
+	// the reverse order.
 	services []service
 
 	started, stopped atomic.Bool
