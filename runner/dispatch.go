@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -27,10 +28,17 @@ type flight struct {
 // dispatcherConfig configures a [dispatcher].
 type dispatcherConfig struct {
 	// Capacity is the most steps in flight: [Config.MaxConcurrentSteps].
+	// Default [MaxConcurrentStepsDefault].
 	Capacity int
 	// ShutdownTimeout is how long Stop lets in-flight steps finish before
-	// giving them back: [Config.ShutdownTimeout]; negative gives back at once.
+	// giving them back: [Config.ShutdownTimeout]; negative gives back at
+	// once. Default [ShutdownTimeoutDefault].
 	ShutdownTimeout time.Duration
+}
+
+func (c *dispatcherConfig) withDefaults() {
+	c.Capacity = cmp.Or(c.Capacity, MaxConcurrentStepsDefault)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, ShutdownTimeoutDefault)
 }
 
 // stepExecutor runs one claimed step's handler and returns the outcome to
@@ -81,6 +89,7 @@ type dispatcher struct {
 }
 
 func newDispatcher(cfg dispatcherConfig, exec stepExecutor, sink outcomeSink, st *stats, log *slog.Logger) *dispatcher {
+	cfg.withDefaults()
 	return &dispatcher{cfg: cfg, exec: exec, sink: sink, stats: st, log: log, inflight: map[uuid.UUID]*flight{}}
 }
 

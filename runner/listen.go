@@ -25,13 +25,17 @@ type listenerConfig struct {
 	// Defaults [ReconnectInitialDefault] and [ReconnectMaxDefault].
 	ReconnectInitial time.Duration
 	ReconnectMax     time.Duration
-	// Jitter scales a duration by a random factor in [1-f, 1+f). Required.
+	// Jitter scales a duration by a random factor in [1-f, 1+f). Default
+	// none (d itself).
 	Jitter func(d time.Duration, f float64) time.Duration
 	// Observer defaults to [NopObserver].
 	Observer Observer
 }
 
 func (c *listenerConfig) withDefaults() {
+	if c.Jitter == nil {
+		c.Jitter = func(d time.Duration, _ float64) time.Duration { return d }
+	}
 	c.ReconnectInitial = cmp.Or(c.ReconnectInitial, ReconnectInitialDefault)
 	c.ReconnectMax = cmp.Or(c.ReconnectMax, ReconnectMaxDefault)
 	if c.Observer == nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -19,7 +18,7 @@ func TestListenerFollowsNewNamespaces(t *testing.T) {
 	pool := pgtest.Pool(t)
 	ns := newNamespaces(nil)
 	w := &fakeWaker{woken: make(chan struct{}, 16)}
-	l := newListener(listenerConfig{Jitter: func(d time.Duration, _ float64) time.Duration { return d }}, listenerDeps{
+	l := newListener(listenerConfig{}, listenerDeps{
 		connect: func(ctx context.Context) (*pgx.Conn, error) {
 			return pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
 		},

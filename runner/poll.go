@@ -11,11 +11,15 @@ type pollerConfig struct {
 	// Interval is the mean interval (jittered ±20%). Default
 	// [PollIntervalDefault].
 	Interval time.Duration
-	// Jitter scales a duration by a random factor in [1-f, 1+f). Required.
+	// Jitter scales a duration by a random factor in [1-f, 1+f). Default
+	// none (d itself).
 	Jitter func(d time.Duration, f float64) time.Duration
 }
 
 func (c *pollerConfig) withDefaults() {
+	if c.Jitter == nil {
+		c.Jitter = func(d time.Duration, _ float64) time.Duration { return d }
+	}
 	c.Interval = cmp.Or(c.Interval, PollIntervalDefault)
 }
 

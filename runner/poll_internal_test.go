@@ -13,7 +13,7 @@ func TestPollerDiscoversOnlyWhileNotListening(t *testing.T) {
 	w := &fakeWaker{woken: make(chan struct{})}
 	var mu sync.Mutex
 	listening, discovered := true, 0
-	p := newPoller(pollerConfig{Interval: time.Millisecond, Jitter: func(d time.Duration, _ float64) time.Duration { return d }}, w,
+	p := newPoller(pollerConfig{Interval: time.Millisecond}, w,
 		func(context.Context) { mu.Lock(); discovered++; mu.Unlock() },
 		func() bool { mu.Lock(); defer mu.Unlock(); return listening })
 	if err := p.Start(context.Background()); err != nil {
