@@ -28,51 +28,8 @@ func TestRunnerHonoursRequestedDelay(t *testing.T) {
 	ctx := t.Context()
 	pool := pgtest.Pool(t)
 	client := runner.NewClient(pool, runner.ClientConfig{})
-
-	failure := `{"success":false,"error":{"message":"later","retryable":true}%s}`
-	cases := []struct {
-		callable string
-		status   int
-		header   string // Retry-After
-		meta     string // orchestration_metadata, if any
-		want     time.Duration
-	}{
-		{callable: "request", meta: `{"backoff_request_seconds":30}`, want: 30 * time.Second},
-		{callable: "fraction", meta: `{"backoff_request_seconds":1.5}`, want: 1500 * time.Millisecond},
-		{callable: "hint", meta: `{"backoff_hint":{"delay_seconds":45,"backoff_type":"server_requested"}}`, want: 45 * time.Second},
-		{callable: "both", meta: `{"backoff_request_seconds":20,"backoff_hint":{"delay_seconds":90}}`, want: 20 * time.Second},
-		{callable: "request-over-cap", meta: `{"backoff_request_seconds":1000000}`, want: 24 * time.Hour},
-		{callable: "hint-over-cap", meta: `{"backoff_hint":{"delay_seconds":1000000}}`, want: 24 * time.Hour},
-		{callable: "retry-after", status: http.StatusServiceUnavailable, header: "120", want: 120 * time.Second},
-		{callable: "retry-after-over-cap", status: http.StatusTooManyRequests, header: "99999999", want: callout.MaxRetryAfter},
-		// No request: the template's fixed backoff of 200ms, jitter at its
-		// middle (Rand 0.5): 150ms.
-		{callable: "none", want: 150 * time.Millisecond},
-	}
-	byPath := map[string]int{}
-	for i, c := range cases {
-		byPath["/"+c.callable] = i
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		i, ok := byPath[r.URL.Path]
-		if !ok {
-			http.Error(w, "unknown", http.StatusNotFound)
-			return
-		}
-		c := cases[i]
-		if c.status != 0 {
-			w.Header().Set("Retry-After", c.header)
-			http.Error(w, "busy", c.status)
-			return
-		}
-		meta := ""
-		if c.meta != "" {
-			meta = `,"orchestration_metadata":` + c.meta
-		}
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, failure, meta)
-	}))
-	t.Cleanup(srv.Close)
+	cases := delayCases()
+	srvURL := delayServer(t, cases)
 
 	// The frozen clock is ahead of the database's, so that the steps,
 	// enqueued at the database's now(), are due.
@@ -80,7 +37,7 @@ func TestRunnerHonoursRequestedDelay(t *testing.T) {
 	now := func() time.Time { return frozen }
 	reg := callout.NewRegistry(callout.RegistryConfig{Now: now})
 	t.Cleanup(reg.Close)
-	if err := reg.Set([]callout.Endpoint{{Pattern: "*", URL: srv.URL + "/{callable}"}}); err != nil {
+	if err := reg.Set([]callout.Endpoint{{Pattern: "*", URL: srvURL + "/{callable}"}}); err != nil {
 		t.Fatal(err)
 	}
 	tasks := make([]uuid.UUID, len(cases))
@@ -125,4 +82,60 @@ func TestRunnerHonoursRequestedDelay(t *testing.T) {
 	if len(bad) > 0 {
 		t.Fatal(strings.Join(bad, "\n"))
 	}
+}
+
+// delayCase is a handler's way of asking for a retry delay, and the delay
+// it must get.
+type delayCase struct {
+	callable string
+	status   int
+	header   string // Retry-After
+	meta     string // orchestration_metadata, if any
+	want     time.Duration
+}
+
+func delayCases() []delayCase {
+	return []delayCase{
+		{callable: "request", meta: `{"backoff_request_seconds":30}`, want: 30 * time.Second},
+		{callable: "fraction", meta: `{"backoff_request_seconds":1.5}`, want: 1500 * time.Millisecond},
+		{callable: "hint", meta: `{"backoff_hint":{"delay_seconds":45,"backoff_type":"server_requested"}}`, want: 45 * time.Second},
+		{callable: "both", meta: `{"backoff_request_seconds":20,"backoff_hint":{"delay_seconds":90}}`, want: 20 * time.Second},
+		{callable: "request-over-cap", meta: `{"backoff_request_seconds":1000000}`, want: 24 * time.Hour},
+		{callable: "hint-over-cap", meta: `{"backoff_hint":{"delay_seconds":1000000}}`, want: 24 * time.Hour},
+		{callable: "retry-after", status: http.StatusServiceUnavailable, header: "120", want: 120 * time.Second},
+		{callable: "retry-after-over-cap", status: http.StatusTooManyRequests, header: "99999999", want: callout.MaxRetryAfter},
+		// No request: the template's fixed backoff of 200ms, jitter at its
+		// middle (Rand 0.5): 150ms.
+		{callable: "none", want: 150 * time.Millisecond},
+	}
+}
+
+// delayServer serves each case's failure at /{callable}.
+func delayServer(t *testing.T, cases []delayCase) string {
+	failure := `{"success":false,"error":{"message":"later","retryable":true}%s}`
+	byPath := map[string]int{}
+	for i, c := range cases {
+		byPath["/"+c.callable] = i
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i, ok := byPath[r.URL.Path]
+		if !ok {
+			http.Error(w, "unknown", http.StatusNotFound)
+			return
+		}
+		c := cases[i]
+		if c.status != 0 {
+			w.Header().Set("Retry-After", c.header)
+			http.Error(w, "busy", c.status)
+			return
+		}
+		meta := ""
+		if c.meta != "" {
+			meta = `,"orchestration_metadata":` + c.meta
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, failure, meta)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }

@@ -1,9 +1,13 @@
 package runner
 
 import (
+	"cmp"
 	"context"
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner/store"
@@ -36,47 +40,118 @@ type pendingOutcome struct {
 	tpl *workflow.Template
 }
 
+// completerConfig configures a [completer]; zero values take the defaults
+// of the matching [Config] fields.
+type completerConfig struct {
+	// FlushInterval, FlushBatch and FlushWriters: see [Config]. Defaults
+	// [FlushIntervalDefault], [FlushBatchDefault], [FlushWritersDefault].
+	FlushInterval time.Duration
+	FlushBatch    int
+	FlushWriters  int
+	// ClaimWithCompletions lets writes claim the next steps (see
+	// [Config.DisableClaimWithCompletions]); LeaseFor is their lease.
+	// Default [LeaseForDefault].
+	ClaimWithCompletions bool
+	LeaseFor             time.Duration
+	// Now defaults to time.Now.
+	Now func() time.Time
+	// OnEvent and Observer: see [Config]. Observer defaults to [NopObserver].
+	OnEvent  func(Event)
+	Observer Observer
+}
+
+func (c *completerConfig) withDefaults() {
+	c.FlushInterval = cmp.Or(c.FlushInterval, FlushIntervalDefault)
+	c.FlushBatch = cmp.Or(c.FlushBatch, FlushBatchDefault)
+	c.FlushWriters = cmp.Or(c.FlushWriters, FlushWritersDefault)
+	c.LeaseFor = cmp.Or(c.LeaseFor, LeaseForDefault)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Observer == nil {
+		c.Observer = NopObserver{}
+	}
+}
+
+// completerPermits is what the completer needs of the permits (the
+// [dispatcher]): how many a write's steps hold, handing them over when it
+// is written, launching what its claim admitted, and whether handlers run.
+type completerPermits interface {
+	held(cs []store.Completion) int
+	settle(batch []pendingOutcome, claimed []store.ClaimedStep) (admitted []*flight, refused []store.ClaimedStep, more bool)
+	launch(f *flight)
+	running() int
+}
+
+// claimWaker makes the claimer claim now, or at a time: the [claimer].
+type claimWaker interface {
+	wake()
+	scheduleWake(t time.Time)
+}
+
+// completerStore is the completer's access to the database: the
+// [poolCompleterStore] in production.
+type completerStore interface {
+	completeAndClaim(ctx context.Context, now time.Time, cs []store.Completion, claim store.ClaimParams) (store.CompleteResult, []store.ClaimedStep, error)
+	writeGrowing(ctx context.Context, ps []pendingOutcome) (store.CompleteResult, error)
+	landed(ctx context.Context, cs []store.Completion) (map[uuid.UUID]string, error)
+	releaseLost(ctx context.Context, claimedAt []time.Time, now time.Time) (int, error)
+}
+
+// completerDeps are a [completer]'s collaborators.
+type completerDeps struct {
+	permits completerPermits
+	waker   claimWaker
+	store   completerStore
+	// claiming returns the namespaces a write may claim from, or false
+	// when the runner no longer claims.
+	claiming func() ([]string, bool)
+	stats    *stats
+	log      *slog.Logger
+}
+
 // completer buffers outcomes and writes them in batches: one statement per
 // batch (store.Complete), up to FlushWriters batches at once. While other
 // handlers are running, a batch waits at most FlushInterval for company; it
 // holds at most FlushBatch outcomes; under load, outcomes that arrive during
-// a write form the next batch.
+// a write form the next batch. Stop writes everything buffered first;
+// cancelling the Start context abandons it (leases will expire).
 type completer struct {
-	r      *Runner
+	cfg completerConfig
+	completerDeps
+	startStop
+
 	signal chan struct{}
 	stopCh chan struct{}
-	done   chan struct{}
-	buf    []pendingOutcome // guarded by r.mu
+	mu     sync.Mutex
+	buf    []pendingOutcome // guarded by mu
 	// eventMu keeps OnEvent calls one at a time across parallel writes.
 	eventMu sync.Mutex
 }
 
-func newCompleter(r *Runner) *completer {
-	return &completer{r: r, signal: make(chan struct{}, 1), stopCh: make(chan struct{}), done: make(chan struct{})}
+func newCompleter(cfg completerConfig, deps completerDeps) *completer {
+	cfg.withDefaults()
+	return &completer{cfg: cfg, completerDeps: deps, signal: make(chan struct{}, 1), stopCh: make(chan struct{})}
 }
 
-func (c *completer) start(ctx context.Context) {
-	go func() {
-		defer close(c.done)
-		c.loop(ctx)
-	}()
+// Start starts the write loop.
+func (c *completer) Start(ctx context.Context) error { return c.start(ctx, c.loop) }
+
+// Stop writes everything buffered and ends the loop.
+func (c *completer) Stop(context.Context) error {
+	close(c.stopCh)
+	c.wait()
+	return nil
 }
 
 func (c *completer) add(p pendingOutcome) {
 	if p.finished.IsZero() {
-		p.finished = c.r.cfg.Now()
+		p.finished = c.cfg.Now()
 	}
-	c.r.mu.Lock()
+	c.mu.Lock()
 	c.buf = append(c.buf, p)
-	c.r.mu.Unlock()
+	c.mu.Unlock()
 	c.poke()
-}
-
-// stop writes everything buffered and ends the loop.
-func (c *completer) stop() error {
-	close(c.stopCh)
-	<-c.done
-	return nil
 }
 
 func (c *completer) loop(ctx context.Context) {
@@ -87,7 +162,7 @@ func (c *completer) loop(ctx context.Context) {
 		// with a full batch: while one is in flight the next batch grows
 		// (group commit), so parallel writes overlap commit waits without
 		// shrinking batches.
-		slots = make(chan struct{}, c.r.cfg.FlushWriters)
+		slots = make(chan struct{}, c.cfg.FlushWriters)
 	)
 	defer writes.Wait()
 	for {
@@ -99,12 +174,12 @@ func (c *completer) loop(ctx context.Context) {
 			stopping = true
 		case <-c.signal:
 		}
-		if !stopping && c.r.cfg.FlushInterval > 0 && c.shouldWait() {
+		if !stopping && c.cfg.FlushInterval > 0 && c.shouldWait() {
 			// Give concurrent outcomes a moment to share this write.
 			if timer == nil {
-				timer = time.NewTimer(c.r.cfg.FlushInterval)
+				timer = time.NewTimer(c.cfg.FlushInterval)
 			} else {
-				timer.Reset(c.r.cfg.FlushInterval)
+				timer.Reset(c.cfg.FlushInterval)
 			}
 			select {
 			case <-ctx.Done():
@@ -117,32 +192,48 @@ func (c *completer) loop(ctx context.Context) {
 		}
 		if stopping {
 			writes.Wait()
-			for {
-				batch := c.take()
-				if len(batch) == 0 || !c.flush(ctx, batch) {
-					return
-				}
-			}
+			c.drain(ctx)
+			return
 		}
-		for len(slots) == 0 || c.full() {
-			batch := c.take()
-			if len(batch) == 0 {
-				break
-			}
-			select {
-			case slots <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			writes.Add(1)
-			go func() {
-				defer writes.Done()
-				c.flush(ctx, batch) // false: ctx ended, which the loop sees
-				<-slots
-				c.poke() // what waited for this write may go now
-			}()
+		if !c.startWrites(ctx, slots, &writes) {
+			return
 		}
 	}
+}
+
+// drain writes what is buffered, one batch at a time, until nothing is
+// left or ctx ends.
+func (c *completer) drain(ctx context.Context) {
+	for {
+		batch := c.take()
+		if len(batch) == 0 || !c.flush(ctx, batch) {
+			return
+		}
+	}
+}
+
+// startWrites starts writes while a slot is free, or while whole batches
+// wait, and reports false when ctx ended.
+func (c *completer) startWrites(ctx context.Context, slots chan struct{}, writes *sync.WaitGroup) bool {
+	for len(slots) == 0 || c.full() {
+		batch := c.take()
+		if len(batch) == 0 {
+			break
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		}
+		writes.Add(1)
+		go func() {
+			defer writes.Done()
+			c.flush(ctx, batch) // false: ctx ended, which the loop sees
+			<-slots
+			c.poke() // what waited for this write may go now
+		}()
+	}
+	return true
 }
 
 // poke wakes the loop.
@@ -155,27 +246,28 @@ func (c *completer) poke() {
 
 // full reports whether a whole batch is waiting.
 func (c *completer) full() bool {
-	c.r.mu.Lock()
-	defer c.r.mu.Unlock()
-	return len(c.buf) >= c.r.cfg.FlushBatch
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.buf) >= c.cfg.FlushBatch
 }
 
 // shouldWait reports whether a write is worth delaying for company: the
 // batch is not full and handlers are still running, so more outcomes are
 // on their way. With nothing running, waiting would only add latency.
 func (c *completer) shouldWait() bool {
-	c.r.mu.Lock()
-	defer c.r.mu.Unlock()
+	c.mu.Lock()
+	n := len(c.buf)
+	c.mu.Unlock()
 	// An empty buffer has nothing to delay: waiting then would only hold
 	// back, unseen, the outcome that arrives next (the loop is woken with
 	// nothing buffered when a write ends while handlers run).
-	return len(c.buf) > 0 && len(c.buf) < c.r.cfg.FlushBatch && c.r.active > 0
+	return n > 0 && n < c.cfg.FlushBatch && c.permits.running() > 0
 }
 
 func (c *completer) take() []pendingOutcome {
-	c.r.mu.Lock()
-	defer c.r.mu.Unlock()
-	n := min(len(c.buf), c.r.cfg.FlushBatch)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := min(len(c.buf), c.cfg.FlushBatch)
 	if n == 0 {
 		return nil
 	}
@@ -204,7 +296,7 @@ func (c *completer) retry(ctx context.Context, n int, write func() (store.Comple
 		if ctx.Err() != nil {
 			return res, false
 		}
-		c.r.log.Warn("writing step outcomes; retrying", "count", n, "err", err, "retry_in", delay)
+		c.log.Warn("writing step outcomes; retrying", "count", n, "err", err, "retry_in", delay)
 		select {
 		case <-ctx.Done():
 			return res, false
@@ -226,9 +318,9 @@ func (c *completer) landed(ctx context.Context, res *store.CompleteResult, cs []
 			refused = append(refused, x)
 		}
 	}
-	found, err := store.LandedCompletions(ctx, c.r.pool, refused)
+	found, err := c.store.landed(ctx, refused)
 	if err != nil {
-		c.r.log.Warn("checking outcomes whose first write may have committed; reporting them stale", "count", len(refused), "err", err)
+		c.log.Warn("checking outcomes whose first write may have committed; reporting them stale", "count", len(refused), "err", err)
 		return
 	}
 	for id, state := range found {
@@ -236,8 +328,8 @@ func (c *completer) landed(ctx context.Context, res *store.CompleteResult, cs []
 		res.Stale--
 	}
 	if len(found) > 0 {
-		c.r.log.Info("outcomes written by an earlier send whose reply was lost", "count", len(found))
-		c.r.wake()
+		c.log.Info("outcomes written by an earlier send whose reply was lost", "count", len(found))
+		c.waker.wake()
 	}
 }
 
@@ -246,28 +338,14 @@ func (c *completer) landed(ctx context.Context, res *store.CompleteResult, cs []
 // ones, so the runner never holds more than MaxConcurrentSteps), none when
 // the runner stops claiming or the feature is off.
 func (c *completer) claimParams(cs []store.Completion) store.ClaimParams {
-	r := c.r
-	if r.cfg.DisableClaimWithCompletions || r.stopped.Load() || r.claimCtx.Err() != nil {
+	if !c.cfg.ClaimWithCompletions {
 		return store.ClaimParams{}
 	}
-	r.mu.Lock()
-	namespaces := r.namespaces
-	r.mu.Unlock()
-	return store.ClaimParams{Namespaces: namespaces, Limit: c.handed(cs), LeaseFor: r.cfg.LeaseFor}
-}
-
-// handed counts the permits that cs's steps hold: those whose claim is the
-// one in flight.
-func (c *completer) handed(cs []store.Completion) int {
-	c.r.mu.Lock()
-	defer c.r.mu.Unlock()
-	n := 0
-	for _, x := range cs {
-		if f := c.r.inflight[x.StepUUID]; f != nil && f.step.Epoch == x.Epoch {
-			n++
-		}
+	namespaces, ok := c.claiming()
+	if !ok {
+		return store.ClaimParams{}
 	}
-	return n
+	return store.ClaimParams{Namespaces: namespaces, Limit: c.permits.held(cs), LeaseFor: c.cfg.LeaseFor}
 }
 
 // releaseLost gives back what failed sends of a write may have claimed:
@@ -277,39 +355,16 @@ func (c *completer) releaseLost(ctx context.Context, claimedAt []time.Time) {
 	if len(claimedAt) == 0 {
 		return
 	}
-	r := c.r
-	n, err := store.ReleaseLostClaims(ctx, r.pool, r.cfg.WorkerID, claimedAt, r.cfg.Now())
+	n, err := c.store.releaseLost(ctx, claimedAt, c.cfg.Now())
 	if err != nil {
-		r.log.Warn("releasing steps claimed by writes whose reply was lost; their leases will expire", "err", err)
+		c.log.Warn("releasing steps claimed by writes whose reply was lost; their leases will expire", "err", err)
 		return
 	}
 	if n > 0 {
-		r.log.Info("released steps claimed by writes whose reply was lost", "count", n)
-		r.stats.released.Add(int64(n))
-		r.wake()
+		c.log.Info("released steps claimed by writes whose reply was lost", "count", n)
+		c.stats.released.Add(int64(n))
+		c.waker.wake()
 	}
-}
-
-// handOver admits the steps a write claimed into the permits its
-// completions just freed; r.mu must be held, and the write's permits
-// released first. What cannot be admitted (the runner is stopping, or
-// fewer permits are free than claimed, which the claim's limit prevents)
-// is refused and must be given back.
-func (c *completer) handOver(claimed []store.ClaimedStep) (admitted []*flight, refused []store.ClaimedStep) {
-	r := c.r
-	if len(claimed) == 0 {
-		return nil, nil
-	}
-	free := r.cfg.MaxConcurrentSteps - len(r.inflight)
-	for i, s := range claimed {
-		if r.stopped.Load() || i >= free {
-			refused = append(refused, s)
-			continue
-		}
-		admitted = append(admitted, r.admit(s))
-	}
-	r.stats.claimedWithCompletions.Add(int64(len(admitted)))
-	return admitted, refused
 }
 
 // giveBack releases the leases of claimed steps that were not admitted
@@ -317,19 +372,41 @@ func (c *completer) handOver(claimed []store.ClaimedStep) (admitted []*flight, r
 func (c *completer) giveBack(steps []store.ClaimedStep) {
 	for _, s := range steps {
 		c.add(pendingOutcome{step: s, completion: store.Completion{
-			StepUUID: s.StepUUID, Attempt: s.Attempt, Epoch: s.Epoch, State: store.StateEnqueued, RunAt: c.r.cfg.Now(),
+			StepUUID: s.StepUUID, Attempt: s.Attempt, Epoch: s.Epoch, State: store.StateEnqueued, RunAt: c.cfg.Now(),
 		}})
 	}
 }
 
 // flush writes one batch, retrying transient failures (deadlocks between
-// runners, a database restart) until it succeeds or ctx ends. It reports
-// false when ctx ended: the runner was hard-stopped and leases will expire.
+// runners, a database restart) until it succeeds or ctx ends, then hands
+// its permits over and reports its outcomes. It reports false when ctx
+// ended: the runner was hard-stopped and leases will expire.
 func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
-	r := c.r
 	began := time.Now()
-	// Outcomes are large: the static ones are written from their
-	// completions alone, and only growing tasks' outcomes are copied.
+	w, ok := c.write(ctx, batch)
+	if !ok {
+		return false
+	}
+	c.stats.flushes.Add(1)
+	c.stats.stale.Add(int64(w.res.Stale))
+	observeFlush(c.cfg.Observer, batch, w.res, time.Since(began))
+	c.handOver(batch, w)
+	c.report(batch, w.res)
+	c.releaseLost(ctx, w.lost)
+	return true
+}
+
+// written is what writing a batch did.
+type written struct {
+	res     store.CompleteResult
+	claimed []store.ClaimedStep // by the claim that rode on the write
+	lost    []time.Time         // claim times of sends whose outcome is unknown
+}
+
+// write writes a batch: the static outcomes from their completions alone
+// (outcomes are large; only growing tasks' outcomes are copied), with the
+// claim that rides on them, then the outcomes of growing tasks.
+func (c *completer) write(ctx context.Context, batch []pendingOutcome) (written, bool) {
 	var growing []pendingOutcome
 	cs := make([]store.Completion, 0, len(batch))
 	for i := range batch {
@@ -339,32 +416,13 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 			cs = append(cs, batch[i].completion)
 		}
 	}
-	var (
-		res     store.CompleteResult
-		claimed []store.ClaimedStep
-		claim   store.ClaimParams
-		lost    []time.Time // claim times of sends whose outcome is unknown
-	)
-	if len(cs) > 0 {
-		claim = c.claimParams(cs)
-		part, ok := c.retry(ctx, len(cs), func() (store.CompleteResult, error) {
-			var err error
-			var part store.CompleteResult
-			claim.Now = r.cfg.Now()
-			part, claimed, err = store.CompleteAndClaim(ctx, r.pool, r.cfg.WorkerID, claim.Now, cs, claim)
-			if err != nil && claim.Limit > 0 {
-				lost = append(lost, claim.Now)
-			}
-			return part, err
-		}, func() []store.Completion { return cs })
-		if !ok {
-			return false
-		}
-		res = part
+	var w written
+	if len(cs) > 0 && !c.writeStatic(ctx, cs, &w) {
+		return w, false
 	}
 	if len(growing) > 0 {
 		part, ok := c.retry(ctx, len(growing), func() (store.CompleteResult, error) {
-			return r.writeGrowing(ctx, growing)
+			return c.store.writeGrowing(ctx, growing)
 		}, func() []store.Completion {
 			out := make([]store.Completion, len(growing))
 			for i := range growing {
@@ -373,9 +431,9 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 			return out
 		})
 		if !ok {
-			return false
+			return w, false
 		}
-		res.Merge(part)
+		w.res.Merge(part)
 		// writeGrowing may have turned outcomes into failures.
 		j := 0
 		for i := range batch {
@@ -385,64 +443,71 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 			}
 		}
 	}
-	r.stats.flushes.Add(1)
-	r.stats.stale.Add(int64(res.Stale))
-	r.observeFlush(batch, res, time.Since(began))
+	return w, true
+}
 
-	var earliestRetry time.Time
+// writeStatic writes completions cs with the claim that rides on them.
+func (c *completer) writeStatic(ctx context.Context, cs []store.Completion, w *written) bool {
+	claim := c.claimParams(cs)
+	res, ok := c.retry(ctx, len(cs), func() (store.CompleteResult, error) {
+		var err error
+		var part store.CompleteResult
+		claim.Now = c.cfg.Now()
+		part, w.claimed, err = c.store.completeAndClaim(ctx, claim.Now, cs, claim)
+		if err != nil && claim.Limit > 0 {
+			w.lost = append(w.lost, claim.Now)
+		}
+		return part, err
+	}, func() []store.Completion { return cs })
+	w.res = res
+	return ok
+}
+
+// handOver returns the written steps' permits, launches the steps the
+// write claimed into them, gives back what could not be admitted, and
+// wakes the claimer when more steps are ready.
+func (c *completer) handOver(batch []pendingOutcome, w written) {
 	// Children the write made ready and did not claim itself (a claim
 	// that rode on it takes them first unless other steps come first by
 	// priority): claim them now rather than wait for our own NOTIFY, which
 	// announces them anyway. Waking whenever the riding claim was full
 	// sent a mostly empty claim query after almost every write at light
 	// load.
-	ready := res.Enqueued > len(claimed)
-	r.mu.Lock()
-	for _, p := range batch {
-		// Only this claim's permit: the step may be claimed again already
-		// (a yield, or a re-sent write), and that claim holds its own.
-		if f := r.inflight[p.completion.StepUUID]; f != nil && f.step.Epoch == p.step.Epoch {
-			delete(r.inflight, p.completion.StepUUID)
-		}
+	ready := w.res.Enqueued > len(w.claimed)
+	for i := range batch {
+		p := &batch[i]
 		// A yielded step is claimable again at once.
-		ready = ready || len(p.completion.Checkpoint) > 0 && res.Applied[p.completion.StepUUID] == store.StateEnqueued
+		ready = ready || len(p.completion.Checkpoint) > 0 && w.res.Applied[p.completion.StepUUID] == store.StateEnqueued
 	}
-	admitted, refused := c.handOver(claimed)
-	more := r.more
-	r.mu.Unlock()
+	admitted, refused, more := c.permits.settle(batch, w.claimed)
+	c.stats.claimedWithCompletions.Add(int64(len(admitted)))
 	for _, f := range admitted {
-		r.launch(f)
+		c.permits.launch(f)
 	}
 	c.giveBack(refused)
 	if more || ready {
 		// Permits were freed and the last claim was full, or steps are
 		// ready: claim now rather than wait for our own NOTIFY (and before
 		// the events below, which the next steps need not wait for).
-		r.wake()
+		c.waker.wake()
 	}
-	for _, p := range batch {
+}
+
+// report counts a written batch's outcomes, calls OnEvent for each, and
+// schedules a claim for the earliest retry.
+func (c *completer) report(batch []pendingOutcome, res store.CompleteResult) {
+	var earliestRetry time.Time
+	for i := range batch {
+		p := &batch[i]
 		state, applied := res.Applied[p.completion.StepUUID]
 		if applied {
-			switch state {
-			case store.StateComplete:
-				r.stats.completed.Add(1)
-			case store.StateWaitingForRetry:
-				r.stats.retried.Add(1)
-				if earliestRetry.IsZero() || p.completion.RunAt.Before(earliestRetry) {
-					earliestRetry = p.completion.RunAt
-				}
-			case store.StateError:
-				r.stats.failed.Add(1)
-			case store.StateEnqueued:
-				r.stats.released.Add(1)
-				if p.completion.RunAt.After(p.finished) && (earliestRetry.IsZero() || p.completion.RunAt.Before(earliestRetry)) {
-					earliestRetry = p.completion.RunAt
-				}
+			if at, ok := c.count(p, state); ok && (earliestRetry.IsZero() || at.Before(earliestRetry)) {
+				earliestRetry = at
 			}
 		}
-		if r.cfg.OnEvent != nil {
+		if c.cfg.OnEvent != nil {
 			c.eventMu.Lock()
-			r.cfg.OnEvent(Event{
+			c.cfg.OnEvent(Event{
 				Step: p.step, State: p.completion.State, Stale: !applied, Result: p.result,
 				Started: p.started, Finished: p.finished, TaskState: res.TasksFinished[p.step.TaskUUID],
 			})
@@ -450,8 +515,48 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 		}
 	}
 	if !earliestRetry.IsZero() {
-		r.scheduleWake(earliestRetry)
+		c.waker.scheduleWake(earliestRetry)
 	}
-	c.releaseLost(ctx, lost)
-	return true
+}
+
+// count counts one written outcome by its state and returns when the step
+// runs again, if it waits to (a retry, or a release with a delay).
+func (c *completer) count(p *pendingOutcome, state string) (time.Time, bool) {
+	switch state {
+	case store.StateComplete:
+		c.stats.completed.Add(1)
+	case store.StateWaitingForRetry:
+		c.stats.retried.Add(1)
+		return p.completion.RunAt, true
+	case store.StateError:
+		c.stats.failed.Add(1)
+	case store.StateEnqueued:
+		c.stats.released.Add(1)
+		if p.completion.RunAt.After(p.finished) {
+			return p.completion.RunAt, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// poolCompleterStore is the [completerStore] of a runner: its pool, and
+// its transaction for outcomes that grow their task.
+type poolCompleterStore struct {
+	r *Runner
+}
+
+func (s poolCompleterStore) completeAndClaim(ctx context.Context, now time.Time, cs []store.Completion, claim store.ClaimParams) (store.CompleteResult, []store.ClaimedStep, error) {
+	return store.CompleteAndClaim(ctx, s.r.pool, s.r.cfg.WorkerID, now, cs, claim)
+}
+
+func (s poolCompleterStore) writeGrowing(ctx context.Context, ps []pendingOutcome) (store.CompleteResult, error) {
+	return s.r.writeGrowing(ctx, ps)
+}
+
+func (s poolCompleterStore) landed(ctx context.Context, cs []store.Completion) (map[uuid.UUID]string, error) {
+	return store.LandedCompletions(ctx, s.r.pool, cs)
+}
+
+func (s poolCompleterStore) releaseLost(ctx context.Context, claimedAt []time.Time, now time.Time) (int, error) {
+	return store.ReleaseLostClaims(ctx, s.r.pool, s.r.cfg.WorkerID, claimedAt, now)
 }

@@ -67,37 +67,15 @@ func TestBatchEndpointAlwaysGetsTheBatchShape(t *testing.T) {
 	register(t, client, "name: lone\nnamespace_name: viagrpc\nversion: 1\nsteps:\n  - name: only\n    handler: {callable: work.one}\n")
 
 	log := &callLog{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var body map[string]json.RawMessage
-		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		log.add(seenCall{path: r.URL.Path, header: r.Header.Clone(), body: body})
-		w.Header().Set("Content-Type", "application/json")
-		if raw, ok := body["steps"]; ok {
-			var steps []contracts.StepEnvelope
-			_ = json.Unmarshal(raw, &steps)
-			var out struct {
-				Results []contracts.StepResult `json:"results"`
-			}
-			for _, s := range steps {
-				out.Results = append(out.Results, contracts.StepResult{StepUUID: s.Step.StepUUID, Success: true})
-			}
-			_ = json.NewEncoder(w).Encode(out)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(contracts.StepResult{Success: true})
-	}))
-	t.Cleanup(srv.Close)
+	srvURL := shapeServer(t, log)
 	rpc := &batchRecorder{}
 	rpcURL := serveRPC(t, rpc)
 
 	reg := callout.NewRegistry(callout.RegistryConfig{})
 	t.Cleanup(reg.Close)
 	if err := reg.Set([]callout.Endpoint{
-		{Namespace: "batched", Pattern: "*", URL: srv.URL + "/batched", BatchMax: 5, BatchWindow: time.Millisecond},
-		{Namespace: "single", Pattern: "*", URL: srv.URL + "/single"},
+		{Namespace: "batched", Pattern: "*", URL: srvURL + "/batched", BatchMax: 5, BatchWindow: time.Millisecond},
+		{Namespace: "single", Pattern: "*", URL: srvURL + "/single"},
 		{Namespace: "viaconnect", Pattern: "*", URL: rpcURL, Protocol: callout.ProtocolConnect, BatchMax: 5},
 		{Namespace: "viagrpc", Pattern: "*", URL: rpcURL, Protocol: callout.ProtocolGRPC, BatchMax: 5},
 	}); err != nil {
@@ -121,40 +99,77 @@ func TestBatchEndpointAlwaysGetsTheBatchShape(t *testing.T) {
 		t.Fatalf("%d HTTP calls, want 2: %+v", len(calls), calls)
 	}
 	for _, c := range calls {
-		h := c.header
-		for _, name := range []string{"Content-Type", "Accept", "User-Agent", "Tasker-Deadline", "Traceparent"} {
-			if h.Get(name) == "" {
-				t.Errorf("%s: header %s is not sent", c.path, name)
-			}
-		}
-		if _, err := time.Parse(time.RFC3339Nano, h.Get("Tasker-Deadline")); err != nil {
-			t.Errorf("%s: Tasker-Deadline %q: %v", c.path, h.Get("Tasker-Deadline"), err)
-		}
-		switch c.path {
-		case "/batched":
-			var steps []json.RawMessage
-			if err := json.Unmarshal(c.body["steps"], &steps); err != nil || len(steps) != 1 || len(c.body) != 1 {
-				t.Errorf("batched endpoint, one step: body %v, want {\"steps\": [one envelope]}", c.body)
-			}
-			if h.Get("Tasker-Batch-Size") != "1" || h.Get("Idempotency-Key") != "" || h.Get("Tasker-Attempt") != "" {
-				t.Errorf("batched call headers: Tasker-Batch-Size %q, Idempotency-Key %q, Tasker-Attempt %q; want 1, none, none",
-					h.Get("Tasker-Batch-Size"), h.Get("Idempotency-Key"), h.Get("Tasker-Attempt"))
-			}
-		case "/single":
-			if _, ok := c.body["steps"]; ok || c.body["step"] == nil {
-				t.Errorf("single endpoint: body %v, want one envelope", c.body)
-			}
-			if h.Get("Tasker-Batch-Size") != "" || h.Get("Idempotency-Key") == "" || h.Get("Tasker-Attempt") != "1" {
-				t.Errorf("single call headers: Tasker-Batch-Size %q, Idempotency-Key %q, Tasker-Attempt %q",
-					h.Get("Tasker-Batch-Size"), h.Get("Idempotency-Key"), h.Get("Tasker-Attempt"))
-			}
-		default:
-			t.Errorf("unexpected call to %s", c.path)
-		}
+		checkCallShape(t, c)
 	}
 	single, batches := rpc.counts()
 	if single != 0 || len(batches) != 2 || batches[0] != "1/1" || batches[1] != "1/1" {
 		t.Errorf("Connect and gRPC: %d Execute calls and ExecuteBatch calls %v (steps/Tasker-Batch-Size), want 0 and [1/1 1/1]", single, batches)
+	}
+}
+
+// shapeServer answers every call with success, in the shape of its body
+// (a batch's results, or one result), recording each call in log.
+func shapeServer(t *testing.T, log *callLog) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]json.RawMessage
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		log.add(seenCall{path: r.URL.Path, header: r.Header.Clone(), body: body})
+		w.Header().Set("Content-Type", "application/json")
+		if raw, ok := body["steps"]; ok {
+			var steps []contracts.StepEnvelope
+			_ = json.Unmarshal(raw, &steps)
+			var out struct {
+				Results []contracts.StepResult `json:"results"`
+			}
+			for _, s := range steps {
+				out.Results = append(out.Results, contracts.StepResult{StepUUID: s.Step.StepUUID, Success: true})
+			}
+			_ = json.NewEncoder(w).Encode(out)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(contracts.StepResult{Success: true})
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// checkCallShape checks one recorded call's headers and body: a batch
+// endpoint gets {"steps": [...]} even for one step, a single endpoint one
+// envelope with its idempotency headers.
+func checkCallShape(t *testing.T, c seenCall) {
+	t.Helper()
+	h := c.header
+	for _, name := range []string{"Content-Type", "Accept", "User-Agent", "Tasker-Deadline", "Traceparent"} {
+		if h.Get(name) == "" {
+			t.Errorf("%s: header %s is not sent", c.path, name)
+		}
+	}
+	if _, err := time.Parse(time.RFC3339Nano, h.Get("Tasker-Deadline")); err != nil {
+		t.Errorf("%s: Tasker-Deadline %q: %v", c.path, h.Get("Tasker-Deadline"), err)
+	}
+	switch c.path {
+	case "/batched":
+		var steps []json.RawMessage
+		if err := json.Unmarshal(c.body["steps"], &steps); err != nil || len(steps) != 1 || len(c.body) != 1 {
+			t.Errorf("batched endpoint, one step: body %v, want {\"steps\": [one envelope]}", c.body)
+		}
+		if h.Get("Tasker-Batch-Size") != "1" || h.Get("Idempotency-Key") != "" || h.Get("Tasker-Attempt") != "" {
+			t.Errorf("batched call headers: Tasker-Batch-Size %q, Idempotency-Key %q, Tasker-Attempt %q; want 1, none, none",
+				h.Get("Tasker-Batch-Size"), h.Get("Idempotency-Key"), h.Get("Tasker-Attempt"))
+		}
+	case "/single":
+		if _, ok := c.body["steps"]; ok || c.body["step"] == nil {
+			t.Errorf("single endpoint: body %v, want one envelope", c.body)
+		}
+		if h.Get("Tasker-Batch-Size") != "" || h.Get("Idempotency-Key") == "" || h.Get("Tasker-Attempt") != "1" {
+			t.Errorf("single call headers: Tasker-Batch-Size %q, Idempotency-Key %q, Tasker-Attempt %q",
+				h.Get("Tasker-Batch-Size"), h.Get("Idempotency-Key"), h.Get("Tasker-Attempt"))
+		}
+	default:
+		t.Errorf("unexpected call to %s", c.path)
 	}
 }
 

@@ -66,6 +66,14 @@
 // endpoints registered in the database. [OpenPool], [Migrate] and
 // [Migrations] open and migrate the database.
 //
+// Inside, a Runner is a set of services, each a type with its own config,
+// narrow dependencies and start/stop: the claimer (the claim loop), the
+// listener and poller (which wake it), the dispatcher (the permits and the
+// worker goroutines), the completer (batched writes that claim the next
+// steps), the maintainer (lease extension, heartbeat, rescue sweeps), the
+// retainer and the endpoint watcher. Runner.services declares the order
+// they stop in.
+//
 // Every state change of a step or task is checked by the database itself
 // against the legal moves of Tasker's state machine (row triggers), which
 // also record every move other than the happy path's in the history tables:

@@ -1,8 +1,11 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -10,43 +13,100 @@ import (
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
-// listen keeps one dedicated LISTEN connection (outside the pool, so it never
-// holds a pooled connection) open for the served namespaces, reconnecting
-// with capped exponential backoff. It wakes the claim loop after every
-// (re)connect, because notifications sent while disconnected are lost.
-func (r *Runner) listen(ctx context.Context) {
-	backoff := r.cfg.ReconnectInitial
-	for {
-		connected, err := r.listenOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if connected {
-			backoff = r.cfg.ReconnectInitial
-		}
-		r.stats.listenerReconnects.Add(1)
-		r.cfg.Observer.ListenerReconnect()
-		wait := r.cfg.jitter(backoff, 0.2)
-		r.log.Warn("LISTEN connection lost; reconnecting", "err", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		backoff = min(2*backoff, r.cfg.ReconnectMax)
-	}
-}
-
 // ListenerApplicationName is the application_name of a runner's LISTEN
 // connection, as seen in pg_stat_activity.
 func ListenerApplicationName(workerID string) string {
 	return "tasker-runner-listener:" + workerID
 }
 
-func (r *Runner) listenOnce(ctx context.Context) (connected bool, err error) {
-	cc := r.pool.Config().ConnConfig.Copy()
-	cc.RuntimeParams["application_name"] = ListenerApplicationName(r.cfg.WorkerID)
-	conn, err := pgx.ConnectConfig(ctx, cc)
+// listenerConfig configures a [listener].
+type listenerConfig struct {
+	// ReconnectInitial and ReconnectMax bound the reconnect backoff.
+	// Defaults [ReconnectInitialDefault] and [ReconnectMaxDefault].
+	ReconnectInitial time.Duration
+	ReconnectMax     time.Duration
+	// Jitter scales a duration by a random factor in [1-f, 1+f). Default
+	// none (d itself).
+	Jitter func(d time.Duration, f float64) time.Duration
+	// Observer defaults to [NopObserver].
+	Observer Observer
+}
+
+func (c *listenerConfig) withDefaults() {
+	if c.Jitter == nil {
+		c.Jitter = func(d time.Duration, _ float64) time.Duration { return d }
+	}
+	c.ReconnectInitial = cmp.Or(c.ReconnectInitial, ReconnectInitialDefault)
+	c.ReconnectMax = cmp.Or(c.ReconnectMax, ReconnectMaxDefault)
+	if c.Observer == nil {
+		c.Observer = NopObserver{}
+	}
+}
+
+// waker makes the claimer claim now: the [claimer].
+type waker interface{ wake() }
+
+// listenerDeps are a [listener]'s collaborators.
+type listenerDeps struct {
+	// connect opens the dedicated LISTEN connection (outside the pool).
+	connect    func(ctx context.Context) (*pgx.Conn, error)
+	namespaces *namespaces
+	waker      waker
+	// reloadEndpoints, when set, reloads the handler endpoints: at every
+	// connect and whenever the database announces a change.
+	reloadEndpoints func(ctx context.Context)
+	stats           *stats
+	log             *slog.Logger
+}
+
+// listener keeps one dedicated LISTEN connection (outside the pool, so it
+// never holds a pooled connection) open for the served namespaces,
+// reconnecting with capped exponential backoff. It wakes the claimer after
+// every (re)connect, because notifications sent while disconnected are
+// lost.
+type listener struct {
+	cfg listenerConfig
+	listenerDeps
+	startStop
+	up atomic.Bool
+}
+
+func newListener(cfg listenerConfig, deps listenerDeps) *listener {
+	cfg.withDefaults()
+	return &listener{cfg: cfg, listenerDeps: deps}
+}
+
+// Start starts listening.
+func (l *listener) Start(ctx context.Context) error { return l.start(ctx, l.loop) }
+
+// connected reports whether the LISTEN connection is up.
+func (l *listener) connected() bool { return l.up.Load() }
+
+func (l *listener) loop(ctx context.Context) {
+	backoff := l.cfg.ReconnectInitial
+	for {
+		connected, err := l.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if connected {
+			backoff = l.cfg.ReconnectInitial
+		}
+		l.stats.listenerReconnects.Add(1)
+		l.cfg.Observer.ListenerReconnect()
+		wait := l.cfg.Jitter(backoff, 0.2)
+		l.log.Warn("LISTEN connection lost; reconnecting", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, l.cfg.ReconnectMax)
+	}
+}
+
+func (l *listener) listenOnce(ctx context.Context) (connected bool, err error) {
+	conn, err := l.connect(ctx)
 	if err != nil {
 		return false, fmt.Errorf("connecting: %w", err)
 	}
@@ -55,98 +115,60 @@ func (r *Runner) listenOnce(ctx context.Context) (connected bool, err error) {
 		defer cancel()
 		_ = conn.Close(closeCtx)
 	}()
-	listenTo := func(ch string) error {
-		_, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize())
-		return err
+	if err := l.subscribe(ctx, conn); err != nil {
+		return false, err
 	}
-	if r.allNS {
-		if err := listenTo(store.NamespacesChannel); err != nil {
-			return false, fmt.Errorf("LISTEN: %w", err)
-		}
-		// Namespaces created while we were away.
-		if ns, err := store.ListNamespaces(ctx, conn); err == nil {
-			for _, n := range ns {
-				r.addNamespace(n)
-			}
-		}
-	}
-	for _, ns := range r.namespaceList() {
-		if err := listenTo(store.Channel(ns)); err != nil {
-			return false, fmt.Errorf("LISTEN: %w", err)
-		}
-	}
-	if r.cfg.Endpoints != nil {
-		if err := listenTo(store.EndpointsChannel); err != nil {
-			return false, fmt.Errorf("LISTEN: %w", err)
-		}
-		// Changes made while disconnected were not announced to us.
-		r.reloadEndpoints(ctx)
-	}
-	r.listenerUp.Store(true)
-	defer r.listenerUp.Store(false)
-	r.wake()
+	l.up.Store(true)
+	defer l.up.Store(false)
+	l.waker.wake()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return true, err
 		}
 		if n.Channel == store.EndpointsChannel {
-			r.reloadEndpoints(ctx)
+			l.reloadEndpoints(ctx)
 			continue
 		}
-		if n.Channel == store.NamespacesChannel {
-			if r.addNamespace(n.Payload) {
-				if err := listenTo(store.Channel(n.Payload)); err != nil {
-					return true, fmt.Errorf("LISTEN: %w", err)
-				}
+		if n.Channel == store.NamespacesChannel && l.namespaces.add(n.Payload) {
+			if err := listenTo(ctx, conn, store.Channel(n.Payload)); err != nil {
+				return true, fmt.Errorf("LISTEN: %w", err)
 			}
 		}
-		r.wake()
+		l.waker.wake()
 	}
 }
 
-// poll wakes the claim loop at jittered intervals, so work is found even
-// without notifications (polling_only, a lost LISTEN connection, due
-// retries). When serving every namespace it also picks up new namespaces.
-func (r *Runner) poll(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(r.cfg.jitter(r.cfg.PollInterval, 0.2)):
+// subscribe listens to every channel the runner needs, catching up on
+// what changed while disconnected.
+func (l *listener) subscribe(ctx context.Context, conn *pgx.Conn) error {
+	if l.namespaces.all {
+		if err := listenTo(ctx, conn, store.NamespacesChannel); err != nil {
+			return fmt.Errorf("LISTEN: %w", err)
 		}
-		if r.allNS && !r.listenerUp.Load() {
-			if ns, err := store.ListNamespaces(ctx, r.pool); err == nil {
-				for _, n := range ns {
-					r.addNamespace(n)
-				}
+		// Namespaces created while we were away.
+		if ns, err := store.ListNamespaces(ctx, conn); err == nil {
+			for _, n := range ns {
+				l.namespaces.add(n)
 			}
 		}
-		r.wake()
 	}
-}
-
-// recheckEndpoints reloads the endpoints every RecheckInterval while one
-// of them is unusable, so that a secret that becomes resolvable (a file
-// mounted late, a rotated variable) is picked up without a restart or a
-// NOTIFY (which polling_only runners do not hear).
-func (r *Runner) recheckEndpoints(ctx context.Context) {
-	tick := time.NewTicker(r.cfg.Endpoints.recheckInterval())
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if r.cfg.Endpoints.anyUnusable() {
-			r.reloadEndpoints(ctx)
+	for _, ns := range l.namespaces.snapshot() {
+		if err := listenTo(ctx, conn, store.Channel(ns)); err != nil {
+			return fmt.Errorf("LISTEN: %w", err)
 		}
 	}
+	if l.reloadEndpoints != nil {
+		if err := listenTo(ctx, conn, store.EndpointsChannel); err != nil {
+			return fmt.Errorf("LISTEN: %w", err)
+		}
+		// Changes made while disconnected were not announced to us.
+		l.reloadEndpoints(ctx)
+	}
+	return nil
 }
 
-func (r *Runner) reloadEndpoints(ctx context.Context) {
-	if err := r.cfg.Endpoints.Reload(ctx); err != nil && ctx.Err() == nil {
-		r.log.Error("reloading handler endpoints; keeping the previous set", "err", err)
-	}
+func listenTo(ctx context.Context, conn *pgx.Conn, ch string) error {
+	_, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize())
+	return err
 }

@@ -53,9 +53,8 @@ func (NopObserver) RetentionDone(map[string]int, time.Duration)        {}
 
 var _ Observer = NopObserver{}
 
-// observeFlush reports one completion write to the observer.
-func (r *Runner) observeFlush(batch []pendingOutcome, res store.CompleteResult, took time.Duration) {
-	obs := r.cfg.Observer
+// observeFlush reports one completion write to obs.
+func observeFlush(obs Observer, batch []pendingOutcome, res store.CompleteResult, took time.Duration) {
 	for i := range batch {
 		p := &batch[i]
 		state, applied := res.Applied[p.completion.StepUUID]

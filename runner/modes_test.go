@@ -119,6 +119,37 @@ func TestRetriesAndFailureTypes(t *testing.T) {
 	ctx := t.Context()
 	pool := pgtest.Pool(t)
 	client := runner.NewClient(pool, runner.ClientConfig{})
+	startFailingRunner(t, pool, client)
+
+	submit := func(name string) uuid.UUID {
+		s, err := client.Submit(ctx, runner.SubmitRequest{Namespace: "retries", Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.TaskUUID
+	}
+	flaky, panics, slow, missing := submit("flaky"), submit("one"), submit("slow"), submit("missing")
+	for _, task := range []uuid.UUID{flaky, panics, slow, missing} {
+		waitFor(t, 20*time.Second, "task blocked by failures", func() bool { return taskState(t, pool, task) == "blocked_by_failures" })
+	}
+
+	// flaky: 3 attempts; the retries were due 200ms then 400ms after the
+	// failure was decided, and neither started before it was due.
+	retries, attempts, final := retryHistory(t, pool, flaky)
+	if attempts != 3 || len(retries) != 2 || final != "error" {
+		t.Fatalf("flaky: %d attempts (%d retries with a due time) ending in %s, want 3 attempts, 2 retries, ending in error", attempts, len(retries), final)
+	}
+	checkRetryDelays(t, retries, 200*time.Millisecond, 400*time.Millisecond)
+	checkFailureTypes(t, pool, map[uuid.UUID]string{
+		flaky: contracts.ErrorTypeHandler, panics: contracts.ErrorTypePanic,
+		slow: contracts.ErrorTypeTimeout, missing: contracts.ErrorTypeNotFound,
+	}, map[uuid.UUID]int{flaky: 3, slow: 1, missing: 1})
+}
+
+// startFailingRunner registers templates whose handler fails (retryable
+// with backoff), panics, overruns its timeout and is missing, and starts a
+// runner for them.
+func startFailingRunner(t *testing.T, pool *pgxpool.Pool, client *runner.Client) {
 	register(t, client, `
 name: flaky
 namespace_name: retries
@@ -147,33 +178,21 @@ steps:
 	// Rand 0.999.. makes the equal jitter give (almost) the full delay.
 	startRunner(t, pool, runner.Config{Handlers: &h, PollInterval: 50 * time.Millisecond, Rand: func() float64 { return 0.9999 }})
 
-	submit := func(name string) uuid.UUID {
-		s, err := client.Submit(ctx, runner.SubmitRequest{Namespace: "retries", Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s.TaskUUID
-	}
-	flaky, panics, slow, missing := submit("flaky"), submit("one"), submit("slow"), submit("missing")
-	for _, task := range []uuid.UUID{flaky, panics, slow, missing} {
-		waitFor(t, 20*time.Second, "task blocked by failures", func() bool { return taskState(t, pool, task) == "blocked_by_failures" })
-	}
+}
 
-	// flaky: 3 attempts; the retries were due 200ms then 400ms after the
-	// failure was decided, and neither started before it was due. The
-	// decision lies between the attempt's start (in_progress) and the write
-	// of its failure (waiting_for_retry), so the delay the runner chose lies
-	// between due_at minus those two: bounds that a slow machine widens but
-	// cannot break, unlike a bound on the gap between attempts.
-	rows, err := pool.Query(ctx, `SELECT to_state, created_at, (metadata->>'due_at')::timestamptz FROM tasker.step_history WHERE task_uuid = $1 ORDER BY seq, id`, flaky)
+// stepRetry is one retry of a step: when its attempt started, when its failure
+// was written, when it was due and when the next attempt started.
+type stepRetry struct{ started, failed, due, restarted time.Time }
+
+// retryHistory reads the retries of task's only step from its history,
+// with its attempts and final state.
+func retryHistory(t *testing.T, pool *pgxpool.Pool, task uuid.UUID) (retries []stepRetry, attempts int, final string) {
+	t.Helper()
+	rows, err := pool.Query(t.Context(), `SELECT to_state, created_at, (metadata->>'due_at')::timestamptz FROM tasker.step_history WHERE task_uuid = $1 ORDER BY seq, id`, task)
 	if err != nil {
 		t.Fatal(err)
 	}
-	type retry struct{ started, failed, due, restarted time.Time }
-	var retries []retry
-	var cur retry
-	var attempts int
-	var final string
+	var cur stepRetry
 	for rows.Next() {
 		var state string
 		var at time.Time
@@ -188,7 +207,7 @@ steps:
 				cur.restarted = at
 				retries = append(retries, cur)
 			}
-			cur = retry{started: at}
+			cur = stepRetry{started: at}
 		case state == "waiting_for_retry":
 			cur.failed = at
 		case due != nil:
@@ -199,11 +218,19 @@ steps:
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if attempts != 3 || len(retries) != 2 || final != "error" {
-		t.Fatalf("flaky: %d attempts (%d retries with a due time) ending in %s, want 3 attempts, 2 retries, ending in error", attempts, len(retries), final)
-	}
+	return retries, attempts, final
+}
+
+// checkRetryDelays checks that each retry was due want[i] after its
+// failure was decided and did not start before it was due. The decision
+// lies between the attempt's start (in_progress) and the write of its
+// failure (waiting_for_retry), so the delay the runner chose lies between
+// due_at minus those two: bounds that a slow machine widens but cannot
+// break, unlike a bound on the gap between attempts.
+func checkRetryDelays(t *testing.T, retries []stepRetry, want ...time.Duration) {
+	t.Helper()
 	const slack = time.Millisecond // timestamps are in microseconds; Go's and PostgreSQL's readings of one clock
-	for i, want := range []time.Duration{200 * time.Millisecond, 400 * time.Millisecond} {
+	for i, want := range want {
 		rt := retries[i]
 		if least, most := rt.due.Sub(rt.failed), rt.due.Sub(rt.started); want < least-slack || want > most+slack {
 			t.Errorf("flaky: retry %d was due at %s, %s after its attempt started and %s after its failure was written: the delay is not %s",
@@ -214,20 +241,22 @@ steps:
 		}
 	}
 
-	for task, wantType := range map[uuid.UUID]string{
-		flaky: contracts.ErrorTypeHandler, panics: contracts.ErrorTypePanic,
-		slow: contracts.ErrorTypeTimeout, missing: contracts.ErrorTypeNotFound,
-	} {
+}
+
+// checkFailureTypes checks each task's error_type and, where given, its
+// attempts: retried up to the limit; non-retryable failures ran once.
+func checkFailureTypes(t *testing.T, pool *pgxpool.Pool, types map[uuid.UUID]string, wantAttempts map[uuid.UUID]int) {
+	t.Helper()
+	for task, wantType := range types {
 		var errType string
 		var attempts int
-		if err := pool.QueryRow(ctx, `SELECT last_error->'error'->>'error_type', attempts FROM tasker.steps WHERE task_uuid = $1`, task).Scan(&errType, &attempts); err != nil {
+		if err := pool.QueryRow(t.Context(), `SELECT last_error->'error'->>'error_type', attempts FROM tasker.steps WHERE task_uuid = $1`, task).Scan(&errType, &attempts); err != nil {
 			t.Fatal(err)
 		}
 		if errType != wantType {
 			t.Errorf("task %s: error_type %q, want %q", task, errType, wantType)
 		}
-		// Retried up to the limit; non-retryable failures ran once.
-		if want, ok := map[uuid.UUID]int{flaky: 3, slow: 1, missing: 1}[task]; ok && attempts != want {
+		if want, ok := wantAttempts[task]; ok && attempts != want {
 			t.Errorf("task %s (%s): %d attempts, want %d", task, wantType, attempts, want)
 		}
 	}

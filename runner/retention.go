@@ -4,11 +4,13 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
@@ -107,28 +109,41 @@ func (r RetentionRun) Total() int {
 	return n
 }
 
-// retention is a runner's retention state: where its walk over the tasks
-// stands. mu makes runs of one runner take turns.
-type retention struct {
+// retainer runs retention every Interval (jittered ±20%); [Runner.RunRetention]
+// runs it once. It stops with claiming: a graceful stop cancels a run in
+// progress (its transaction rolls back) rather than wait for it.
+type retainer struct {
+	cfg    RetentionConfig
+	pool   *pgxpool.Pool
+	now    func() time.Time
+	jitter func(d time.Duration, f float64) time.Duration
+	obs    Observer
+	log    *slog.Logger
+	startStop
+
+	// mu makes runs of one runner take turns; after is where the walk over
+	// the tasks stands.
 	mu    sync.Mutex
 	after uuid.UUID
 }
 
-// retain runs retention every Interval (jittered) until ctx is done.
-func (r *Runner) retain(ctx context.Context) {
-	next := func() time.Duration { return r.cfg.jitter(r.cfg.Retention.Interval, 0.2) }
-	t := time.NewTimer(next())
-	defer t.Stop()
+// Start starts the periodic runs.
+func (t *retainer) Start(ctx context.Context) error { return t.start(ctx, t.loop) }
+
+func (t *retainer) loop(ctx context.Context) {
+	next := func() time.Duration { return t.jitter(t.cfg.Interval, 0.2) }
+	timer := time.NewTimer(next())
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-timer.C:
 		}
-		if _, err := r.RunRetention(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn("retention", "err", err)
+		if _, err := t.run(ctx); err != nil && ctx.Err() == nil {
+			t.log.Warn("retention", "err", err)
 		}
-		t.Reset(next())
+		timer.Reset(next())
 	}
 }
 
@@ -141,57 +156,67 @@ func (r *Runner) retain(ctx context.Context) {
 // [Observer]. An error stops the run; what it deleted before stays deleted
 // and is reported.
 func (r *Runner) RunRetention(ctx context.Context) (RetentionRun, error) {
-	rc := r.cfg.Retention
+	return r.retainer.run(ctx)
+}
+
+func (t *retainer) run(ctx context.Context) (RetentionRun, error) {
 	run := RetentionRun{Deleted: map[string]int{}}
-	if rc.keepsAll() {
+	if t.cfg.keepsAll() {
 		return run, nil
 	}
-	r.retention.mu.Lock()
-	defer r.retention.mu.Unlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	start := time.Now()
-	lock, err := store.TryRetentionLock(ctx, r.pool)
+	lock, err := store.TryRetentionLock(ctx, t.pool)
 	if err != nil {
 		return run, fmt.Errorf("runner: retention: %w", err)
 	}
 	if lock == nil {
 		run.Skipped = true
-		r.log.Debug("retention skipped: another runner is at it")
+		t.log.Debug("retention skipped: another runner is at it")
 		return run, nil
 	}
 	defer lock.Release(ctx)
-
-	for run.Batches < rc.MaxBatchesPerRun {
-		res, derr := store.DeleteExpiredTasks(ctx, lock.Conn(), store.RetentionParams{
-			Now:            r.cfg.Now(),
-			CompleteAfter:  rc.CompleteAfter,
-			FailedAfter:    rc.FailedAfter,
-			CancelledAfter: rc.CancelledAfter,
-			Limit:          rc.BatchSize,
-			MaxSteps:       rc.BatchMaxSteps,
-			After:          r.retention.after,
-		})
-		if derr != nil {
-			err = fmt.Errorf("runner: retention: %w", derr)
-			break
-		}
-		run.Batches++
-		for s, n := range res.Deleted {
-			run.Deleted[s] += n
-		}
-		r.retention.after = res.Next
-		if res.Done {
-			r.retention.after = uuid.Nil // the next run starts again from the oldest task
-			break
-		}
-	}
-	run.More = err == nil && r.retention.after != uuid.Nil
+	err = t.batches(ctx, lock.Conn(), &run)
+	run.More = err == nil && t.after != uuid.Nil
 	run.Took = time.Since(start)
-	r.cfg.Observer.RetentionDone(maps.Clone(run.Deleted), run.Took)
+	t.obs.RetentionDone(maps.Clone(run.Deleted), run.Took)
 	if n := run.Total(); n > 0 {
-		r.log.Info("retention deleted expired tasks", "tasks", n,
+		t.log.Info("retention deleted expired tasks", "tasks", n,
 			"complete", run.Deleted[store.TaskComplete], "resolved_manually", run.Deleted[store.TaskResolvedManually],
 			"blocked_by_failures", run.Deleted[store.TaskBlockedByFailures], "cancelled", run.Deleted[store.TaskCancelled],
 			"batches", run.Batches, "more", run.More, "took", run.Took.Round(time.Millisecond))
 	}
 	return run, err
+}
+
+// batches deletes expired tasks in up to MaxBatchesPerRun transactions on
+// db, which holds the retention lock.
+func (t *retainer) batches(ctx context.Context, db store.DB, run *RetentionRun) error {
+	rc := t.cfg
+
+	for run.Batches < rc.MaxBatchesPerRun {
+		res, err := store.DeleteExpiredTasks(ctx, db, store.RetentionParams{
+			Now:            t.now(),
+			CompleteAfter:  rc.CompleteAfter,
+			FailedAfter:    rc.FailedAfter,
+			CancelledAfter: rc.CancelledAfter,
+			Limit:          rc.BatchSize,
+			MaxSteps:       rc.BatchMaxSteps,
+			After:          t.after,
+		})
+		if err != nil {
+			return fmt.Errorf("runner: retention: %w", err)
+		}
+		run.Batches++
+		for s, n := range res.Deleted {
+			run.Deleted[s] += n
+		}
+		t.after = res.Next
+		if res.Done {
+			t.after = uuid.Nil // the next run starts again from the oldest task
+			return nil
+		}
+	}
+	return nil
 }

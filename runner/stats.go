@@ -36,9 +36,7 @@ type stats struct {
 
 // Stats returns a snapshot of the runner's counters.
 func (r *Runner) Stats() Stats {
-	r.mu.Lock()
-	inflight, active, peak := len(r.inflight), r.active, r.peakInFlight
-	r.mu.Unlock()
+	inflight, active, peak := r.dispatcher.load()
 	return Stats{
 		Claimed:                r.stats.claimed.Load(),
 		Rescued:                r.stats.rescued.Load(),
