@@ -27,9 +27,18 @@ type mirrorService struct{ s *Server }
 var handlerNamespace = regexp.MustCompile(`^(` + strings.TrimSuffix(strings.TrimPrefix(contracts.NamespacePattern.String(), "^"), "$") + `)?$`)
 
 var (
-	taskStates = []string{"pending", "steps_in_process", "complete", "blocked_by_failures", "cancelled", "resolved_manually"}
+	taskStates = stateNames(contracts.TaskStates())
 	includes   = []string{"transitions"}
 )
+
+// stateNames returns states as the strings of an enum.
+func stateNames[S ~string](states []S) []string {
+	out := make([]string, len(states))
+	for i, s := range states {
+		out[i] = string(s)
+	}
+	return out
+}
 
 func checkHandlerKey(pattern, namespace string) error {
 	if err := checkParams(

@@ -13,6 +13,8 @@ import (
 	adminv1 "github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1"
 	"github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1/adminv1connect"
 	"github.com/tasker-runner/tasker-runner/runner/store"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 // A step's yields (checkpointed re-runs that used no attempt) show in
@@ -44,7 +46,7 @@ func TestStepYieldsShown(t *testing.T) {
 	for i := range 2 {
 		c := claim()
 		ckpt := fmt.Sprintf(`{"cursor":%d}`, i)
-		if _, err := store.Complete(ctx, e.pool, "w1", time.Now(), []store.Completion{{StepUUID: id, Attempt: c.Attempt, Epoch: c.Epoch, State: store.StateEnqueued, RunAt: time.Now(), Checkpoint: []byte(ckpt)}}); err != nil {
+		if _, err := store.Complete(ctx, e.pool, "w1", time.Now(), []store.Completion{{StepUUID: id, Attempt: c.Attempt, Epoch: c.Epoch, State: contracts.StepStateEnqueued, RunAt: time.Now(), Checkpoint: []byte(ckpt)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -69,7 +71,7 @@ func TestStepYieldsShown(t *testing.T) {
 
 	// It fails for good: its dead letter keeps the count.
 	c := claim()
-	if _, err := store.Complete(ctx, e.pool, "w1", time.Now(), []store.Completion{{StepUUID: id, Attempt: c.Attempt, Epoch: c.Epoch, State: store.StateError, Error: []byte(`{"message":"boom"}`)}}); err != nil {
+	if _, err := store.Complete(ctx, e.pool, "w1", time.Now(), []store.Completion{{StepUUID: id, Attempt: c.Attempt, Epoch: c.Epoch, State: contracts.StepStateError, Error: []byte(`{"message":"boom"}`)}}); err != nil {
 		t.Fatal(err)
 	}
 	var dl apiPage[apiStep]

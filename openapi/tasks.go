@@ -215,7 +215,7 @@ func taskSummary(t store.Task) TaskSummary {
 		tags = []string{}
 	}
 	return TaskSummary{
-		TaskUUID: t.TaskUUID, Namespace: t.Namespace, Name: t.TemplateName, Version: t.TemplateVersion, State: t.State,
+		TaskUUID: t.TaskUUID, Namespace: t.Namespace, Name: t.TemplateName, Version: t.TemplateVersion, State: string(t.State),
 		Priority: t.Priority, CorrelationID: t.CorrelationID, ParentCorrelationID: t.ParentCorrelationID.UUID,
 		IdempotencyKey: t.IdempotencyKey, Initiator: t.Initiator, SourceSystem: t.SourceSystem, Reason: t.Reason, Tags: tags,
 		StepsTotal: t.StepsTotal, StepsDone: t.StepsDone, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, CompletedAt: t.CompletedAt,
@@ -229,7 +229,7 @@ func stepFromRow(s store.Step) Step {
 	}
 	return Step{
 		StepUUID: s.StepUUID, TaskUUID: s.TaskUUID, Namespace: s.Namespace, Name: s.Name, TemplateStepName: s.TemplateStepName,
-		Handler: s.Handler, Type: s.Type, State: s.State, DependsOn: deps, PendingParents: s.PendingParents,
+		Handler: s.Handler, Type: s.Type, State: string(s.State), DependsOn: deps, PendingParents: s.PendingParents,
 		Attempts: s.Attempts, MaxAttempts: s.MaxAttempts, Yields: s.Yields, Retryable: s.Retryable, TimeoutMs: s.TimeoutMs, RunAt: s.RunAt,
 		LeaseOwner: s.LeaseOwner, LeaseExpiresAt: s.LeaseExpiresAt,
 		Inputs: rawJSON(s.Inputs), Results: rawJSON(s.Results), Checkpoint: rawJSON(s.Checkpoint), LastError: rawJSON(s.LastError),

@@ -317,7 +317,7 @@ func (c *completer) handOver(claimed []store.ClaimedStep) (admitted []*flight, r
 func (c *completer) giveBack(steps []store.ClaimedStep) {
 	for _, s := range steps {
 		c.add(pendingOutcome{step: s, completion: store.Completion{
-			StepUUID: s.StepUUID, Attempt: s.Attempt, Epoch: s.Epoch, State: store.StateEnqueued, RunAt: c.r.cfg.Now(),
+			StepUUID: s.StepUUID, Attempt: s.Attempt, Epoch: s.Epoch, State: contracts.StepStateEnqueued, RunAt: c.r.cfg.Now(),
 		}})
 	}
 }
@@ -405,7 +405,7 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 			delete(r.inflight, p.completion.StepUUID)
 		}
 		// A yielded step is claimable again at once.
-		ready = ready || len(p.completion.Checkpoint) > 0 && res.Applied[p.completion.StepUUID] == store.StateEnqueued
+		ready = ready || len(p.completion.Checkpoint) > 0 && res.Applied[p.completion.StepUUID] == contracts.StepStateEnqueued
 	}
 	admitted, refused := c.handOver(claimed)
 	more := r.more
@@ -424,16 +424,16 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 		state, applied := res.Applied[p.completion.StepUUID]
 		if applied {
 			switch state {
-			case store.StateComplete:
+			case contracts.StepStateComplete:
 				r.stats.completed.Add(1)
-			case store.StateWaitingForRetry:
+			case contracts.StepStateWaitingForRetry:
 				r.stats.retried.Add(1)
 				if earliestRetry.IsZero() || p.completion.RunAt.Before(earliestRetry) {
 					earliestRetry = p.completion.RunAt
 				}
-			case store.StateError:
+			case contracts.StepStateError:
 				r.stats.failed.Add(1)
-			case store.StateEnqueued:
+			case contracts.StepStateEnqueued:
 				r.stats.released.Add(1)
 				if p.completion.RunAt.After(p.finished) && (earliestRetry.IsZero() || p.completion.RunAt.Before(earliestRetry)) {
 					earliestRetry = p.completion.RunAt
@@ -443,8 +443,8 @@ func (c *completer) flush(ctx context.Context, batch []pendingOutcome) bool {
 		if r.cfg.OnEvent != nil {
 			c.eventMu.Lock()
 			r.cfg.OnEvent(Event{
-				Step: p.step, State: p.completion.State, Stale: !applied, Result: p.result,
-				Started: p.started, Finished: p.finished, TaskState: res.TasksFinished[p.step.TaskUUID],
+				Step: p.step, State: string(p.completion.State), Stale: !applied, Result: p.result,
+				Started: p.started, Finished: p.finished, TaskState: string(res.TasksFinished[p.step.TaskUUID]),
 			})
 			c.eventMu.Unlock()
 		}

@@ -40,7 +40,7 @@ func invalidOutcome(format string, args ...any) error {
 // successful decision or batchable step.
 func growsTask(p *pendingOutcome) bool {
 	t := workflow.StepType(p.step.Type)
-	return p.completion.State == store.StateComplete && (t == workflow.StepDecision || t == workflow.StepBatchable)
+	return p.completion.State == contracts.StepStateComplete && (t == workflow.StepDecision || t == workflow.StepBatchable)
 }
 
 // taskGraph is a growing task's steps: those read under lock, then those
@@ -87,7 +87,7 @@ func (g *grower) grow(p *pendingOutcome, tpl *workflow.Template) ([]store.GrowSt
 		return nil, nil
 	}
 	self := graph.find(p.step.StepUUID)
-	if self == nil || self.State != store.StepInProgress || self.LeaseOwner != g.r.cfg.WorkerID ||
+	if self == nil || self.State != contracts.StepStateInProgress || self.LeaseOwner != g.r.cfg.WorkerID ||
 		self.Attempts != p.step.Attempt || self.LeaseEpoch != p.step.Epoch {
 		return nil, nil
 	}
@@ -204,7 +204,9 @@ func (g *grower) instantiate(p *pendingOutcome, tpl *workflow.Template, graph *t
 	// Names added by this outcome: the graph learns them only once the whole
 	// outcome is valid, so a refused one leaves no trace for the next.
 	newNames := map[string]bool{}
-	done := func(state string) bool { return state == store.StateComplete || state == store.StepResolvedManually }
+	done := func(state contracts.StepState) bool {
+		return state == contracts.StepStateComplete || state == contracts.StepStateResolvedManually
+	}
 	var out []store.GrowStep
 	for k, d := range dyn {
 		def := tpl.Step(d.Name)
@@ -283,7 +285,7 @@ func (g *grower) instantiate(p *pendingOutcome, tpl *workflow.Template, graph *t
 	for _, s := range out {
 		graph.add(store.TaskStep{
 			StepUUID: s.StepUUID, TaskUUID: s.TaskUUID, Name: s.Name, TemplateStepName: s.TemplateStepName,
-			Type: s.Type, State: store.StepPending,
+			Type: s.Type, State: contracts.StepStatePending,
 		})
 	}
 	return out, nil
@@ -309,7 +311,7 @@ func failWith(p *pendingOutcome, err error, now time.Time) {
 	p.result = contracts.Failure(kind, err.Error(), false)
 	p.completion = store.Completion{
 		StepUUID: p.completion.StepUUID, Attempt: p.completion.Attempt, Epoch: p.completion.Epoch,
-		State: store.StateError, Error: mustJSON(p.result), RunAt: now,
+		State: contracts.StepStateError, Error: mustJSON(p.result), RunAt: now,
 	}
 }
 
@@ -396,7 +398,7 @@ func (r *Runner) writeGrowingOnce(ctx context.Context, ps []pendingOutcome, refu
 		var failed []store.Batch
 		for i := range ps {
 			p := &ps[i]
-			if res.Applied[p.step.StepUUID] == store.StateError && failureStrategy(p.step) == workflow.FailFast {
+			if res.Applied[p.step.StepUUID] == contracts.StepStateError && failureStrategy(p.step) == workflow.FailFast {
 				failed = append(failed, store.Batch{TaskUUID: p.step.TaskUUID, TemplateStepName: p.step.TemplateStepName})
 				r.log.Info("fail_fast batch: worker failed; cancelling the workers not started", "step_uuid", p.step.StepUUID)
 			}

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/tasker-runner/tasker-runner/runner/store"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 // Observer receives a runner's measurements, for metrics. Set one with
@@ -63,10 +65,10 @@ func (r *Runner) observeFlush(batch []pendingOutcome, res store.CompleteResult, 
 			continue
 		}
 		var ran time.Duration
-		if state != store.StateEnqueued && !p.started.IsZero() {
+		if state != contracts.StepStateEnqueued && !p.started.IsZero() {
 			ran = p.finished.Sub(p.started)
 		}
-		obs.StepFinished(p.step.Namespace, p.step.Handler, state, ran)
+		obs.StepFinished(p.step.Namespace, p.step.Handler, string(state), ran)
 	}
 	if res.Stale > 0 {
 		obs.StaleCompletions(res.Stale)

@@ -11,6 +11,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tasker-runner/tasker-runner/runner/store"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 // Defaults of [RetentionConfig].
@@ -189,8 +191,8 @@ func (r *Runner) RunRetention(ctx context.Context) (RetentionRun, error) {
 	r.cfg.Observer.RetentionDone(maps.Clone(run.Deleted), run.Took)
 	if n := run.Total(); n > 0 {
 		r.log.Info("retention deleted expired tasks", "tasks", n,
-			"complete", run.Deleted[store.TaskComplete], "resolved_manually", run.Deleted[store.TaskResolvedManually],
-			"blocked_by_failures", run.Deleted[store.TaskBlockedByFailures], "cancelled", run.Deleted[store.TaskCancelled],
+			"complete", run.Deleted[string(contracts.TaskStateComplete)], "resolved_manually", run.Deleted[string(contracts.TaskStateResolvedManually)],
+			"blocked_by_failures", run.Deleted[string(contracts.TaskStateBlockedByFailures)], "cancelled", run.Deleted[string(contracts.TaskStateCancelled)],
 			"batches", run.Batches, "more", run.More, "took", run.Took.Round(time.Millisecond))
 	}
 	return run, err
