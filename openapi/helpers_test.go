@@ -54,7 +54,7 @@ func newAPIEnv(t *testing.T, opts envOptions) *apiEnv {
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg := openapi.Config{
 		Version:           "test",
-		DB:                e.pool,
+		Client:            runner.NewClient(e.pool, runner.ClientConfig{}),
 		MaxRequestBytes:   opts.maxRequestBytes,
 		HeartbeatInterval: time.Second,
 		Logger:            log,

@@ -31,6 +31,8 @@ import (
 	"github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1/adminv1connect"
 	"github.com/tasker-runner/tasker-runner/openapi"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
+
+	"github.com/tasker-runner/tasker-runner/runner"
 )
 
 // mirrorServer serves the mirror on loopback with h2c (Connect, gRPC and
@@ -45,7 +47,7 @@ func serveMirror(t *testing.T, pool *pgxpool.Pool, auth *openapi.Authenticator) 
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg := openapi.Config{
-		Version: "test", DB: pool, Logger: log,
+		Version: "test", Client: runner.NewClient(pool, runner.ClientConfig{}), Logger: log,
 		Checks: []openapi.Check{{Name: "database", Run: pool.Ping}},
 	}
 	return serveMirrorConfig(t, cfg, auth)

@@ -21,6 +21,8 @@ import (
 	"github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1/adminv1connect"
 	"github.com/tasker-runner/tasker-runner/openapi"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
+
+	"github.com/tasker-runner/tasker-runner/runner"
 )
 
 const outageTemplate = `
@@ -53,7 +55,7 @@ func TestDatabaseOutageAnswers503(t *testing.T) {
 	t.Cleanup(pool.Close)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg := openapi.Config{
-		Version: "test", DB: pool, Logger: log,
+		Version: "test", Client: runner.NewClient(pool, runner.ClientConfig{}), Logger: log,
 		Checks: []openapi.Check{{Name: "database", Run: pool.Ping}},
 	}
 	srv := httptest.NewServer(openapi.New(cfg).Handler())
