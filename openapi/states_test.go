@@ -31,3 +31,12 @@ func TestStateEnums(t *testing.T) {
 		}
 	}
 }
+
+// stateNames returns states as the strings of an enum.
+func stateNames[S ~string](states []S) []string {
+	out := make([]string, len(states))
+	for i, s := range states {
+		out[i] = string(s)
+	}
+	return out
+}
