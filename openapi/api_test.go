@@ -60,35 +60,60 @@ func echo(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult,
 	return contracts.StepResult{Success: true, Result: b}, nil
 }
 
+// endToEnd is the run of TestEndToEnd: an API with a runner, its Go
+// handlers (flaky fails while failing is set; gate parks until release)
+// and a remote service (ship) registered through the API.
+type endToEnd struct {
+	t           *testing.T
+	e           *apiEnv
+	failing     atomic.Bool
+	entered     chan struct{}
+	release     chan struct{}
+	releaseOnce sync.Once
+	shipCalls   atomic.Int64
+	shipURL     string
+}
+
 // The API drives a real runner end to end over HTTP and JSON.
 func TestEndToEnd(t *testing.T) {
 	t.Parallel()
-	e := newAPIEnv(t, envOptions{runner: true, env: map[string]string{"SHIP_SECRET": "whsec_" + strings.Repeat("c", 32)}})
+	x := newEndToEnd(t)
+	x.handlers()
+	x.templates()
+	order := x.submitAndRedrive()
+	x.resolve()
+	x.retry()
+	x.cancel(order)
+	x.listPages()
+	x.status()
+	// Remove the endpoint.
+	x.e.do(http.MethodDelete, "/v1/handlers/remote.*?namespace=shop", nil, http.StatusNoContent, nil)
+	x.e.problem(http.MethodGet, "/v1/handlers/remote.*?namespace=shop", nil, http.StatusNotFound)
+	waitFor(t, 10*time.Second, "the runner to drop the endpoint", func() bool { return len(x.e.reg.Endpoints()) == 0 })
+}
 
-	var failing atomic.Bool
-	e.funcs.Register("echo", echo)
-	e.funcs.Register("flaky", func(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
-		if failing.Load() {
+func newEndToEnd(t *testing.T) *endToEnd {
+	x := &endToEnd{t: t, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	x.e = newAPIEnv(t, envOptions{runner: true, env: map[string]string{"SHIP_SECRET": "whsec_" + strings.Repeat("c", 32)}})
+	x.e.funcs.Register("echo", echo)
+	x.e.funcs.Register("flaky", func(_ context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
+		if x.failing.Load() {
 			return contracts.StepResult{}, callout.Permanent(errors.New("card declined"))
 		}
 		return contracts.StepResult{Success: true, Result: json.RawMessage(`{"charged":true}`)}, nil
 	})
-	entered := make(chan struct{}, 1)
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
-	e.funcs.Register("gate", func(ctx context.Context, _ *contracts.StepEnvelope) (contracts.StepResult, error) {
-		entered <- struct{}{}
+	t.Cleanup(func() { x.releaseOnce.Do(func() { close(x.release) }) })
+	x.e.funcs.Register("gate", func(ctx context.Context, _ *contracts.StepEnvelope) (contracts.StepResult, error) {
+		x.entered <- struct{}{}
 		select {
-		case <-release:
+		case <-x.release:
 		case <-ctx.Done():
 		}
 		return contracts.StepResult{Success: true}, nil
 	})
 	// remote.* handlers live in a separate service, registered through the API.
-	var shipCalls atomic.Int64
 	shipSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		shipCalls.Add(1)
+		x.shipCalls.Add(1)
 		if r.Header.Get("X-Tenant") != "acme" || r.Header.Get("webhook-signature") == "" || r.URL.Path != "/ship/remote.ship" {
 			http.Error(w, "unexpected call "+r.URL.Path, http.StatusBadRequest)
 			return
@@ -97,11 +122,16 @@ func TestEndToEnd(t *testing.T) {
 		_ = json.NewEncoder(w).Encode(contracts.StepResult{Success: true, Result: json.RawMessage(`{"shipped":true}`)})
 	}))
 	t.Cleanup(shipSrv.Close)
+	x.shipURL = shipSrv.URL
+	return x
+}
 
+func (x *endToEnd) handlers() {
+	t, e := x.t, x.e
 	// Handlers: register, replace, read (credentials masked), list.
 	var h openapi.HandlerEndpoint
 	put := map[string]any{
-		"url": shipSrv.URL + "/ship/{callable}", "timeout_ms": 5000, "secret_ref": "env:SHIP_SECRET",
+		"url": x.shipURL + "/ship/{callable}", "timeout_ms": 5000, "secret_ref": "env:SHIP_SECRET",
 		"headers": map[string]string{"X-Tenant": "acme", "Authorization": "Bearer s3cret"},
 	}
 	e.do(http.MethodPut, "/v1/handlers/remote.*?namespace=shop", put, http.StatusCreated, &h)
@@ -124,6 +154,10 @@ func TestEndToEnd(t *testing.T) {
 		return slices.ContainsFunc(e.reg.Endpoints(), func(s callout.EndpointStatus) bool { return s.Pattern == "remote.*" })
 	})
 
+}
+
+func (x *endToEnd) templates() {
+	t, e := x.t, x.e
 	// Templates: register (YAML and JSON text), list, read.
 	for _, doc := range []string{orderTemplate, reviewTemplate, slowTemplate, singleTemplate} {
 		e.do(http.MethodPost, "/v1/templates", map[string]string{"template": doc}, http.StatusCreated, nil)
@@ -140,8 +174,13 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("template = %+v", tpl)
 	}
 
+}
+
+// submitAndRedrive fails an order for good, redrives it and returns it complete.
+func (x *endToEnd) submitAndRedrive() apiTask {
+	t, e := x.t, x.e
 	// Submit, idempotently.
-	failing.Store(true)
+	x.failing.Store(true)
 	var order apiTask
 	hdr := e.do(http.MethodPost, "/v1/tasks", map[string]any{"namespace": "shop", "name": "order", "context": map[string]any{"order_id": 42}},
 		http.StatusCreated, &order, "Idempotency-Key", "order-42")
@@ -171,7 +210,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Fix the handler, redrive: the task completes, through the remote endpoint.
-	failing.Store(false)
+	x.failing.Store(false)
 	var redriven openapi.RedriveResult
 	e.do(http.MethodPost, "/v1/dead-letters/redrive", map[string]any{"step_uuids": []string{charge.StepUUID}, "reason": "card fixed"}, http.StatusOK, &redriven)
 	if redriven.Redriven != 1 || len(redriven.TasksResumed) != 1 || redriven.TasksResumed[0].String() != order.TaskUUID {
@@ -179,8 +218,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 	e.waitTask(order.TaskUUID, "complete")
 	order = e.task(order.TaskUUID, "?include=transitions")
-	if order.StepsDone != 3 || order.step("ship").result(t)["shipped"] != true || shipCalls.Load() != 1 {
-		t.Fatalf("completed order = %+v (ship calls %d)", order, shipCalls.Load())
+	if order.StepsDone != 3 || order.step("ship").result(t)["shipped"] != true || x.shipCalls.Load() != 1 {
+		t.Fatalf("completed order = %+v (ship calls %d)", order, x.shipCalls.Load())
 	}
 	if c := order.step("charge"); c.Attempts != 2 || c.MaxAttempts < 2 {
 		t.Fatalf("redriven charge = %+v", c)
@@ -196,8 +235,13 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("dead letters after the redrive = %+v", dead.Items)
 	}
 
+	return order
+}
+
+func (x *endToEnd) resolve() {
+	t, e := x.t, x.e
 	// Resolve by hand: the workflow advances with the given result.
-	failing.Store(true)
+	x.failing.Store(true)
 	var review apiTask
 	e.do(http.MethodPost, "/v1/tasks", map[string]any{"namespace": "shop", "name": "review"}, http.StatusCreated, &review)
 	review = e.waitTask(review.TaskUUID, "blocked_by_failures")
@@ -213,11 +257,15 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("publish saw %v; task %+v", seen, review)
 	}
 
+}
+
+func (x *endToEnd) retry() {
+	t, e := x.t, x.e
 	// Retry one failed step with more attempts.
 	var retried apiTask
 	e.do(http.MethodPost, "/v1/tasks", map[string]any{"namespace": "shop", "name": "order", "context": map[string]any{"order_id": 43}}, http.StatusCreated, &retried)
 	retried = e.waitTask(retried.TaskUUID, "blocked_by_failures")
-	failing.Store(false)
+	x.failing.Store(false)
 	var step openapi.StepDetail
 	e.do(http.MethodPost, "/v1/steps/"+retried.step("charge").StepUUID+"/retry", map[string]any{"additional_attempts": 2}, http.StatusOK, &step)
 	// The runner may have claimed it already (attempt 2).
@@ -231,11 +279,16 @@ func TestEndToEnd(t *testing.T) {
 	}
 	e.problem(http.MethodPost, "/v1/steps/"+step.StepUUID.String()+"/retry", nil, http.StatusConflict)
 
+}
+
+// cancel cancels a running task; order (complete) cannot be.
+func (x *endToEnd) cancel(order apiTask) {
+	t, e := x.t, x.e
 	// Cancel a running task: its step is cancelled under the runner.
 	var slow apiTask
 	e.do(http.MethodPost, "/v1/tasks", map[string]any{"namespace": "shop", "name": "slow", "reason": "test"}, http.StatusCreated, &slow)
 	select {
-	case <-entered:
+	case <-x.entered:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the gate handler was never called")
 	}
@@ -243,7 +296,7 @@ func TestEndToEnd(t *testing.T) {
 	if slow.State != "cancelled" || slow.step("wait").State != "cancelled" {
 		t.Fatalf("cancelled = %+v", slow)
 	}
-	releaseOnce.Do(func() { close(release) })
+	x.releaseOnce.Do(func() { close(x.release) })
 	waitFor(t, 10*time.Second, "the runner to report the stale outcome", func() bool { return e.runner.Stats().Stale >= 1 })
 	if got := e.task(slow.TaskUUID, ""); got.State != "cancelled" || got.step("wait").State != "cancelled" {
 		t.Fatalf("after the handler returned: %+v", got)
@@ -253,6 +306,10 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("cancel of a complete task: %s", p)
 	}
 
+}
+
+func (x *endToEnd) listPages() {
+	t, e := x.t, x.e
 	// List with filters, across pages.
 	start := time.Now().Add(-time.Second)
 	var bulk []string
@@ -293,6 +350,10 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("tasks created before the bulk ones: %+v", none.Items)
 	}
 
+}
+
+func (x *endToEnd) status() {
+	t, e := x.t, x.e
 	// Status.
 	var st openapi.StatusBody
 	e.do(http.MethodGet, "/v1/status", nil, http.StatusOK, &st)
@@ -312,10 +373,6 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("runner counters = %+v", st.Runner)
 	}
 
-	// Remove the endpoint.
-	e.do(http.MethodDelete, "/v1/handlers/remote.*?namespace=shop", nil, http.StatusNoContent, nil)
-	e.problem(http.MethodGet, "/v1/handlers/remote.*?namespace=shop", nil, http.StatusNotFound)
-	waitFor(t, 10*time.Second, "the runner to drop the endpoint", func() bool { return len(e.reg.Endpoints()) == 0 })
 }
 
 // The docs page and the spec are served without a database or a CDN.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/tasker-runner/tasker-runner/runner/store"
+	"github.com/tasker-runner/tasker-runner/runner"
 )
 
 // Lists are paged by keyset: a page ends with an opaque cursor naming its
@@ -55,17 +55,17 @@ func decodeIDCursor(c string) (int64, error) {
 	return int64(binary.BigEndian.Uint64(b)), nil
 }
 
-func encodeDeadLetterCursor(c store.DeadLetterCursor) string {
+func encodeDeadLetterCursor(c runner.DeadLetterCursor) string {
 	b := binary.BigEndian.AppendUint64(nil, uint64(c.FailedAt.UnixMicro()))
 	return encodeCursor('d', append(b, c.StepUUID[:]...))
 }
 
-func decodeDeadLetterCursor(c string) (*store.DeadLetterCursor, error) {
+func decodeDeadLetterCursor(c string) (*runner.DeadLetterCursor, error) {
 	b, err := decodeCursor('d', c, 24)
 	if err != nil {
 		return nil, err
 	}
-	return &store.DeadLetterCursor{
+	return &runner.DeadLetterCursor{
 		FailedAt: time.UnixMicro(int64(binary.BigEndian.Uint64(b[:8]))),
 		StepUUID: uuid.UUID(b[8:]),
 	}, nil

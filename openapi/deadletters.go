@@ -8,7 +8,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
 
-	"github.com/tasker-runner/tasker-runner/runner/store"
+	"github.com/tasker-runner/tasker-runner/runner"
 )
 
 // DeadLetter is a step that failed for good (state error).
@@ -34,8 +34,8 @@ type DeadLetterFilter struct {
 	FailedBefore time.Time `json:"failed_before,omitzero" doc:"failed before"`
 }
 
-func (f DeadLetterFilter) store() store.DeadLetterFilter {
-	return store.DeadLetterFilter{
+func (f DeadLetterFilter) filter() runner.DeadLetterFilter {
+	return runner.DeadLetterFilter{
 		Namespace: f.Namespace, Handler: f.Handler, TaskUUID: f.TaskUUID, TemplateName: f.Template,
 		FailedAfter: f.FailedAfter, FailedBefore: f.FailedBefore,
 	}
@@ -107,21 +107,21 @@ func (s *Server) registerDeadLetters() {
 }
 
 func (s *Server) listDeadLetters(ctx context.Context, in *listDeadLettersInput) (*listDeadLettersOutput, error) {
-	if s.cfg.DB == nil {
+	if s.cfg.Client == nil {
 		return nil, errNoDatabase
 	}
 	f := DeadLetterFilter{
 		Namespace: in.Namespace, Handler: in.Handler, TaskUUID: in.TaskUUID, Template: in.Template,
 		FailedAfter: in.FailedAfter, FailedBefore: in.FailedBefore,
 	}
-	var after *store.DeadLetterCursor
+	var after *runner.DeadLetterCursor
 	if in.Cursor != "" {
 		var err error
 		if after, err = decodeDeadLetterCursor(in.Cursor); err != nil {
 			return nil, err
 		}
 	}
-	rows, more, err := store.ListDeadLetters(ctx, s.cfg.DB, f.store(), after, in.Limit)
+	rows, more, err := s.cfg.Client.ListDeadLetters(ctx, f.filter(), after, in.Limit)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -132,13 +132,13 @@ func (s *Server) listDeadLetters(ctx context.Context, in *listDeadLettersInput) 
 	}
 	if more {
 		last := rows[len(rows)-1]
-		out.Body.NextCursor = encodeDeadLetterCursor(store.DeadLetterCursor{FailedAt: last.UpdatedAt, StepUUID: last.StepUUID})
+		out.Body.NextCursor = encodeDeadLetterCursor(runner.DeadLetterCursor{FailedAt: last.UpdatedAt, StepUUID: last.StepUUID})
 	}
 	return out, nil
 }
 
 func (s *Server) redriveDeadLetters(ctx context.Context, in *redriveInput) (*redriveOutput, error) {
-	if s.cfg.DB == nil {
+	if s.cfg.Client == nil {
 		return nil, errNoDatabase
 	}
 	b := in.Body
@@ -150,13 +150,13 @@ func (s *Server) redriveDeadLetters(ctx context.Context, in *redriveInput) (*red
 		return nil, invalid("nothing to redrive",
 			fieldError("body", "give step_uuids, or a filter (an empty filter {} selects every dead letter)"))
 	}
-	req := store.RedriveRequest{
+	req := runner.RedriveRequest{
 		StepUUIDs: b.StepUUIDs, Limit: b.Limit, AdditionalAttempts: max(b.AdditionalAttempts, 1), Manual: s.manual(ctx, b.Reason),
 	}
 	if b.Filter != nil {
-		req.Filter = b.Filter.store()
+		req.Filter = b.Filter.filter()
 	}
-	res, err := store.RedriveSteps(ctx, s.cfg.DB, req)
+	res, err := s.cfg.Client.RedriveSteps(ctx, req)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/openapi"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
+
+	"github.com/tasker-runner/tasker-runner/runner"
 )
 
 // FuzzAPIRequest sends fuzzed requests (method, path with query,
@@ -31,7 +33,7 @@ func FuzzAPIRequest(f *testing.F) {
 	pool := pgtest.Pool(f)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	h := openapi.New(openapi.Config{
-		Version: "fuzz", DB: pool, MaxRequestBytes: 64 << 10, HeartbeatInterval: time.Second, Logger: log,
+		Version: "fuzz", Client: runner.NewClient(pool, runner.ClientConfig{}), MaxRequestBytes: 64 << 10, HeartbeatInterval: time.Second, Logger: log,
 		LookupEnv: func(k string) (string, bool) {
 			if k == "FUZZ_SECRET" {
 				return "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", true

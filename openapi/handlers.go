@@ -14,7 +14,6 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/runner"
-	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
 // The handler endpoint registry (tasker.handler_endpoints): where and how
@@ -137,10 +136,10 @@ func (s *Server) registerHandlers() {
 }
 
 func (s *Server) listHandlers(ctx context.Context, in *listHandlersInput) (*listHandlersOutput, error) {
-	if s.cfg.DB == nil {
+	if s.cfg.Client == nil {
 		return nil, errNoDatabase
 	}
-	rows, err := store.ListEndpoints(ctx, s.cfg.DB)
+	rows, err := s.cfg.Client.ListEndpoints(ctx)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -173,9 +172,9 @@ func (s *Server) unusableEndpoints() map[[2]string]string {
 }
 
 // findEndpoint reads one endpoint row.
-func (s *Server) findEndpoint(ctx context.Context, k handlerKey) (store.HandlerEndpoint, error) {
-	row, err := store.GetEndpoint(ctx, s.cfg.DB, k.Namespace, k.Pattern)
-	if errors.Is(err, store.ErrNotFound) {
+func (s *Server) findEndpoint(ctx context.Context, k handlerKey) (runner.HandlerEndpoint, error) {
+	row, err := s.cfg.Client.GetEndpoint(ctx, k.Namespace, k.Pattern)
+	if errors.Is(err, runner.ErrNotFound) {
 		return row, problem(http.StatusNotFound, k.describe()+" is not registered")
 	}
 	if err != nil {
@@ -192,7 +191,7 @@ func (k handlerKey) describe() string {
 }
 
 func (s *Server) getHandler(ctx context.Context, in *handlerKey) (*handlerOutput, error) {
-	if s.cfg.DB == nil {
+	if s.cfg.Client == nil {
 		return nil, errNoDatabase
 	}
 	row, err := s.findEndpoint(ctx, *in)
@@ -205,11 +204,11 @@ func (s *Server) getHandler(ctx context.Context, in *handlerKey) (*handlerOutput
 }
 
 func (s *Server) putHandler(ctx context.Context, in *putHandlerInput) (*handlerOutput, error) {
-	if s.cfg.DB == nil {
+	if s.cfg.Client == nil {
 		return nil, errNoDatabase
 	}
 	b := in.Body
-	row := store.HandlerEndpoint{
+	row := runner.HandlerEndpoint{
 		Namespace: in.Namespace, Pattern: in.Pattern, URL: b.URL, Protocol: b.Protocol,
 		TimeoutMs: b.TimeoutMs, MaxConcurrency: b.MaxConcurrency, BatchMax: b.BatchMax, BatchWindowMs: BatchWindowDefaultMs,
 		BreakerMaxRequests: b.Breaker.MaxRequests, BreakerIntervalMs: b.Breaker.IntervalMs,
@@ -230,7 +229,7 @@ func (s *Server) putHandler(ctx context.Context, in *putHandlerInput) (*handlerO
 	if err := runner.ValidateEndpoint(row, runner.SecretSource{LookupEnv: s.cfg.LookupEnv, Dirs: s.cfg.SecretDirs, Logger: s.cfg.Logger}); err != nil {
 		return nil, invalid("the handler endpoint is not valid", fieldError(endpointLocation(err.Error()), err.Error()))
 	}
-	saved, err := store.PutEndpoint(ctx, s.cfg.DB, row, s.cfg.Now())
+	saved, err := s.cfg.Client.PutEndpoint(ctx, row, s.cfg.Now())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -262,10 +261,10 @@ func endpointLocation(msg string) string {
 type deleteHandlerOutput struct{}
 
 func (s *Server) deleteHandler(ctx context.Context, in *handlerKey) (*deleteHandlerOutput, error) {
-	if s.cfg.DB == nil {
+	if s.cfg.Client == nil {
 		return nil, errNoDatabase
 	}
-	deleted, err := store.DeleteEndpoint(ctx, s.cfg.DB, in.Namespace, in.Pattern)
+	deleted, err := s.cfg.Client.DeleteEndpoint(ctx, in.Namespace, in.Pattern)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -275,7 +274,7 @@ func (s *Server) deleteHandler(ctx context.Context, in *handlerKey) (*deleteHand
 	return &deleteHandlerOutput{}, nil
 }
 
-func handlerFromRow(r store.HandlerEndpoint) HandlerEndpoint {
+func handlerFromRow(r runner.HandlerEndpoint) HandlerEndpoint {
 	headers := make(map[string]string, len(r.Headers))
 	for k, v := range r.Headers {
 		if sensitiveHeader(k) {

@@ -54,7 +54,7 @@ func newAPIEnv(t *testing.T, opts envOptions) *apiEnv {
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg := openapi.Config{
 		Version:           "test",
-		DB:                e.pool,
+		Client:            runner.NewClient(e.pool, runner.ClientConfig{}),
 		MaxRequestBytes:   opts.maxRequestBytes,
 		HeartbeatInterval: time.Second,
 		Logger:            log,
@@ -97,7 +97,7 @@ func newAPIEnv(t *testing.T, opts envOptions) *apiEnv {
 	var h http.Handler = openapi.New(cfg).Handler()
 	if opts.auth != nil {
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", openapi.NewMetrics(openapi.MetricsConfig{DB: e.pool, Logger: log}).Handler())
+		mux.Handle("GET /metrics", openapi.NewMetrics(openapi.MetricsConfig{Queues: cfg.Client, Logger: log}).Handler())
 		mux.Handle("/", h)
 		h = opts.auth.Middleware(mux)
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/openapi"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
+
+	"github.com/tasker-runner/tasker-runner/runner"
 )
 
 // allPairsTemplate is a template of n steps, each depending on every
@@ -229,7 +231,7 @@ func TestDeleteTemplate(t *testing.T) {
 	// Another server on the same database cached the template's id; after
 	// it is deleted and registered again, its submits use the new one.
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	other := httptest.NewServer(openapi.New(openapi.Config{DB: e.pool, Logger: log, HeartbeatInterval: time.Second}).Handler())
+	other := httptest.NewServer(openapi.New(openapi.Config{Client: runner.NewClient(e.pool, runner.ClientConfig{}), Logger: log, HeartbeatInterval: time.Second}).Handler())
 	t.Cleanup(other.Close)
 	e.do(http.MethodPost, "/v1/templates", map[string]string{"template": orderTemplate}, http.StatusCreated, nil)
 	done := submit(e, other.URL)

@@ -14,13 +14,11 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"github.com/danielgtaylor/huma/v2"
-	"github.com/google/uuid"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1/adminv1connect"
 )
 
@@ -28,14 +26,16 @@ import (
 //
 // Every procedure of AdminService runs the REST operation's own handler
 // function (submitTask, getTask, ...) of a [Server] built from the same
-// [Config], so both APIs share validation, store calls, error decisions and
-// response shapes and cannot drift apart:
+// [Config], so both APIs share validation, [runner.Client] calls, error
+// decisions and response shapes and cannot drift apart:
 //
 //   - Request bodies are converted to the REST body type through JSON
 //     (protojson, whose field names are the REST names) and validated
 //     against the REST operation's own JSON Schema before the handler runs,
 //     so the same constraints (lengths, enums, ranges, closed objects) hold.
-//     Path and query parameters are checked as their REST counterparts.
+//     Path and query parameters are validated against the REST operation's
+//     parameter schemas too ([Server.checkParams]), so a bad one is refused
+//     with REST's message, at the same field.
 //   - Responses are converted back through JSON: the REST body is
 //     marshalled and decoded into the proto message, rejecting fields the
 //     message lacks, so a REST field missing from admin.proto is an error
@@ -173,67 +173,6 @@ func (s *Server) limitBody(msg proto.Message) error {
 		return problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the request is %d bytes, more than the limit of %d", n, s.cfg.MaxRequestBytes))
 	}
 	return nil
-}
-
-// parseUUID checks a UUID parameter, named as over REST (path.task_uuid).
-func parseUUID(location, v string) (uuid.UUID, error) {
-	id, err := uuid.Parse(v)
-	if err != nil {
-		return uuid.Nil, invalid("validation failed", fieldError(location, "expected string to be RFC 4122 uuid: "+err.Error()))
-	}
-	return id, nil
-}
-
-// pageLimit checks a page size as the REST limit query parameter: 0 means
-// the default 50, else 1 to [MaxPageSize].
-func pageLimit(limit int32) (int, error) {
-	switch {
-	case limit == 0:
-		return 50, nil
-	case limit < 1 || limit > MaxPageSize:
-		return 0, invalid("validation failed", fieldError("query.limit", fmt.Sprintf("expected number between 1 and %d", MaxPageSize)))
-	}
-	return int(limit), nil
-}
-
-// checkParams checks string parameters: text the database can store (see
-// [jsonTextProblem]), maxLength per name and enums.
-func checkParams(params ...param) error {
-	var errs []*huma.ErrorDetail
-	for _, p := range params {
-		for _, v := range p.values {
-			switch msg := contracts.TextProblem(v); {
-			case msg != "":
-				errs = append(errs, fieldError(p.location, msg))
-			case p.maxLength > 0 && len([]rune(v)) > p.maxLength:
-				errs = append(errs, fieldError(p.location, fmt.Sprintf("expected length <= %d", p.maxLength)))
-			case p.minLength > 0 && len([]rune(v)) < p.minLength:
-				errs = append(errs, fieldError(p.location, fmt.Sprintf("expected length >= %d", p.minLength)))
-			case len(p.enum) > 0 && !contains(p.enum, v):
-				errs = append(errs, fieldError(p.location, "expected value to be one of \""+strings.Join(p.enum, ", ")+"\""))
-			}
-		}
-	}
-	if len(errs) > 0 {
-		return invalid("validation failed", errs...)
-	}
-	return nil
-}
-
-type param struct {
-	location             string
-	values               []string
-	minLength, maxLength int
-	enum                 []string
-}
-
-func contains(list []string, v string) bool {
-	for _, e := range list {
-		if e == v {
-			return true
-		}
-	}
-	return false
 }
 
 // connectError turns a problem into a Connect error. Field locations lose

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -13,35 +11,31 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/tasker-runner/tasker-runner/contracts"
 	adminv1 "github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1"
 )
 
 // mirrorService implements AdminService with the REST handler functions of
-// s. Each method checks its parameters as the REST operation's schema
-// does, calls the REST handler and converts its answer.
+// s. Each method checks its parameters by the REST operation's schemas
+// ([Server.checkParams]), calls the REST handler and converts its answer.
 type mirrorService struct{ s *Server }
 
-// handlerNamespace is the namespace parameter pattern of the handler
-// endpoint operations.
-var handlerNamespace = regexp.MustCompile(`^(` + strings.TrimSuffix(strings.TrimPrefix(contracts.NamespacePattern.String(), "^"), "$") + `)?$`)
+// pageSizeDefault is the default of the limit query parameters.
+const pageSizeDefault = 50
 
-var (
-	taskStates = []string{"pending", "steps_in_process", "complete", "blocked_by_failures", "cancelled", "resolved_manually"}
-	includes   = []string{"transitions"}
-)
+// pageSize is a page size already checked by [Server.checkParams]: 0 (proto3's
+// unset) is the default.
+func pageSize(limit int32) int {
+	if limit == 0 {
+		return pageSizeDefault
+	}
+	return int(limit)
+}
 
-func checkHandlerKey(pattern, namespace string) error {
-	if err := checkParams(
-		param{location: "path.pattern", values: []string{pattern}, minLength: 1, maxLength: contracts.MaxPatternLen},
-		param{location: "query.namespace", values: []string{namespace}, maxLength: contracts.MaxNamespaceLen},
-	); err != nil {
-		return err
-	}
-	if !handlerNamespace.MatchString(namespace) {
-		return invalid("validation failed", fieldError("query.namespace", "expected string to match pattern "+handlerNamespace.String()))
-	}
-	return nil
+// parsedUUID is a uuid parameter already checked by [Server.checkParams];
+// "" is uuid.Nil.
+func parsedUUID(v string) uuid.UUID {
+	id, _ := uuid.Parse(v)
+	return id
 }
 
 // asTime is the time of ts, or the zero time (no filter) when it is unset.
@@ -61,7 +55,7 @@ func (m *mirrorService) GetStatus(ctx context.Context, _ *connect.Request[adminv
 }
 
 func (m *mirrorService) ListHandlers(ctx context.Context, req *connect.Request[adminv1.ListHandlersRequest]) (*connect.Response[adminv1.ListHandlersResponse], error) {
-	if err := checkParams(param{location: "query.namespace", values: []string{req.Msg.Namespace}, maxLength: contracts.MaxNamespaceLen}); err != nil {
+	if err := m.s.checkParams("listHandlers", rawParams{"query.namespace": opt(req.Msg.Namespace)}); err != nil {
 		return nil, connectError(err, "")
 	}
 	out, err := m.s.listHandlers(ctx, &listHandlersInput{Namespace: req.Msg.Namespace})
@@ -72,7 +66,7 @@ func (m *mirrorService) ListHandlers(ctx context.Context, req *connect.Request[a
 }
 
 func (m *mirrorService) GetHandler(ctx context.Context, req *connect.Request[adminv1.GetHandlerRequest]) (*connect.Response[adminv1.GetHandlerResponse], error) {
-	if err := checkHandlerKey(req.Msg.Pattern, req.Msg.Namespace); err != nil {
+	if err := m.s.checkParams("getHandler", handlerParams(req.Msg.Pattern, req.Msg.Namespace)); err != nil {
 		return nil, connectError(err, "")
 	}
 	out, err := m.s.getHandler(ctx, &handlerKey{Pattern: req.Msg.Pattern, Namespace: req.Msg.Namespace})
@@ -86,7 +80,7 @@ func (m *mirrorService) PutHandler(ctx context.Context, req *connect.Request[adm
 	if err := m.s.limitBody(req.Msg); err != nil {
 		return nil, connectError(err, "endpoint")
 	}
-	if err := checkHandlerKey(req.Msg.Pattern, req.Msg.Namespace); err != nil {
+	if err := m.s.checkParams("putHandler", handlerParams(req.Msg.Pattern, req.Msg.Namespace)); err != nil {
 		return nil, connectError(err, "endpoint")
 	}
 	endpoint := req.Msg.Endpoint
@@ -104,8 +98,13 @@ func (m *mirrorService) PutHandler(ctx context.Context, req *connect.Request[adm
 	return respond[adminv1.PutHandlerResponse](m.s, ctx, map[string]any{"handler": out.Body, "created": out.Status == 201})
 }
 
+// handlerParams are the parameters of a handler endpoint's operations.
+func handlerParams(pattern, namespace string) rawParams {
+	return rawParams{"path.pattern": one(pattern), "query.namespace": opt(namespace)}
+}
+
 func (m *mirrorService) DeleteHandler(ctx context.Context, req *connect.Request[adminv1.DeleteHandlerRequest]) (*connect.Response[adminv1.DeleteHandlerResponse], error) {
-	if err := checkHandlerKey(req.Msg.Pattern, req.Msg.Namespace); err != nil {
+	if err := m.s.checkParams("deleteHandler", handlerParams(req.Msg.Pattern, req.Msg.Namespace)); err != nil {
 		return nil, connectError(err, "")
 	}
 	if _, err := m.s.deleteHandler(ctx, &handlerKey{Pattern: req.Msg.Pattern, Namespace: req.Msg.Namespace}); err != nil {
@@ -116,18 +115,12 @@ func (m *mirrorService) DeleteHandler(ctx context.Context, req *connect.Request[
 
 func (m *mirrorService) ListTemplates(ctx context.Context, req *connect.Request[adminv1.ListTemplatesRequest]) (*connect.Response[adminv1.ListTemplatesResponse], error) {
 	r := req.Msg
-	limit, err := pageLimit(r.Limit)
-	if err == nil {
-		err = checkParams(
-			param{location: "query.namespace", values: []string{r.Namespace}, maxLength: contracts.MaxNamespaceLen},
-			param{location: "query.name", values: []string{r.Name}, maxLength: contracts.MaxTemplateNameLen},
-			param{location: "query.cursor", values: []string{r.Cursor}, maxLength: 64},
-		)
-	}
-	if err != nil {
+	if err := m.s.checkParams("listTemplates", rawParams{
+		"query.namespace": opt(r.Namespace), "query.name": opt(r.Name), "query.cursor": opt(r.Cursor), "query.limit": optInt(r.Limit),
+	}); err != nil {
 		return nil, connectError(err, "")
 	}
-	out, err := m.s.listTemplates(ctx, &listTemplatesInput{Namespace: r.Namespace, Name: r.Name, Cursor: r.Cursor, Limit: limit})
+	out, err := m.s.listTemplates(ctx, &listTemplatesInput{Namespace: r.Namespace, Name: r.Name, Cursor: r.Cursor, Limit: pageSize(r.Limit)})
 	if err != nil {
 		return nil, connectError(err, "")
 	}
@@ -136,11 +129,9 @@ func (m *mirrorService) ListTemplates(ctx context.Context, req *connect.Request[
 
 func (m *mirrorService) GetTemplate(ctx context.Context, req *connect.Request[adminv1.GetTemplateRequest]) (*connect.Response[adminv1.GetTemplateResponse], error) {
 	r := req.Msg
-	if err := checkParams(
-		param{location: "path.namespace", values: []string{r.Namespace}, minLength: 1, maxLength: contracts.MaxNamespaceLen},
-		param{location: "path.name", values: []string{r.Name}, minLength: 1, maxLength: contracts.MaxTemplateNameLen},
-		param{location: "query.version", values: []string{r.Version}, maxLength: contracts.MaxVersionLen},
-	); err != nil {
+	if err := m.s.checkParams("getTemplate", rawParams{
+		"path.namespace": one(r.Namespace), "path.name": one(r.Name), "query.version": opt(r.Version),
+	}); err != nil {
 		return nil, connectError(err, "")
 	}
 	out, err := m.s.getTemplate(ctx, &getTemplateInput{Namespace: r.Namespace, Name: r.Name, Version: r.Version})
@@ -152,11 +143,9 @@ func (m *mirrorService) GetTemplate(ctx context.Context, req *connect.Request[ad
 
 func (m *mirrorService) DeleteTemplate(ctx context.Context, req *connect.Request[adminv1.DeleteTemplateRequest]) (*connect.Response[adminv1.DeleteTemplateResponse], error) {
 	r := req.Msg
-	if err := checkParams(
-		param{location: "path.namespace", values: []string{r.Namespace}, minLength: 1, maxLength: contracts.MaxNamespaceLen},
-		param{location: "path.name", values: []string{r.Name}, minLength: 1, maxLength: contracts.MaxTemplateNameLen},
-		param{location: "path.version", values: []string{r.Version}, minLength: 1, maxLength: contracts.MaxVersionLen},
-	); err != nil {
+	if err := m.s.checkParams("deleteTemplate", rawParams{
+		"path.namespace": one(r.Namespace), "path.name": one(r.Name), "path.version": one(r.Version),
+	}); err != nil {
 		return nil, connectError(err, "")
 	}
 	if _, err := m.s.deleteTemplate(ctx, &deleteTemplateInput{Namespace: r.Namespace, Name: r.Name, Version: r.Version}); err != nil {
@@ -206,26 +195,16 @@ func (m *mirrorService) SubmitTask(ctx context.Context, req *connect.Request[adm
 
 func (m *mirrorService) ListTasks(ctx context.Context, req *connect.Request[adminv1.ListTasksRequest]) (*connect.Response[adminv1.ListTasksResponse], error) {
 	r := req.Msg
-	var correlationID uuid.UUID
-	limit, err := pageLimit(r.Limit)
-	if err == nil && r.CorrelationId != "" {
-		correlationID, err = parseUUID("query.correlation_id", r.CorrelationId)
-	}
-	if err == nil {
-		err = checkParams(
-			param{location: "query.state", values: r.State, enum: taskStates},
-			param{location: "query.namespace", values: []string{r.Namespace}, maxLength: contracts.MaxNamespaceLen},
-			param{location: "query.template", values: []string{r.Template}, maxLength: contracts.MaxTemplateNameLen},
-			param{location: "query.cursor", values: []string{r.Cursor}, maxLength: 64},
-		)
-	}
-	if err != nil {
+	if err := m.s.checkParams("listTasks", rawParams{
+		"query.state": r.State, "query.namespace": opt(r.Namespace), "query.template": opt(r.Template),
+		"query.correlation_id": opt(r.CorrelationId), "query.cursor": opt(r.Cursor), "query.limit": optInt(r.Limit),
+	}); err != nil {
 		return nil, connectError(err, "")
 	}
 	out, err := m.s.listTasks(ctx, &listTasksInput{
-		State: r.State, Namespace: r.Namespace, Template: r.Template, CorrelationID: correlationID,
+		State: r.State, Namespace: r.Namespace, Template: r.Template, CorrelationID: parsedUUID(r.CorrelationId),
 		CreatedAfter: asTime(r.CreatedAfter), CreatedBefore: asTime(r.CreatedBefore),
-		Cursor: r.Cursor, Limit: limit,
+		Cursor: r.Cursor, Limit: pageSize(r.Limit),
 	})
 	if err != nil {
 		return nil, connectError(err, "")
@@ -234,14 +213,10 @@ func (m *mirrorService) ListTasks(ctx context.Context, req *connect.Request[admi
 }
 
 func (m *mirrorService) GetTask(ctx context.Context, req *connect.Request[adminv1.GetTaskRequest]) (*connect.Response[adminv1.GetTaskResponse], error) {
-	id, err := parseUUID("path.task_uuid", req.Msg.TaskUuid)
-	if err == nil {
-		err = checkParams(param{location: "query.include", values: req.Msg.Include, enum: includes})
-	}
-	if err != nil {
+	if err := m.s.checkParams("getTask", rawParams{"path.task_uuid": one(req.Msg.TaskUuid), "query.include": req.Msg.Include}); err != nil {
 		return nil, connectError(err, "")
 	}
-	out, err := m.s.getTask(ctx, &getTaskInput{TaskUUID: id, Include: req.Msg.Include})
+	out, err := m.s.getTask(ctx, &getTaskInput{TaskUUID: parsedUUID(req.Msg.TaskUuid), Include: req.Msg.Include})
 	if err != nil {
 		return nil, connectError(err, "")
 	}
@@ -265,10 +240,10 @@ func (m *mirrorService) CancelTask(ctx context.Context, req *connect.Request[adm
 	if err := m.s.limitBody(req.Msg); err != nil {
 		return nil, connectError(err, "")
 	}
-	id, err := parseUUID("path.task_uuid", req.Msg.TaskUuid)
-	if err != nil {
+	if err := m.s.checkParams("cancelTask", rawParams{"path.task_uuid": one(req.Msg.TaskUuid)}); err != nil {
 		return nil, connectError(err, "")
 	}
+	id := parsedUUID(req.Msg.TaskUuid)
 	body, err := actionBody[ActionRequest](m.s, ActionRequest{Reason: req.Msg.Reason})
 	if err != nil {
 		return nil, connectError(err, "")
@@ -281,14 +256,10 @@ func (m *mirrorService) CancelTask(ctx context.Context, req *connect.Request[adm
 }
 
 func (m *mirrorService) GetStep(ctx context.Context, req *connect.Request[adminv1.GetStepRequest]) (*connect.Response[adminv1.GetStepResponse], error) {
-	id, err := parseUUID("path.step_uuid", req.Msg.StepUuid)
-	if err == nil {
-		err = checkParams(param{location: "query.include", values: req.Msg.Include, enum: includes})
-	}
-	if err != nil {
+	if err := m.s.checkParams("getStep", rawParams{"path.step_uuid": one(req.Msg.StepUuid), "query.include": req.Msg.Include}); err != nil {
 		return nil, connectError(err, "")
 	}
-	out, err := m.s.getStep(ctx, &getStepInput{StepUUID: id, Include: req.Msg.Include})
+	out, err := m.s.getStep(ctx, &getStepInput{StepUUID: parsedUUID(req.Msg.StepUuid), Include: req.Msg.Include})
 	if err != nil {
 		return nil, connectError(err, "")
 	}
@@ -299,10 +270,10 @@ func (m *mirrorService) RetryStep(ctx context.Context, req *connect.Request[admi
 	if err := m.s.limitBody(req.Msg); err != nil {
 		return nil, connectError(err, "")
 	}
-	id, err := parseUUID("path.step_uuid", req.Msg.StepUuid)
-	if err != nil {
+	if err := m.s.checkParams("retryStep", rawParams{"path.step_uuid": one(req.Msg.StepUuid)}); err != nil {
 		return nil, connectError(err, "")
 	}
+	id := parsedUUID(req.Msg.StepUuid)
 	body, err := actionBody[RetryRequest](m.s, RetryRequest{Reason: req.Msg.Reason, AdditionalAttempts: int(req.Msg.AdditionalAttempts)})
 	if err != nil {
 		return nil, connectError(err, "")
@@ -318,12 +289,13 @@ func (m *mirrorService) ResolveStep(ctx context.Context, req *connect.Request[ad
 	if err := m.s.limitBody(req.Msg); err != nil {
 		return nil, connectError(err, "")
 	}
-	id, err := parseUUID("path.step_uuid", req.Msg.StepUuid)
-	if err != nil {
+	if err := m.s.checkParams("resolveStep", rawParams{"path.step_uuid": one(req.Msg.StepUuid)}); err != nil {
 		return nil, connectError(err, "")
 	}
+	id := parsedUUID(req.Msg.StepUuid)
 	rr := ResolveRequest{Reason: req.Msg.Reason}
 	if req.Msg.Result != nil {
+		var err error
 		if rr.Result, err = protojson.Marshal(req.Msg.Result); err != nil {
 			return nil, connectError(invalid("validation failed", fieldError("body.result", err.Error())), "")
 		}
@@ -341,29 +313,16 @@ func (m *mirrorService) ResolveStep(ctx context.Context, req *connect.Request[ad
 
 func (m *mirrorService) ListDeadLetters(ctx context.Context, req *connect.Request[adminv1.ListDeadLettersRequest]) (*connect.Response[adminv1.ListDeadLettersResponse], error) {
 	r := req.Msg
-	in := &listDeadLettersInput{
-		Namespace: r.Namespace, Handler: r.Handler, Template: r.Template, Cursor: r.Cursor,
-		FailedAfter: asTime(r.FailedAfter), FailedBefore: asTime(r.FailedBefore),
-	}
-	var err error
-	if r.TaskUuid != "" {
-		in.TaskUUID, err = parseUUID("query.task_uuid", r.TaskUuid)
-	}
-	if err == nil {
-		in.Limit, err = pageLimit(r.Limit)
-	}
-	if err == nil {
-		err = checkParams(
-			param{location: "query.namespace", values: []string{r.Namespace}, maxLength: contracts.MaxNamespaceLen},
-			param{location: "query.handler", values: []string{r.Handler}, maxLength: contracts.MaxPatternLen},
-			param{location: "query.template", values: []string{r.Template}, maxLength: contracts.MaxTemplateNameLen},
-			param{location: "query.cursor", values: []string{r.Cursor}, maxLength: 64},
-		)
-	}
-	if err != nil {
+	if err := m.s.checkParams("listDeadLetters", rawParams{
+		"query.namespace": opt(r.Namespace), "query.handler": opt(r.Handler), "query.template": opt(r.Template),
+		"query.task_uuid": opt(r.TaskUuid), "query.cursor": opt(r.Cursor), "query.limit": optInt(r.Limit),
+	}); err != nil {
 		return nil, connectError(err, "")
 	}
-	out, err := m.s.listDeadLetters(ctx, in)
+	out, err := m.s.listDeadLetters(ctx, &listDeadLettersInput{
+		Namespace: r.Namespace, Handler: r.Handler, Template: r.Template, Cursor: r.Cursor, TaskUUID: parsedUUID(r.TaskUuid),
+		FailedAfter: asTime(r.FailedAfter), FailedBefore: asTime(r.FailedBefore), Limit: pageSize(r.Limit),
+	})
 	if err != nil {
 		return nil, connectError(err, "")
 	}

@@ -31,6 +31,8 @@ import (
 	"github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1/adminv1connect"
 	"github.com/tasker-runner/tasker-runner/openapi"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
+
+	"github.com/tasker-runner/tasker-runner/runner"
 )
 
 // mirrorServer serves the mirror on loopback with h2c (Connect, gRPC and
@@ -45,7 +47,7 @@ func serveMirror(t *testing.T, pool *pgxpool.Pool, auth *openapi.Authenticator) 
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg := openapi.Config{
-		Version: "test", DB: pool, Logger: log,
+		Version: "test", Client: runner.NewClient(pool, runner.ClientConfig{}), Logger: log,
 		Checks: []openapi.Check{{Name: "database", Run: pool.Ping}},
 	}
 	return serveMirrorConfig(t, cfg, auth)
@@ -135,7 +137,16 @@ func TestMirrorGRPC(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn := grpcConn(t, addr)
+	mirrorHealthAndReflection(t, ctx, conn)
+	mirrorRegisterOverGRPC(t, ctx, conn)
+	client := adminv1connect.NewAdminServiceClient(h2cClient(t), base)
+	task := mirrorSubmitAndRead(t, ctx, client)
+	mirrorOtherReads(t, ctx, client, task)
+	mirrorChanges(t, ctx, client, task)
+}
 
+func mirrorHealthAndReflection(t *testing.T, ctx context.Context, conn *grpc.ClientConn) {
+	t.Helper()
 	for _, svc := range []string{"", openapi.AdminServiceName} {
 		h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
 		if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
@@ -152,7 +163,12 @@ func TestMirrorGRPC(t *testing.T) {
 		t.Errorf("ListServices = %v, want %v", got, want)
 	}
 
-	// A mirrored operation through grpc-go's own unary call.
+}
+
+// mirrorRegisterOverGRPC registers orderTemplate through grpc-go's own
+// unary call.
+func mirrorRegisterOverGRPC(t *testing.T, ctx context.Context, conn *grpc.ClientConn) {
+	t.Helper()
 	reg := &adminv1.RegisterTemplateResponse{}
 	if err := conn.Invoke(ctx, "/tasker.admin.v1.AdminService/RegisterTemplate", &adminv1.RegisterTemplateRequest{Template: orderTemplate}, reg); err != nil {
 		t.Fatal(err)
@@ -181,8 +197,12 @@ func TestMirrorGRPC(t *testing.T) {
 		t.Errorf("BadRequest fields = %v", fields)
 	}
 
-	// The Connect client (Connect protocol over h2c): submit and read.
-	client := adminv1connect.NewAdminServiceClient(h2cClient(t), base)
+}
+
+// mirrorSubmitAndRead submits an order with the Connect client (Connect
+// protocol over h2c), reads it back and returns it.
+func mirrorSubmitAndRead(t *testing.T, ctx context.Context, client adminv1connect.AdminServiceClient) *adminv1.Task {
+	t.Helper()
 	ctxStruct, _ := structpb.NewStruct(map[string]any{"order_id": 7})
 	sub, err := client.SubmitTask(ctx, connect.NewRequest(&adminv1.SubmitTaskRequest{
 		Namespace: "shop", Name: "order", Context: ctxStruct, IdempotencyKey: "k1", Tags: []string{"a"},
@@ -223,8 +243,12 @@ func TestMirrorGRPC(t *testing.T) {
 	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "task_uuid") {
 		t.Errorf("bad uuid: %v", err)
 	}
+	return task
+}
 
-	// The other reads answer and fit their messages.
+// mirrorOtherReads: the other reads answer and fit their messages.
+func mirrorOtherReads(t *testing.T, ctx context.Context, client adminv1connect.AdminServiceClient, task *adminv1.Task) {
+	t.Helper()
 	list, err := client.ListTasks(ctx, connect.NewRequest(&adminv1.ListTasksRequest{Namespace: "shop"}))
 	if err != nil || len(list.Msg.GetItems()) != 1 {
 		t.Errorf("ListTasks: %v %v", list, err)
@@ -260,6 +284,12 @@ func TestMirrorGRPC(t *testing.T) {
 		len(r.Msg.GetWarnings()) != 2 || r.Msg.GetWarnings()[1].GetPath() != "steps[1].retry.initial_delay" {
 		t.Errorf("RegisterTemplate with warnings: %v %v", r, err)
 	}
+}
+
+// mirrorChanges: dead letters, handler endpoints, resolve and cancel.
+func mirrorChanges(t *testing.T, ctx context.Context, client adminv1connect.AdminServiceClient, task *adminv1.Task) {
+	t.Helper()
+	step := task.GetSteps()[0]
 	if d, err := client.ListDeadLetters(ctx, connect.NewRequest(&adminv1.ListDeadLettersRequest{})); err != nil || len(d.Msg.GetItems()) != 0 {
 		t.Errorf("ListDeadLetters: %v %v", d, err)
 	}
@@ -510,22 +540,6 @@ func TestMirrorBadInput(t *testing.T) {
 	if _, err := client.RegisterTemplate(ctx, connect.NewRequest(&adminv1.RegisterTemplateRequest{Template: orderTemplate})); err != nil {
 		t.Fatal(err)
 	}
-	field := func(err error) []string {
-		var fields []string
-		var ce *connect.Error
-		if errors.As(err, &ce) {
-			for _, d := range ce.Details() {
-				if v, derr := d.Value(); derr == nil {
-					if br, ok := v.(*errdetails.BadRequest); ok {
-						for _, f := range br.GetFieldViolations() {
-							fields = append(fields, f.GetField())
-						}
-					}
-				}
-			}
-		}
-		return fields
-	}
 	nulCtx, _ := structpb.NewStruct(map[string]any{"order_id": 1, "order": map[string]any{"note": "a\x00b"}})
 	okCtx, _ := structpb.NewStruct(map[string]any{"order_id": 1})
 	for _, tc := range []struct {
@@ -574,11 +588,17 @@ func TestMirrorBadInput(t *testing.T) {
 		}, "template.namespace_name"},
 	} {
 		err := tc.call()
-		if connect.CodeOf(err) != connect.CodeInvalidArgument || !slices.Contains(field(err), tc.field) {
-			t.Errorf("%s: %v (fields %v), want InvalidArgument at %s", tc.name, err, field(err), tc.field)
+		if connect.CodeOf(err) != connect.CodeInvalidArgument || !slices.Contains(violationFields(err), tc.field) {
+			t.Errorf("%s: %v (fields %v), want InvalidArgument at %s", tc.name, err, violationFields(err), tc.field)
 		}
 	}
-	// The ends of the priority range are stored as sent.
+	mirrorPriorityEndsAndDelete(t, ctx, client, okCtx)
+}
+
+// mirrorPriorityEndsAndDelete: the ends of the priority range are stored as
+// sent; a template is deleted once its task is finished.
+func mirrorPriorityEndsAndDelete(t *testing.T, ctx context.Context, client adminv1connect.AdminServiceClient, okCtx *structpb.Struct) {
+	t.Helper()
 	sub, err := client.SubmitTask(ctx, connect.NewRequest(&adminv1.SubmitTaskRequest{Namespace: "shop", Name: "order", Context: okCtx, Priority: math.MinInt32}))
 	if err != nil || sub.Msg.GetTask().GetPriority() != math.MinInt32 {
 		t.Fatalf("priority MinInt32: %v %v", sub, err)
@@ -600,4 +620,22 @@ func TestMirrorBadInput(t *testing.T) {
 	if _, err := client.DeleteTemplate(ctx, connect.NewRequest(&adminv1.DeleteTemplateRequest{Namespace: "shop", Name: "order"})); connect.CodeOf(err) != connect.CodeInvalidArgument {
 		t.Errorf("deleting without a version: %v", err)
 	}
+}
+
+// violationFields lists the fields of a Connect error's BadRequest detail.
+func violationFields(err error) []string {
+	var fields []string
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		for _, d := range ce.Details() {
+			if v, derr := d.Value(); derr == nil {
+				if br, ok := v.(*errdetails.BadRequest); ok {
+					for _, f := range br.GetFieldViolations() {
+						fields = append(fields, f.GetField())
+					}
+				}
+			}
+		}
+	}
+	return fields
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1/adminv1connect"
 	"github.com/tasker-runner/tasker-runner/openapi"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
+
+	"github.com/tasker-runner/tasker-runner/runner"
 )
 
 const outageTemplate = `
@@ -40,37 +42,7 @@ steps:
 func TestDatabaseOutageAnswers503(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	proxy := pgtest.NewProxy(t, pgtest.URL(t))
-	pc, err := pgxpool.ParseConfig(proxy.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc.ConnConfig.ConnectTimeout = 5 * time.Second
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg := openapi.Config{
-		Version: "test", DB: pool, Logger: log,
-		Checks: []openapi.Check{{Name: "database", Run: pool.Ping}},
-	}
-	srv := httptest.NewServer(openapi.New(cfg).Handler())
-	t.Cleanup(srv.Close)
-	e := &apiEnv{t: t, pool: pool, srv: srv}
-
-	// The Connect mirror on the same pool.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	msrv := &http.Server{Handler: openapi.NewMirror(cfg, nil).Handler(), ReadHeaderTimeout: time.Minute}
-	served := make(chan struct{})
-	go func() { defer close(served); _ = msrv.Serve(ln) }()
-	t.Cleanup(func() { _ = msrv.Close(); <-served })
-	mirror := adminv1connect.NewAdminServiceClient(http.DefaultClient, "http://"+ln.Addr().String())
-
+	e, proxy, mirror := newOutageEnv(t)
 	e.do(http.MethodPost, "/v1/templates", map[string]string{"template": outageTemplate}, http.StatusCreated, nil)
 	submit := map[string]any{"namespace": "ops", "name": "outage", "idempotency_key": "before-the-outage"}
 	var before apiTask
@@ -80,22 +52,7 @@ func TestDatabaseOutageAnswers503(t *testing.T) {
 
 	unavailable := func(method, path string, body any) {
 		t.Helper()
-		code, h, b := e.call(method, path, body)
-		if code != http.StatusServiceUnavailable {
-			t.Errorf("%s %s during the outage = %d, want 503: %s", method, path, code, b)
-			return
-		}
-		if ct := h.Get("Content-Type"); ct != "application/problem+json" {
-			t.Errorf("%s %s: Content-Type %q, want application/problem+json", method, path, ct)
-		}
-		if secs, err := strconv.Atoi(h.Get("Retry-After")); err != nil || secs < 1 || secs > 5 {
-			t.Errorf("%s %s: Retry-After %q, want 1 to 5 seconds", method, path, h.Get("Retry-After"))
-		}
-		var p problemDoc
-		if err := json.Unmarshal(b, &p); err != nil || p.Status != http.StatusServiceUnavailable || p.Title != "Service Unavailable" ||
-			p.Detail != "the database is unavailable; retry later" {
-			t.Errorf("%s %s: problem %s (%v)", method, path, b, err)
-		}
+		checkUnavailable(t, e, method, path, body)
 	}
 	unavailable(http.MethodPost, "/v1/tasks", map[string]any{"namespace": "ops", "name": "outage", "idempotency_key": "during-the-outage"})
 	unavailable(http.MethodPost, "/v1/tasks", submit)
@@ -111,7 +68,7 @@ func TestDatabaseOutageAnswers503(t *testing.T) {
 
 	// The mirror: Unavailable, saying when to retry.
 	c, _ := structpb.NewStruct(map[string]any{})
-	_, err = mirror.SubmitTask(ctx, connect.NewRequest(&adminv1.SubmitTaskRequest{Namespace: "ops", Name: "outage", Context: c}))
+	_, err := mirror.SubmitTask(ctx, connect.NewRequest(&adminv1.SubmitTaskRequest{Namespace: "ops", Name: "outage", Context: c}))
 	checkConnectUnavailable(t, "SubmitTask", err)
 	_, err = mirror.GetTask(ctx, connect.NewRequest(&adminv1.GetTaskRequest{TaskUuid: before.TaskUUID}))
 	checkConnectUnavailable(t, "GetTask", err)
@@ -132,6 +89,65 @@ func TestDatabaseOutageAnswers503(t *testing.T) {
 	}
 	if _, err := uuid.Parse(again.TaskUUID); err != nil {
 		t.Error(err)
+	}
+}
+
+// newOutageEnv serves the API and its Connect mirror on a pool that goes
+// through a proxy the test can cut.
+func newOutageEnv(t *testing.T) (*apiEnv, *pgtest.Proxy, adminv1connect.AdminServiceClient) {
+	t.Helper()
+	ctx := t.Context()
+	proxy := pgtest.NewProxy(t, pgtest.URL(t))
+	pc, err := pgxpool.ParseConfig(proxy.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.ConnConfig.ConnectTimeout = 5 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg := openapi.Config{
+		Version: "test", Client: runner.NewClient(pool, runner.ClientConfig{}), Logger: log,
+		Checks: []openapi.Check{{Name: "database", Run: pool.Ping}},
+	}
+	srv := httptest.NewServer(openapi.New(cfg).Handler())
+	t.Cleanup(srv.Close)
+	e := &apiEnv{t: t, pool: pool, srv: srv}
+
+	// The Connect mirror on the same pool.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msrv := &http.Server{Handler: openapi.NewMirror(cfg, nil).Handler(), ReadHeaderTimeout: time.Minute}
+	served := make(chan struct{})
+	go func() { defer close(served); _ = msrv.Serve(ln) }()
+	t.Cleanup(func() { _ = msrv.Close(); <-served })
+	mirror := adminv1connect.NewAdminServiceClient(http.DefaultClient, "http://"+ln.Addr().String())
+	return e, proxy, mirror
+}
+
+// checkUnavailable asserts the 503 problem of a request during an outage.
+func checkUnavailable(t *testing.T, e *apiEnv, method, path string, body any) {
+	t.Helper()
+	code, h, b := e.call(method, path, body)
+	if code != http.StatusServiceUnavailable {
+		t.Errorf("%s %s during the outage = %d, want 503: %s", method, path, code, b)
+		return
+	}
+	if ct := h.Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("%s %s: Content-Type %q, want application/problem+json", method, path, ct)
+	}
+	if secs, err := strconv.Atoi(h.Get("Retry-After")); err != nil || secs < 1 || secs > 5 {
+		t.Errorf("%s %s: Retry-After %q, want 1 to 5 seconds", method, path, h.Get("Retry-After"))
+	}
+	var p problemDoc
+	if err := json.Unmarshal(b, &p); err != nil || p.Status != http.StatusServiceUnavailable || p.Title != "Service Unavailable" ||
+		p.Detail != "the database is unavailable; retry later" {
+		t.Errorf("%s %s: problem %s (%v)", method, path, b, err)
 	}
 }
 

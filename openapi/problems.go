@@ -11,7 +11,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
-	"github.com/tasker-runner/tasker-runner/runner/store"
+	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
 
@@ -72,9 +72,9 @@ func problemsAt(prefix string, probs []workflow.Problem) []*huma.ErrorDetail {
 func (s *Server) fail(ctx context.Context, err error) error {
 	var (
 		se        huma.StatusError
-		conflict  *store.StateConflictError
-		illegal   *store.TransitionError
-		missing   *store.MissingError
+		conflict  *runner.StateConflictError
+		illegal   *runner.TransitionError
+		missing   *runner.MissingError
 		validated *workflow.ValidationError
 	)
 	switch {
@@ -82,20 +82,20 @@ func (s *Server) fail(ctx context.Context, err error) error {
 		return err
 	case errors.As(err, &missing):
 		return problem(http.StatusNotFound, strings.TrimPrefix(missing.Error(), "store: "))
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, runner.ErrNotFound):
 		return problem(http.StatusNotFound, lastPart(err))
 	case errors.As(err, &conflict):
 		return problem(http.StatusConflict, strings.TrimPrefix(conflict.Error(), "store: "))
 	case errors.As(err, &illegal):
 		return problem(http.StatusConflict, "the state change was refused: "+illegal.Message)
-	case errors.Is(err, store.ErrTemplateConflict):
+	case errors.Is(err, runner.ErrTemplateConflict):
 		return problem(http.StatusConflict, lastPart(err))
 	case errors.As(err, &validated):
 		return invalid("validation failed", problemsAt("body", validated.Problems)...)
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 		// The client went away; nobody reads this.
 		return problem(499, "request cancelled")
-	case store.IsUnavailable(err):
+	case runner.IsUnavailable(err):
 		s.cfg.Logger.Warn("management API: the database is unavailable", "err", err)
 		return unavailable()
 	}
@@ -104,7 +104,7 @@ func (s *Server) fail(ctx context.Context, err error) error {
 }
 
 // RetryAfterUnavailable is the Retry-After of a 503 answered because the
-// database is unreachable (see [store.IsUnavailable]).
+// database is unreachable (see [runner.IsUnavailable]).
 const RetryAfterUnavailable = 2 * time.Second
 
 // unavailable is the problem answered while the database is unreachable:

@@ -12,7 +12,6 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/runner"
-	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
 
@@ -30,11 +29,9 @@ type Config struct {
 	// Now returns the current time; tests inject it. Default time.Now.
 	Now func() time.Time
 
-	// DB is the database the /v1 operations read and change. Without one
+	// Client is what the /v1 operations read and change the database
+	// through (templates, tasks, steps, endpoints, status). Without one
 	// they answer 503; the operations and the spec exist regardless.
-	DB store.DB
-	// Client registers templates and submits tasks. Default a
-	// [runner.Client] on DB with default retry settings.
 	Client *runner.Client
 	// MaxRequestBytes bounds request bodies (worker.web.max_request_bytes).
 	// Default [MaxRequestBytesDefault]. Template registration and
@@ -95,7 +92,7 @@ type Server struct {
 }
 
 // New builds a [Server] and registers its operations. It touches no
-// database: operations only use cfg.DB when called.
+// database: operations only use cfg.Client when called.
 func New(cfg Config) *Server {
 	cfg.Title = cmp.Or(cfg.Title, "tasker-runner")
 	cfg.Version = cmp.Or(cfg.Version, "dev")
@@ -111,9 +108,6 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
-	}
-	if cfg.Client == nil && cfg.DB != nil {
-		cfg.Client = runner.NewClient(cfg.DB, runner.ClientConfig{Now: cfg.Now})
 	}
 	hc := huma.DefaultConfig(cfg.Title, APIVersion)
 	hc.Info.Description = apiDescription

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
-
-	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
 // WorkerStatus is one runner instance of the worker registry.
@@ -94,25 +92,29 @@ func (s *Server) registerStatus() {
 }
 
 func (s *Server) getStatus(ctx context.Context, _ *struct{}) (*statusOutput, error) {
-	db := s.cfg.DB
-	if db == nil {
+	c := s.cfg.Client
+	if c == nil {
 		return nil, errNoDatabase
 	}
 	now := s.cfg.Now()
-	workers, err := store.ListWorkers(ctx, db)
+	workers, err := c.ListWorkers(ctx)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	queues, err := store.ListNamespaceQueues(ctx, db, now)
+	queues, err := c.ListNamespaceQueues(ctx, now)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	counts, err := store.CountTasksByState(ctx, db, now.Add(-s.cfg.FinishedTasksWindow))
+	counts, err := c.CountTasksByState(ctx, now.Add(-s.cfg.FinishedTasksWindow))
 	if err != nil {
 		return nil, s.fail(ctx, err)
+	}
+	tasks := make(map[string]int, len(counts))
+	for state, n := range counts {
+		tasks[string(state)] = n
 	}
 	out := &statusOutput{Body: StatusBody{
-		Time: now, Version: s.cfg.Version, Tasks: counts,
+		Time: now, Version: s.cfg.Version, Tasks: tasks,
 		TasksWindowSeconds: s.cfg.FinishedTasksWindow.Seconds(),
 		Workers:            make([]WorkerStatus, 0, len(workers)),
 		Namespaces:         make([]NamespaceStatus, 0, len(queues)),

@@ -10,7 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tasker-runner/tasker-runner/contracts"
-	"github.com/tasker-runner/tasker-runner/runner/store"
+	"github.com/tasker-runner/tasker-runner/runner"
 )
 
 // StepDetail is a step with, when asked for, its audit trail.
@@ -90,14 +90,14 @@ func (s *Server) registerSteps() {
 }
 
 func (s *Server) loadStep(ctx context.Context, id uuid.UUID, transitions bool) (*stepOutput, error) {
-	st, err := store.GetStep(ctx, s.cfg.DB, id)
+	st, err := s.cfg.Client.GetStep(ctx, id)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	out := &stepOutput{Body: StepDetail{Step: stepFromRow(st)}}
 	hideStepExcerpts(ctx, &out.Body.Step)
 	if transitions {
-		rows, err := store.ListStepTransitions(ctx, s.cfg.DB, id)
+		rows, err := s.cfg.Client.ListStepTransitions(ctx, id)
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}
@@ -108,29 +108,29 @@ func (s *Server) loadStep(ctx context.Context, id uuid.UUID, transitions bool) (
 }
 
 func (s *Server) getStep(ctx context.Context, in *getStepInput) (*stepOutput, error) {
-	if s.cfg.DB == nil {
+	if s.cfg.Client == nil {
 		return nil, errNoDatabase
 	}
 	return s.loadStep(ctx, in.StepUUID, slices.Contains(in.Include, "transitions"))
 }
 
 func (s *Server) retryStep(ctx context.Context, in *retryStepInput) (*stepOutput, error) {
-	if s.cfg.DB == nil {
+	if s.cfg.Client == nil {
 		return nil, errNoDatabase
 	}
-	req := store.RedriveRequest{StepUUIDs: []uuid.UUID{in.StepUUID}, AdditionalAttempts: 1, Action: "retry", Manual: s.manual(ctx, "")}
+	req := runner.RedriveRequest{StepUUIDs: []uuid.UUID{in.StepUUID}, AdditionalAttempts: 1, Action: "retry", Manual: s.manual(ctx, "")}
 	if in.Body != nil {
 		req.Reason = in.Body.Reason
 		req.AdditionalAttempts = max(in.Body.AdditionalAttempts, 1)
 	}
-	if _, err := store.RedriveSteps(ctx, s.cfg.DB, req); err != nil {
+	if _, err := s.cfg.Client.RedriveSteps(ctx, req); err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	return s.loadStep(ctx, in.StepUUID, false)
 }
 
 func (s *Server) resolveStep(ctx context.Context, in *resolveStepInput) (*stepOutput, error) {
-	if s.cfg.DB == nil {
+	if s.cfg.Client == nil {
 		return nil, errNoDatabase
 	}
 	m := s.manual(ctx, "")
@@ -153,7 +153,7 @@ func (s *Server) resolveStep(ctx context.Context, in *resolveStepInput) (*stepOu
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	if _, err := store.ResolveStep(ctx, s.cfg.DB, in.StepUUID, doc, m); err != nil {
+	if _, err := s.cfg.Client.ResolveStep(ctx, in.StepUUID, doc, m); err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	return s.loadStep(ctx, in.StepUUID, false)

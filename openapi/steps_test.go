@@ -2,17 +2,18 @@ package openapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/google/uuid"
 
 	adminv1 "github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1"
 	"github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1/adminv1connect"
-	"github.com/tasker-runner/tasker-runner/runner/store"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 // A step's yields (checkpointed re-runs that used no attempt) show in
@@ -20,39 +21,39 @@ import (
 // and the mirror; retrying it resets them.
 func TestStepYieldsShown(t *testing.T) {
 	t.Parallel()
-	e := newAPIEnv(t, envOptions{})
+	e := newAPIEnv(t, envOptions{runner: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
+	// The step yields twice (a checkpoint, back to enqueued), then parks
+	// until told to fail for good.
+	parked, fail := make(chan struct{}), make(chan struct{})
+	e.funcs.Register("echo", func(ctx context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
+		var c struct{ Cursor int }
+		_ = json.Unmarshal(env.Step.Checkpoint, &c)
+		if c.Cursor < 2 {
+			return contracts.StepResult{Success: true, Status: contracts.StatusYielded, Checkpoint: []byte(fmt.Sprintf(`{"cursor":%d}`, c.Cursor+1))}, nil
+		}
+		close(parked)
+		select {
+		case <-fail:
+		case <-ctx.Done():
+		}
+		return contracts.StepResult{Error: &contracts.StepError{Message: "boom", ErrorType: contracts.ErrorTypeHandler}}, nil
+	})
 	e.do(http.MethodPost, "/v1/templates", map[string]string{"template": singleTemplate}, http.StatusCreated, nil)
 	var task apiTask
 	e.do(http.MethodPost, "/v1/tasks", map[string]any{"namespace": "bulk", "name": "single", "context": map[string]any{}}, http.StatusCreated, &task)
 	step := task.step("s")
-	if step.Yields != 0 {
-		t.Fatalf("a new step has %d yields", step.Yields)
-	}
-	id := uuid.MustParse(step.StepUUID)
-
-	// The step yields twice, as a runner writes it: a checkpoint, back to enqueued.
-	claim := func() store.ClaimedStep {
-		t.Helper()
-		cs, err := store.Claim(ctx, e.pool, store.ClaimParams{WorkerID: "w1", Namespaces: []string{"bulk"}, Limit: 1, Now: time.Now(), LeaseFor: time.Minute})
-		if err != nil || len(cs) != 1 || cs[0].StepUUID != id {
-			t.Fatalf("claim: %+v %v", cs, err)
-		}
-		return cs[0]
-	}
-	for i := range 2 {
-		c := claim()
-		ckpt := fmt.Sprintf(`{"cursor":%d}`, i)
-		if _, err := store.Complete(ctx, e.pool, "w1", time.Now(), []store.Completion{{StepUUID: id, Attempt: c.Attempt, Epoch: c.Epoch, State: store.StateEnqueued, RunAt: time.Now(), Checkpoint: []byte(ckpt)}}); err != nil {
-			t.Fatal(err)
-		}
+	select {
+	case <-parked:
+	case <-ctx.Done():
+		t.Fatal("the step did not run a third time")
 	}
 
 	var got apiStep
 	e.do(http.MethodGet, "/v1/steps/"+step.StepUUID, nil, http.StatusOK, &got)
-	if got.Yields != 2 || got.State != "enqueued" {
-		t.Errorf("GET /v1/steps/{id}: yields %d, state %s; want 2, enqueued", got.Yields, got.State)
+	if got.Yields != 2 || got.State != "in_progress" {
+		t.Errorf("GET /v1/steps/{id}: yields %d, state %s; want 2, in_progress", got.Yields, got.State)
 	}
 	if s := e.task(task.TaskUUID, "").step("s"); s.Yields != 2 {
 		t.Errorf("GET /v1/tasks/{id}: step yields %d, want 2", s.Yields)
@@ -67,9 +68,14 @@ func TestStepYieldsShown(t *testing.T) {
 		t.Errorf("mirror GetTask: %v %v; want its step with yields 2", tk, err)
 	}
 
-	// It fails for good: its dead letter keeps the count.
-	c := claim()
-	if _, err := store.Complete(ctx, e.pool, "w1", time.Now(), []store.Completion{{StepUUID: id, Attempt: c.Attempt, Epoch: c.Epoch, State: store.StateError, Error: []byte(`{"message":"boom"}`)}}); err != nil {
+	// It fails for good: its dead letter keeps the count. The runner stops
+	// then, so that the retried step stays enqueued.
+	close(fail)
+	waitFor(t, 20*time.Second, "the step to fail", func() bool {
+		e.do(http.MethodGet, "/v1/steps/"+step.StepUUID, nil, http.StatusOK, &got)
+		return got.State == "error"
+	})
+	if err := e.runner.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var dl apiPage[apiStep]

@@ -449,65 +449,62 @@ func (g *sweepGen) value(schema map[string]any, name string, depth int) any {
 	if enum, ok := schema["enum"].([]any); ok && len(enum) > 0 {
 		return pickOf(g, enum)
 	}
+	if v, ok := g.namedValue(schema, name); ok {
+		return v
+	}
+	return g.typedValue(schema, name, depth)
+}
+
+// namedValue picks the value of a field or parameter known by its name:
+// existing ids and names mostly.
+func (g *sweepGen) namedValue(schema map[string]any, name string) (any, bool) {
 	switch name {
 	case "task_uuid":
 		if g.chance(0.85) {
-			return pickOf(g, g.known.tasks)
+			return pickOf(g, g.known.tasks), true
 		}
-		return uuid.NewString()
+		return uuid.NewString(), true
 	case "step_uuid", "step_uuids":
 		if name == "step_uuids" {
-			return []any{pickOf(g, g.known.steps)}
+			return []any{pickOf(g, g.known.steps)}, true
 		}
 		if g.chance(0.85) {
-			return pickOf(g, g.known.steps)
+			return pickOf(g, g.known.steps), true
 		}
-		return uuid.NewString()
+		return uuid.NewString(), true
 	case "namespace":
-		return pickOf(g, []string{"shop", "ops", "shop", "other"})
+		return pickOf(g, []string{"shop", "ops", "shop", "other"}), true
 	case "name", "template":
 		if name == "template" && schemaType(schema) == "string" && schema["maxLength"] == nil {
-			return pickOf(g, []string{orderTemplate, sweepTemplate, brokenTemplate, "name: x\n"})
+			return pickOf(g, []string{orderTemplate, sweepTemplate, brokenTemplate, "name: x\n"}), true
 		}
-		return pickOf(g, []string{"order", "cleanup", "nope"})
+		return pickOf(g, []string{"order", "cleanup", "nope"}), true
 	case "version":
-		return pickOf(g, []string{"1.0.0", "0.1.0", "9.9.9"})
+		return pickOf(g, []string{"1.0.0", "0.1.0", "9.9.9"}), true
 	case "pattern":
-		return pickOf(g, []string{"remote.*", "ops.*", "pay", "*"})
+		return pickOf(g, []string{"remote.*", "ops.*", "pay", "*"}), true
 	case "url":
-		return pickOf(g, []string{"http://remote:8080/{callable}", "http://pay:8080/", "https://h.example/x"})
+		return pickOf(g, []string{"http://remote:8080/{callable}", "http://pay:8080/", "https://h.example/x"}), true
 	case "secret_ref":
-		return pickOf(g, []string{"env:SWEEP_SECRET", "env:MISSING", "file:/nonexistent"})
+		return pickOf(g, []string{"env:SWEEP_SECRET", "env:MISSING", "file:/nonexistent"}), true
 	case "context":
 		if g.chance(0.5) {
-			return map[string]any{"order_id": g.pick(1000)}
+			return map[string]any{"order_id": g.pick(1000)}, true
 		}
-		return map[string]any{}
+		return map[string]any{}, true
 	case "result":
-		return map[string]any{"ok": true}
+		return map[string]any{"ok": true}, true
 	case "cursor":
-		return ""
+		return "", true
 	}
+	return nil, false
+}
+
+// typedValue makes a value of the schema's type.
+func (g *sweepGen) typedValue(schema map[string]any, name string, depth int) any {
 	switch schemaType(schema) {
 	case "object":
-		out := map[string]any{}
-		props, _ := schema["properties"].(map[string]any)
-		req := map[string]bool{}
-		if rs, ok := schema["required"].([]any); ok {
-			for _, r := range rs {
-				req[fmt.Sprint(r)] = true
-			}
-		}
-		for _, k := range slices.Sorted(mapsKeys(props)) {
-			if req[k] || (depth < 4 && g.chance(0.5)) {
-				ps, _ := props[k].(map[string]any)
-				out[k] = g.value(ps, k, depth+1)
-			}
-		}
-		if ap, ok := schema["additionalProperties"].(map[string]any); ok && g.chance(0.5) {
-			out["X-"+g.word(4)] = g.value(ap, "", depth+1)
-		}
-		return out
+		return g.objectValue(schema, depth)
 	case "array":
 		items, _ := schema["items"].(map[string]any)
 		n := g.pick(3)
@@ -547,6 +544,28 @@ func (g *sweepGen) value(schema map[string]any, name string, depth int) any {
 	}
 	// Any JSON value.
 	return map[string]any{"k": g.word(3)}
+}
+
+// objectValue makes an object with the required properties and some others.
+func (g *sweepGen) objectValue(schema map[string]any, depth int) map[string]any {
+	out := map[string]any{}
+	props, _ := schema["properties"].(map[string]any)
+	req := map[string]bool{}
+	if rs, ok := schema["required"].([]any); ok {
+		for _, r := range rs {
+			req[fmt.Sprint(r)] = true
+		}
+	}
+	for _, k := range slices.Sorted(mapsKeys(props)) {
+		if req[k] || (depth < 4 && g.chance(0.5)) {
+			ps, _ := props[k].(map[string]any)
+			out[k] = g.value(ps, k, depth+1)
+		}
+	}
+	if ap, ok := schema["additionalProperties"].(map[string]any); ok && g.chance(0.5) {
+		out["X-"+g.word(4)] = g.value(ap, "", depth+1)
+	}
+	return out
 }
 
 func schemaType(schema map[string]any) string {
@@ -676,31 +695,7 @@ func (g *sweepGen) mutate(op specOp, r *sweepRequest, pathVals map[string]string
 			pathVals[name] = sweepPathValues[kind]
 			return "path." + name + ":" + kind
 		case 1, 2: // a query parameter, known or not
-			var names []string
-			for _, p := range op.params {
-				if p.in == "query" {
-					names = append(names, p.name)
-				}
-			}
-			if len(names) == 0 || g.chance(0.15) {
-				name := pickOf(g, []string{"unknown", "limit", "namespace", "cursor"})
-				if !slices.Contains(*order, name) {
-					*order = append(*order, name)
-				}
-				query.Add(name, "1")
-				return "query." + name + ":extra"
-			}
-			name := pickOf(g, names)
-			kind := pickOf(g, sortedKeys(sweepQueryValues))
-			if !slices.Contains(*order, name) {
-				*order = append(*order, name)
-			}
-			if g.chance(0.1) {
-				query.Add(name, "\x01raw:"+sweepQueryValues[kind])
-				return "query." + name + ":repeated-" + kind
-			}
-			query.Set(name, "\x01raw:"+sweepQueryValues[kind])
-			return "query." + name + ":" + kind
+			return g.mutateQuery(op, query, order)
 		case 3, 4, 5: // a body field
 			if *body == nil {
 				continue
@@ -726,22 +721,7 @@ func (g *sweepGen) mutate(op specOp, r *sweepRequest, pathVals map[string]string
 			r.contentType = pickOf(g, sweepContentTypes)
 			return "content-type:" + r.contentType
 		case 8: // the path
-			kind := pickOf(g, []string{"trailing-slash", "double-slash", "upper-case", "extra-segment", "dot-segment", "no-v1"})
-			switch kind {
-			case "trailing-slash":
-				*path += "/"
-			case "double-slash":
-				*path = strings.Replace(*path, "/", "//", 2)
-			case "upper-case":
-				*path = strings.ToUpper((*path)[:3]) + (*path)[3:]
-			case "extra-segment":
-				*path += "/extra"
-			case "dot-segment":
-				*path += "/./"
-			case "no-v1":
-				*path = strings.TrimPrefix(*path, "/v1")
-			}
-			return "path:" + kind
+			return mutatePath(g, path)
 		case 9: // the method
 			m := pickOf(g, sweepMethods)
 			if m == r.method {
@@ -751,6 +731,56 @@ func (g *sweepGen) mutate(op specOp, r *sweepRequest, pathVals map[string]string
 			return "method:" + m
 		}
 	}
+}
+
+// mutateQuery sets a query parameter of op to a hostile value, or adds one
+// op does not have.
+func (g *sweepGen) mutateQuery(op specOp, query url.Values, order *[]string) string {
+	var names []string
+	for _, p := range op.params {
+		if p.in == "query" {
+			names = append(names, p.name)
+		}
+	}
+	if len(names) == 0 || g.chance(0.15) {
+		name := pickOf(g, []string{"unknown", "limit", "namespace", "cursor"})
+		if !slices.Contains(*order, name) {
+			*order = append(*order, name)
+		}
+		query.Add(name, "1")
+		return "query." + name + ":extra"
+	}
+	name := pickOf(g, names)
+	kind := pickOf(g, sortedKeys(sweepQueryValues))
+	if !slices.Contains(*order, name) {
+		*order = append(*order, name)
+	}
+	if g.chance(0.1) {
+		query.Add(name, "\x01raw:"+sweepQueryValues[kind])
+		return "query." + name + ":repeated-" + kind
+	}
+	query.Set(name, "\x01raw:"+sweepQueryValues[kind])
+	return "query." + name + ":" + kind
+}
+
+// mutatePath spoils the path itself.
+func mutatePath(g *sweepGen, path *string) string {
+	kind := pickOf(g, []string{"trailing-slash", "double-slash", "upper-case", "extra-segment", "dot-segment", "no-v1"})
+	switch kind {
+	case "trailing-slash":
+		*path += "/"
+	case "double-slash":
+		*path = strings.Replace(*path, "/", "//", 2)
+	case "upper-case":
+		*path = strings.ToUpper((*path)[:3]) + (*path)[3:]
+	case "extra-segment":
+		*path += "/extra"
+	case "dot-segment":
+		*path += "/./"
+	case "no-v1":
+		*path = strings.TrimPrefix(*path, "/v1")
+	}
+	return "path:" + kind
 }
 
 // mutateBody replaces, removes or adds one field of the body.

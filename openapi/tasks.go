@@ -16,7 +16,6 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner"
-	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
 
@@ -209,27 +208,27 @@ func (s *Server) registerTasks() {
 	}, s.cancelTask)
 }
 
-func taskSummary(t store.Task) TaskSummary {
+func taskSummary(t runner.Task) TaskSummary {
 	tags := t.Tags
 	if tags == nil {
 		tags = []string{}
 	}
 	return TaskSummary{
-		TaskUUID: t.TaskUUID, Namespace: t.Namespace, Name: t.TemplateName, Version: t.TemplateVersion, State: t.State,
+		TaskUUID: t.TaskUUID, Namespace: t.Namespace, Name: t.TemplateName, Version: t.TemplateVersion, State: string(t.State),
 		Priority: t.Priority, CorrelationID: t.CorrelationID, ParentCorrelationID: t.ParentCorrelationID.UUID,
 		IdempotencyKey: t.IdempotencyKey, Initiator: t.Initiator, SourceSystem: t.SourceSystem, Reason: t.Reason, Tags: tags,
 		StepsTotal: t.StepsTotal, StepsDone: t.StepsDone, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, CompletedAt: t.CompletedAt,
 	}
 }
 
-func stepFromRow(s store.Step) Step {
+func stepFromRow(s runner.Step) Step {
 	deps := s.DependsOn
 	if deps == nil {
 		deps = []string{}
 	}
 	return Step{
 		StepUUID: s.StepUUID, TaskUUID: s.TaskUUID, Namespace: s.Namespace, Name: s.Name, TemplateStepName: s.TemplateStepName,
-		Handler: s.Handler, Type: s.Type, State: s.State, DependsOn: deps, PendingParents: s.PendingParents,
+		Handler: s.Handler, Type: s.Type, State: string(s.State), DependsOn: deps, PendingParents: s.PendingParents,
 		Attempts: s.Attempts, MaxAttempts: s.MaxAttempts, Yields: s.Yields, Retryable: s.Retryable, TimeoutMs: s.TimeoutMs, RunAt: s.RunAt,
 		LeaseOwner: s.LeaseOwner, LeaseExpiresAt: s.LeaseExpiresAt,
 		Inputs: rawJSON(s.Inputs), Results: rawJSON(s.Results), Checkpoint: rawJSON(s.Checkpoint), LastError: rawJSON(s.LastError),
@@ -245,7 +244,7 @@ func rawJSON(b []byte) json.RawMessage {
 	return json.RawMessage(b)
 }
 
-func transitionsFromRows(rows []store.Transition) []Transition {
+func transitionsFromRows(rows []runner.Transition) []Transition {
 	out := make([]Transition, 0, len(rows))
 	for _, r := range rows {
 		out = append(out, Transition{
@@ -258,11 +257,11 @@ func transitionsFromRows(rows []store.Transition) []Transition {
 
 // loadTask reads a task with its steps (and transitions).
 func (s *Server) loadTask(ctx context.Context, id uuid.UUID, transitions bool) (Task, error) {
-	t, err := store.GetTask(ctx, s.cfg.DB, id)
+	t, err := s.cfg.Client.GetTask(ctx, id)
 	if err != nil {
 		return Task{}, s.fail(ctx, err)
 	}
-	steps, err := store.ListTaskSteps(ctx, s.cfg.DB, id)
+	steps, err := s.cfg.Client.ListTaskSteps(ctx, id)
 	if err != nil {
 		return Task{}, s.fail(ctx, err)
 	}
@@ -272,7 +271,7 @@ func (s *Server) loadTask(ctx context.Context, id uuid.UUID, transitions bool) (
 		hideStepExcerpts(ctx, &out.Steps[len(out.Steps)-1])
 	}
 	if transitions {
-		rows, err := store.ListTaskTransitions(ctx, s.cfg.DB, id)
+		rows, err := s.cfg.Client.ListTaskTransitions(ctx, id)
 		if err != nil {
 			return Task{}, s.fail(ctx, err)
 		}
@@ -320,7 +319,7 @@ func (s *Server) submitTask(ctx context.Context, in *submitTaskInput) (*submitTa
 			return nil, invalid("the template cannot be loaded", fieldError("body.name", lastPart(err)+"; delete this version and register it again"))
 		case errors.Is(err, runner.ErrInvalidRequest):
 			return nil, invalid("validation failed", fieldError("body", lastPart(err)))
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, runner.ErrNotFound):
 			v := b.Version
 			if v == "" {
 				v = "any version"
@@ -342,7 +341,7 @@ func (s *Server) submitTask(ctx context.Context, in *submitTaskInput) (*submitTa
 }
 
 func (s *Server) getTask(ctx context.Context, in *getTaskInput) (*taskOutput, error) {
-	if s.cfg.DB == nil {
+	if s.cfg.Client == nil {
 		return nil, errNoDatabase
 	}
 	task, err := s.loadTask(ctx, in.TaskUUID, slices.Contains(in.Include, "transitions"))
@@ -353,11 +352,11 @@ func (s *Server) getTask(ctx context.Context, in *getTaskInput) (*taskOutput, er
 }
 
 func (s *Server) listTasks(ctx context.Context, in *listTasksInput) (*listTasksOutput, error) {
-	if s.cfg.DB == nil {
+	if s.cfg.Client == nil {
 		return nil, errNoDatabase
 	}
-	f := store.TaskFilter{
-		States: in.State, Namespace: in.Namespace, TemplateName: in.Template, CorrelationID: in.CorrelationID,
+	f := runner.TaskFilter{
+		States: typedTaskStates(in.State), Namespace: in.Namespace, TemplateName: in.Template, CorrelationID: in.CorrelationID,
 		CreatedAfter: in.CreatedAfter, CreatedBefore: in.CreatedBefore, Limit: in.Limit,
 	}
 	if in.Cursor != "" {
@@ -367,7 +366,7 @@ func (s *Server) listTasks(ctx context.Context, in *listTasksInput) (*listTasksO
 		}
 		f.Before = id
 	}
-	rows, more, err := store.ListTasks(ctx, s.cfg.DB, f)
+	rows, more, err := s.cfg.Client.ListTasks(ctx, f)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -383,8 +382,17 @@ func (s *Server) listTasks(ctx context.Context, in *listTasksInput) (*listTasksO
 
 // manual describes a manual change for the audit trail: the actor "api",
 // the authenticated caller when auth is on, and the reason given.
-func (s *Server) manual(ctx context.Context, reason string) store.Manual {
-	m := store.Manual{Actor: "api", Reason: reason, Now: s.cfg.Now()}
+// typedTaskStates types the state filter (already checked against the enum).
+func typedTaskStates(in []string) []runner.TaskState {
+	out := make([]runner.TaskState, len(in))
+	for i, s := range in {
+		out[i] = runner.TaskState(s)
+	}
+	return out
+}
+
+func (s *Server) manual(ctx context.Context, reason string) runner.Manual {
+	m := runner.Manual{Actor: "api", Reason: reason, Now: s.cfg.Now()}
 	if p, ok := PrincipalFrom(ctx); ok {
 		m.Principal = string(p.Kind) + ":" + p.Name
 	}
@@ -392,14 +400,14 @@ func (s *Server) manual(ctx context.Context, reason string) store.Manual {
 }
 
 func (s *Server) cancelTask(ctx context.Context, in *cancelTaskInput) (*taskOutput, error) {
-	if s.cfg.DB == nil {
+	if s.cfg.Client == nil {
 		return nil, errNoDatabase
 	}
 	var reason string
 	if in.Body != nil {
 		reason = in.Body.Reason
 	}
-	if _, err := store.CancelTask(ctx, s.cfg.DB, in.TaskUUID, s.manual(ctx, reason)); err != nil {
+	if _, err := s.cfg.Client.CancelTask(ctx, in.TaskUUID, s.manual(ctx, reason)); err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	task, err := s.loadTask(ctx, in.TaskUUID, false)

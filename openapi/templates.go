@@ -18,7 +18,7 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/tasker-runner/tasker-runner/contracts"
-	"github.com/tasker-runner/tasker-runner/runner/store"
+	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
 
@@ -305,11 +305,11 @@ func templateProblems(ps []workflow.Problem) []TemplateProblem {
 	return out
 }
 
-func templateSummary(t store.TemplateSummary) TemplateSummary {
+func templateSummary(t runner.TemplateSummary) TemplateSummary {
 	return TemplateSummary{TemplateID: t.ID, Namespace: t.Namespace, Name: t.Name, Version: t.Version, Description: t.Description, Steps: t.Steps, CreatedAt: t.CreatedAt}
 }
 
-func templateFromRow(t store.Template) Template {
+func templateFromRow(t runner.Template) Template {
 	steps := 0
 	var def struct {
 		Steps []json.RawMessage `json:"steps"`
@@ -324,10 +324,10 @@ func templateFromRow(t store.Template) Template {
 }
 
 func (s *Server) listTemplates(ctx context.Context, in *listTemplatesInput) (*listTemplatesOutput, error) {
-	if s.cfg.DB == nil {
+	if s.cfg.Client == nil {
 		return nil, errNoDatabase
 	}
-	f := store.TemplateFilter{Namespace: in.Namespace, Name: in.Name, Limit: in.Limit}
+	f := runner.TemplateFilter{Namespace: in.Namespace, Name: in.Name, Limit: in.Limit}
 	if in.Cursor != "" {
 		id, err := decodeIDCursor(in.Cursor)
 		if err != nil {
@@ -335,7 +335,7 @@ func (s *Server) listTemplates(ctx context.Context, in *listTemplatesInput) (*li
 		}
 		f.Before = id
 	}
-	rows, more, err := store.ListTemplates(ctx, s.cfg.DB, f)
+	rows, more, err := s.cfg.Client.ListTemplates(ctx, f)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -350,10 +350,10 @@ func (s *Server) listTemplates(ctx context.Context, in *listTemplatesInput) (*li
 }
 
 func (s *Server) getTemplate(ctx context.Context, in *getTemplateInput) (*templateOutput, error) {
-	if s.cfg.DB == nil {
+	if s.cfg.Client == nil {
 		return nil, errNoDatabase
 	}
-	row, err := store.GetTemplate(ctx, s.cfg.DB, in.Namespace, in.Name, in.Version)
+	row, err := s.cfg.Client.GetTemplate(ctx, in.Namespace, in.Name, in.Version)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -368,9 +368,9 @@ func (s *Server) deleteTemplate(ctx context.Context, in *deleteTemplateInput) (*
 	switch {
 	case err == nil:
 		return &deleteTemplateOutput{}, nil
-	case errors.As(err, new(*store.TemplateInUseError)):
+	case errors.As(err, new(*runner.TemplateInUseError)):
 		return nil, problem(http.StatusConflict, lastPart(err))
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, runner.ErrNotFound):
 		return nil, problem(http.StatusNotFound, fmt.Sprintf("template %s/%s@%s is not registered", in.Namespace, in.Name, in.Version))
 	}
 	return nil, s.fail(ctx, err)
@@ -404,7 +404,7 @@ func (s *Server) registerTemplate(ctx context.Context, in *templateBodyInput) (*
 		}
 		return nil, s.fail(ctx, err)
 	}
-	row, err := store.GetTemplateByID(ctx, s.cfg.DB, info.ID)
+	row, err := s.cfg.Client.GetTemplateByID(ctx, info.ID)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -433,10 +433,10 @@ func (s *Server) validateTemplate(ctx context.Context, in *templateBodyInput) (*
 	out.Body.Valid = true
 	out.Body.Warnings = templateProblems(tpl.Warnings())
 	out.Body.Namespace, out.Body.Name, out.Body.Version, out.Body.Steps = tpl.NamespaceName, tpl.Name, tpl.Version, len(tpl.Steps)
-	if s.cfg.DB != nil {
-		row, err := store.GetTemplate(ctx, s.cfg.DB, tpl.NamespaceName, tpl.Name, tpl.Version)
+	if s.cfg.Client != nil {
+		row, err := s.cfg.Client.GetTemplate(ctx, tpl.NamespaceName, tpl.Name, tpl.Version)
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, runner.ErrNotFound):
 			out.Body.Registered = "new"
 		case err != nil:
 			return nil, s.fail(ctx, err)

@@ -28,33 +28,24 @@ import (
 // unstorable returns the problem with the first string of the request that
 // the database could not store, or nil: path, query and header parameters
 // of the operation, then its JSON body. It is the REST half; the mirror
-// calls [checkParams] and [jsonTextProblem].
+// calls [Server.checkParams] and [jsonTextProblem].
 func unstorable(ctx huma.Context, op *huma.Operation) *huma.ErrorDetail {
 	var query map[string][]string
-	for _, p := range op.Parameters {
-		if p == nil {
-			continue
-		}
-		var values []string
+	return paramText(op, func(p *huma.Param) []string {
 		switch p.In {
 		case "path":
-			values = []string{ctx.Param(p.Name)}
+			return []string{ctx.Param(p.Name)}
 		case "query":
 			if query == nil {
 				u := ctx.URL()
 				query = u.Query()
 			}
-			values = query[p.Name]
+			return query[p.Name]
 		case "header":
-			values = []string{ctx.Header(p.Name)}
+			return []string{ctx.Header(p.Name)}
 		}
-		for _, v := range values {
-			if msg := contracts.TextProblem(v); msg != "" {
-				return fieldError(p.In+"."+p.Name, msg)
-			}
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // textMiddleware refuses requests carrying strings the database could not

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/tasker-runner/tasker-runner/openapi"
-	"github.com/tasker-runner/tasker-runner/runner/store"
+	"github.com/tasker-runner/tasker-runner/runner"
 )
 
 // An endpoint whose secret_ref this process cannot resolve (registered by
@@ -25,7 +25,7 @@ func TestUnusableEndpointShownInHandlersAndStatus(t *testing.T) {
 
 	// Stored as another process would (the API checks the reference
 	// resolves here, and this one does not).
-	if _, err := store.PutEndpoint(t.Context(), e.pool, store.HandlerEndpoint{
+	if _, err := runner.NewClient(e.pool, runner.ClientConfig{}).PutEndpoint(t.Context(), runner.HandlerEndpoint{
 		Namespace: "shop", Pattern: "pay.*", URL: srv.URL, Protocol: "http", SecretRef: "env:ELSEWHERE_ONLY",
 	}, time.Now()); err != nil {
 		t.Fatal(err)

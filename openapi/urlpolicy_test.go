@@ -19,6 +19,8 @@ import (
 	adminv1 "github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1"
 	"github.com/tasker-runner/tasker-runner/contracts/gen/tasker/admin/v1/adminv1connect"
 	"github.com/tasker-runner/tasker-runner/openapi"
+
+	"github.com/tasker-runner/tasker-runner/runner"
 )
 
 // internalService stands for a service only the runner can reach: it
@@ -77,7 +79,7 @@ func TestHandlerURLPolicyRefusesRegistration(t *testing.T) {
 	e.do(http.MethodPut, "/v1/handlers/pay.*", map[string]any{"url": "http://10.20.30.40:8080/{callable}"}, http.StatusCreated, nil)
 
 	// The Connect mirror refuses the same way.
-	base, _ := serveMirrorConfig(t, openapi.Config{Version: "test", DB: e.pool, URLPolicy: &callout.URLPolicy{}}, nil)
+	base, _ := serveMirrorConfig(t, openapi.Config{Version: "test", Client: runner.NewClient(e.pool, runner.ClientConfig{}), URLPolicy: &callout.URLPolicy{}}, nil)
 	client := adminv1connect.NewAdminServiceClient(h2cClient(t), base)
 	_, err := client.PutHandler(t.Context(), connect.NewRequest(&adminv1.PutHandlerRequest{
 		Pattern: "internal.read", Endpoint: &adminv1.HandlerEndpointInput{Url: "http://2852039166/"},
@@ -181,7 +183,7 @@ func TestReplyExcerptNeedsAdminScope(t *testing.T) {
 
 	// The Connect mirror answers as REST does.
 	auth := newAuth(t, nil)
-	base, _ := serveMirrorConfig(t, openapi.Config{Version: "test", DB: e.pool}, auth)
+	base, _ := serveMirrorConfig(t, openapi.Config{Version: "test", Client: runner.NewClient(e.pool, runner.ClientConfig{})}, auth)
 	client := adminv1connect.NewAdminServiceClient(h2cClient(t), base)
 	getTask := func(key string) string {
 		req := connect.NewRequest(&adminv1.GetTaskRequest{TaskUuid: sub.TaskUUID, Include: []string{"transitions"}})

@@ -15,8 +15,10 @@ import (
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
 
-// Client registers templates and submits tasks. It is safe for concurrent
-// use and needs no running [Runner].
+// Client registers templates, submits tasks, and carries the admin
+// operations: read tasks, steps, dead letters, templates, endpoints,
+// workers and queues, and change them by hand (cancel, retry, redrive,
+// resolve). It is safe for concurrent use and needs no running [Runner].
 type Client struct {
 	db       store.DB
 	defaults workflow.RetryDefaults
@@ -36,8 +38,8 @@ type ClientConfig struct {
 	Now func() time.Time
 }
 
-// NewClient returns a [Client] writing through db.
-func NewClient(db store.DB, cfg ClientConfig) *Client {
+// NewClient returns a [Client] writing through db (a *pgxpool.Pool, say).
+func NewClient(db DB, cfg ClientConfig) *Client {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -146,12 +148,15 @@ func (c *Client) SubmitMany(ctx context.Context, reqs []SubmitRequest) ([]Submit
 	return out, err
 }
 
-// DeleteTemplate removes a template version with its finished tasks (see
-// [store.DeleteTemplate]) and returns how many tasks went with it.
+// DeleteTemplate removes a template version together with its finished
+// tasks (complete, cancelled, resolved_manually), their steps and history,
+// in one transaction, and returns how many tasks went with it. A template
+// with unfinished tasks is refused with a [*TemplateInUseError], an
+// unknown one with an error matching [ErrNotFound].
 func (c *Client) DeleteTemplate(ctx context.Context, namespace, name, version string) (int, error) {
 	n, err := store.DeleteTemplate(ctx, c.db, namespace, name, version)
 	c.forget(templateKey{namespace, name, version})
-	return n, err
+	return n, adminError(err)
 }
 
 // forget drops what this process cached about a template version.

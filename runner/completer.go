@@ -19,7 +19,7 @@ type Event struct {
 	Step store.ClaimedStep
 	// State is the step's new state: complete, waiting_for_retry, error, or
 	// enqueued (lease released at shutdown).
-	State string
+	State StepState
 	// Stale is true when the fence refused the write (the lease was lost).
 	Stale  bool
 	Result contracts.StepResult
@@ -27,7 +27,7 @@ type Event struct {
 	Started, Finished time.Time
 	// TaskState is set when this write finished the task: complete or
 	// blocked_by_failures.
-	TaskState string
+	TaskState TaskState
 }
 
 type pendingOutcome struct {
@@ -94,7 +94,7 @@ type claimWaker interface {
 type completerStore interface {
 	completeAndClaim(ctx context.Context, now time.Time, cs []store.Completion, claim store.ClaimParams) (store.CompleteResult, []store.ClaimedStep, error)
 	writeGrowing(ctx context.Context, ps []pendingOutcome) (store.CompleteResult, error)
-	landed(ctx context.Context, cs []store.Completion) (map[uuid.UUID]string, error)
+	landed(ctx context.Context, cs []store.Completion) (map[uuid.UUID]contracts.StepState, error)
 	releaseLost(ctx context.Context, claimedAt []time.Time, now time.Time) (int, error)
 }
 
@@ -372,7 +372,7 @@ func (c *completer) releaseLost(ctx context.Context, claimedAt []time.Time) {
 func (c *completer) giveBack(steps []store.ClaimedStep) {
 	for _, s := range steps {
 		c.add(pendingOutcome{step: s, completion: store.Completion{
-			StepUUID: s.StepUUID, Attempt: s.Attempt, Epoch: s.Epoch, State: store.StateEnqueued, RunAt: c.cfg.Now(),
+			StepUUID: s.StepUUID, Attempt: s.Attempt, Epoch: s.Epoch, State: contracts.StepStateEnqueued, RunAt: c.cfg.Now(),
 		}})
 	}
 }
@@ -477,7 +477,7 @@ func (c *completer) handOver(batch []pendingOutcome, w written) {
 	for i := range batch {
 		p := &batch[i]
 		// A yielded step is claimable again at once.
-		ready = ready || len(p.completion.Checkpoint) > 0 && w.res.Applied[p.completion.StepUUID] == store.StateEnqueued
+		ready = ready || len(p.completion.Checkpoint) > 0 && w.res.Applied[p.completion.StepUUID] == contracts.StepStateEnqueued
 	}
 	admitted, refused, more := c.permits.settle(batch, w.claimed)
 	c.stats.claimedWithCompletions.Add(int64(len(admitted)))
@@ -521,16 +521,16 @@ func (c *completer) report(batch []pendingOutcome, res store.CompleteResult) {
 
 // count counts one written outcome by its state and returns when the step
 // runs again, if it waits to (a retry, or a release with a delay).
-func (c *completer) count(p *pendingOutcome, state string) (time.Time, bool) {
+func (c *completer) count(p *pendingOutcome, state contracts.StepState) (time.Time, bool) {
 	switch state {
-	case store.StateComplete:
+	case contracts.StepStateComplete:
 		c.stats.completed.Add(1)
-	case store.StateWaitingForRetry:
+	case contracts.StepStateWaitingForRetry:
 		c.stats.retried.Add(1)
 		return p.completion.RunAt, true
-	case store.StateError:
+	case contracts.StepStateError:
 		c.stats.failed.Add(1)
-	case store.StateEnqueued:
+	case contracts.StepStateEnqueued:
 		c.stats.released.Add(1)
 		if p.completion.RunAt.After(p.finished) {
 			return p.completion.RunAt, true
@@ -553,7 +553,7 @@ func (s poolCompleterStore) writeGrowing(ctx context.Context, ps []pendingOutcom
 	return s.r.writeGrowing(ctx, ps)
 }
 
-func (s poolCompleterStore) landed(ctx context.Context, cs []store.Completion) (map[uuid.UUID]string, error) {
+func (s poolCompleterStore) landed(ctx context.Context, cs []store.Completion) (map[uuid.UUID]contracts.StepState, error) {
 	return store.LandedCompletions(ctx, s.r.pool, cs)
 }
 

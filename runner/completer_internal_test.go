@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
@@ -56,7 +57,7 @@ func TestCompleterHandsPermitsToItsClaim(t *testing.T) {
 	var events []Event
 	c.cfg.OnEvent = func(e Event) { events = append(events, e) }
 
-	batch := []pendingOutcome{outcome(store.StateComplete), outcome(store.StateComplete)}
+	batch := []pendingOutcome{outcome(contracts.StepStateComplete), outcome(contracts.StepStateComplete)}
 	if !c.flush(context.Background(), batch) {
 		t.Fatal("flush reported a hard stop")
 	}
@@ -70,7 +71,7 @@ func TestCompleterHandsPermitsToItsClaim(t *testing.T) {
 		t.Fatalf("launched %+v, want the first claimed step", permits.launched)
 	}
 	back := c.take()
-	if len(back) != 1 || back[0].completion.StepUUID != claims[1].StepUUID || back[0].completion.State != store.StateEnqueued ||
+	if len(back) != 1 || back[0].completion.StepUUID != claims[1].StepUUID || back[0].completion.State != contracts.StepStateEnqueued ||
 		back[0].completion.Epoch != 8 || back[0].completion.Attempt != 2 {
 		t.Fatalf("given back %+v, want the refused step enqueued under its claim", back)
 	}
@@ -94,7 +95,7 @@ func TestCompleterClaimsNothingOnceClaimingStops(t *testing.T) {
 			st := &fakeCompleterStore{claims: []store.ClaimedStep{{StepUUID: uuid.New()}}}
 			c := newTestCompleter(completerConfig{ClaimWithCompletions: tc.enabled}, &fakePermits{heldN: 1}, st, &fakeWaker{})
 			c.claiming = func() ([]string, bool) { return []string{"ns"}, tc.claiming }
-			c.flush(context.Background(), []pendingOutcome{outcome(store.StateComplete)})
+			c.flush(context.Background(), []pendingOutcome{outcome(contracts.StepStateComplete)})
 			if len(st.sends) != 1 || st.sends[0].Limit != 0 {
 				t.Fatalf("claims sent: %+v, want one write claiming nothing", st.sends)
 			}
@@ -110,7 +111,7 @@ func TestCompleterResendsAndReleasesLostClaims(t *testing.T) {
 	st := &fakeCompleterStore{errs: []error{errors.New("connection reset")}, stale: true}
 	w := &fakeWaker{}
 	c := newTestCompleter(completerConfig{ClaimWithCompletions: true}, &fakePermits{heldN: 1}, st, w)
-	p := outcome(store.StateComplete)
+	p := outcome(contracts.StepStateComplete)
 	if !c.flush(context.Background(), []pendingOutcome{p}) {
 		t.Fatal("flush reported a hard stop")
 	}
@@ -137,13 +138,13 @@ func TestCompleterStopWritesEverything(t *testing.T) {
 	st := &fakeCompleterStore{}
 	w := &fakeWaker{}
 	c := newTestCompleter(completerConfig{FlushBatch: 2}, &fakePermits{}, st, w)
-	retry := outcome(store.StateWaitingForRetry)
+	retry := outcome(contracts.StepStateWaitingForRetry)
 	retry.completion.RunAt = time.Unix(100, 0)
-	later := outcome(store.StateWaitingForRetry)
+	later := outcome(contracts.StepStateWaitingForRetry)
 	later.completion.RunAt = time.Unix(200, 0)
 	c.add(later)
 	c.add(retry)
-	c.add(outcome(store.StateError))
+	c.add(outcome(contracts.StepStateError))
 	// Written by the loop or by Stop: Stop returns once all are.
 	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
@@ -27,7 +28,7 @@ func (e *gatedExecutor) execute(ctx context.Context, s store.ClaimedStep) pendin
 	case <-e.release:
 	case <-ctx.Done():
 	}
-	return pendingOutcome{step: s, completion: store.Completion{StepUUID: s.StepUUID, Epoch: s.Epoch, State: store.StateComplete}}
+	return pendingOutcome{step: s, completion: store.Completion{StepUUID: s.StepUUID, Epoch: s.Epoch, State: contracts.StepStateComplete}}
 }
 
 // recordingSink is an [outcomeSink] that keeps what it is given.

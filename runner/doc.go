@@ -40,7 +40,6 @@
 // mounts it on its own mux with what the Server reports:
 //
 //	api := openapi.New(openapi.Config{
-//		DB:          pool,
 //		Client:      srv.Client(),
 //		Endpoints:   srv.Endpoints,
 //		RunnerStats: srv.Stats,
@@ -57,8 +56,15 @@
 //
 // # The parts
 //
-// A [Client] registers templates and submits tasks; it needs no running
-// runner, so a program that only submits uses [NewClient] alone. A [Runner]
+// A [Client] registers templates and submits tasks, and carries the admin
+// operations (as River's client carries JobCancel and JobList): read tasks,
+// steps, dead letters, templates, handler endpoints, workers and queues
+// ([Client.GetTask], [Client.ListTasks], ...), and change them by hand
+// ([Client.CancelTask], [Client.RetryStep], [Client.RedriveSteps],
+// [Client.ResolveStep], [Client.PutEndpoint]). Its types ([Task], [Step],
+// [HandlerEndpoint], ...) are the runner's own, with states typed as
+// [StepState] and [TaskState]. It needs no running runner, so a program
+// that only submits or administers uses [NewClient] alone. A [Runner]
 // is the engine a Server runs: it wakes on LISTEN/NOTIFY and a fallback
 // poller, claims ready steps under a lease in one statement, runs them with
 // bounded concurrency and writes results in batches that also claim the

@@ -33,7 +33,7 @@ import (
 type Endpoints struct {
 	Registry *callout.Registry
 	Static   []callout.Endpoint
-	DB       store.DB
+	DB       DB
 	// LookupEnv resolves "env:" secret references. Default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 	// SecretDirs are where "file:" secret references may point; nil means

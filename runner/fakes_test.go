@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
@@ -120,7 +121,7 @@ func (s *fakeCompleterStore) completeAndClaim(_ context.Context, now time.Time, 
 			return store.CompleteResult{}, nil, err
 		}
 	}
-	res := store.CompleteResult{Applied: map[uuid.UUID]string{}}
+	res := store.CompleteResult{Applied: map[uuid.UUID]contracts.StepState{}}
 	for _, c := range cs {
 		if s.stale {
 			res.Stale++
@@ -133,14 +134,14 @@ func (s *fakeCompleterStore) completeAndClaim(_ context.Context, now time.Time, 
 }
 
 func (s *fakeCompleterStore) writeGrowing(context.Context, []pendingOutcome) (store.CompleteResult, error) {
-	return store.CompleteResult{Applied: map[uuid.UUID]string{}}, nil
+	return store.CompleteResult{Applied: map[uuid.UUID]contracts.StepState{}}, nil
 }
 
-func (s *fakeCompleterStore) landed(_ context.Context, cs []store.Completion) (map[uuid.UUID]string, error) {
+func (s *fakeCompleterStore) landed(_ context.Context, cs []store.Completion) (map[uuid.UUID]contracts.StepState, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.landedCS = append(s.landedCS, cs...)
-	out := map[uuid.UUID]string{}
+	out := map[uuid.UUID]contracts.StepState{}
 	for _, c := range cs {
 		out[c.StepUUID] = c.State
 	}
@@ -155,7 +156,7 @@ func (s *fakeCompleterStore) releaseLost(_ context.Context, claimedAt []time.Tim
 }
 
 // outcome returns a pending outcome that completes a new step.
-func outcome(state string) pendingOutcome {
+func outcome(state contracts.StepState) pendingOutcome {
 	s := store.ClaimedStep{StepUUID: uuid.New(), TaskUUID: uuid.New(), Attempt: 1, Epoch: 1}
 	return pendingOutcome{step: s, completion: store.Completion{StepUUID: s.StepUUID, Attempt: 1, Epoch: 1, State: state}}
 }

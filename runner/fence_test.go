@@ -195,9 +195,9 @@ func (rig *fenceRig) transitions(t *testing.T, step string, to string) int {
 func TestRunnerResendsCompletionWhoseReplyWasLost(t *testing.T) {
 	t.Parallel()
 	rig := newFenceRig(t, "fence_lost_reply", contracts.StepResult{Success: true, Result: json.RawMessage(`{"step":"s0"}`)}, true)
-	rig.loseReply(t, "s0's completion to commit", func() bool { return rig.s0(t).State == store.StateComplete })
+	rig.loseReply(t, "s0's completion to commit", func() bool { return rig.s0(t).State == contracts.StepStateComplete })
 	rig.proxy.Restore()
-	waitFor(t, 30*time.Second, "the task to complete", func() bool { return taskState(t, rig.pool, rig.task) == store.TaskComplete })
+	waitFor(t, 30*time.Second, "the task to complete", func() bool { return taskState(t, rig.pool, rig.task) == string(contracts.TaskStateComplete) })
 	waitFor(t, 30*time.Second, "s0's event", func() bool { return len(rig.s0Events()) > 0 })
 
 	if rig.retries.Load() == 0 {
@@ -221,7 +221,7 @@ func TestRunnerResendsCompletionWhoseReplyWasLost(t *testing.T) {
 		t.Fatalf("task: %d of %d done, %v; want 2 of 2", tk.StepsDone, tk.StepsTotal, err)
 	}
 	ev := rig.s0Events()
-	if len(ev) != 1 || ev[0].Stale || ev[0].State != store.StateComplete {
+	if len(ev) != 1 || ev[0].Stale || ev[0].State != contracts.StepStateComplete {
 		t.Fatalf("s0's events = %+v; want one, complete, not stale", ev)
 	}
 	if st := rig.runner.Stats(); st.Completed != 4 || st.Stale != 0 || st.Released != 1 {
@@ -245,7 +245,7 @@ func TestRunnerResentYieldDoesNotLandOnNextClaim(t *testing.T) {
 	// reconnecting every 5ms, re-claims the step before the re-send.
 	waitFor(t, 30*time.Second, "the completer to back off", func() bool { return rig.retries.Load() >= 8 })
 	rig.proxy.Restore()
-	waitFor(t, 30*time.Second, "the task to complete", func() bool { return taskState(t, rig.pool, rig.task) == store.TaskComplete })
+	waitFor(t, 30*time.Second, "the task to complete", func() bool { return taskState(t, rig.pool, rig.task) == string(contracts.TaskStateComplete) })
 	waitFor(t, 30*time.Second, "s0's events", func() bool { return len(rig.s0Events()) >= 2 })
 
 	s0 := rig.s0(t)
@@ -265,7 +265,7 @@ func TestRunnerResentYieldDoesNotLandOnNextClaim(t *testing.T) {
 		}
 	}
 	ev := rig.s0Events()
-	if len(ev) != 2 || ev[1].Stale || ev[1].State != store.StateComplete || ev[1].Step.Epoch <= ev[0].Step.Epoch || ev[1].Step.Attempt != ev[0].Step.Attempt {
+	if len(ev) != 2 || ev[1].Stale || ev[1].State != contracts.StepStateComplete || ev[1].Step.Epoch <= ev[0].Step.Epoch || ev[1].Step.Attempt != ev[0].Step.Attempt {
 		for _, e := range ev {
 			t.Logf("s0 event: attempt %d epoch %d %s stale=%v", e.Step.Attempt, e.Step.Epoch, e.State, e.Stale)
 		}

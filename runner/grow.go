@@ -67,7 +67,7 @@ func (g *taskGraph) Instances(templateStep string) iter.Seq[workflow.Instance] {
 	return func(yield func(workflow.Instance) bool) {
 		for _, i := range g.byTpl[templateStep] {
 			s := &g.steps[i]
-			done := s.State == store.StateComplete || s.State == store.StepResolvedManually
+			done := s.State == contracts.StepStateComplete || s.State == contracts.StepStateResolvedManually
 			if !yield(workflow.Instance{ID: s.StepUUID, Done: done}) {
 				return
 			}
@@ -90,7 +90,7 @@ func (g *grower) grow(p *pendingOutcome, tpl *workflow.Template) ([]store.GrowSt
 		return nil, nil
 	}
 	self := graph.find(p.step.StepUUID)
-	if self == nil || self.State != store.StepInProgress || self.LeaseOwner != g.r.cfg.WorkerID ||
+	if self == nil || self.State != contracts.StepStateInProgress || self.LeaseOwner != g.r.cfg.WorkerID ||
 		self.Attempts != p.step.Attempt || self.LeaseEpoch != p.step.Epoch {
 		return nil, nil
 	}
@@ -200,7 +200,7 @@ func (g *grower) instantiate(p *pendingOutcome, tpl *workflow.Template, graph *t
 	for _, s := range out {
 		graph.add(store.TaskStep{
 			StepUUID: s.StepUUID, TaskUUID: s.TaskUUID, Name: s.Name, TemplateStepName: s.TemplateStepName,
-			Type: s.Type, State: store.StepPending,
+			Type: s.Type, State: contracts.StepStatePending,
 		})
 	}
 	return out, nil
@@ -215,7 +215,7 @@ func failWith(p *pendingOutcome, err error, now time.Time) {
 	p.result = contracts.Failure(kind, err.Error(), false)
 	p.completion = store.Completion{
 		StepUUID: p.completion.StepUUID, Attempt: p.completion.Attempt, Epoch: p.completion.Epoch,
-		State: store.StateError, Error: mustJSON(p.result), RunAt: now,
+		State: contracts.StepStateError, Error: mustJSON(p.result), RunAt: now,
 	}
 }
 
@@ -302,7 +302,7 @@ func (r *Runner) writeGrowingOnce(ctx context.Context, ps []pendingOutcome, refu
 		var failed []store.Batch
 		for i := range ps {
 			p := &ps[i]
-			if res.Applied[p.step.StepUUID] == store.StateError && failureStrategy(p.step) == workflow.FailFast {
+			if res.Applied[p.step.StepUUID] == contracts.StepStateError && failureStrategy(p.step) == workflow.FailFast {
 				failed = append(failed, store.Batch{TaskUUID: p.step.TaskUUID, TemplateStepName: p.step.TemplateStepName})
 				r.log.Info("fail_fast batch: worker failed; cancelling the workers not started", "step_uuid", p.step.StepUUID)
 			}

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/tasker-runner/tasker-runner/runner/store"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 // Observer receives a runner's measurements, for metrics. Set one with
@@ -23,7 +25,7 @@ type Observer interface {
 	// (dead-lettered) or enqueued (released without consuming the attempt:
 	// shutdown, or its circuit breaker was open). ran is how long the
 	// handler ran; 0 when it was not called.
-	StepFinished(namespace, handler, state string, ran time.Duration)
+	StepFinished(namespace, handler string, state StepState, ran time.Duration)
 	// StaleCompletions reports n outcomes refused by the fence in one write
 	// (their lease was lost; the step is someone else's now).
 	StaleCompletions(n int)
@@ -38,18 +40,18 @@ type Observer interface {
 	// retention lock, with the tasks it deleted by state (complete,
 	// resolved_manually, blocked_by_failures, cancelled; absent: none) and
 	// how long it took. Not on the hot path.
-	RetentionDone(deleted map[string]int, d time.Duration)
+	RetentionDone(deleted map[TaskState]int, d time.Duration)
 }
 
 // NopObserver is an [Observer] that discards every measurement.
 type NopObserver struct{}
 
-func (NopObserver) StepClaimed(string, string, time.Duration)          {}
-func (NopObserver) StepFinished(string, string, string, time.Duration) {}
-func (NopObserver) StaleCompletions(int)                               {}
-func (NopObserver) ListenerReconnect()                                 {}
-func (NopObserver) FlushDone(int, time.Duration)                       {}
-func (NopObserver) RetentionDone(map[string]int, time.Duration)        {}
+func (NopObserver) StepClaimed(string, string, time.Duration)             {}
+func (NopObserver) StepFinished(string, string, StepState, time.Duration) {}
+func (NopObserver) StaleCompletions(int)                                  {}
+func (NopObserver) ListenerReconnect()                                    {}
+func (NopObserver) FlushDone(int, time.Duration)                          {}
+func (NopObserver) RetentionDone(map[TaskState]int, time.Duration)        {}
 
 var _ Observer = NopObserver{}
 
@@ -62,7 +64,7 @@ func observeFlush(obs Observer, batch []pendingOutcome, res store.CompleteResult
 			continue
 		}
 		var ran time.Duration
-		if state != store.StateEnqueued && !p.started.IsZero() {
+		if state != contracts.StepStateEnqueued && !p.started.IsZero() {
 			ran = p.finished.Sub(p.started)
 		}
 		obs.StepFinished(p.step.Namespace, p.step.Handler, state, ran)

@@ -25,12 +25,13 @@ type recordingObserver struct {
 	flushTime  time.Duration
 	// retention runs that took the lock, and the tasks they deleted by state
 	retentionRuns int
-	retained      map[string]int
+	retained      map[runner.TaskState]int
 }
 
 type finish struct {
-	ns, state string
-	ran       time.Duration
+	ns    string
+	state runner.StepState
+	ran   time.Duration
 }
 
 func newRecordingObserver() *recordingObserver {
@@ -43,7 +44,7 @@ func (o *recordingObserver) StepClaimed(ns, handler string, waited time.Duration
 	o.claimed[handler] = append(o.claimed[handler], waited)
 }
 
-func (o *recordingObserver) StepFinished(ns, handler, state string, ran time.Duration) {
+func (o *recordingObserver) StepFinished(ns, handler string, state runner.StepState, ran time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.finished[handler] = append(o.finished[handler], finish{ns, state, ran})
@@ -69,13 +70,13 @@ func (o *recordingObserver) FlushDone(n int, d time.Duration) {
 	o.flushTime += d
 }
 
-func (o *recordingObserver) RetentionDone(deleted map[string]int, d time.Duration) {
+func (o *recordingObserver) RetentionDone(deleted map[runner.TaskState]int, d time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.retentionRuns++
 	for s, n := range deleted {
 		if o.retained == nil {
-			o.retained = map[string]int{}
+			o.retained = map[runner.TaskState]int{}
 		}
 		o.retained[s] += n
 	}

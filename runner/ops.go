@@ -9,7 +9,7 @@ import (
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
-// ValidateEndpoint checks a handler endpoint row exactly as a runner loading
+// ValidateEndpoint checks a handler endpoint exactly as a runner loading
 // it from the database would ([Endpoints.Reload]): the secret reference must
 // be "", "env:NAME" or "file:/path" and resolve in this process with
 // secrets (see [SecretSource.Resolve]), and a [callout.Registry] must
@@ -20,7 +20,8 @@ import (
 // It does not apply a [callout.URLPolicy]: registration does that itself
 // ([callout.URLPolicy.Check]), since rows loaded later must not be refused
 // wholesale when the policy changes.
-func ValidateEndpoint(row store.HandlerEndpoint, secrets SecretSource) error {
+func ValidateEndpoint(ep HandlerEndpoint, secrets SecretSource) error {
+	row := store.HandlerEndpoint(ep)
 	if row.TimeoutMs < 0 || row.MaxConcurrency < 0 || row.BatchMax < 0 || row.BatchWindowMs < 0 ||
 		row.BreakerMaxRequests < 0 || row.BreakerIntervalMs < 0 || row.BreakerOpenTimeoutMs < 0 || row.BreakerConsecutiveFailures < 0 {
 		return errors.New("timeouts, limits and breaker settings must not be negative")
@@ -39,10 +40,10 @@ func ValidateEndpoint(row store.HandlerEndpoint, secrets SecretSource) error {
 		}
 	}
 	e := &Endpoints{LookupEnv: secrets.LookupEnv, SecretDirs: secrets.Dirs, Logger: secrets.Logger}
-	ep, reason, err := e.fromRow(row)
+	cep, reason, err := e.fromRow(row)
 	if err != nil {
 		e.logger().Warn("secret_ref cannot be resolved", "secret_ref", row.SecretRef, "reason", reason)
 		return err
 	}
-	return callout.CheckEndpoint(ep)
+	return callout.CheckEndpoint(cep)
 }

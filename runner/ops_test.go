@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/tasker-runner/tasker-runner/runner"
-	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
 func TestValidateEndpoint(t *testing.T) {
@@ -25,23 +24,23 @@ func TestValidateEndpoint(t *testing.T) {
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	for _, tc := range []struct {
 		name string
-		row  store.HandlerEndpoint
+		row  runner.HandlerEndpoint
 		want string // "" valid, else a substring of the error
 	}{
-		{"http with placeholder", store.HandlerEndpoint{Pattern: "pay.*", URL: "http://pay:8080/h/{callable}", Protocol: "http", BatchMax: 1}, ""},
-		{"go needs no url", store.HandlerEndpoint{Pattern: "local", Protocol: "go"}, ""},
-		{"connect", store.HandlerEndpoint{Pattern: "*", Namespace: "shop", URL: "http://svc:9000", Protocol: "connect"}, ""},
-		{"env secret", store.HandlerEndpoint{Pattern: "p", URL: "https://x/", Protocol: "http", SecretRef: "env:HOOK_SECRET"}, ""},
-		{"file secret", store.HandlerEndpoint{Pattern: "p", URL: "https://x/", Protocol: "http", SecretRef: "file:" + secretFile}, ""},
-		{"other placeholder", store.HandlerEndpoint{Pattern: "p", URL: "http://x/{name}", Protocol: "http"}, "only the {callable} placeholder"},
-		{"connect with placeholder", store.HandlerEndpoint{Pattern: "p", URL: "http://x/{callable}", Protocol: "grpc"}, "not supported"},
-		{"unknown protocol", store.HandlerEndpoint{Pattern: "p", URL: "http://x/", Protocol: "smtp"}, "protocol"},
-		{"no url", store.HandlerEndpoint{Pattern: "p", Protocol: "http"}, "URL"},
-		{"bad glob", store.HandlerEndpoint{Pattern: "pay[", URL: "http://x/", Protocol: "http"}, "not a valid glob"},
-		{"unset env", store.HandlerEndpoint{Pattern: "p", URL: "http://x/", Protocol: "http", SecretRef: "env:NOPE"}, "cannot be resolved"},
-		{"missing file", store.HandlerEndpoint{Pattern: "p", URL: "http://x/", Protocol: "http", SecretRef: "file:/nonexistent/secret"}, "secret_ref"},
-		{"bad ref", store.HandlerEndpoint{Pattern: "p", URL: "http://x/", Protocol: "http", SecretRef: "vault:x"}, "cannot be resolved"},
-		{"negative", store.HandlerEndpoint{Pattern: "p", URL: "http://x/", Protocol: "http", TimeoutMs: -1}, "must not be negative"},
+		{"http with placeholder", runner.HandlerEndpoint{Pattern: "pay.*", URL: "http://pay:8080/h/{callable}", Protocol: "http", BatchMax: 1}, ""},
+		{"go needs no url", runner.HandlerEndpoint{Pattern: "local", Protocol: "go"}, ""},
+		{"connect", runner.HandlerEndpoint{Pattern: "*", Namespace: "shop", URL: "http://svc:9000", Protocol: "connect"}, ""},
+		{"env secret", runner.HandlerEndpoint{Pattern: "p", URL: "https://x/", Protocol: "http", SecretRef: "env:HOOK_SECRET"}, ""},
+		{"file secret", runner.HandlerEndpoint{Pattern: "p", URL: "https://x/", Protocol: "http", SecretRef: "file:" + secretFile}, ""},
+		{"other placeholder", runner.HandlerEndpoint{Pattern: "p", URL: "http://x/{name}", Protocol: "http"}, "only the {callable} placeholder"},
+		{"connect with placeholder", runner.HandlerEndpoint{Pattern: "p", URL: "http://x/{callable}", Protocol: "grpc"}, "not supported"},
+		{"unknown protocol", runner.HandlerEndpoint{Pattern: "p", URL: "http://x/", Protocol: "smtp"}, "protocol"},
+		{"no url", runner.HandlerEndpoint{Pattern: "p", Protocol: "http"}, "URL"},
+		{"bad glob", runner.HandlerEndpoint{Pattern: "pay[", URL: "http://x/", Protocol: "http"}, "not a valid glob"},
+		{"unset env", runner.HandlerEndpoint{Pattern: "p", URL: "http://x/", Protocol: "http", SecretRef: "env:NOPE"}, "cannot be resolved"},
+		{"missing file", runner.HandlerEndpoint{Pattern: "p", URL: "http://x/", Protocol: "http", SecretRef: "file:/nonexistent/secret"}, "secret_ref"},
+		{"bad ref", runner.HandlerEndpoint{Pattern: "p", URL: "http://x/", Protocol: "http", SecretRef: "vault:x"}, "cannot be resolved"},
+		{"negative", runner.HandlerEndpoint{Pattern: "p", URL: "http://x/", Protocol: "http", TimeoutMs: -1}, "must not be negative"},
 	} {
 		err := runner.ValidateEndpoint(tc.row, runner.SecretSource{LookupEnv: lookup, Dirs: []string{dir}, Logger: quietLogger()})
 		switch {

@@ -23,7 +23,7 @@ func decideOutcome(s store.ClaimedStep, res contracts.StepResult, now time.Time,
 		if res.Status == "" {
 			res.Status = contracts.StatusCompleted
 		}
-		c.State = store.StateComplete
+		c.State = contracts.StepStateComplete
 		c.Results = mustJSON(res)
 		return c
 	}
@@ -31,7 +31,7 @@ func decideOutcome(s store.ClaimedStep, res contracts.StepResult, now time.Time,
 		// Not called: the endpoint's breaker is open, or the endpoint is
 		// unusable. Give the step back until the breaker may close (the
 		// endpoint is looked at again), without consuming the attempt.
-		c.State = store.StateEnqueued
+		c.State = contracts.StepStateEnqueued
 		c.RunAt = now.Add(retryDelay(s, res, rnd))
 		return c
 	}
@@ -45,7 +45,7 @@ func decideOutcome(s store.ClaimedStep, res contracts.StepResult, now time.Time,
 		} else {
 			// Progress: store the checkpoint and run the step again at once,
 			// without consuming an attempt.
-			c.State = store.StateEnqueued
+			c.State = contracts.StepStateEnqueued
 			c.RunAt = now
 			c.Checkpoint = res.Checkpoint
 			return c
@@ -57,15 +57,15 @@ func decideOutcome(s store.ClaimedStep, res contracts.StepResult, now time.Time,
 	res.Success, res.Status = false, contracts.StatusFailed
 	c.Error = mustJSON(res)
 	if !s.Retryable || !res.Error.Retryable || s.Attempt >= s.MaxAttempts {
-		c.State = store.StateError
+		c.State = contracts.StepStateError
 		if failureStrategy(s) == workflow.ContinueOnFailure {
 			// The batch goes on: the worker completes with its failure as
 			// its result, which the convergence step sees.
-			c.State, c.Results, c.Error = store.StateComplete, c.Error, nil
+			c.State, c.Results, c.Error = contracts.StepStateComplete, c.Error, nil
 		}
 		return c
 	}
-	c.State = store.StateWaitingForRetry
+	c.State = contracts.StepStateWaitingForRetry
 	c.RunAt = now.Add(retryDelay(s, res, rnd))
 	return c
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
@@ -90,7 +91,7 @@ type RetentionRun struct {
 	Skipped bool
 	// Deleted counts the tasks deleted by their state (complete,
 	// resolved_manually, blocked_by_failures, cancelled).
-	Deleted map[string]int
+	Deleted map[TaskState]int
 	// Batches is the number of transactions run.
 	Batches int
 	// More is set when the run stopped at MaxBatchesPerRun before the end
@@ -160,7 +161,7 @@ func (r *Runner) RunRetention(ctx context.Context) (RetentionRun, error) {
 }
 
 func (t *retainer) run(ctx context.Context) (RetentionRun, error) {
-	run := RetentionRun{Deleted: map[string]int{}}
+	run := RetentionRun{Deleted: map[TaskState]int{}}
 	if t.cfg.keepsAll() {
 		return run, nil
 	}
@@ -183,8 +184,8 @@ func (t *retainer) run(ctx context.Context) (RetentionRun, error) {
 	t.obs.RetentionDone(maps.Clone(run.Deleted), run.Took)
 	if n := run.Total(); n > 0 {
 		t.log.Info("retention deleted expired tasks", "tasks", n,
-			"complete", run.Deleted[store.TaskComplete], "resolved_manually", run.Deleted[store.TaskResolvedManually],
-			"blocked_by_failures", run.Deleted[store.TaskBlockedByFailures], "cancelled", run.Deleted[store.TaskCancelled],
+			"complete", run.Deleted[contracts.TaskStateComplete], "resolved_manually", run.Deleted[contracts.TaskStateResolvedManually],
+			"blocked_by_failures", run.Deleted[contracts.TaskStateBlockedByFailures], "cancelled", run.Deleted[contracts.TaskStateCancelled],
 			"batches", run.Batches, "more", run.More, "took", run.Took.Round(time.Millisecond))
 	}
 	return run, err

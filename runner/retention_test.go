@@ -134,7 +134,7 @@ func TestRetentionThroughTheRunner(t *testing.T) {
 		}
 	}
 	obs.locked(func() {
-		if !maps.Equal(obs.retained, map[string]int{"complete": 1}) {
+		if !maps.Equal(obs.retained, map[runner.TaskState]int{"complete": 1}) {
 			t.Errorf("observed deletions %v, want 1 complete", obs.retained)
 		}
 	})
@@ -211,7 +211,7 @@ func TestRetentionOneRunnerAtATime(t *testing.T) {
 		t.Fatal(err)
 	}
 	aRes := <-aDone
-	want := map[string]int{"complete": 5, "blocked_by_failures": 1}
+	want := map[runner.TaskState]int{"complete": 5, "blocked_by_failures": 1}
 	if aRes.err != nil || aRes.run.Skipped || !maps.Equal(aRes.run.Deleted, want) || aRes.run.More {
 		t.Fatalf("a's run = %+v, %v; want %v deleted", aRes.run, aRes.err, want)
 	}
@@ -254,9 +254,9 @@ func TestRetentionRunsAreBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, want := range []runner.RetentionRun{
-		{Deleted: map[string]int{"complete": 4}, Batches: 2, More: true},
-		{Deleted: map[string]int{"complete": 3}, Batches: 2}, // 2, then 1 and the end
-		{Deleted: map[string]int{}, Batches: 1},
+		{Deleted: map[runner.TaskState]int{"complete": 4}, Batches: 2, More: true},
+		{Deleted: map[runner.TaskState]int{"complete": 3}, Batches: 2}, // 2, then 1 and the end
+		{Deleted: map[runner.TaskState]int{}, Batches: 1},
 	} {
 		got, err := r.RunRetention(ctx)
 		if err != nil || got.Skipped || !maps.Equal(got.Deleted, want.Deleted) || got.Batches != want.Batches || got.More != want.More {

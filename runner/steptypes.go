@@ -14,7 +14,7 @@ import (
 // successful decision or batchable step.
 func growsTask(p *pendingOutcome) bool {
 	t := workflow.StepType(p.step.Type)
-	return p.completion.State == store.StateComplete && (t == workflow.StepDecision || t == workflow.StepBatchable)
+	return p.completion.State == contracts.StepStateComplete && (t == workflow.StepDecision || t == workflow.StepBatchable)
 }
 
 // batchInputs reads a batch worker's inputs (the runner wrote them); ok is

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/openapi"
 	"github.com/tasker-runner/tasker-runner/openapi/client"
+	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
 )
 
@@ -119,7 +120,7 @@ func TestSubmitRetryAfterLostAnswer(t *testing.T) {
 	ctx := t.Context()
 	pool := pgtest.Pool(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	api := httptest.NewServer(openapi.New(openapi.Config{Version: "test", DB: pool, Logger: log}).Handler())
+	api := httptest.NewServer(openapi.New(openapi.Config{Version: "test", Client: runner.NewClient(pool, runner.ClientConfig{}), Logger: log}).Handler())
 	t.Cleanup(api.Close)
 	proxy, proxyURL := newLossyProxy(t, api.URL)
 

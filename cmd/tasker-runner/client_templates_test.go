@@ -15,6 +15,7 @@ import (
 	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/openapi"
 	"github.com/tasker-runner/tasker-runner/openapi/client"
+	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
@@ -44,7 +45,7 @@ steps:
 // database; with apiKey, behind authentication requiring it (admin).
 func templatesAPI(t *testing.T, apiKey string) string {
 	t.Helper()
-	var h = openapi.New(openapi.Config{DB: pgtest.Pool(t), Logger: slog.New(slog.DiscardHandler)}).Handler()
+	var h = openapi.New(openapi.Config{Client: runner.NewClient(pgtest.Pool(t), runner.ClientConfig{}), Logger: slog.New(slog.DiscardHandler)}).Handler()
 	if apiKey != "" {
 		sum := sha256.Sum256([]byte(apiKey))
 		auth, err := openapi.NewAuthenticator(openapi.AuthConfig{Enabled: true, APIKeys: []openapi.APIKey{{Name: "ci", Hash: "sha256:" + hex.EncodeToString(sum[:]), Scope: openapi.ScopeAdmin}}})

@@ -403,7 +403,7 @@ func (d *devDemo) putEndpoint(ctx context.Context, s *devService) error {
 	}
 	_, _, base := s.current()
 	for _, r := range s.lang.routes() {
-		row := store.HandlerEndpoint{
+		row := runner.HandlerEndpoint{
 			Namespace: d.tpl.NamespaceName, Pattern: r.callable, URL: base + "/{callable}", Protocol: callout.ProtocolHTTP,
 			TimeoutMs: 10_000, BatchMax: 1, SecretRef: "file:" + secretPath,
 			BreakerConsecutiveFailures: devBreakerFailures, BreakerOpenTimeoutMs: devBreakerOpenMs,
@@ -412,7 +412,7 @@ func (d *devDemo) putEndpoint(ctx context.Context, s *devService) error {
 		if err := runner.ValidateEndpoint(row, runner.SecretSource{Dirs: d.cfg.Worker.Callout.SecretDirs, Logger: d.env.logger}); err != nil {
 			return fmt.Errorf("the %s service's endpoint: %w", s.lang.label, err)
 		}
-		if _, err := store.PutEndpoint(ctx, d.pool, row, time.Now()); err != nil {
+		if _, err := store.PutEndpoint(ctx, d.pool, store.HandlerEndpoint(row), time.Now()); err != nil {
 			return fmt.Errorf("registering the %s service's endpoint: %w", s.lang.label, err)
 		}
 		d.mu.Lock()

@@ -171,7 +171,6 @@ func serve(ctx context.Context, env *environment, cfg config.Config, opts serveO
 			st := pool.Stat()
 			return openapi.PoolStats{MaxConns: st.MaxConns(), TotalConns: st.TotalConns(), AcquiredConns: st.AcquiredConns(), IdleConns: st.IdleConns()}
 		},
-		DB:                pool,
 		Client:            eng.client,
 		MaxRequestBytes:   int64(cfg.Worker.Web.MaxRequestBytes),
 		HeartbeatInterval: cfg.Worker.Leases.HeartbeatInterval(),

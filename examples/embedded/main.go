@@ -67,7 +67,7 @@ func run(ctx context.Context, databaseURL string, ln net.Listener) error {
 	}
 
 	// The management API, unauthenticated: wrap it in your own middleware.
-	api := openapi.New(openapi.Config{DB: pool, Client: srv.Client(), Endpoints: srv.Endpoints, RunnerStats: srv.Stats})
+	api := openapi.New(openapi.Config{Client: srv.Client(), Endpoints: srv.Endpoints, RunnerStats: srv.Stats})
 	mux := http.NewServeMux()
 	mux.Handle("/", api.Handler())
 	web := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

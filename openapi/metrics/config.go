@@ -7,19 +7,18 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/runner"
-	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
 // Config configures [New]. Every source is optional: the metrics it feeds
 // are left out without it.
 type Config struct {
-	// DB is queried at scrape time, in one statement, for the queue depth
+	// Queues is asked at scrape time, in one statement, for the queue depth
 	// and the age of the oldest ready step by namespace (usually the
-	// runner's pool). Every replica reports the same database-wide values:
-	// aggregate them with max, not sum.
-	DB store.DB
-	// QueueStats, when set, is used instead of querying DB.
-	QueueStats func(ctx context.Context) ([]store.QueueStat, error)
+	// runner's [runner.Client]). Every replica reports the same
+	// database-wide values: aggregate them with max, not sum.
+	Queues QueueReader
+	// QueueStats, when set, is used instead of Queues.
+	QueueStats func(ctx context.Context) ([]runner.QueueStat, error)
 	// QueueTimeout bounds that query. Default [QueueTimeoutDefault].
 	QueueTimeout time.Duration
 	// Logger reports failed queue queries. Default slog.Default().
@@ -40,4 +39,9 @@ type RunnerStats interface {
 // scrape time; *callout.Registry implements it.
 type EndpointLister interface {
 	Endpoints() []callout.EndpointStatus
+}
+
+// QueueReader reads the ready queues by namespace; [runner.Client] is one.
+type QueueReader interface {
+	ReadyQueues(ctx context.Context) ([]runner.QueueStat, error)
 }

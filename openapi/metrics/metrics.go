@@ -105,7 +105,7 @@ func New(cfg Config) *Metrics {
 	}
 	// Every state starts at 0, so rates work from the first scrape.
 	for _, s := range retentionStates {
-		m.retentionDeleted.WithLabelValues(s)
+		m.retentionDeleted.WithLabelValues(string(s))
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),

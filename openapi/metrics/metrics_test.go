@@ -24,7 +24,6 @@ import (
 	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/openapi/metrics"
 	"github.com/tasker-runner/tasker-runner/runner"
-	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
 type fakeRunner struct{ stats runner.Stats }
@@ -116,14 +115,14 @@ func TestMetricsExposition(t *testing.T) {
 	t.Parallel()
 	var queueErr atomic.Pointer[error]
 	m := metrics.New(metrics.Config{
-		QueueStats: func(ctx context.Context) ([]store.QueueStat, error) {
+		QueueStats: func(ctx context.Context) ([]runner.QueueStat, error) {
 			if e := queueErr.Load(); e != nil {
 				return nil, *e
 			}
 			if _, ok := ctx.Deadline(); !ok {
 				return nil, errors.New("the queue query has no deadline")
 			}
-			return []store.QueueStat{
+			return []runner.QueueStat{
 				{Namespace: "busy", Ready: 5, OldestAge: 12500 * time.Millisecond},
 				{Namespace: "idle"},
 			}, nil
@@ -161,17 +160,17 @@ func observeRunner(m *metrics.Metrics) {
 	o.StepClaimed("shop", "pay", 2*time.Second)
 	o.StepClaimed("shop", "pay", -time.Millisecond) // clock skew counts as 0
 	o.StepClaimed("shop", "ship", 500*time.Millisecond)
-	o.StepFinished("shop", "pay", store.StateComplete, 250*time.Millisecond)
-	o.StepFinished("shop", "pay", store.StateWaitingForRetry, 750*time.Millisecond)
-	o.StepFinished("shop", "ship", store.StateError, time.Second)
-	o.StepFinished("shop", "ship", store.StateEnqueued, 0)
+	o.StepFinished("shop", "pay", contracts.StepStateComplete, 250*time.Millisecond)
+	o.StepFinished("shop", "pay", contracts.StepStateWaitingForRetry, 750*time.Millisecond)
+	o.StepFinished("shop", "ship", contracts.StepStateError, time.Second)
+	o.StepFinished("shop", "ship", contracts.StepStateEnqueued, 0)
 	o.StaleCompletions(3)
 	o.ListenerReconnect()
 	o.ListenerReconnect()
 	o.FlushDone(4, 2*time.Millisecond)
 	o.FlushDone(60, 8*time.Millisecond)
-	o.RetentionDone(map[string]int{store.TaskComplete: 40, store.TaskCancelled: 2}, 3*time.Second)
-	o.RetentionDone(map[string]int{store.TaskComplete: 5}, 1500*time.Millisecond)
+	o.RetentionDone(map[contracts.TaskState]int{contracts.TaskStateComplete: 40, contracts.TaskStateCancelled: 2}, 3*time.Second)
+	o.RetentionDone(map[contracts.TaskState]int{contracts.TaskStateComplete: 5}, 1500*time.Millisecond)
 	m.SetRunner(fakeRunner{runner.Stats{InFlight: 7, Active: 3, Rescued: 2, ClaimQueries: 11}})
 }
 
@@ -408,11 +407,11 @@ func TestRunnerObserverHotPath(t *testing.T) {
 	o := m.RunnerObserver()
 	co := m.CalloutObserver()
 	o.StepClaimed("ns", "h", time.Millisecond)
-	o.StepFinished("ns", "h", store.StateComplete, time.Millisecond)
+	o.StepFinished("ns", "h", contracts.StepStateComplete, time.Millisecond)
 	co.CallDone("ep", "http", time.Millisecond, callout.CallOK)
 	if allocs := testing.AllocsPerRun(1000, func() {
 		o.StepClaimed("ns", "h", time.Millisecond)
-		o.StepFinished("ns", "h", store.StateComplete, time.Millisecond)
+		o.StepFinished("ns", "h", contracts.StepStateComplete, time.Millisecond)
 		co.CallDone("ep", "http", time.Millisecond, callout.CallOK)
 	}); allocs != 0 {
 		t.Errorf("%v allocations per step, want 0", allocs)
@@ -425,7 +424,7 @@ func TestRunnerObserverHotPath(t *testing.T) {
 			for i := range each {
 				h := fmt.Sprintf("h%d", (g+i)%handlers)
 				o.StepClaimed("par", h, 0)
-				o.StepFinished("par", h, store.StateComplete, 0)
+				o.StepFinished("par", h, contracts.StepStateComplete, 0)
 			}
 		})
 	}

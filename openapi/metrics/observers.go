@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tasker-runner/tasker-runner/callout"
-	"github.com/tasker-runner/tasker-runner/runner/store"
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 type runnerObserver struct{ m *Metrics }
@@ -19,16 +19,16 @@ func (o runnerObserver) StepClaimed(namespace, handler string, waited time.Durat
 	s.waited.Observe(max(waited, 0).Seconds())
 }
 
-func (o runnerObserver) StepFinished(namespace, handler, state string, ran time.Duration) {
+func (o runnerObserver) StepFinished(namespace, handler string, state contracts.StepState, ran time.Duration) {
 	s := o.m.stepSeries(namespace, handler)
 	switch state {
-	case store.StateComplete:
+	case contracts.StepStateComplete:
 		s.completed.Inc()
-	case store.StateWaitingForRetry:
+	case contracts.StepStateWaitingForRetry:
 		s.retried.Inc()
-	case store.StateError:
+	case contracts.StepStateError:
 		s.failed.Inc()
-	case store.StateEnqueued:
+	case contracts.StepStateEnqueued:
 		s.released.Inc()
 		return // the handler was not called
 	default:
@@ -47,11 +47,11 @@ func (o runnerObserver) FlushDone(n int, d time.Duration) {
 }
 
 // retentionStates are the task states retention deletes.
-var retentionStates = []string{store.TaskComplete, store.TaskResolvedManually, store.TaskBlockedByFailures, store.TaskCancelled}
+var retentionStates = []contracts.TaskState{contracts.TaskStateComplete, contracts.TaskStateResolvedManually, contracts.TaskStateBlockedByFailures, contracts.TaskStateCancelled}
 
-func (o runnerObserver) RetentionDone(deleted map[string]int, d time.Duration) {
+func (o runnerObserver) RetentionDone(deleted map[contracts.TaskState]int, d time.Duration) {
 	for state, n := range deleted {
-		o.m.retentionDeleted.WithLabelValues(state).Add(float64(n))
+		o.m.retentionDeleted.WithLabelValues(string(state)).Add(float64(n))
 	}
 	o.m.retentionLastRun.Set(d.Seconds())
 }

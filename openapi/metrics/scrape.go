@@ -6,7 +6,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tasker-runner/tasker-runner/callout"
-	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
 // Breaker states as the values of tasker_breaker_state.
@@ -91,10 +90,10 @@ func (c *scrapeCollector) collectQueues(ch chan<- prometheus.Metric) {
 	m := c.m
 	read := m.cfg.QueueStats
 	if read == nil {
-		if m.cfg.DB == nil {
+		if m.cfg.Queues == nil {
 			return
 		}
-		read = func(ctx context.Context) ([]store.QueueStat, error) { return store.ReadyQueues(ctx, m.cfg.DB) }
+		read = m.cfg.Queues.ReadyQueues
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.QueueTimeout)
 	defer cancel()

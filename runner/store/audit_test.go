@@ -15,6 +15,8 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 // auditOf renders the history of one step or task (rows and column moves,
@@ -77,26 +79,26 @@ func TestAuditOfEveryMove(t *testing.T) {
 	}
 	t1 := now.Add(2 * time.Minute) // the lease has expired: w2 rescues the step
 	claim("w2", t1, 1)
-	complete("w2", t1, store.Completion{StepUUID: a, Attempt: 2, Epoch: 2, State: store.StateEnqueued, Checkpoint: []byte(`{"at":1}`), RunAt: t1})
+	complete("w2", t1, store.Completion{StepUUID: a, Attempt: 2, Epoch: 2, State: contracts.StepStateEnqueued, Checkpoint: []byte(`{"at":1}`), RunAt: t1})
 	claim("w2", t1, 1) // the yield gave no attempt back, but the epoch moved on
 	retryAt := t1.Add(time.Hour)
-	complete("w2", t1, store.Completion{StepUUID: a, Attempt: 2, Epoch: 3, State: store.StateWaitingForRetry, Error: []byte(`{"message":"x"}`), RunAt: retryAt})
+	complete("w2", t1, store.Completion{StepUUID: a, Attempt: 2, Epoch: 3, State: contracts.StepStateWaitingForRetry, Error: []byte(`{"message":"x"}`), RunAt: retryAt})
 	claim("w2", retryAt, 1)
-	if r := complete("w2", retryAt, store.Completion{StepUUID: a, Attempt: 3, Epoch: 4, State: store.StateComplete, Results: []byte(`1`)}); r.Enqueued != 2 {
+	if r := complete("w2", retryAt, store.Completion{StepUUID: a, Attempt: 3, Epoch: 4, State: contracts.StepStateComplete, Results: []byte(`1`)}); r.Enqueued != 2 {
 		t.Fatalf("completing a enqueued %d children, want 2", r.Enqueued)
 	}
 	claim("w1", retryAt, 2)
 	r := complete("w1", retryAt,
-		store.Completion{StepUUID: b, Attempt: 1, Epoch: 1, State: store.StateComplete},
-		store.Completion{StepUUID: c, Attempt: 1, Epoch: 1, State: store.StateError, Error: []byte(`{"message":"boom"}`)})
-	if r.TasksFinished[task] != store.TaskBlockedByFailures {
+		store.Completion{StepUUID: b, Attempt: 1, Epoch: 1, State: contracts.StepStateComplete},
+		store.Completion{StepUUID: c, Attempt: 1, Epoch: 1, State: contracts.StepStateError, Error: []byte(`{"message":"boom"}`)})
+	if r.TasksFinished[task] != contracts.TaskStateBlockedByFailures {
 		t.Fatalf("after c failed: %+v", r)
 	}
 	if res, err := store.ResolveStep(ctx, pool, c, []byte(`"by hand"`), store.Manual{Actor: "ops", Reason: "fixed", Now: retryAt}); err != nil || res.Enqueued != 1 {
 		t.Fatalf("resolve c: %+v, %v", res, err)
 	}
 	claim("w1", retryAt, 1)
-	if r := complete("w1", retryAt, store.Completion{StepUUID: d, Attempt: 1, Epoch: 1, State: store.StateComplete}); r.TasksFinished[task] != store.TaskComplete {
+	if r := complete("w1", retryAt, store.Completion{StepUUID: d, Attempt: 1, Epoch: 1, State: contracts.StepStateComplete}); r.TasksFinished[task] != contracts.TaskStateComplete {
 		t.Fatalf("after d: %+v", r)
 	}
 
@@ -164,8 +166,8 @@ func TestCreatedTasksStartInProcess(t *testing.T) {
 	if got := next(); got != channel+" " {
 		t.Fatalf("notification after the submit = %q, want %q", got, channel+" ")
 	}
-	if s := mustState(t, pool, "tasks", task); s != store.TaskStepsInProcess {
-		t.Fatalf("task state = %s, want %s", s, store.TaskStepsInProcess)
+	if s := mustState(t, pool, "tasks", task); s != string(contracts.TaskStateStepsInProcess) {
+		t.Fatalf("task state = %s, want %s", s, string(contracts.TaskStateStepsInProcess))
 	}
 	if got, want := auditOf(t, pool, "task_transitions", task), []string{">pending:", "pending>steps_in_process:"}; !slices.Equal(got, want) {
 		t.Fatalf("task audit = %q, want %q", got, want)
@@ -198,20 +200,20 @@ func TestCreatedTasksStartInProcess(t *testing.T) {
 			VALUES ($1, $2, 'start', 'diamond', '1.0.0', $3, $4, $4)`, id, tpl, uuid.New(), state)
 		return id, err
 	}
-	for _, state := range []string{store.TaskPending, store.TaskStepsInProcess} {
+	for _, state := range []string{string(contracts.TaskStatePending), string(contracts.TaskStateStepsInProcess)} {
 		id, err := insert(state)
 		if err != nil {
 			t.Fatalf("inserting a task %s: %v", state, err)
 		}
 		want := []string{">pending:"}
-		if state == store.TaskStepsInProcess {
+		if state == string(contracts.TaskStateStepsInProcess) {
 			want = append(want, "pending>steps_in_process:")
 		}
 		if got := auditOf(t, pool, "task_transitions", id); !slices.Equal(got, want) {
 			t.Fatalf("audit of a task inserted %s = %q, want %q", state, got, want)
 		}
 	}
-	for _, state := range []string{store.TaskComplete, store.TaskBlockedByFailures, store.TaskCancelled} {
+	for _, state := range []string{string(contracts.TaskStateComplete), string(contracts.TaskStateBlockedByFailures), string(contracts.TaskStateCancelled)} {
 		_, err := insert(state)
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || pgErr.ConstraintName != "task_state_transition" ||

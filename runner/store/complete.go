@@ -10,15 +10,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-)
 
-// Outcome states a [Completion] may move an in_progress step to.
-const (
-	StateComplete        = "complete"
-	StateWaitingForRetry = "waiting_for_retry"
-	StateError           = "error"
-	// StateEnqueued releases the step unrun: its attempt is given back.
-	StateEnqueued = "enqueued"
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 // Completion is the outcome of one attempt, decided by the runner.
@@ -30,16 +23,16 @@ type Completion struct {
 	// earlier claim of the step (same runner and attempt after a release,
 	// say) is refused.
 	Epoch int64
-	// State is one of [StateComplete], [StateWaitingForRetry], [StateError]
-	// or [StateEnqueued].
-	State string
+	// State is one of [contracts.StepStateComplete], [contracts.StepStateWaitingForRetry], [contracts.StepStateError]
+	// or [contracts.StepStateEnqueued].
+	State contracts.StepState
 	// Results is the handler's result (stored for complete steps).
 	Results []byte
 	// Error describes a failure (stored for waiting_for_retry and error).
 	Error []byte
 	// RunAt is when a retried or released step becomes claimable again.
 	RunAt time.Time
-	// Checkpoint, with State [StateEnqueued], records a yielded step's
+	// Checkpoint, with State [contracts.StepStateEnqueued], records a yielded step's
 	// progress: it becomes the step's checkpoint (sent with the next call)
 	// and is appended to its checkpoint history, which keeps the latest
 	// [CheckpointHistoryMax]; the step's yield count goes up by one.
@@ -54,27 +47,27 @@ const CheckpointHistoryMax = 1000
 // CompleteResult reports what a [Complete] call changed.
 type CompleteResult struct {
 	// Applied lists the completions that took effect, by step.
-	Applied map[uuid.UUID]string
+	Applied map[uuid.UUID]contracts.StepState
 	// Stale counts completions refused by the fence: the lease was lost and
 	// the step is someone else's (or finished) now.
 	Stale int
 	// Enqueued counts children that became ready.
 	Enqueued int
 	// TasksFinished maps finished tasks to their new state.
-	TasksFinished map[uuid.UUID]string
+	TasksFinished map[uuid.UUID]contracts.TaskState
 }
 
 // Merge adds o's counts and maps to r's.
 func (r *CompleteResult) Merge(o CompleteResult) {
 	if r.Applied == nil {
-		r.Applied = map[uuid.UUID]string{}
+		r.Applied = map[uuid.UUID]contracts.StepState{}
 	}
 	for k, v := range o.Applied {
 		r.Applied[k] = v
 	}
 	for k, v := range o.TasksFinished {
 		if r.TasksFinished == nil {
-			r.TasksFinished = map[uuid.UUID]string{}
+			r.TasksFinished = map[uuid.UUID]contracts.TaskState{}
 		}
 		r.TasksFinished[k] = v
 	}
@@ -185,7 +178,7 @@ func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []C
 // and the children this completion makes ready are claimable at once. The
 // claim's WorkerID is workerID.
 func CompleteAndClaim(ctx context.Context, db DB, workerID string, now time.Time, cs []Completion, claim ClaimParams) (CompleteResult, []ClaimedStep, error) {
-	res := CompleteResult{Applied: make(map[uuid.UUID]string, len(cs))}
+	res := CompleteResult{Applied: make(map[uuid.UUID]contracts.StepState, len(cs))}
 	if len(cs) == 0 {
 		return res, nil, nil
 	}
@@ -223,7 +216,7 @@ func CompleteAndClaim(ctx context.Context, db DB, workerID string, now time.Time
 		return err
 	})
 	if err != nil {
-		return CompleteResult{Applied: map[uuid.UUID]string{}}, nil, fmt.Errorf("store: completing %d steps: %w", len(cs), err)
+		return CompleteResult{Applied: map[uuid.UUID]contracts.StepState{}}, nil, fmt.Errorf("store: completing %d steps: %w", len(cs), err)
 	}
 	res.Stale = len(cs) - len(res.Applied)
 	return res, claimed, nil
@@ -249,14 +242,14 @@ func completeArgs(workerID string, now time.Time, cs []Completion) ([]any, error
 	)
 	for i, c := range cs {
 		switch c.State {
-		case StateComplete, StateWaitingForRetry, StateError, StateEnqueued:
+		case contracts.StepStateComplete, contracts.StepStateWaitingForRetry, contracts.StepStateError, contracts.StepStateEnqueued:
 		default:
 			return nil, fmt.Errorf("store: completion of step %s: state %q is not a completion state", c.StepUUID, c.State)
 		}
-		ids[i], attempts[i], epochs[i], states[i] = c.StepUUID, int32(c.Attempt), c.Epoch, c.State
+		ids[i], attempts[i], epochs[i], states[i] = c.StepUUID, int32(c.Attempt), c.Epoch, string(c.State)
 		results[i], errs[i], ckpts[i] = nullJSON(c.Results), nullJSON(c.Error), nullJSON(c.Checkpoint)
-		if len(c.Checkpoint) > 0 && c.State != StateEnqueued {
-			return nil, fmt.Errorf("store: completion of step %s: a checkpoint goes with state %q, not %q", c.StepUUID, StateEnqueued, c.State)
+		if len(c.Checkpoint) > 0 && c.State != contracts.StepStateEnqueued {
+			return nil, fmt.Errorf("store: completion of step %s: a checkpoint goes with state %q, not %q", c.StepUUID, contracts.StepStateEnqueued, c.State)
 		}
 		if !c.RunAt.IsZero() {
 			runAt[i] = pgtype.Timestamptz{Time: c.RunAt, Valid: true}
@@ -275,12 +268,12 @@ func scanCompleted(rows pgx.Rows, res *CompleteResult) error {
 	_, err := pgx.ForEachRow(rows, []any{&kind, &id, &state}, func() error {
 		switch kind {
 		case "step":
-			res.Applied[id.Bytes] = state
+			res.Applied[id.Bytes] = contracts.StepState(state)
 		case "task":
 			if res.TasksFinished == nil {
-				res.TasksFinished = map[uuid.UUID]string{}
+				res.TasksFinished = map[uuid.UUID]contracts.TaskState{}
 			}
-			res.TasksFinished[id.Bytes] = state
+			res.TasksFinished[id.Bytes] = contracts.TaskState(state)
 		case "ready":
 			fmt.Sscan(state, &res.Enqueued)
 		}

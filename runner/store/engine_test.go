@@ -13,6 +13,8 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 // diamond creates A -> (B, C) -> D in namespace ns and returns the task and
@@ -74,11 +76,11 @@ func TestClaimCompleteDiamond(t *testing.T) {
 	if len(got) != 1 || got[0].StepUUID != steps[0] || got[0].Attempt != 1 || string(got[0].Context) != `{"order": 1}` {
 		t.Fatalf("first claim = %+v", got)
 	}
-	if r := complete(store.Completion{StepUUID: steps[0], Attempt: 1, Epoch: 1, State: store.StateComplete, Results: []byte(`{"a":1}`)}); r.Enqueued != 2 || r.Stale != 0 {
+	if r := complete(store.Completion{StepUUID: steps[0], Attempt: 1, Epoch: 1, State: contracts.StepStateComplete, Results: []byte(`{"a":1}`)}); r.Enqueued != 2 || r.Stale != 0 {
 		t.Fatalf("complete a = %+v", r)
 	}
 	// A stale completion (wrong attempt) changes nothing.
-	if r := complete(store.Completion{StepUUID: steps[0], Attempt: 1, Epoch: 1, State: store.StateComplete}); r.Stale != 1 || len(r.Applied) != 0 {
+	if r := complete(store.Completion{StepUUID: steps[0], Attempt: 1, Epoch: 1, State: contracts.StepStateComplete}); r.Stale != 1 || len(r.Applied) != 0 {
 		t.Fatalf("repeated completion = %+v, want stale", r)
 	}
 	got = claim(10)
@@ -90,13 +92,13 @@ func TestClaimCompleteDiamond(t *testing.T) {
 			t.Fatalf("step %s dependency results = %v", c.Name, c.DependencyResults)
 		}
 	}
-	complete(store.Completion{StepUUID: steps[1], Attempt: 1, Epoch: 1, State: store.StateComplete, Results: []byte(`"b"`)},
-		store.Completion{StepUUID: steps[2], Attempt: 1, Epoch: 1, State: store.StateComplete, Results: []byte(`"c"`)})
+	complete(store.Completion{StepUUID: steps[1], Attempt: 1, Epoch: 1, State: contracts.StepStateComplete, Results: []byte(`"b"`)},
+		store.Completion{StepUUID: steps[2], Attempt: 1, Epoch: 1, State: contracts.StepStateComplete, Results: []byte(`"c"`)})
 	got = claim(10)
 	if len(got) != 1 || got[0].StepUUID != steps[3] || len(got[0].DependencyResults) != 3 {
 		t.Fatalf("third claim = %+v", got)
 	}
-	r := complete(store.Completion{StepUUID: steps[3], Attempt: 1, Epoch: 1, State: store.StateComplete})
+	r := complete(store.Completion{StepUUID: steps[3], Attempt: 1, Epoch: 1, State: contracts.StepStateComplete})
 	if r.TasksFinished[task] != "complete" {
 		t.Fatalf("task not finished: %+v", r)
 	}
@@ -136,13 +138,13 @@ func TestRetryErrorRescueAndIllegalTransition(t *testing.T) {
 		t.Fatalf("rescue claim = %+v, %v", cs, err)
 	}
 	// The first runner's late completion is stale.
-	r, err := store.Complete(ctx, pool, "w1", p2.Now, []store.Completion{{StepUUID: steps[0], Attempt: 1, Epoch: 1, State: store.StateComplete}})
+	r, err := store.Complete(ctx, pool, "w1", p2.Now, []store.Completion{{StepUUID: steps[0], Attempt: 1, Epoch: 1, State: contracts.StepStateComplete}})
 	if err != nil || r.Stale != 1 {
 		t.Fatalf("late completion = %+v, %v", r, err)
 	}
 	// Retry later, then fail for good.
 	retryAt := p2.Now.Add(time.Hour)
-	if _, err := store.Complete(ctx, pool, "w2", p2.Now, []store.Completion{{StepUUID: steps[0], Attempt: 2, Epoch: 2, State: store.StateWaitingForRetry, Error: []byte(`{"message":"x"}`), RunAt: retryAt}}); err != nil {
+	if _, err := store.Complete(ctx, pool, "w2", p2.Now, []store.Completion{{StepUUID: steps[0], Attempt: 2, Epoch: 2, State: contracts.StepStateWaitingForRetry, Error: []byte(`{"message":"x"}`), RunAt: retryAt}}); err != nil {
 		t.Fatal(err)
 	}
 	if cs, _ := store.Claim(ctx, pool, p2); len(cs) != 0 {
@@ -153,7 +155,7 @@ func TestRetryErrorRescueAndIllegalTransition(t *testing.T) {
 	if cs, err := store.Claim(ctx, pool, p3); err != nil || len(cs) != 1 || cs[0].Attempt != 3 {
 		t.Fatalf("retry claim = %+v, %v", cs, err)
 	}
-	r, err = store.Complete(ctx, pool, "w2", p3.Now, []store.Completion{{StepUUID: steps[0], Attempt: 3, Epoch: 3, State: store.StateError, Error: []byte(`{"message":"boom"}`)}})
+	r, err = store.Complete(ctx, pool, "w2", p3.Now, []store.Completion{{StepUUID: steps[0], Attempt: 3, Epoch: 3, State: contracts.StepStateError, Error: []byte(`{"message":"boom"}`)}})
 	if err != nil || r.TasksFinished[task] != "blocked_by_failures" {
 		t.Fatalf("final failure = %+v, %v", r, err)
 	}
@@ -251,7 +253,7 @@ func TestCheckpointHistoryIsBounded(t *testing.T) {
 			t.Fatalf("claim: %v %v", cs, err)
 		}
 		ckpt := fmt.Sprintf(`{"cursor": "new-%d"}`, yield)
-		if _, err := store.Complete(ctx, pool, "w1", now, []store.Completion{{StepUUID: steps[0], Attempt: cs[0].Attempt, Epoch: cs[0].Epoch, State: store.StateEnqueued, RunAt: now, Checkpoint: []byte(ckpt)}}); err != nil {
+		if _, err := store.Complete(ctx, pool, "w1", now, []store.Completion{{StepUUID: steps[0], Attempt: cs[0].Attempt, Epoch: cs[0].Epoch, State: contracts.StepStateEnqueued, RunAt: now, Checkpoint: []byte(ckpt)}}); err != nil {
 			t.Fatal(err)
 		}
 	}

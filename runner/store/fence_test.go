@@ -9,6 +9,8 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 // fenceClaim claims the one claimable step of ns for w1, failing the test
@@ -22,12 +24,12 @@ func fenceClaim(t *testing.T, pool *pgxpool.Pool, ns string, now time.Time) stor
 	return cs[0]
 }
 
-func completionOf(c store.ClaimedStep, state string) store.Completion {
+func completionOf(c store.ClaimedStep, state contracts.StepState) store.Completion {
 	comp := store.Completion{StepUUID: c.StepUUID, Attempt: c.Attempt, Epoch: c.Epoch, State: state}
 	switch state {
-	case store.StateComplete:
+	case contracts.StepStateComplete:
 		comp.Results = []byte(`{"late":true}`)
-	case store.StateWaitingForRetry, store.StateError:
+	case contracts.StepStateWaitingForRetry, contracts.StepStateError:
 		comp.Error = []byte(`{"message":"late"}`)
 	}
 	return comp
@@ -58,17 +60,17 @@ func TestFenceRefusesEarlierClaimOfSameOwnerAndAttempt(t *testing.T) {
 		giveBack func(store.ClaimedStep) (store.Completion, time.Time)
 	}{
 		{"release", func(c store.ClaimedStep) (store.Completion, time.Time) {
-			comp := completionOf(c, store.StateEnqueued)
+			comp := completionOf(c, contracts.StepStateEnqueued)
 			comp.RunAt = now
 			return comp, now
 		}},
 		{"yield", func(c store.ClaimedStep) (store.Completion, time.Time) {
-			comp := completionOf(c, store.StateEnqueued)
+			comp := completionOf(c, contracts.StepStateEnqueued)
 			comp.RunAt, comp.Checkpoint = now, []byte(`{"cursor":1}`)
 			return comp, now
 		}},
 		{"breaker_open", func(c store.ClaimedStep) (store.Completion, time.Time) {
-			comp := completionOf(c, store.StateEnqueued)
+			comp := completionOf(c, contracts.StepStateEnqueued)
 			comp.RunAt = now.Add(30 * time.Second)
 			return comp, comp.RunAt
 		}},
@@ -82,7 +84,7 @@ func TestFenceRefusesEarlierClaimOfSameOwnerAndAttempt(t *testing.T) {
 
 			first := fenceClaim(t, pool, ns, now)
 			give, again := tc.giveBack(first)
-			if r, err := store.Complete(ctx, pool, "w1", now, []store.Completion{give}); err != nil || r.Applied[first.StepUUID] != store.StateEnqueued {
+			if r, err := store.Complete(ctx, pool, "w1", now, []store.Completion{give}); err != nil || r.Applied[first.StepUUID] != contracts.StepStateEnqueued {
 				t.Fatalf("giving the step back: %+v, %v", r, err)
 			}
 			second := fenceClaim(t, pool, ns, again)
@@ -101,9 +103,9 @@ func TestFenceRefusesEarlierClaimOfSameOwnerAndAttempt(t *testing.T) {
 			}
 
 			// Late writes of the earlier claim: each is stale.
-			for _, state := range []string{store.StateComplete, store.StateWaitingForRetry, store.StateError, store.StateEnqueued} {
+			for _, state := range []contracts.StepState{contracts.StepStateComplete, contracts.StepStateWaitingForRetry, contracts.StepStateError, contracts.StepStateEnqueued} {
 				late := completionOf(first, state)
-				if state == store.StateWaitingForRetry || state == store.StateEnqueued {
+				if state == contracts.StepStateWaitingForRetry || state == contracts.StepStateEnqueued {
 					late.RunAt = again
 				}
 				r, err := store.Complete(ctx, pool, "w1", again, []store.Completion{late})
@@ -112,14 +114,14 @@ func TestFenceRefusesEarlierClaimOfSameOwnerAndAttempt(t *testing.T) {
 				}
 			}
 			st, err := store.GetStep(ctx, pool, first.StepUUID)
-			if err != nil || st.State != store.StepInProgress || st.LeaseOwner != "w1" || st.Attempts != second.Attempt || st.Results != nil || st.LastError != nil {
+			if err != nil || st.State != contracts.StepStateInProgress || st.LeaseOwner != "w1" || st.Attempts != second.Attempt || st.Results != nil || st.LastError != nil {
 				t.Fatalf("step after the late writes = %+v, %v; want it in progress under the second claim", st, err)
 			}
-			if n := countTransitions(t, pool, first.StepUUID, store.StateComplete); n != 0 {
+			if n := countTransitions(t, pool, first.StepUUID, string(contracts.StepStateComplete)); n != 0 {
 				t.Fatalf("%d complete transitions after the late writes, want 0", n)
 			}
 			for _, child := range steps[1:3] {
-				if c, err := store.GetStep(ctx, pool, child); err != nil || c.State != store.StepPending {
+				if c, err := store.GetStep(ctx, pool, child); err != nil || c.State != contracts.StepStatePending {
 					t.Fatalf("child %s after the late writes: %s, %v; want pending", child, c.State, err)
 				}
 			}
@@ -128,8 +130,8 @@ func TestFenceRefusesEarlierClaimOfSameOwnerAndAttempt(t *testing.T) {
 			}
 
 			// The current claim's own write applies.
-			r, err := store.Complete(ctx, pool, "w1", again, []store.Completion{completionOf(second, store.StateComplete)})
-			if err != nil || r.Stale != 0 || r.Applied[second.StepUUID] != store.StateComplete || r.Enqueued != 2 {
+			r, err := store.Complete(ctx, pool, "w1", again, []store.Completion{completionOf(second, contracts.StepStateComplete)})
+			if err != nil || r.Stale != 0 || r.Applied[second.StepUUID] != contracts.StepStateComplete || r.Enqueued != 2 {
 				t.Fatalf("the current claim's completion = %+v, %v", r, err)
 			}
 		})
@@ -147,7 +149,7 @@ func TestFenceChecksOwnerAttemptAndEpoch(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	_, steps := diamond(t, pool, "fence_parts", now)
 	c := fenceClaim(t, pool, "fence_parts", now)
-	good := completionOf(c, store.StateComplete)
+	good := completionOf(c, contracts.StepStateComplete)
 	for _, tc := range []struct {
 		name   string
 		worker string
@@ -170,7 +172,7 @@ func TestFenceChecksOwnerAttemptAndEpoch(t *testing.T) {
 			t.Fatalf("extension with the wrong %s: %d leases extended, %v", tc.name, n, err)
 		}
 	}
-	if r, err := store.Complete(ctx, pool, "w1", now, []store.Completion{good}); err != nil || r.Applied[steps[0]] != store.StateComplete {
+	if r, err := store.Complete(ctx, pool, "w1", now, []store.Completion{good}); err != nil || r.Applied[steps[0]] != contracts.StepStateComplete {
 		t.Fatalf("the right completion: %+v, %v", r, err)
 	}
 }
@@ -189,7 +191,7 @@ func TestResentCompletionAppliesOnce(t *testing.T) {
 
 	// a yields once, then completes; both writes are sent twice.
 	first := fenceClaim(t, pool, "fence_resend", now)
-	yield := completionOf(first, store.StateEnqueued)
+	yield := completionOf(first, contracts.StepStateEnqueued)
 	yield.RunAt, yield.Checkpoint = now, []byte(`{"cursor":1}`)
 	for i := range 2 {
 		r, err := store.Complete(ctx, pool, "w1", now, []store.Completion{yield})
@@ -202,7 +204,7 @@ func TestResentCompletionAppliesOnce(t *testing.T) {
 	if r, err := store.Complete(ctx, pool, "w1", now, []store.Completion{yield}); err != nil || r.Stale != 1 {
 		t.Fatalf("yield re-sent after the re-claim: %+v, %v", r, err)
 	}
-	done := completionOf(second, store.StateComplete)
+	done := completionOf(second, contracts.StepStateComplete)
 	for i := range 2 {
 		r, err := store.Complete(ctx, pool, "w1", now, []store.Completion{done})
 		want := 2 // children made ready by the first send only
@@ -215,16 +217,16 @@ func TestResentCompletionAppliesOnce(t *testing.T) {
 	}
 
 	st, err := store.GetStep(ctx, pool, steps[0])
-	if err != nil || st.State != store.StateComplete || st.Yields != 1 || string(st.Results) != `{"late": true}` {
+	if err != nil || st.State != contracts.StepStateComplete || st.Yields != 1 || string(st.Results) != `{"late": true}` {
 		t.Fatalf("step = %+v, %v", st, err)
 	}
-	for to, want := range map[string]int{store.StateComplete: 1, store.StateEnqueued: 2, store.StepInProgress: 2} {
+	for to, want := range map[string]int{string(contracts.StepStateComplete): 1, string(contracts.StepStateEnqueued): 2, string(contracts.StepStateInProgress): 2} {
 		if n := countTransitions(t, pool, steps[0], to); n != want {
 			t.Fatalf("%d transitions to %s, want %d", n, to, want)
 		}
 	}
 	for _, child := range steps[1:3] {
-		if n := countTransitions(t, pool, child, store.StateEnqueued); n != 1 {
+		if n := countTransitions(t, pool, child, string(contracts.StepStateEnqueued)); n != 1 {
 			t.Fatalf("child %s enqueued %d times, want 1", child, n)
 		}
 		if c, err := store.GetStep(ctx, pool, child); err != nil || c.PendingParents != 0 {
@@ -236,11 +238,11 @@ func TestResentCompletionAppliesOnce(t *testing.T) {
 	}
 
 	landed, err := store.LandedCompletions(ctx, pool, []store.Completion{done, yield})
-	if err != nil || len(landed) != 1 || landed[steps[0]] != store.StateComplete {
+	if err != nil || len(landed) != 1 || landed[steps[0]] != contracts.StepStateComplete {
 		t.Fatalf("landed = %v, %v; want only the completion of the second claim", landed, err)
 	}
 	other := done
-	other.State = store.StateError
+	other.State = contracts.StepStateError
 	if landed, err := store.LandedCompletions(ctx, pool, []store.Completion{other}); err != nil || len(landed) != 0 {
 		t.Fatalf("landed for another outcome = %v, %v; want none", landed, err)
 	}
@@ -279,7 +281,7 @@ func TestMigrateAddsLeaseEpoch(t *testing.T) {
 	if c.StepUUID != steps[0] || !c.Rescued || c.Attempt != 2 || c.Epoch != 1 {
 		t.Fatalf("rescue after the upgrade = step %s rescued %v attempt %d epoch %d", c.StepUUID, c.Rescued, c.Attempt, c.Epoch)
 	}
-	if r, err := store.Complete(ctx, pool, "w1", now, []store.Completion{completionOf(c, store.StateComplete)}); err != nil || r.Applied[steps[0]] != store.StateComplete {
+	if r, err := store.Complete(ctx, pool, "w1", now, []store.Completion{completionOf(c, contracts.StepStateComplete)}); err != nil || r.Applied[steps[0]] != contracts.StepStateComplete {
 		t.Fatalf("completion after the upgrade: %+v, %v", r, err)
 	}
 }

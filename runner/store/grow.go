@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 // Tasks whose templates have decision or batchable steps grow while they
@@ -40,7 +42,7 @@ type TaskStep struct {
 	Name             string
 	TemplateStepName string
 	Type             string
-	State            string
+	State            contracts.StepState
 	Attempts         int
 	LeaseOwner       string
 	// LeaseEpoch is the epoch of the step's latest claim.

@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 // Lease names one claim of a step: the step and the claim's
@@ -54,8 +56,8 @@ func ExtendLeases(ctx context.Context, db DB, workerID string, leases []Lease, u
 // cancel or manual resolve leaves another state). A writer whose commit
 // outcome was unknown calls it for the completions its re-send found
 // stale. It returns the landed steps with their state.
-func LandedCompletions(ctx context.Context, db DB, cs []Completion) (map[uuid.UUID]string, error) {
-	out := map[uuid.UUID]string{}
+func LandedCompletions(ctx context.Context, db DB, cs []Completion) (map[uuid.UUID]contracts.StepState, error) {
+	out := map[uuid.UUID]contracts.StepState{}
 	if len(cs) == 0 {
 		return out, nil
 	}
@@ -63,7 +65,7 @@ func LandedCompletions(ctx context.Context, db DB, cs []Completion) (map[uuid.UU
 	epochs := make([]int64, len(cs))
 	states := make([]string, len(cs))
 	for i, c := range cs {
-		ids[i], epochs[i], states[i] = c.StepUUID, c.Epoch, c.State
+		ids[i], epochs[i], states[i] = c.StepUUID, c.Epoch, string(c.State)
 	}
 	rows, err := db.Query(ctx, `
 		SELECT s.step_uuid, s.state FROM tasker.steps s
@@ -77,7 +79,7 @@ func LandedCompletions(ctx context.Context, db DB, cs []Completion) (map[uuid.UU
 		id    [16]byte
 		state string
 	)
-	if _, err := pgx.ForEachRow(rows, []any{&id, &state}, func() error { out[id] = state; return nil }); err != nil {
+	if _, err := pgx.ForEachRow(rows, []any{&id, &state}, func() error { out[id] = contracts.StepState(state); return nil }); err != nil {
 		return nil, fmt.Errorf("store: checking %d written outcomes: %w", len(cs), err)
 	}
 	return out, nil

@@ -13,6 +13,8 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 // migrateTo applies the embedded migrations before the one named stop, as
@@ -94,7 +96,7 @@ func TestMigrateHistoryColumnsWithData(t *testing.T) {
 		}
 		return cs[0]
 	}
-	complete := func(w string, m int, c store.ClaimedStep, state string) {
+	complete := func(w string, m int, c store.ClaimedStep, state contracts.StepState) {
 		t.Helper()
 		comp := completionOf(c, state)
 		comp.RunAt = at(m)
@@ -156,17 +158,17 @@ func TestMigrateHistoryColumnsWithData(t *testing.T) {
 	if b.StepUUID != ls[1] || !b.Rescued {
 		t.Fatalf("first claim after the upgrade = %s rescued %v, want b rescued", b.Name, b.Rescued)
 	}
-	complete("w1", 12, b, store.StateComplete)
+	complete("w1", 12, b, contracts.StepStateComplete)
 	c := claim("w1", 13)
 	if c.StepUUID != ls[2] || c.Attempt != 2 {
 		t.Fatalf("second claim = %s attempt %d, want c attempt 2", c.Name, c.Attempt)
 	}
-	complete("w1", 13, c, store.StateComplete)
+	complete("w1", 13, c, contracts.StepStateComplete)
 	d := claim("w1", 14)
 	if d.StepUUID != ls[3] || len(d.DependencyResults) != 3 {
 		t.Fatalf("third claim = %s with results of %v, want d with a, b and c's", d.Name, d.DependencyResults)
 	}
-	complete("w1", 14, d, store.StateComplete)
+	complete("w1", 14, d, contracts.StepStateComplete)
 	got := historyOf(t, pool, flight)
 	want := append(slices.Clone(before[flight]),
 		"b in_progress>in_progress@2:w1", "b in_progress>complete@2:w1",

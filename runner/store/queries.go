@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 // The read queries of the management API. Filters are added to the SQL only
@@ -24,7 +26,7 @@ type Task struct {
 	TemplateName        string
 	TemplateVersion     string
 	Context             []byte
-	State               string
+	State               contracts.TaskState
 	Priority            int
 	CorrelationID       uuid.UUID
 	ParentCorrelationID uuid.NullUUID
@@ -61,7 +63,7 @@ type Step struct {
 	TemplateStepName string
 	Handler          string
 	Type             string
-	State            string
+	State            contracts.StepState
 	// DependsOn names the step's parents, sorted.
 	DependsOn      []string
 	PendingParents int
@@ -437,31 +439,6 @@ func ListNamespaceQueues(ctx context.Context, db DB, now time.Time) ([]Namespace
 	return out, nil
 }
 
-// Task states.
-const (
-	TaskPending           = "pending"
-	TaskStepsInProcess    = "steps_in_process"
-	TaskComplete          = "complete"
-	TaskBlockedByFailures = "blocked_by_failures"
-	TaskCancelled         = "cancelled"
-	TaskResolvedManually  = "resolved_manually"
-)
-
-// Step states besides those of a [Completion] (StateEnqueued, StateComplete,
-// StateWaitingForRetry, StateError).
-const (
-	StepPending          = "pending"
-	StepInProgress       = "in_progress"
-	StepCancelled        = "cancelled"
-	StepResolvedManually = "resolved_manually"
-)
-
-// TaskStates lists every task state; StepStates every step state.
-var (
-	TaskStates = []string{TaskPending, TaskStepsInProcess, TaskComplete, TaskBlockedByFailures, TaskCancelled, TaskResolvedManually}
-	StepStates = []string{StepPending, StateEnqueued, StepInProgress, StateComplete, StateWaitingForRetry, StateError, StepCancelled, StepResolvedManually}
-)
-
 const (
 	taskActiveStatesSQL = `('pending', 'steps_in_process', 'blocked_by_failures')`
 	// Every state but complete: the state indexes hold these only.
@@ -492,9 +469,9 @@ func CountTasksByState(ctx context.Context, db DB, since time.Time) (map[string]
 	if err != nil {
 		return nil, fmt.Errorf("store: counting tasks: %w", err)
 	}
-	out := make(map[string]int, len(TaskStates))
-	for _, s := range TaskStates {
-		out[s] = 0
+	out := make(map[string]int, len(contracts.TaskStates()))
+	for _, s := range contracts.TaskStates() {
+		out[string(s)] = 0
 	}
 	var (
 		state string

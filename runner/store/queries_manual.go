@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 // Manual changes of the management API: cancel a task, redrive (retry)
@@ -226,12 +228,13 @@ func CancelTask(ctx context.Context, db DB, id uuid.UUID, m Manual) (CancelResul
 			return err
 		}
 		if !cancelled {
-			if slices.Contains([]string{TaskPending, TaskStepsInProcess, TaskBlockedByFailures}, state) {
+			open := []string{string(contracts.TaskStatePending), string(contracts.TaskStateStepsInProcess), string(contracts.TaskStateBlockedByFailures)}
+			if slices.Contains(open, state) {
 				// It finished while we looked; report what it is now.
 				_ = tx.QueryRow(ctx, `SELECT state FROM tasker.tasks WHERE task_uuid = $1`, id).Scan(&state)
 			}
 			return &StateConflictError{Action: "cancel", Kind: "task", Items: []StateConflict{{ID: id, State: state}},
-				Allowed: []string{TaskPending, TaskStepsInProcess, TaskBlockedByFailures}}
+				Allowed: open}
 		}
 		return nil
 	})
@@ -396,7 +399,7 @@ func checkDeadLetters(ctx context.Context, tx pgx.Tx, action string, ids []uuid.
 		switch st, ok := found[id]; {
 		case !ok:
 			missing = append(missing, id)
-		case st != StateError:
+		case st != string(contracts.StepStateError):
 			conflict = append(conflict, StateConflict{ID: id, State: st})
 		}
 	}
@@ -404,7 +407,7 @@ func checkDeadLetters(ctx context.Context, tx pgx.Tx, action string, ids []uuid.
 		return &MissingError{Kind: "step", IDs: missing}
 	}
 	if len(conflict) > 0 {
-		return &StateConflictError{Action: action, Kind: "step", Items: conflict, Allowed: []string{StateError}}
+		return &StateConflictError{Action: action, Kind: "step", Items: conflict, Allowed: []string{string(contracts.StepStateError)}}
 	}
 	return nil
 }
@@ -495,13 +498,14 @@ func ResolveStep(ctx context.Context, db DB, id uuid.UUID, results []byte, m Man
 		if err != nil {
 			return err
 		}
-		open := []string{StepPending, StateEnqueued, StepInProgress, StateWaitingForRetry, StateError}
+		open := []string{string(contracts.StepStatePending), string(contracts.StepStateEnqueued), string(contracts.StepStateInProgress),
+			string(contracts.StepStateWaitingForRetry), string(contracts.StepStateError)}
 		if !slices.Contains(open, stepState) {
 			return &StateConflictError{Action: "resolve", Kind: "step", Items: []StateConflict{{ID: id, State: stepState}}, Allowed: open}
 		}
-		if taskState != TaskStepsInProcess && taskState != TaskBlockedByFailures {
+		if taskState != string(contracts.TaskStateStepsInProcess) && taskState != string(contracts.TaskStateBlockedByFailures) {
 			return &StateConflictError{Action: "resolve a step of", Kind: "task", Items: []StateConflict{{ID: task, State: taskState}},
-				Allowed: []string{TaskStepsInProcess, TaskBlockedByFailures}}
+				Allowed: []string{string(contracts.TaskStateStepsInProcess), string(contracts.TaskStateBlockedByFailures)}}
 		}
 		var state pgtype.Text
 		if err := tx.QueryRow(ctx, resolveSQL, id, nullJSON(results), m.Now, ChannelPrefix).Scan(&state, &res.Enqueued, new(int64)); err != nil {

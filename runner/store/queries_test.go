@@ -13,6 +13,8 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
+
+	"github.com/tasker-runner/tasker-runner/contracts"
 )
 
 func mustState(t *testing.T, pool *pgxpool.Pool, table string, id uuid.UUID) string {
@@ -39,7 +41,7 @@ func failReady(t *testing.T, pool *pgxpool.Pool, ns string, now time.Time) []uui
 	var comps []store.Completion
 	for _, c := range cs {
 		out = append(out, c.StepUUID)
-		comps = append(comps, store.Completion{StepUUID: c.StepUUID, Attempt: c.Attempt, Epoch: c.Epoch, State: store.StateError, Error: []byte(`{"message":"boom"}`)})
+		comps = append(comps, store.Completion{StepUUID: c.StepUUID, Attempt: c.Attempt, Epoch: c.Epoch, State: contracts.StepStateError, Error: []byte(`{"message":"boom"}`)})
 	}
 	if _, err := store.Complete(t.Context(), pool, "w1", now, comps); err != nil {
 		t.Fatal(err)
@@ -60,10 +62,10 @@ func TestResolveStepAdvancesTheDAG(t *testing.T) {
 
 	// a is in progress; resolving it by hand takes its lease away.
 	res, err := store.ResolveStep(ctx, pool, steps[0], []byte(`{"success":true,"result":"by hand"}`), store.Manual{Reason: "ops", Now: now})
-	if err != nil || res.Enqueued != 2 || res.TaskState != store.TaskStepsInProcess {
+	if err != nil || res.Enqueued != 2 || res.TaskState != string(contracts.TaskStateStepsInProcess) {
 		t.Fatalf("resolve a = %+v, %v", res, err)
 	}
-	if r, err := store.Complete(ctx, pool, "w1", now, []store.Completion{{StepUUID: steps[0], Attempt: 1, Epoch: 1, State: store.StateComplete}}); err != nil || r.Stale != 1 {
+	if r, err := store.Complete(ctx, pool, "w1", now, []store.Completion{{StepUUID: steps[0], Attempt: 1, Epoch: 1, State: contracts.StepStateComplete}}); err != nil || r.Stale != 1 {
 		t.Fatalf("the runner's late completion = %+v, %v; want stale", r, err)
 	}
 	cs, err := store.Claim(ctx, pool, p)
@@ -72,21 +74,21 @@ func TestResolveStepAdvancesTheDAG(t *testing.T) {
 	}
 	// b fails for good: the task is blocked; resolving b unblocks it.
 	if _, err := store.Complete(ctx, pool, "w1", now, []store.Completion{
-		{StepUUID: steps[1], Attempt: 1, Epoch: 1, State: store.StateError, Error: []byte(`{"message":"x"}`)},
-		{StepUUID: steps[2], Attempt: 1, Epoch: 1, State: store.StateComplete, Results: []byte(`"c"`)},
+		{StepUUID: steps[1], Attempt: 1, Epoch: 1, State: contracts.StepStateError, Error: []byte(`{"message":"x"}`)},
+		{StepUUID: steps[2], Attempt: 1, Epoch: 1, State: contracts.StepStateComplete, Results: []byte(`"c"`)},
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if s := mustState(t, pool, "tasks", task); s != store.TaskBlockedByFailures {
+	if s := mustState(t, pool, "tasks", task); s != string(contracts.TaskStateBlockedByFailures) {
 		t.Fatalf("task = %s, want blocked", s)
 	}
 	res, err = store.ResolveStep(ctx, pool, steps[1], nil, store.Manual{Now: now})
-	if err != nil || res.Enqueued != 1 || res.TaskState != store.TaskStepsInProcess {
+	if err != nil || res.Enqueued != 1 || res.TaskState != string(contracts.TaskStateStepsInProcess) {
 		t.Fatalf("resolve b = %+v, %v", res, err)
 	}
 	// d is ready; resolving it is the last step: the task completes.
 	res, err = store.ResolveStep(ctx, pool, steps[3], nil, store.Manual{Now: now})
-	if err != nil || res.TaskState != store.TaskComplete {
+	if err != nil || res.TaskState != string(contracts.TaskStateComplete) {
 		t.Fatalf("resolve d = %+v, %v", res, err)
 	}
 	got, err := store.GetTask(ctx, pool, task)
@@ -96,7 +98,7 @@ func TestResolveStepAdvancesTheDAG(t *testing.T) {
 
 	// Finished steps cannot be resolved; unknown ones are not found.
 	var conflict *store.StateConflictError
-	if _, err := store.ResolveStep(ctx, pool, steps[3], nil, store.Manual{}); !errors.As(err, &conflict) || conflict.Items[0].State != store.StepResolvedManually {
+	if _, err := store.ResolveStep(ctx, pool, steps[3], nil, store.Manual{}); !errors.As(err, &conflict) || conflict.Items[0].State != string(contracts.StepStateResolvedManually) {
 		t.Fatalf("resolve again: %v", err)
 	}
 	if _, err := store.ResolveStep(ctx, pool, uuid.New(), nil, store.Manual{}); !errors.Is(err, store.ErrNotFound) {
@@ -109,7 +111,7 @@ func TestResolveStepAdvancesTheDAG(t *testing.T) {
 	last := trs[len(trs)-1]
 	// The audit row names the runner whose lease was taken (worker_id) and
 	// the manual action (metadata).
-	if last.ToState != store.StepResolvedManually || last.WorkerID != "w1" || string(last.Metadata) != `{"actor": "api", "action": "resolve", "reason": "ops"}` {
+	if last.ToState != string(contracts.StepStateResolvedManually) || last.WorkerID != "w1" || string(last.Metadata) != `{"actor": "api", "action": "resolve", "reason": "ops"}` {
 		t.Fatalf("audit row of the resolution = %+v (%s)", last, last.Metadata)
 	}
 }
@@ -126,7 +128,7 @@ func TestRedriveSteps(t *testing.T) {
 		t.Fatalf("failed %d steps, want both a's", len(failed))
 	}
 	dl, more, err := store.ListDeadLetters(ctx, pool, store.DeadLetterFilter{Namespace: "shop"}, nil, 1)
-	if err != nil || len(dl) != 1 || !more || dl[0].TemplateName != "diamond" || dl[0].State != store.StateError || string(dl[0].LastError) != `{"message": "boom"}` {
+	if err != nil || len(dl) != 1 || !more || dl[0].TemplateName != "diamond" || dl[0].State != contracts.StepStateError || string(dl[0].LastError) != `{"message": "boom"}` {
 		t.Fatalf("dead letters page 1 = %+v, %v, %v", dl, more, err)
 	}
 	dl2, more, err := store.ListDeadLetters(ctx, pool, store.DeadLetterFilter{Namespace: "shop"}, &store.DeadLetterCursor{FailedAt: dl[0].UpdatedAt, StepUUID: dl[0].StepUUID}, 1)
@@ -140,10 +142,10 @@ func TestRedriveSteps(t *testing.T) {
 	}
 	var conflict *store.StateConflictError
 	if _, err := store.RedriveSteps(ctx, pool, store.RedriveRequest{StepUUIDs: []uuid.UUID{steps1[0], steps1[1]}}); !errors.As(err, &conflict) ||
-		len(conflict.Items) != 1 || conflict.Items[0].ID != steps1[1] || conflict.Items[0].State != store.StepPending {
+		len(conflict.Items) != 1 || conflict.Items[0].ID != steps1[1] || conflict.Items[0].State != string(contracts.StepStatePending) {
 		t.Fatalf("redrive with a pending step: %v", err)
 	}
-	if s := mustState(t, pool, "steps", steps1[0]); s != store.StateError {
+	if s := mustState(t, pool, "steps", steps1[0]); s != string(contracts.StepStateError) {
 		t.Fatalf("a refused redrive changed step a to %s", s)
 	}
 
@@ -167,10 +169,10 @@ func TestRedriveSteps(t *testing.T) {
 		t.Fatalf("notification = %+v, %v", n, err)
 	}
 	st, err := store.GetStep(ctx, pool, steps1[0])
-	if err != nil || st.State != store.StateEnqueued || st.Attempts != 1 || st.MaxAttempts != 4 || !st.RunAt.Equal(now) {
+	if err != nil || st.State != contracts.StepStateEnqueued || st.Attempts != 1 || st.MaxAttempts != 4 || !st.RunAt.Equal(now) {
 		t.Fatalf("redriven step = %+v, %v", st, err)
 	}
-	if s := mustState(t, pool, "tasks", task1); s != store.TaskStepsInProcess {
+	if s := mustState(t, pool, "tasks", task1); s != string(contracts.TaskStateStepsInProcess) {
 		t.Fatalf("task 1 = %s", s)
 	}
 
@@ -200,15 +202,15 @@ func TestCancelTask(t *testing.T) {
 	}
 	for _, s := range steps {
 		st, err := store.GetStep(ctx, pool, s)
-		if err != nil || st.State != store.StepCancelled || st.LeaseOwner != "" {
+		if err != nil || st.State != contracts.StepStateCancelled || st.LeaseOwner != "" {
 			t.Fatalf("step after cancel = %+v, %v", st, err)
 		}
 	}
-	if r, err := store.Complete(ctx, pool, "w1", now, []store.Completion{{StepUUID: steps[0], Attempt: 1, Epoch: 1, State: store.StateComplete}}); err != nil || r.Stale != 1 {
+	if r, err := store.Complete(ctx, pool, "w1", now, []store.Completion{{StepUUID: steps[0], Attempt: 1, Epoch: 1, State: contracts.StepStateComplete}}); err != nil || r.Stale != 1 {
 		t.Fatalf("completion of a cancelled step = %+v, %v; want stale", r, err)
 	}
 	var conflict *store.StateConflictError
-	if _, err := store.CancelTask(ctx, pool, task, store.Manual{}); !errors.As(err, &conflict) || conflict.Items[0].State != store.TaskCancelled {
+	if _, err := store.CancelTask(ctx, pool, task, store.Manual{}); !errors.As(err, &conflict) || conflict.Items[0].State != string(contracts.TaskStateCancelled) {
 		t.Fatalf("cancel again: %v", err)
 	}
 	if _, err := store.CancelTask(ctx, pool, uuid.New(), store.Manual{}); !errors.Is(err, store.ErrNotFound) {
@@ -220,11 +222,11 @@ func TestCancelTask(t *testing.T) {
 	}
 	var taskCancel *store.Transition
 	for i := range trs {
-		if !trs[i].StepUUID.Valid && trs[i].ToState == store.TaskCancelled {
+		if !trs[i].StepUUID.Valid && trs[i].ToState == string(contracts.TaskStateCancelled) {
 			taskCancel = &trs[i]
 		}
 	}
-	if taskCancel == nil || taskCancel.FromState != store.TaskStepsInProcess || taskCancel.WorkerID != "api" {
+	if taskCancel == nil || taskCancel.FromState != string(contracts.TaskStateStepsInProcess) || taskCancel.WorkerID != "api" {
 		t.Fatalf("task transitions = %+v", trs)
 	}
 	if len(trs) != 2+4+1+4+1 { // task created+started, 4 steps created, a claimed, 4 steps and the task cancelled
@@ -269,7 +271,7 @@ func TestListTasksAndCounts(t *testing.T) {
 		t.Fatalf("pages = %v, want %v", seen, tasks)
 	}
 	got, _, err := store.ListTasks(ctx, pool, store.TaskFilter{
-		Namespace: "mail", States: []string{store.TaskStepsInProcess}, TemplateName: "diamond",
+		Namespace: "mail", States: []string{string(contracts.TaskStateStepsInProcess)}, TemplateName: "diamond",
 		CreatedAfter: base.Add(2 * time.Minute), CreatedBefore: base.Add(5 * time.Minute), Limit: 10,
 	})
 	if err != nil || len(got) != 1 || got[0].TaskUUID != tasks[3] { // i = 3: mail, created at base+3m
@@ -280,11 +282,11 @@ func TestListTasksAndCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	counts, err := store.CountTasksByState(ctx, pool, time.Now().Add(-2*time.Hour))
-	if err != nil || counts[store.TaskStepsInProcess] != 6 || counts[store.TaskCancelled] != 1 || counts[store.TaskComplete] != 0 || len(counts) != len(store.TaskStates) {
+	if err != nil || counts[string(contracts.TaskStateStepsInProcess)] != 6 || counts[string(contracts.TaskStateCancelled)] != 1 || counts[string(contracts.TaskStateComplete)] != 0 || len(counts) != len(contracts.TaskStates()) {
 		t.Fatalf("counts = %v, %v", counts, err)
 	}
 	// Finished tasks created before the window are not counted.
-	if counts, err := store.CountTasksByState(ctx, pool, time.Now().Add(time.Minute)); err != nil || counts[store.TaskCancelled] != 0 || counts[store.TaskStepsInProcess] != 6 {
+	if counts, err := store.CountTasksByState(ctx, pool, time.Now().Add(time.Minute)); err != nil || counts[string(contracts.TaskStateCancelled)] != 0 || counts[string(contracts.TaskStateStepsInProcess)] != 6 {
 		t.Fatalf("counts in a window after the tasks = %v, %v", counts, err)
 	}
 	// Complete tasks are outside the state indexes: listed through the
@@ -294,8 +296,8 @@ func TestListTasksAndCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	for since, want := range map[time.Time]map[string]int{
-		base.Add(-time.Hour):        {store.TaskComplete: 2, store.TaskStepsInProcess: 4, store.TaskCancelled: 1},
-		time.Now().Add(time.Minute): {store.TaskComplete: 0, store.TaskStepsInProcess: 4, store.TaskCancelled: 0},
+		base.Add(-time.Hour):        {string(contracts.TaskStateComplete): 2, string(contracts.TaskStateStepsInProcess): 4, string(contracts.TaskStateCancelled): 1},
+		time.Now().Add(time.Minute): {string(contracts.TaskStateComplete): 0, string(contracts.TaskStateStepsInProcess): 4, string(contracts.TaskStateCancelled): 0},
 	} {
 		counts, err := store.CountTasksByState(ctx, pool, since)
 		if err != nil {
@@ -307,7 +309,7 @@ func TestListTasksAndCounts(t *testing.T) {
 			}
 		}
 	}
-	done, _, err := store.ListTasks(ctx, pool, store.TaskFilter{States: []string{store.TaskComplete}, Limit: 10})
+	done, _, err := store.ListTasks(ctx, pool, store.TaskFilter{States: []string{string(contracts.TaskStateComplete)}, Limit: 10})
 	if err != nil || len(done) != 2 || done[0].TaskUUID != tasks[1] || done[1].TaskUUID != tasks[6] {
 		t.Fatalf("complete tasks = %+v, %v", done, err)
 	}
@@ -431,12 +433,12 @@ func TestStepReadsShowYields(t *testing.T) {
 			t.Fatalf("claim %d: %v %v", i, cs, err)
 		}
 		ckpt := fmt.Sprintf(`{"cursor": %d}`, i)
-		if _, err := store.Complete(ctx, pool, "w1", now, []store.Completion{{StepUUID: steps[0], Attempt: cs[0].Attempt, Epoch: cs[0].Epoch, State: store.StateEnqueued, RunAt: now, Checkpoint: []byte(ckpt)}}); err != nil {
+		if _, err := store.Complete(ctx, pool, "w1", now, []store.Completion{{StepUUID: steps[0], Attempt: cs[0].Attempt, Epoch: cs[0].Epoch, State: contracts.StepStateEnqueued, RunAt: now, Checkpoint: []byte(ckpt)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	st, err := store.GetStep(ctx, pool, steps[0])
-	if err != nil || st.Yields != 2 || st.State != store.StateEnqueued || string(st.Checkpoint) != `{"cursor": 1}` {
+	if err != nil || st.Yields != 2 || st.State != contracts.StepStateEnqueued || string(st.Checkpoint) != `{"cursor": 1}` {
 		t.Fatalf("GetStep after 2 yields = %+v, %v", st, err)
 	}
 	all, err := store.ListTaskSteps(ctx, pool, task)
@@ -459,7 +461,7 @@ func TestStepReadsShowYields(t *testing.T) {
 	if _, err := store.RedriveSteps(ctx, pool, store.RedriveRequest{StepUUIDs: steps[:1], AdditionalAttempts: 1, Manual: store.Manual{Now: now}}); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := store.GetStep(ctx, pool, steps[0]); err != nil || st.Yields != 0 || st.State != store.StateEnqueued {
+	if st, err := store.GetStep(ctx, pool, steps[0]); err != nil || st.Yields != 0 || st.State != contracts.StepStateEnqueued {
 		t.Fatalf("redriven step = %+v, %v", st, err)
 	}
 }

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"github.com/tasker-runner/tasker-runner/contracts"
+
 	"context"
 	"fmt"
 	"math"
@@ -96,7 +98,7 @@ type RetentionParams struct {
 type RetentionResult struct {
 	// Deleted counts the tasks deleted by their state: complete,
 	// resolved_manually, blocked_by_failures, cancelled.
-	Deleted map[string]int
+	Deleted map[contracts.TaskState]int
 	// Examined is how many tasks the call looked at (at most Limit): the
 	// walk has gone past them.
 	Examined int
@@ -235,7 +237,7 @@ SELECT state, count(*)::int FROM gone GROUP BY state`
 // makes them: a task whose uuid encodes a time after the latest cutoff is
 // not examined.
 func DeleteExpiredTasks(ctx context.Context, db DB, p RetentionParams) (RetentionResult, error) {
-	res := RetentionResult{Deleted: map[string]int{}, Next: p.After}
+	res := RetentionResult{Deleted: map[contracts.TaskState]int{}, Next: p.After}
 	if p.Limit < 1 {
 		return res, fmt.Errorf("store: deleting expired tasks: limit must be at least 1, got %d", p.Limit)
 	}
@@ -322,14 +324,14 @@ func DeleteExpiredTasks(ctx context.Context, db DB, p RetentionParams) (Retentio
 			return err
 		}
 		var (
-			state string
+			state contracts.TaskState
 			n     int
 		)
 		_, err = pgx.ForEachRow(rows, []any{&state, &n}, func() error { res.Deleted[state] = n; return nil })
 		return err
 	})
 	if err != nil {
-		return RetentionResult{Deleted: map[string]int{}, Next: p.After}, fmt.Errorf("store: deleting expired tasks: %w", err)
+		return RetentionResult{Deleted: map[contracts.TaskState]int{}, Next: p.After}, fmt.Errorf("store: deleting expired tasks: %w", err)
 	}
 	return res, nil
 }

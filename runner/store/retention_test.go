@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
 )
@@ -149,9 +150,9 @@ func ago(d time.Duration) time.Time { return retentionNow.Add(-d) }
 
 // deleteAll walks the whole range with p and returns the tasks deleted by
 // state, and the number of calls it took.
-func deleteAll(t *testing.T, db store.DB, p store.RetentionParams) (map[string]int, int) {
+func deleteAll(t *testing.T, db store.DB, p store.RetentionParams) (map[contracts.TaskState]int, int) {
 	t.Helper()
-	total := map[string]int{}
+	total := map[contracts.TaskState]int{}
 	for calls := 1; ; calls++ {
 		res, err := store.DeleteExpiredTasks(t.Context(), db, p)
 		if err != nil {
@@ -229,7 +230,7 @@ func TestRetentionDeletesExpiredTasksOnly(t *testing.T) {
 	p := defaultAges
 	p.Now, p.Limit = retentionNow, 5
 	deleted, _ := deleteAll(t, pool, p)
-	want := map[string]int{"complete": 2, "resolved_manually": 1, "blocked_by_failures": 1, "cancelled": 1}
+	want := map[contracts.TaskState]int{"complete": 2, "resolved_manually": 1, "blocked_by_failures": 1, "cancelled": 1}
 	if !maps.Equal(deleted, want) {
 		t.Errorf("deleted %v, want %v", deleted, want)
 	}
@@ -282,11 +283,11 @@ func TestRetentionZeroKeeps(t *testing.T) {
 
 	for _, step := range []struct {
 		p    store.RetentionParams
-		want map[string]int
+		want map[contracts.TaskState]int
 	}{
-		{store.RetentionParams{FailedAfter: day}, map[string]int{"blocked_by_failures": 1}},
-		{store.RetentionParams{CancelledAfter: day}, map[string]int{"cancelled": 1}},
-		{store.RetentionParams{CompleteAfter: day}, map[string]int{"complete": 1, "resolved_manually": 1}},
+		{store.RetentionParams{FailedAfter: day}, map[contracts.TaskState]int{"blocked_by_failures": 1}},
+		{store.RetentionParams{CancelledAfter: day}, map[contracts.TaskState]int{"cancelled": 1}},
+		{store.RetentionParams{CompleteAfter: day}, map[contracts.TaskState]int{"complete": 1, "resolved_manually": 1}},
 	} {
 		p := step.p
 		p.Now, p.Limit = retentionNow, 10
