@@ -49,7 +49,7 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 
-	demo := &devDemo{env: env, cfg: cfg, funcs: &callout.Funcs{}, chaos: *chaos, chaosOrders: *chaosOrders, restartAfter: *restartAfter}
+	demo := &devDemo{env: env, cfg: cfg, chaos: *chaos, chaosOrders: *chaosOrders, restartAfter: *restartAfter}
 	if err := demo.prepare(ctx, *examplesFlag); err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 	}
 	demo.ownDatabase = cluster != nil
 
-	err = serve(ctx, env, cfg, serveOptions{migrate: true, configPath: config.ResolvePath(*configPath, env.lookup), funcs: demo.funcs, onEvent: demo.onEvent, started: demo.run, ready: func(apiAddr, grpcAddr string) {
+	err = serve(ctx, env, cfg, serveOptions{migrate: true, configPath: config.ResolvePath(*configPath, env.lookup), onEvent: demo.onEvent, started: demo.run, ready: func(apiAddr, grpcAddr string) {
 		demo.apiAddr, demo.grpcAddr = apiAddr, grpcAddr
 		fmt.Fprintf(env.stdout, "\ntasker-runner %s is up\n", buildVersion())
 		fmt.Fprintf(env.stdout, "  database  %s\n", store.RedactURL(cfg.Database.URL))
@@ -100,7 +100,6 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 type devDemo struct {
 	env          *environment
 	cfg          config.Config
-	funcs        *callout.Funcs // in-process fallbacks for missing languages
 	chaos        string
 	chaosOrders  int
 	restartAfter time.Duration
@@ -117,8 +116,9 @@ type devDemo struct {
 	pool        *pgxpool.Pool // for the endpoint rows; opened by run
 	closeOnce   sync.Once
 
-	mu       sync.Mutex
-	patterns []string // endpoint rows registered (by run, and by keepUp's moves)
+	mu        sync.Mutex
+	patterns  []string   // endpoint rows registered (by run, and by keepUp's moves)
+	fallbacks []devRoute // missing languages' steps, run by the Go service
 }
 
 // devWorkflow is one of the dynamic example workflows: its template and
@@ -323,35 +323,32 @@ func (d *devDemo) run(ctx context.Context, e *engine) error {
 }
 
 // register puts an endpoint for each running service (signed with its
-// secret) and an in-process Go handler for each missing language, then
-// waits until the runner has loaded the endpoints.
+// secret), routing a missing language's steps to the Go example service,
+// then waits until the runner has loaded the endpoints.
 func (d *devDemo) register(ctx context.Context, e *engine) error {
 	p := d.progress
-	ns := d.tpl.NamespaceName
 	p.printf("\nhandler services from %s (their files are in %s, removed on exit):\n", filepath.Join(d.examples, "handlers"), d.services.tmp)
-	fallbacks := devFallbacks()
+	_, goUp := d.services.get("go")
 	var loud []string
+	for _, l := range devLanguages {
+		if _, ok := d.services.get(l.key); !ok {
+			loud = append(loud, d.fallBack(l, goUp))
+		}
+	}
 	want := map[string]string{} // pattern -> the service's base URL
 	for _, l := range devLanguages {
 		s, ok := d.services.get(l.key)
 		if !ok {
-			var callables []string
-			for _, r := range l.routes() {
-				d.funcs.Register(r.callable, fallbacks[r.callable])
-				p.setWho(r.callable, "Go*")
-				callables = append(callables, r.callable)
-			}
-			p.printf("  %-11s NOT RUNNING: %s run in-process in Go (Go* below)\n", l.label, l.steps())
-			loud = append(loud, fmt.Sprintf("The %s handler service is not running: %v.\nIts steps %s (%s) FALL BACK to in-process Go handlers (Go* below).",
-				l.label, d.services.failure(l.key), l.steps(), strings.Join(callables, ", ")))
 			continue
 		}
 		if err := d.putEndpoint(ctx, s); err != nil {
 			return err
 		}
 		for _, r := range l.routes() {
-			_, _, want[r.callable] = s.current()
 			p.setWho(r.callable, l.label)
+		}
+		for _, r := range d.routesOf(s) {
+			_, _, want[r.callable] = s.current()
 		}
 		p.printf("  %-11s pid %-7d %s  runs %s\n", l.label, s.pid(), s.url, l.steps())
 	}
@@ -359,6 +356,51 @@ func (d *devDemo) register(ctx context.Context, e *engine) error {
 		d.env.logger.Warn(strings.ReplaceAll(msg, "\n", " "))
 		p.printf("\n%s\n## %s\n%s\n", strings.Repeat("#", 100), strings.ReplaceAll(msg, "\n", "\n## "), strings.Repeat("#", 100))
 	}
+	d.superviseServices(ctx)
+	return d.waitLoaded(ctx, e, want)
+}
+
+// fallBack hands the steps of a language whose service is not running to
+// the Go example service (when that runs) and returns the loud message
+// saying so.
+func (d *devDemo) fallBack(l devLanguage, goUp bool) string {
+	p := d.progress
+	var callables []string
+	for _, r := range l.routes() {
+		callables = append(callables, r.callable)
+	}
+	if !goUp {
+		p.printf("  %-11s NOT RUNNING: %s have no handler (the Go service is not running either)\n", l.label, l.steps())
+		return fmt.Sprintf("The %s handler service is not running: %v.\nIts steps %s (%s) have NO HANDLER: the Go handler service, their fallback, is not running either.",
+			l.label, d.services.failure(l.key), l.steps(), strings.Join(callables, ", "))
+	}
+	d.mu.Lock()
+	d.fallbacks = append(d.fallbacks, l.routes()...)
+	d.mu.Unlock()
+	for _, r := range l.routes() {
+		p.setWho(r.callable, "Go*")
+	}
+	p.printf("  %-11s NOT RUNNING: %s run by the Go service (Go* below)\n", l.label, l.steps())
+	return fmt.Sprintf("The %s handler service is not running: %v.\nIts steps %s (%s) FALL BACK to the Go handler service (Go* below).",
+		l.label, d.services.failure(l.key), l.steps(), strings.Join(callables, ", "))
+}
+
+// routesOf returns the steps s runs: its language's, and for the Go
+// service also those of the missing languages it stands in for.
+func (d *devDemo) routesOf(s *devService) []devRoute {
+	routes := s.lang.routes()
+	if s.lang.key == "go" {
+		d.mu.Lock()
+		routes = append(routes, d.fallbacks...)
+		d.mu.Unlock()
+	}
+	return routes
+}
+
+// superviseServices restarts every running service that dies, moving its
+// endpoints when it comes back on another port.
+func (d *devDemo) superviseServices(ctx context.Context) {
+	p := d.progress
 	for _, l := range devLanguages {
 		if s, ok := d.services.get(l.key); ok {
 			d.services.keepUp(s, d.restartAfter, p.printf, func(s *devService) {
@@ -368,9 +410,13 @@ func (d *devDemo) register(ctx context.Context, e *engine) error {
 			})
 		}
 	}
+}
 
-	// The runner loads endpoint rows when the database announces a change;
-	// the first order must not start before.
+// waitLoaded waits until the runner has loaded the endpoints of want
+// (pattern -> base URL): it loads endpoint rows when the database announces
+// a change, and the first order must not start before.
+func (d *devDemo) waitLoaded(ctx context.Context, e *engine, want map[string]string) error {
+	ns := d.tpl.NamespaceName
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		loaded := 0
@@ -402,7 +448,7 @@ func (d *devDemo) putEndpoint(ctx context.Context, s *devService) error {
 		return fmt.Errorf("writing the %s service's secret: %w", s.lang.label, err)
 	}
 	_, _, base := s.current()
-	for _, r := range s.lang.routes() {
+	for _, r := range d.routesOf(s) {
 		row := store.HandlerEndpoint{
 			Namespace: d.tpl.NamespaceName, Pattern: r.callable, URL: base + "/{callable}", Protocol: callout.ProtocolHTTP,
 			TimeoutMs: 10_000, BatchMax: 1, SecretRef: "file:" + secretPath,
@@ -433,7 +479,7 @@ func (d *devDemo) runChaos(ctx context.Context, e *engine, info runner.TemplateI
 	l, _ := devLanguageByKey(d.chaos)
 	s, ok := d.services.get(l.key)
 	if !ok {
-		return fmt.Errorf("the %s handler service is not running (its step runs in-process), so there is nothing to kill", l.label)
+		return fmt.Errorf("the %s handler service is not running (the Go service runs its steps), so there is nothing to kill", l.label)
 	}
 	p.printf("\nchaos: killing the %s handler service (pid %d, %s) with SIGKILL; dev restarts it in %s. Meanwhile, %d more orders:\n",
 		l.label, s.pid(), s.url, d.restartAfter, d.chaosOrders)

@@ -94,7 +94,7 @@ type devChild struct {
 
 // checkDevDemo checks the first order's output: every language whose
 // runtime this machine has ran its step in its own service, the others fell
-// back to in-process Go, loudly. It returns the services (alive and
+// back to the Go service, loudly. It returns the services (alive and
 // answering, except the one named killed) and dev's temporary directory.
 func checkDevDemo(t *testing.T, out, killed string) (map[string]devChild, string) {
 	t.Helper()
@@ -137,7 +137,7 @@ func checkDevDemo(t *testing.T, out, killed string) (map[string]devChild, string
 			if underCI() {
 				report = t.Errorf // CI=true: .ci/ensure-runtimes must have installed it
 			}
-			report("\n%s\n## The %s runtime is missing here (%s fails): its step %s ran in-process in Go.\n## Install it (%s) to run it in %s.\n%s",
+			report("\n%s\n## The %s runtime is missing here (%s fails): its step %s ran in the Go service.\n## Install it (%s) to run it in %s.\n%s",
 				strings.Repeat("#", 90), l.label, strings.Join(l.probe, " "), l.step, l.install, l.label, strings.Repeat("#", 90))
 			if !strings.Contains(out, "FALL BACK") || !regexp.MustCompile(`(?m)^  `+l.label+`\s+NOT RUNNING`).MatchString(out) {
 				t.Errorf("the %s fallback is not reported loudly:\n%s", l.label, out)
@@ -267,7 +267,7 @@ func TestDevKillHandlerWithDatabaseURL(t *testing.T) {
 
 // TestDevFallsBackWhenARuntimeIsMissing: with no working Python, Ruby or
 // Node (stand-ins that fail come first on PATH), dev says so loudly and runs
-// their steps in-process in Go; the Go service still runs its steps, and the
+// their steps in the Go service; which still runs its own too, and the
 // order, the approval and the batch ETL complete with the right results.
 func TestDevFallsBackWhenARuntimeIsMissing(t *testing.T) {
 	t.Parallel()
@@ -292,9 +292,9 @@ func TestDevFallsBackWhenARuntimeIsMissing(t *testing.T) {
 			continue
 		}
 		res = append(res,
-			`(?m)^  `+l.label+`\s+NOT RUNNING: `+regexp.QuoteMeta(l.steps())+` run in-process in Go`,
+			`(?m)^  `+l.label+`\s+NOT RUNNING: `+regexp.QuoteMeta(l.steps())+` run by the Go service`,
 			`(?m)^## The `+l.label+` handler service is not running: its runtime is missing \(.*no \S+ here.*\)`,
-			`(?m)^## Its steps `+regexp.QuoteMeta(l.steps())+` \(`+regexp.QuoteMeta(l.callable)+`, .*\) FALL BACK to in-process Go handlers`,
+			`(?m)^## Its steps `+regexp.QuoteMeta(l.steps())+` \(`+regexp.QuoteMeta(l.callable)+`, .*\) FALL BACK to the Go handler service`,
 			`(?m)^  ✓ ORD-1001 `+l.step+`\s+Go\*\s+attempt \d+`)
 	}
 	for _, re := range res {

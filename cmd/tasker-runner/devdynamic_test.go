@@ -50,8 +50,8 @@ func getDevTask(t *testing.T, out, addr, label string) devTaskView {
 }
 
 // checkDevDynamic checks the approval and batch ETL demos that follow the
-// order: every step ran in the language dev routes it to (or in-process Go,
-// Go*, when that runtime is missing), as the progress lines and the
+// order: every step ran in the language dev routes it to (or the Go
+// service, Go*, when that runtime is missing), as the progress lines and the
 // handler each result names show, and the results are right: finalize saw
 // exactly the two approvals taken, and the aggregate equals the totals
 // computed here.
@@ -62,13 +62,13 @@ func checkDevDynamic(t *testing.T, out, addr string) {
 		t.Errorf("the approval does not come after the order:\n%s", out)
 	}
 	who := map[string]string{}     // step (template name) -> who ran it, as a pattern
-	service := map[string]string{} // step -> the handler of its result's metadata ("" in-process)
+	service := map[string]string{} // step -> the handler of its result's metadata 
 	for _, l := range devLanguages {
 		for _, r := range l.routes() {
 			step := strings.TrimSuffix(r.step, "_*")
 			who[step], service[step] = l.label, "examples/handlers/"+l.key
 			if regexp.MustCompile(`(?m)^  ` + l.label + `\s+NOT RUNNING`).MatchString(out) {
-				who[step], service[step] = `Go\*`, ""
+				who[step], service[step] = `Go\*`, "examples/handlers/go"
 			}
 		}
 	}

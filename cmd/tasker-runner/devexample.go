@@ -16,7 +16,6 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/contracts"
-	"github.com/tasker-runner/tasker-runner/examples/handlers/go/handler"
 	"github.com/tasker-runner/tasker-runner/runner"
 )
 
@@ -89,18 +88,6 @@ func devETL(n int) (string, json.RawMessage) {
 }
 
 const devETLRows = 10_000
-
-// devFallbacks are the Go example service's steps run in process, for a
-// language whose runtime is missing: the same code the Go service runs.
-func devFallbacks() map[string]callout.Func {
-	out := map[string]callout.Func{}
-	for callable, step := range handler.Steps() {
-		out[callable] = func(ctx context.Context, env *contracts.StepEnvelope) (contracts.StepResult, error) {
-			return handler.Answer(step(ctx, env)), nil
-		}
-	}
-	return out
-}
 
 // devProgress prints the outcomes of the example namespace's steps as they
 // are written, naming who ran each step, and lets the demo wait for tasks.
