@@ -1,0 +1,656 @@
+package bench
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/cli"
+	"github.com/tasker-runner/tasker-runner/contracts"
+	"github.com/tasker-runner/tasker-runner/runner"
+	"github.com/tasker-runner/tasker-runner/runner/store"
+)
+
+const noopCallable = "bench.noop"
+
+func noopHandler(context.Context, *contracts.StepEnvelope) (contracts.StepResult, error) {
+	return contracts.StepResult{Success: true}, nil
+}
+
+func singleStepTemplate(ns string) string {
+	return fmt.Sprintf("name: single\nnamespace_name: %s\nversion: 1.0.0\nsteps:\n  - name: only\n    handler: {callable: %s}\n", ns, noopCallable)
+}
+
+func linearTemplate(ns string, n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "name: linear%d\nnamespace_name: %s\nversion: 1.0.0\nsteps:\n", n, ns)
+	for i := range n {
+		fmt.Fprintf(&b, "  - name: s%d\n    handler: {callable: %s}\n", i+1, noopCallable)
+		if i > 0 {
+			fmt.Fprintf(&b, "    dependencies: [s%d]\n", i)
+		}
+	}
+	return b.String()
+}
+
+// runnerConfig is the runner configuration every scenario uses: the
+// engine's defaults except what the options set.
+func runnerConfig(env *cli.Env, o benchOptions, sc *scenarioDB, label string, onEvent func(runner.Event)) runner.Config {
+	funcs := &callout.Funcs{}
+	funcs.Register(noopCallable, noopHandler)
+	return runnerConfigWith(env, o, sc, label, funcs, onEvent)
+}
+
+// runnerConfigWith is runnerConfig with the given handlers.
+func runnerConfigWith(env *cli.Env, o benchOptions, sc *scenarioDB, label string, handlers callout.Resolver, onEvent func(runner.Event)) runner.Config {
+	return runner.Config{
+		WorkerID:                    "bench-" + sc.namespace + "-" + label,
+		Namespaces:                  []string{sc.namespace},
+		Mode:                        runner.ModeHybrid,
+		MaxConcurrentSteps:          o.concurrency,
+		FlushBatch:                  o.flushBatch,
+		FlushWriters:                o.flushWriters,
+		FlushInterval:               o.flushEvery,
+		DisableClaimWithCompletions: o.noRideClaims,
+		Handlers:                    handlers,
+		Logger:                      slog.New(minLevel{env.Logger.Handler(), slog.LevelWarn}),
+		OnEvent:                     onEvent,
+	}
+}
+
+// minLevel drops records below a level: the runner's start and stop
+// messages would only clutter the bench's output.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.min}
+}
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.min}
+}
+
+// stopRunner stops r gracefully, bounded.
+func stopRunner(ctx context.Context, r *runner.Runner) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return r.Stop(ctx)
+}
+
+// startListeningRunner starts a runner and waits until its LISTEN
+// connection is up, so that a scenario measures the event-driven path. stop
+// stops it gracefully and waits for it; calls after the first do nothing.
+func startListeningRunner(ctx context.Context, pool *pgxpool.Pool, cfg runner.Config) (r *runner.Runner, stop func() error, err error) {
+	r, err = runner.New(pool, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	runCtx, cancelRun := context.WithCancel(ctx)
+	if err := r.Start(runCtx); err != nil {
+		cancelRun()
+		return nil, nil, err
+	}
+	stop = sync.OnceValue(func() error {
+		err := stopRunner(ctx, r)
+		cancelRun()
+		r.Wait()
+		return err
+	})
+	for deadline := time.Now().Add(10 * time.Second); !r.ListenerConnected(); {
+		if time.Now().After(deadline) {
+			_ = stop()
+			return nil, nil, fmt.Errorf("the runner's LISTEN connection did not come up within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return r, stop, nil
+}
+
+type backlogResult struct {
+	Steps             int     `json:"steps"`
+	InsertSeconds     float64 `json:"insert_seconds"`
+	InsertTasksPerSec float64 `json:"insert_tasks_per_sec"`
+	InsertBatch       int     `json:"insert_batch"`
+	WorkDownSeconds   float64 `json:"work_down_seconds"`
+	StepsPerSec       float64 `json:"steps_per_sec"`
+	// RunnerCPUSeconds is the CPU time (user+system) this process used
+	// during the work-down: the runner's cost, PostgreSQL's not included.
+	RunnerCPUSeconds       float64 `json:"runner_cpu_seconds"`
+	RunnerCPUMicrosPerStep float64 `json:"runner_cpu_us_per_step"`
+	// ServerCPUMicrosPerStep is PostgreSQL's CPU time per step during the
+	// work-down; 0 (omitted) unless the server is a local throwaway cluster.
+	ServerCPUMicrosPerStep float64  `json:"postgres_cpu_us_per_step,omitempty"`
+	CPU                    cpuUsage `json:"cpu"`
+	ClaimQueries           int64    `json:"claim_queries"`
+	MeanClaimSize          float64  `json:"mean_claim_size"`
+	// ClaimedWithCompletions counts the steps claimed by outcome writes
+	// (claims riding on completions), not by claim queries.
+	ClaimedWithCompletions int64   `json:"claimed_with_completions"`
+	Flushes                int64   `json:"flushes"`
+	MeanFlushSize          float64 `json:"mean_flush_size"`
+	Failed                 int64   `json:"failed_steps"`
+	Memory                 memory  `json:"memory"`
+	// HandlerRequests and MeanBatchSize are what the handler service saw
+	// (HTTP scenarios only).
+	HandlerRequests    int64   `json:"handler_requests,omitempty"`
+	HandlerConnections int64   `json:"handler_connections,omitempty"`
+	MeanBatchSize      float64 `json:"mean_steps_per_request,omitempty"`
+	MedianOf           int     `json:"median_of,omitempty"`
+}
+
+type memory struct {
+	PeakRSSMB     float64 `json:"peak_rss_mb"`
+	PeakRSSSource string  `json:"peak_rss_source"`
+	BaselineRSSMB float64 `json:"baseline_rss_mb"`
+	PeakGoHeapMB  float64 `json:"peak_go_heap_mb"`
+	Note          string  `json:"note"`
+}
+
+// backlogVacuum runs between the insert of a backlog and the start of the
+// runner (runBacklogWith).
+const backlogVacuum = "VACUUM ANALYZE tasker.steps, tasker.tasks"
+
+// runBacklog inserts o.steps single-step tasks, then starts one runner and
+// times it until every task is complete, as reported by the runner's events.
+func runBacklog(ctx context.Context, env *cli.Env, srv *benchServer, o benchOptions, profile *os.File) (backlogResult, error) {
+	funcs := &callout.Funcs{}
+	funcs.Register(noopCallable, noopHandler)
+	return runBacklogWith(ctx, env, srv, o, backlogSpec{label: "backlog", steps: o.steps, handlers: funcs}, profile)
+}
+
+// backlogSpec is what differs between the backlog work-downs: in-process
+// Go handlers (a) or HTTP callouts (d).
+type backlogSpec struct {
+	label    string
+	steps    int
+	handlers callout.Resolver
+	// from is where the database comes from: fresh and empty unless set
+	// (the history scenario's clones).
+	from scenarioFrom
+}
+
+// runBacklogWith is runBacklog with the given size and handlers.
+func runBacklogWith(ctx context.Context, env *cli.Env, srv *benchServer, o benchOptions, spec backlogSpec, profile *os.File) (backlogResult, error) {
+	o.steps = spec.steps
+	res := backlogResult{Steps: o.steps, InsertBatch: benchSubmitChunk}
+	sc, err := srv.scenarioWith(ctx, env, spec.label, o.poolSize, spec.from)
+	if err != nil {
+		return res, err
+	}
+	defer sc.cleanup()
+
+	client := runner.NewClient(sc.pool, runner.ClientConfig{})
+	tpl, err := client.RegisterTemplate(ctx, []byte(singleStepTemplate(sc.namespace)))
+	if err != nil {
+		return res, err
+	}
+
+	insertStart := time.Now()
+	if err := submitBacklog(ctx, client, tpl, o.steps, benchSubmitChunk, nil); err != nil {
+		return res, err
+	}
+	res.InsertSeconds = time.Since(insertStart).Seconds()
+	res.InsertTasksPerSec = float64(o.steps) / res.InsertSeconds
+	fmt.Fprintf(o.progress, "bench:   inserted in %.2fs (%.0f tasks/s); starting the runner\n", res.InsertSeconds, res.InsertTasksPerSec)
+	// Vacuum and analyse as autovacuum would have by now in a long-lived
+	// database, so the claim plans see real statistics. The figures' how
+	// text says so.
+	if _, err := sc.pool.Exec(ctx, backlogVacuum); err != nil {
+		return res, err
+	}
+
+	// Memory: start the runner's measurement from a clean slate.
+	runtime.GC()
+	debug.FreeOSMemory()
+	res.Memory.BaselineRSSMB = procStatusMB("VmRSS")
+	hwmReset := resetPeakRSS()
+
+	var (
+		completed atomic.Int64
+		failed    atomic.Int64
+		allDone   = make(chan struct{})
+		target    = int64(o.steps)
+	)
+	onEvent := func(ev runner.Event) {
+		if ev.TaskState == "" {
+			if ev.State == store.StateError {
+				failed.Add(1)
+			}
+			return
+		}
+		if ev.TaskState != "complete" {
+			failed.Add(1)
+		}
+		if completed.Add(1) == target {
+			close(allDone)
+		}
+	}
+	r, err := runner.New(sc.pool, runnerConfigWith(env, o, sc, spec.label, spec.handlers, onEvent))
+	if err != nil {
+		return res, err
+	}
+	sampler := startMemSampler(20 * time.Millisecond)
+	stopProfile, err := startProfile(profile)
+	if err != nil {
+		sampler.stop()
+		return res, err
+	}
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	cpu0 := takeCPUSnapshot(srv.postmaster)
+	start := time.Now()
+	if err := r.Start(runCtx); err != nil {
+		stopProfile()
+		sampler.stop()
+		return res, err
+	}
+	timeout := time.NewTimer(o.scenarioTime)
+	defer timeout.Stop()
+	select {
+	case <-allDone:
+	case <-timeout.C:
+		err = fmt.Errorf("%w after %s with %d of %d tasks complete", errBenchTimeout, o.scenarioTime, completed.Load(), target)
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	elapsed := time.Since(start)
+	cpu1 := takeCPUSnapshot(srv.postmaster)
+	stopProfile()
+	peakHeap, peakRSS := sampler.stop()
+	st := r.Stats()
+	if stopErr := stopRunner(ctx, r); err == nil && stopErr != nil {
+		err = stopErr
+	}
+	cancelRun()
+	r.Wait()
+	if err != nil {
+		return res, err
+	}
+
+	res.WorkDownSeconds = elapsed.Seconds()
+	res.StepsPerSec = float64(o.steps) / elapsed.Seconds()
+	if cpu := cpu1.self - cpu0.self; cpu > 0 {
+		res.RunnerCPUSeconds = cpu.Seconds()
+		res.RunnerCPUMicrosPerStep = float64(cpu.Microseconds()) / float64(o.steps)
+	}
+	if cpu := cpu1.server - cpu0.server; srv.postmaster > 0 && cpu > 0 {
+		res.ServerCPUMicrosPerStep = float64(cpu.Microseconds()) / float64(o.steps)
+	}
+	res.CPU = cpuBetween(cpu0, cpu1)
+	res.ClaimQueries = st.ClaimQueries
+	res.ClaimedWithCompletions = st.ClaimedWithCompletions
+	if st.ClaimQueries > 0 {
+		res.MeanClaimSize = float64(st.Claimed-st.ClaimedWithCompletions) / float64(st.ClaimQueries)
+	}
+	res.Flushes = st.Flushes
+	if st.Flushes > 0 {
+		res.MeanFlushSize = float64(st.Completed+st.Retried+st.Failed) / float64(st.Flushes)
+	}
+	res.Failed = failed.Load()
+	if res.Failed > 0 {
+		return res, fmt.Errorf("%d steps or tasks failed with a no-op handler", res.Failed)
+	}
+
+	hwm := procStatusMB("VmHWM")
+	res.Memory.PeakGoHeapMB = peakHeap
+	switch {
+	case hwm > 0 && hwmReset:
+		res.Memory.PeakRSSMB = max(hwm, peakRSS)
+		res.Memory.PeakRSSSource = "VmHWM of this process (reset just before the runner started; the runner is in-process)"
+	case peakRSS > 0:
+		res.Memory.PeakRSSMB = peakRSS
+		res.Memory.PeakRSSSource = "highest VmRSS of this process sampled every 20ms (the runner is in-process)"
+	default:
+		res.Memory.PeakRSSSource = "unavailable (no /proc)"
+	}
+	res.Memory.Note = "whole bench process during the work-down: the runner plus the bench's own bookkeeping (event counting, samplers); the backlog itself lives in PostgreSQL"
+	return res, nil
+}
+
+// submitBacklog submits n single-step tasks of tpl in chunks of chunk, one
+// transaction (Client.SubmitMany) each; after calls progress, when set,
+// with the count submitted so far.
+func submitBacklog(ctx context.Context, client *runner.Client, tpl runner.TemplateInfo, n, chunk int, after func(done int)) error {
+	reqs := make([]runner.SubmitRequest, 0, min(chunk, n))
+	for done := 0; done < n; {
+		k := min(chunk, n-done)
+		reqs = reqs[:0]
+		for range k {
+			reqs = append(reqs, runner.SubmitRequest{Namespace: tpl.Namespace, Name: tpl.Name, Version: tpl.Version})
+		}
+		if _, err := client.SubmitMany(ctx, reqs); err != nil {
+			return fmt.Errorf("inserting the backlog (%d of %d tasks in): %w", done, n, err)
+		}
+		done += k
+		if after != nil {
+			after(done)
+		}
+	}
+	return nil
+}
+
+type percentiles struct {
+	P50 float64 `json:"p50"`
+	P95 float64 `json:"p95"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+	N   int     `json:"n"`
+}
+
+func percentilesOf(ds []time.Duration) percentiles {
+	if len(ds) == 0 {
+		return percentiles{}
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	at := func(q float64) float64 {
+		// Nearest rank.
+		i := int(q*float64(len(s))+0.999999) - 1
+		i = min(max(i, 0), len(s)-1)
+		return ms(s[i])
+	}
+	return percentiles{P50: at(0.50), P95: at(0.95), P99: at(0.99), Max: ms(s[len(s)-1]), N: len(s)}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+type latencyResult struct {
+	Mode               string  `json:"mode"`
+	StepsPerTask       int     `json:"steps_per_task"`
+	OfferedStepsPerSec float64 `json:"offered_steps_per_sec"`
+	OfferedTasksPerSec float64 `json:"offered_tasks_per_sec"`
+	DurationSeconds    float64 `json:"duration_seconds"`
+	WarmupSeconds      float64 `json:"warmup_seconds"`
+	// HistoryTasks were run (and the tables analysed) before the clock started.
+	HistoryTasks        int     `json:"history_tasks"`
+	TasksSubmitted      int     `json:"tasks_submitted"`
+	TasksMeasured       int     `json:"tasks_measured"`
+	AchievedStepsPerSec float64 `json:"achieved_steps_per_sec"`
+	// EndToEndMs runs from just before Submit is called to the runner's
+	// event for the write that completed the task.
+	EndToEndMs percentiles `json:"end_to_end_ms"`
+	// EnqueueToStartMs runs from a step's run_at (when it became ready) to
+	// its handler starting, over every step of the measured tasks.
+	EnqueueToStartMs          percentiles `json:"enqueue_to_start_ms"`
+	EnqueueToStartFirstStepMs percentiles `json:"enqueue_to_start_first_step_ms"`
+	EnqueueToStartChildMs     percentiles `json:"enqueue_to_start_child_steps_ms"`
+	// A later step's enqueue-to-start, split where the write that made it
+	// ready returned: the completion write (statement and commit), then
+	// waking, claiming and dispatching it.
+	ChildReadyToWrittenMs percentiles `json:"child_ready_to_written_ms"`
+	ChildWrittenToStartMs percentiles `json:"child_written_to_start_ms"`
+	// SubmitMs is how long Submit took (one transaction with a commit).
+	SubmitMs percentiles `json:"submit_ms"`
+	CPU      cpuUsage    `json:"cpu"`
+	MedianOf int         `json:"median_of,omitempty"`
+}
+
+type latencyTask struct {
+	submitted time.Time
+	warm      bool
+	steps     [4]stepTimes // by position in the chain
+	e2e       time.Duration
+	done      bool
+}
+
+type stepTimes struct {
+	seen     bool
+	enqueued time.Time // run_at: when it became ready
+	started  time.Time // handler start
+	written  time.Time // the runner's event: its outcome was written
+}
+
+// runLatency offers linear-4 tasks at a fixed rate (open loop: each
+// submission is scheduled by the clock, not by the previous one finishing)
+// to a hybrid-mode runner and records when each task's steps start and
+// when the task completes.
+func runLatency(ctx context.Context, env *cli.Env, srv *benchServer, o benchOptions) (latencyResult, error) {
+	return runLatencyOn(ctx, env, srv, o, "latency", scenarioFrom{})
+}
+
+// runLatencyOn is runLatency in a database that starts as from says.
+func runLatencyOn(ctx context.Context, env *cli.Env, srv *benchServer, o benchOptions, label string, from scenarioFrom) (latencyResult, error) {
+	const stepsPerTask = 4
+	warmup := warmupFor(o.duration)
+	res := latencyResult{
+		Mode: runner.ModeHybrid, StepsPerTask: stepsPerTask,
+		OfferedStepsPerSec: o.rate, OfferedTasksPerSec: o.rate / stepsPerTask,
+		DurationSeconds: o.duration.Seconds(), WarmupSeconds: warmup.Seconds(),
+	}
+	sc, err := srv.scenarioWith(ctx, env, label, o.poolSize, from)
+	if err != nil {
+		return res, err
+	}
+	defer sc.cleanup()
+	client := runner.NewClient(sc.pool, runner.ClientConfig{})
+	tpl, err := client.RegisterTemplate(ctx, []byte(linearTemplate(sc.namespace, stepsPerTask)))
+	if err != nil {
+		return res, err
+	}
+
+	var (
+		mu        sync.Mutex
+		tasks     = map[uuid.UUID]*latencyTask{} // by correlation id
+		finished  int
+		submitted int
+		allDone   = make(chan struct{})
+		closed    bool
+		failed    int
+		submitEnd bool
+		// History: tasks run before the measurement so that it sees tables
+		// of a realistic size with statistics, as a live database has.
+		historyTasks = cmp.Or(o.history, min(benchLatencyHistoryMax, max(100, int(o.rate*o.duration.Seconds()/stepsPerTask))))
+		historyDone  int
+		historyCh    = make(chan struct{})
+	)
+	checkDone := func() { // with mu held
+		if submitEnd && finished == submitted && !closed {
+			closed = true
+			close(allDone)
+		}
+	}
+	onEvent := func(ev runner.Event) {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		if ev.State != store.StateComplete {
+			failed++
+		}
+		t := tasks[ev.Step.CorrelationID]
+		if t == nil {
+			if ev.TaskState != "" { // a history task
+				historyDone++
+				if historyDone == historyTasks {
+					close(historyCh)
+				}
+			}
+			return
+		}
+		var k int
+		if _, err := fmt.Sscanf(ev.Step.Name, "s%d", &k); err == nil && k >= 1 && k <= len(t.steps) {
+			t.steps[k-1] = stepTimes{seen: true, enqueued: ev.Step.EnqueuedAt, started: ev.Started, written: now}
+		}
+		if ev.TaskState != "" && !t.done {
+			t.done = true
+			t.e2e = now.Sub(t.submitted)
+			finished++
+			checkDone()
+		}
+	}
+	_, stop, err := startListeningRunner(ctx, sc.pool, runnerConfig(env, o, sc, label, onEvent))
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = stop() }()
+
+	// History first, worked off as fast as the runner goes; then the
+	// statistics autovacuum would have gathered in a live database. Without
+	// them, plans cached while the tables were empty (sequential scans) stay
+	// in use while the tables grow during the run.
+	history := make([]runner.SubmitRequest, min(historyTasks, benchSubmitChunk))
+	for i := range history {
+		history[i] = runner.SubmitRequest{Namespace: tpl.Namespace, Name: tpl.Name, Version: tpl.Version}
+	}
+	for done := 0; done < historyTasks; done += len(history) {
+		if _, err := client.SubmitMany(ctx, history[:min(len(history), historyTasks-done)]); err != nil {
+			return res, fmt.Errorf("submitting the history: %w", err)
+		}
+	}
+	// Two minutes, and more for a long history (1,000 steps/s at least).
+	historyWait := time.NewTimer(2*time.Minute + time.Duration(historyTasks)*stepsPerTask*time.Millisecond)
+	defer historyWait.Stop()
+	select {
+	case <-historyCh:
+	case <-historyWait.C:
+		return res, fmt.Errorf("%w: the %d history tasks did not complete in time", errBenchTimeout, historyTasks)
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	if _, err := sc.pool.Exec(ctx, "VACUUM ANALYZE tasker.steps, tasker.tasks, tasker.step_edges, tasker.step_transitions, tasker.task_transitions"); err != nil {
+		return res, err
+	}
+	res.HistoryTasks = historyTasks
+
+	interval := time.Duration(float64(time.Second) * stepsPerTask / o.rate)
+	var (
+		wg         sync.WaitGroup
+		submitErr  error
+		errOnce    sync.Once
+		submitDurs []time.Duration
+		sdMu       sync.Mutex
+	)
+	cpu0 := takeCPUSnapshot(srv.postmaster)
+	start := time.Now()
+	end := start.Add(o.duration)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+loop:
+	for i := 0; ; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if !at.Before(end) {
+			break
+		}
+		timer.Reset(time.Until(at))
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-timer.C:
+		}
+		corr := uuid.New()
+		t := &latencyTask{warm: at.Sub(start) >= warmup}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mu.Lock()
+			t.submitted = time.Now()
+			tasks[corr] = t
+			submitted++
+			mu.Unlock()
+			s0 := time.Now()
+			_, err := client.Submit(ctx, runner.SubmitRequest{
+				Namespace: tpl.Namespace, Name: tpl.Name, Version: tpl.Version, CorrelationID: corr,
+			})
+			sd := time.Since(s0)
+			if err != nil {
+				errOnce.Do(func() { submitErr = err })
+				mu.Lock()
+				delete(tasks, corr)
+				submitted--
+				mu.Unlock()
+				return
+			}
+			if t.warm {
+				sdMu.Lock()
+				submitDurs = append(submitDurs, sd)
+				sdMu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if submitErr != nil {
+		return res, fmt.Errorf("submitting: %w", submitErr)
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	mu.Lock()
+	submitEnd = true
+	checkDone()
+	mu.Unlock()
+	wait := time.NewTimer(30 * time.Second)
+	defer wait.Stop()
+	select {
+	case <-allDone:
+	case <-wait.C:
+		mu.Lock()
+		defer mu.Unlock()
+		return res, fmt.Errorf("%w: %d of %d tasks complete 30s after the last submission", errBenchTimeout, finished, submitted)
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	elapsed := time.Since(start)
+	res.CPU = cpuBetween(cpu0, takeCPUSnapshot(srv.postmaster))
+
+	mu.Lock()
+	defer mu.Unlock()
+	if failed > 0 {
+		return res, fmt.Errorf("%d steps failed with a no-op handler", failed)
+	}
+	var e2e, e2s, first, child, write, claim []time.Duration
+	for _, t := range tasks {
+		if !t.warm {
+			continue
+		}
+		e2e = append(e2e, t.e2e)
+		for k, st := range t.steps {
+			if !st.seen {
+				continue
+			}
+			d := st.started.Sub(st.enqueued)
+			e2s = append(e2s, d)
+			if k == 0 {
+				first = append(first, d)
+				continue
+			}
+			child = append(child, d)
+			// A later step became ready in the write of its parent's
+			// outcome: split its wait at the moment that write returned.
+			if prev := t.steps[k-1]; prev.seen {
+				write = append(write, prev.written.Sub(st.enqueued))
+				claim = append(claim, st.started.Sub(prev.written))
+			}
+		}
+	}
+	res.TasksSubmitted = submitted
+	res.TasksMeasured = len(e2e)
+	res.AchievedStepsPerSec = float64(submitted*stepsPerTask) / elapsed.Seconds()
+	res.EndToEndMs = percentilesOf(e2e)
+	res.EnqueueToStartMs = percentilesOf(e2s)
+	res.EnqueueToStartFirstStepMs = percentilesOf(first)
+	res.EnqueueToStartChildMs = percentilesOf(child)
+	res.ChildReadyToWrittenMs = percentilesOf(write)
+	res.ChildWrittenToStartMs = percentilesOf(claim)
+	res.SubmitMs = percentilesOf(submitDurs)
+	if res.TasksMeasured == 0 {
+		return res, fmt.Errorf("no task was submitted after the %s warm-up: raise --duration or --rate", warmup)
+	}
+	return res, nil
+}
