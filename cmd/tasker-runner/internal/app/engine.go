@@ -10,11 +10,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-runner/tasker-runner/callout"
-	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/cli"
 	"github.com/tasker-runner/tasker-runner/config"
 	"github.com/tasker-runner/tasker-runner/openapi"
 	"github.com/tasker-runner/tasker-runner/runner"
-	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
 
 // engine is what `serve` runs besides the API: the handler registry, the
@@ -83,64 +81,18 @@ func newEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *c
 		static = append(static, ep)
 	}
 
-	es := w.EventSystems.Worker
-	mode := string(es.DeploymentMode)
-	if mode == runner.ModeHybrid && !es.Metadata.PushConsumer.Enabled {
-		mode = runner.ModePollingOnly
-	}
-	if mode == runner.ModeHybrid && !es.Metadata.FallbackPoller.Enabled {
-		mode = runner.ModeEventDrivenOnly
-	}
-	shutdown := w.ShutdownTimeout()
-	if shutdown == 0 {
-		shutdown = -1 // 0 in the file means "release at once"
-	}
-	retry := workflow.RetryDefaults{
-		MaxAttempts:   w.Retry.MaxAttempts,
-		BackoffBaseMs: w.Retry.BackoffBaseMS,
-		MaxBackoffMs:  w.Retry.MaxBackoffMS,
-	}
-	r, err := runner.New(pool, runner.Config{
-		WorkerID:           w.WorkerID,
-		Namespaces:         w.Namespaces,
-		Mode:               mode,
-		MaxConcurrentSteps: es.Metadata.PushConsumer.MaxConcurrentSteps,
-		PollInterval:       es.Metadata.FallbackPoller.Interval(),
-		ReconnectInitial:   es.Metadata.Listener.ReconnectInitial(),
-		ReconnectMax:       es.Metadata.Listener.ReconnectMax(),
-		LeaseFor:           w.Leases.VisibilityTimeout(),
-		HeartbeatInterval:  w.Leases.HeartbeatInterval(),
-		FlushInterval:      w.Completion.FlushInterval(),
-		FlushBatch:         w.Completion.MaxBatch,
-		FlushWriters:       w.Completion.Writers,
-		ShutdownTimeout:    shutdown,
-		StepTimeout:        w.Callout.DefaultTimeout(),
-		RetryDefaults:      retry,
-		MaxStepsPerOutcome: w.Dynamic.MaxStepsPerOutcome,
-		MaxStepsPerTask:    w.Dynamic.MaxStepsPerTask,
-		MaxYieldsPerStep:   w.Dynamic.MaxYieldsPerStep,
-		Handlers:           reg,
-		Endpoints:          &runner.Endpoints{Registry: reg, Static: static, DB: pool, SecretDirs: w.Callout.SecretDirs, Logger: log},
-		Logger:             log,
-		Version:            cli.BuildVersion(),
-		OnEvent:            onEvent,
-		Observer:           metrics.RunnerObserver(),
-		Retention: runner.RetentionConfig{
-			Enabled:          w.Retention.Enabled,
-			CompleteAfter:    w.Retention.CompleteAfter(),
-			FailedAfter:      w.Retention.FailedAfter(),
-			CancelledAfter:   w.Retention.CancelledAfter(),
-			Interval:         w.Retention.Interval(),
-			BatchSize:        w.Retention.BatchSize,
-			BatchMaxSteps:    w.Retention.BatchMaxSteps,
-			MaxBatchesPerRun: w.Retention.MaxBatchesPerRun,
-		},
-	})
+	r, err := runner.New(pool, RunnerConfig(cfg, RunnerDeps{
+		Handlers:  reg,
+		Endpoints: &runner.Endpoints{Registry: reg, Static: static, DB: pool, SecretDirs: w.Callout.SecretDirs, Logger: log},
+		Logger:    log,
+		OnEvent:   onEvent,
+		Observer:  metrics.RunnerObserver(),
+	}))
 	if err != nil {
 		reg.Close()
 		return nil, err
 	}
-	client := runner.NewClient(pool, runner.ClientConfig{RetryDefaults: retry})
+	client := runner.NewClient(pool, runner.ClientConfig{RetryDefaults: retryDefaults(cfg)})
 	metrics.SetRunner(r)
 	metrics.SetEndpoints(reg)
 	return &Engine{funcs: funcs, Registry: reg, runner: r, Client: client}, nil

@@ -10,8 +10,8 @@ import (
 )
 
 // TestMain runs the commands these tests call: serve and migrate, and the
-// handlers command some of them register endpoints with.
+// handlers and status commands some of them call.
 func TestMain(m *testing.M) {
-	table := cli.Table{Commands: []cli.Command{ServeCommand, MigrateCommand, OpenAPICommand, apiclient.HandlersCommand}}
+	table := cli.Table{Commands: []cli.Command{ServeCommand, MigrateCommand, OpenAPICommand, apiclient.HandlersCommand, apiclient.StatusCommand}}
 	clitest.Main(m, table, func() { ApplyGCDefault(os.LookupEnv) })
 }

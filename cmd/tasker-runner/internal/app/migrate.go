@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/cli"
+	// TODO(#15): front door: the pool and migrate helpers of the runner.
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 

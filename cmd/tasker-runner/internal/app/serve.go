@@ -17,6 +17,7 @@ import (
 	"github.com/tasker-runner/tasker-runner/config"
 	"github.com/tasker-runner/tasker-runner/openapi"
 	"github.com/tasker-runner/tasker-runner/runner"
+	// TODO(#15): front door: the pool and migrate helpers of the runner.
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 

@@ -17,10 +17,10 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/app"
 	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/cli"
 	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner"
-	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
 // Scenario (f) of issue 6: a batch workflow, one task per run. analyze
@@ -282,7 +282,7 @@ func (tr *etlTracker) onEvent(ev runner.Event) {
 		t.analyzeReturned, t.fannedOut = ev.Finished, now
 	case "process":
 		t.calls++
-		if ev.State == store.StateEnqueued && ev.Result.Status == contracts.StatusYielded {
+		if ev.State == app.StateEnqueued && ev.Result.Status == contracts.StatusYielded {
 			t.yields++
 		}
 		if _, seen := t.firstStart[ev.Step.Name]; !seen {
@@ -295,7 +295,7 @@ func (tr *etlTracker) onEvent(ev runner.Event) {
 		switch {
 		case ev.Stale:
 			t.failure = fmt.Sprintf("step %s: the runner lost its lease", ev.Step.Name)
-		case ev.State == store.StateError || ev.State == store.StateWaitingForRetry:
+		case ev.State == app.StateError || ev.State == app.StateWaitingForRetry:
 			msg := "no error given"
 			if ev.Result.Error != nil {
 				msg = ev.Result.Error.Message

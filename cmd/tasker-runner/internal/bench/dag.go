@@ -20,7 +20,6 @@ import (
 	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/openapi/client"
 	"github.com/tasker-runner/tasker-runner/runner"
-	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
 // The DAG-size scenario (issue 18): one task of each shape, submitted and
@@ -404,13 +403,13 @@ func (t *dagTracker) called(env *contracts.StepEnvelope, arrived time.Time) {
 // event is the runner's OnEvent.
 func (t *dagTracker) event(ev runner.Event) {
 	now := time.Now()
-	if ev.State == store.StateComplete && ev.TaskState == "" {
+	if ev.State == app.StateComplete && ev.TaskState == "" {
 		return
 	}
 	t.mu.Lock()
 	x := t.task(ev.Step.TaskUUID.String())
 	switch {
-	case ev.State != store.StateComplete:
+	case ev.State != app.StateComplete:
 		x.failure = fmt.Sprintf("step %s ended %s with a no-op handler", ev.Step.Name, ev.State)
 	case ev.TaskState == "complete":
 		x.completed = now

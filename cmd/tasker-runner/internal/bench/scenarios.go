@@ -18,10 +18,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/app"
 	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/cli"
+	"github.com/tasker-runner/tasker-runner/config"
 	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner"
-	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
 const noopCallable = "bench.noop"
@@ -54,21 +55,43 @@ func runnerConfig(env *cli.Env, o benchOptions, sc *scenarioDB, label string, on
 	return runnerConfigWith(env, o, sc, label, funcs, onEvent)
 }
 
-// runnerConfigWith is runnerConfig with the given handlers.
+// runnerConfigWith is runnerConfig with the given handlers. It is serve's
+// wiring (app.RunnerConfig of the configuration's defaults) with the
+// bench's settings, then the tuning flags the configuration file has no
+// key for.
 func runnerConfigWith(env *cli.Env, o benchOptions, sc *scenarioDB, label string, handlers callout.Resolver, onEvent func(runner.Event)) runner.Config {
-	return runner.Config{
-		WorkerID:                    "bench-" + sc.namespace + "-" + label,
-		Namespaces:                  []string{sc.namespace},
-		Mode:                        runner.ModeHybrid,
-		MaxConcurrentSteps:          o.concurrency,
-		FlushBatch:                  o.flushBatch,
-		FlushWriters:                o.flushWriters,
-		FlushInterval:               o.flushEvery,
-		DisableClaimWithCompletions: o.noRideClaims,
-		Handlers:                    handlers,
-		Logger:                      slog.New(minLevel{env.Logger.Handler(), slog.LevelWarn}),
-		OnEvent:                     onEvent,
+	rc := app.RunnerConfig(benchConfig(o, sc, label), app.RunnerDeps{
+		Handlers: handlers,
+		Logger:   slog.New(minLevel{env.Logger.Handler(), slog.LevelWarn}),
+		OnEvent:  onEvent,
+	})
+	if o.flushBatch > 0 {
+		rc.FlushBatch = o.flushBatch
 	}
+	if o.flushWriters > 0 {
+		rc.FlushWriters = o.flushWriters
+	}
+	if o.flushEvery > 0 {
+		rc.FlushInterval = o.flushEvery
+	}
+	rc.DisableClaimWithCompletions = o.noRideClaims
+	return rc
+}
+
+// benchConfig is the configuration a scenario's runner runs with: the
+// defaults serve runs with, for the scenario's namespace, in hybrid mode
+// (listening, with the poller as a fallback), with --concurrency steps at
+// once. Retention is off: the history scenario's old rows are what it
+// measures against.
+func benchConfig(o benchOptions, sc *scenarioDB, label string) config.Config {
+	cfg := config.Default()
+	w := &cfg.Worker
+	w.WorkerID = "bench-" + sc.namespace + "-" + label
+	w.Namespaces = []string{sc.namespace}
+	w.EventSystems.Worker.DeploymentMode = config.DeploymentModeHybrid
+	w.EventSystems.Worker.Metadata.PushConsumer.MaxConcurrentSteps = o.concurrency
+	w.Retention.Enabled = false
+	return cfg
 }
 
 // minLevel drops records below a level: the runner's start and stop
@@ -231,7 +254,7 @@ func runBacklogWith(ctx context.Context, env *cli.Env, srv *benchServer, o bench
 	)
 	onEvent := func(ev runner.Event) {
 		if ev.TaskState == "" {
-			if ev.State == store.StateError {
+			if ev.State == app.StateError {
 				failed.Add(1)
 			}
 			return
@@ -471,7 +494,7 @@ func runLatencyOn(ctx context.Context, env *cli.Env, srv *benchServer, o benchOp
 		now := time.Now()
 		mu.Lock()
 		defer mu.Unlock()
-		if ev.State != store.StateComplete {
+		if ev.State != app.StateComplete {
 			failed++
 		}
 		t := tasks[ev.Step.CorrelationID]

@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/app"
 	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/cli"
 	"github.com/tasker-runner/tasker-runner/contracts"
 	"github.com/tasker-runner/tasker-runner/runner"
-	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
 // The soak scenario (opt-in: --soak DURATION) checks the second half of
@@ -291,11 +291,11 @@ func runSoak(ctx context.Context, env *cli.Env, srv *benchServer, o benchOptions
 	onEvent := func(ev runner.Event) {
 		switch {
 		case ev.Stale:
-		case ev.State == store.StateComplete:
+		case ev.State == app.StateComplete:
 			completed.Add(1)
-		case ev.State == store.StateWaitingForRetry:
+		case ev.State == app.StateWaitingForRetry:
 			retries.Add(1)
-		case ev.State == store.StateError:
+		case ev.State == app.StateError:
 			failed.Add(1)
 		}
 		if ev.TaskState != "" {

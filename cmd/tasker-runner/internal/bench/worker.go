@@ -15,9 +15,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/app"
 	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/cli"
 	"github.com/tasker-runner/tasker-runner/runner"
-	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
 // bench-worker is one runner process of the scale scenario (bench_scale.go).
@@ -109,7 +109,7 @@ func newBenchWorker(ctx context.Context, env *cli.Env, o benchOptions, url, ns, 
 	w := &benchWorker{env: env}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("parsing DATABASE_URL %s: %w", store.RedactURL(url), err)
+		return nil, fmt.Errorf("parsing DATABASE_URL %s: %w", app.RedactURL(url), err)
 	}
 	cfg.MaxConns, cfg.MinConns = int32(o.poolSize), int32(o.poolSize)
 	cfg.ConnConfig.RuntimeParams["application_name"] = "tasker-runner-bench-worker"
@@ -120,7 +120,7 @@ func newBenchWorker(ctx context.Context, env *cli.Env, o benchOptions, url, ns, 
 		if w.pool != nil {
 			w.pool.Close()
 		}
-		return nil, fmt.Errorf("connecting to %s: %w", store.RedactURL(url), err)
+		return nil, fmt.Errorf("connecting to %s: %w", app.RedactURL(url), err)
 	}
 	funcs := &callout.Funcs{}
 	funcs.Register(noopCallable, noopHandler)
@@ -134,7 +134,7 @@ func newBenchWorker(ctx context.Context, env *cli.Env, o benchOptions, url, ns, 
 
 func (w *benchWorker) onEvent(ev runner.Event) {
 	if ev.TaskState == "" {
-		if ev.State == store.StateError {
+		if ev.State == app.StateError {
 			w.failed.Add(1)
 		}
 		return

@@ -28,6 +28,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/cli"
+	// TODO(#15): front door: the pool and migrate helpers of the runner.
 	"github.com/tasker-runner/tasker-runner/runner/store"
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
 )
