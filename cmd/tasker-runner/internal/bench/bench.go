@@ -126,38 +126,7 @@ var Command = cli.Command{
 func runBench(ctx context.Context, env *cli.Env, args []string) error {
 	fs := cli.NewFlagSet("bench")
 	o := benchOptions{}
-	fs.StringVar(&o.out, "out", "", "write the results as JSON to `PATH`")
-	fs.BoolVar(&o.jsonOut, "json", false, "print the results as one JSON object on stdout (the table goes to stderr)")
-	fs.BoolVar(&o.quick, "quick", false, fmt.Sprintf("reduced run for fast comparisons: %d-step backlog, %s latency run", benchStepsQuick, benchDurationQuick))
-	fs.IntVar(&o.steps, "steps", benchStepsDefault, "backlog size: single-step tasks inserted before the runner starts")
-	fs.IntVar(&o.concurrency, "concurrency", benchConcurrencyDefault, "the runner's max_concurrent_steps")
-	fs.Float64Var(&o.rate, "rate", benchRateDefault, "steps/s offered in the latency scenario (4 steps per task)")
-	fs.DurationVar(&o.duration, "duration", benchDurationDefault, "length of the latency scenario, warm-up included")
-	fs.IntVar(&o.history, "latency-history", 0, fmt.Sprintf("latency scenario: linear-4 tasks run (and the tables analysed) before the measurement, for a database with a past (0: one per task the run offers, %d at most)", benchLatencyHistoryMax))
-	fs.IntVar(&o.repeat, "repeat", 1, "run every scenario `N` times (each in a fresh database) and report its median run (by its main figure), every figure from that run")
-	fs.IntVar(&o.poolSize, "pool", benchPoolDefault, "tuning: the runner's connection pool size")
-	fs.IntVar(&o.flushBatch, "flush-batch", 0, "tuning: the completer's most outcomes per write (0: the runner's default)")
-	fs.IntVar(&o.flushWriters, "flush-writers", 0, "tuning: the completer's most writes at once (0: the runner's default)")
-	fs.BoolVar(&o.noRideClaims, "no-claim-with-completions", false, "tuning: outcome writes do not claim the next steps (the runner's DisableClaimWithCompletions)")
-	fs.DurationVar(&o.flushEvery, "flush-interval", 0, "tuning: the completer's longest wait for company (0: the runner's default)")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "profiling: write a CPU profile of one scenario (--cpuprofile-of) to `PATH`")
-	fs.StringVar(&o.profileOf, "cpuprofile-of", "", "profiling: the scenario --cpuprofile covers: backlog, http, httpbatch, raw, batch or soak (default backlog; http with --http-only, batch with --batch-only, soak with --soak)")
-	fs.IntVar(&o.httpSteps, "http-steps", benchHTTPStepsDefault, fmt.Sprintf("HTTP scenarios: backlog size, and requests of the raw run (--quick: %d)", benchHTTPStepsQuick))
-	fs.IntVar(&o.batchMax, "batch-max", benchBatchMaxDefault, "HTTP scenarios: the endpoint's batch_max in the batched run")
-	fs.DurationVar(&o.batchWindow, "batch-window", benchBatchWindowDefault, "HTTP scenarios: the endpoint's batch_window in the batched run")
-	fs.IntVar(&o.batchRows, "batch-rows", benchBatchRowsDefault, fmt.Sprintf("batch workflow: rows of the large task (--quick: %d); a %d-row task is also run, for the comparison with Tasker", benchBatchRowsQuick, benchBatchSmallRows))
-	fs.IntVar(&o.batchCursors, "batch-cursors", benchBatchCursorsDefault, "batch workflow: cursors (batch worker steps) of the large task")
-	fs.IntVar(&o.batchRuns, "batch-runs", benchBatchRunsDefault, fmt.Sprintf("batch workflow: measured tasks of each size (--quick: %d)", benchBatchRunsQuick))
-	fs.IntVar(&o.batchCheckpoint, "batch-checkpoint", benchBatchCheckpointDefault, "batch workflow: rows a worker processes per call before it yields a checkpoint")
-	fs.DurationVar(&o.soak, "soak", 0, fmt.Sprintf("run only the soak scenario, for `DURATION` (e.g. 10m): one runner under a steady mixed load (single-step, linear-4 and diamond tasks at --soak-rate, 1 first attempt in %d failing and retried), its RSS, Go heap, goroutines and in-flight steps sampled every few seconds and judged for growth after a %.0f%% warm-up. Opt-in: a plain bench does not run it", benchSoakRetryEvery, 100*benchSoakWarmupFraction))
-	fs.Float64Var(&o.soakRate, "soak-rate", benchSoakRateDefault, "soak: steps/s offered (open loop, paced by the clock)")
-	fs.StringVar(&o.memProfile, "memprofile", "", "soak: write Go heap profiles at the end of the warm-up (`PATH`.warmup) and at the end (PATH); compare them with go tool pprof -base PATH.warmup PATH (samples every 4 KB allocated)")
-	var onlyBacklog, onlyLatency, onlyHTTP, onlyBatch bool
-	fs.BoolVar(&onlyBacklog, "backlog-only", false, "run only the backlog scenario")
-	fs.BoolVar(&onlyLatency, "latency-only", false, "run only the latency scenario")
-	fs.BoolVar(&onlyHTTP, "http-only", false, "run only the HTTP callout scenarios (work-down unbatched and batched, raw handler rate)")
-	fs.BoolVar(&onlyBatch, "batch-only", false, "run only the batch workflow scenario (batchable step, cursor workers with checkpoints, convergence)")
-	more := addMoreScenarioFlags(fs, &o)
+	only := addBenchFlags(fs, &o)
 	if err := cli.ParseFlags(env, fs, args); err != nil {
 		return err
 	}
@@ -167,125 +136,9 @@ func runBench(ctx context.Context, env *cli.Env, args []string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if o.quick {
-		if !set["steps"] {
-			o.steps = benchStepsQuick
-		}
-		if !set["duration"] {
-			o.duration = benchDurationQuick
-		}
-		if !set["http-steps"] {
-			o.httpSteps = benchHTTPStepsQuick
-		}
-		if !set["batch-rows"] {
-			o.batchRows = benchBatchRowsQuick
-		}
-		if !set["batch-runs"] {
-			o.batchRuns = benchBatchRunsQuick
-		}
-		if !set["history-steps"] {
-			o.historySteps = benchHistoryStepsQuick
-		}
-		if !set["dag-chains"] {
-			more.dagChains = benchDAGChainsQuick
-		}
-		if !set["dag-fanout"] {
-			o.dagFanout = benchDAGFanoutQuick
-		}
+		applyQuick(&o, only.more, set)
 	}
-	var problems []string
-	if o.steps < 1 {
-		problems = append(problems, fmt.Sprintf("--steps must be at least 1, got %d", o.steps))
-	}
-	if o.concurrency < 1 {
-		problems = append(problems, fmt.Sprintf("--concurrency must be at least 1, got %d", o.concurrency))
-	}
-	if o.rate <= 0 {
-		problems = append(problems, fmt.Sprintf("--rate must be positive, got %g", o.rate))
-	}
-	if o.duration < 100*time.Millisecond {
-		problems = append(problems, fmt.Sprintf("--duration must be at least 100ms, got %s", o.duration))
-	}
-	if o.history < 0 || o.history > benchLatencyHistoryLimit {
-		problems = append(problems, fmt.Sprintf("--latency-history must be between 0 and %d, got %d", benchLatencyHistoryLimit, o.history))
-	}
-	if o.repeat < 1 {
-		problems = append(problems, fmt.Sprintf("--repeat must be at least 1, got %d", o.repeat))
-	}
-	if o.poolSize < 2 {
-		problems = append(problems, fmt.Sprintf("--pool must be at least 2, got %d", o.poolSize))
-	}
-	if o.flushBatch < 0 || o.flushEvery < 0 || o.flushWriters < 0 {
-		problems = append(problems, "--flush-batch, --flush-writers and --flush-interval must not be negative")
-	}
-	if n := btoi(onlyBacklog) + btoi(onlyLatency) + btoi(onlyHTTP) + btoi(onlyBatch) + more.count(); n > 1 {
-		problems = append(problems, "--backlog-only, --latency-only, --http-only, --batch-only, --history-only, --scale-only and --dag-only exclude each other")
-	} else if n == 1 {
-		// --history-only runs the backlog and latency scenarios too: its
-		// figures are ratios to theirs on an empty database.
-		o.skipBacklog = !onlyBacklog && !more.onlyHistory
-		o.skipLatency = !onlyLatency && !more.onlyHistory
-		o.skipHTTP, o.skipBatch = !onlyHTTP, !onlyBatch
-		more.only(&o, set)
-	}
-	if o.httpSteps < 1 {
-		problems = append(problems, fmt.Sprintf("--http-steps must be at least 1, got %d", o.httpSteps))
-	}
-	if o.batchMax < 2 {
-		problems = append(problems, fmt.Sprintf("--batch-max must be at least 2, got %d", o.batchMax))
-	}
-	if o.batchWindow < 0 {
-		problems = append(problems, "--batch-window must not be negative")
-	}
-	if o.batchRows < 1 {
-		problems = append(problems, fmt.Sprintf("--batch-rows must be at least 1, got %d", o.batchRows))
-	}
-	if o.batchCursors < 1 || o.batchCursors > runner.MaxStepsPerOutcomeDefault {
-		problems = append(problems, fmt.Sprintf("--batch-cursors must be from 1 to %d (the runner's steps per outcome), got %d", runner.MaxStepsPerOutcomeDefault, o.batchCursors))
-	}
-	if o.batchRuns < 1 {
-		problems = append(problems, fmt.Sprintf("--batch-runs must be at least 1, got %d", o.batchRuns))
-	}
-	if o.batchCheckpoint < 1 {
-		problems = append(problems, fmt.Sprintf("--batch-checkpoint must be at least 1, got %d", o.batchCheckpoint))
-	}
-	if set["soak"] {
-		switch {
-		case o.soak < time.Second:
-			problems = append(problems, fmt.Sprintf("--soak must be at least 1s, got %s", o.soak))
-		case onlyBacklog || onlyLatency || onlyHTTP || onlyBatch:
-			problems = append(problems, "--soak runs only the soak scenario: it excludes --backlog-only, --latency-only, --http-only and --batch-only")
-		case o.repeat > 1:
-			problems = append(problems, "--soak runs once: it excludes --repeat")
-		}
-		if set["vs-river"] && o.vsRiver || set["history"] && o.runHistory || set["scale"] && o.runScale || set["dag-sizes"] && o.runDAG || more.count() > 0 {
-			problems = append(problems, "--soak runs only the soak scenario: it excludes --vs-river, --history, --scale, --dag-sizes and their -only forms")
-		}
-		o.skipBacklog, o.skipLatency, o.skipHTTP, o.skipBatch = true, true, true, true
-		o.vsRiver, o.runHistory, o.runScale, o.runDAG = false, false, false, false
-	} else if o.memProfile != "" {
-		problems = append(problems, "--memprofile profiles the soak: it needs --soak")
-	}
-	if o.soakRate <= 0 {
-		problems = append(problems, fmt.Sprintf("--soak-rate must be positive, got %g", o.soakRate))
-	}
-	problems = append(problems, more.check(&o)...)
-	switch o.profileOf {
-	case "":
-		o.profileOf = "backlog"
-		if onlyHTTP {
-			o.profileOf = "http"
-		}
-		if onlyBatch {
-			o.profileOf = "batch"
-		}
-		if o.soak > 0 {
-			o.profileOf = "soak"
-		}
-	case "backlog", "http", "httpbatch", "raw", "batch", "soak":
-	default:
-		problems = append(problems, fmt.Sprintf("--cpuprofile-of must be backlog, http, httpbatch, raw, batch or soak, got %q", o.profileOf))
-	}
-	if len(problems) > 0 {
+	if problems := checkBenchOptions(&o, only, set); len(problems) > 0 {
 		return fmt.Errorf("%w: %s", cli.ErrUsage, strings.Join(problems, "; "))
 	}
 	o.databaseURL, _ = env.Lookup.Lookup("DATABASE_URL")
@@ -299,7 +152,12 @@ func runBench(ctx context.Context, env *cli.Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	return writeBenchResults(env, o, res)
+}
 
+// writeBenchResults prints the table (to stderr with --json) and writes the
+// JSON where --json and --out say.
+func writeBenchResults(env *cli.Env, o benchOptions, res *benchResults) error {
 	table := env.Stdout
 	if o.jsonOut {
 		table = env.Stderr
