@@ -192,7 +192,48 @@ func bench(ctx context.Context, env *cli.Env, o benchOptions) (*benchResults, er
 		return nil, err
 	}
 	defer srv.close(env)
+	res := newBenchResults(o, started, srv)
 
+	var profile *os.File
+	if o.cpuProfile != "" {
+		if profile, err = os.Create(o.cpuProfile); err != nil {
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer profile.Close()
+	}
+	var river *riverBench
+	if o.vsRiver {
+		if river, err = prepareRiver(ctx, srv, o); err != nil {
+			return nil, fmt.Errorf("--vs-river: %w", err)
+		}
+		defer river.close()
+	}
+	rounds := &benchRounds{env: env, srv: srv, o: o, profile: profile, river: river}
+	for i := range o.repeat {
+		if err := rounds.run(ctx, i); err != nil {
+			return nil, err
+		}
+	}
+	if o.soak > 0 {
+		if res.Soak, err = benchSoak(ctx, env, srv, o, profile); err != nil {
+			return nil, err
+		}
+	}
+	rounds.medians(res)
+	if river != nil {
+		res.River = river.compare(res.Backlog)
+	}
+	if err := runMoreScenarios(ctx, env, srv, o, res); err != nil {
+		return nil, err
+	}
+	res.Figures = figures(res)
+	res.Measured = describe(res, srv)
+	res.TotalSeconds = time.Since(started).Seconds()
+	return res, nil
+}
+
+// newBenchResults starts the results: when, on what, with which settings.
+func newBenchResults(o benchOptions, started time.Time, srv *benchServer) *benchResults {
 	res := &benchResults{
 		Timestamp: started.UTC().Format(time.RFC3339),
 		Version:   cli.BuildVersion(),
@@ -221,128 +262,158 @@ func bench(ctx context.Context, env *cli.Env, o benchOptions) (*benchResults, er
 	}
 	res.Machine.Postgres = srv.info
 	moreSettings(&res.Settings, o)
+	return res
+}
 
-	var profile *os.File
-	if o.cpuProfile != "" {
-		if profile, err = os.Create(o.cpuProfile); err != nil {
-			return nil, fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer profile.Close()
-	}
-	var river *riverBench
-	if o.vsRiver {
-		if river, err = prepareRiver(ctx, srv, o); err != nil {
-			return nil, fmt.Errorf("--vs-river: %w", err)
-		}
-		defer river.close()
-	}
+// benchRounds runs the repeated scenarios (--repeat rounds) and keeps
+// their results.
+type benchRounds struct {
+	env     *cli.Env
+	srv     *benchServer
+	o       benchOptions
+	profile *os.File
+	river   *riverBench
 
-	var backlogs []backlogResult
-	var latencies []latencyResult
-	var https []httpResult
-	var batches []etlResult
-	for i := range o.repeat {
-		if river != nil && i == 0 {
-			if err := river.measure(ctx, env, srv, o, riverBefore); err != nil {
-				return nil, fmt.Errorf("--vs-river, before the backlog scenario: %w", err)
-			}
-		}
-		if !o.skipBacklog {
-			fmt.Fprintf(o.progress, "bench: backlog work-down %d/%d: %d single-step tasks, max_concurrent_steps %d\n", i+1, o.repeat, o.steps, o.concurrency)
-			b, err := runBacklog(ctx, env, srv, o, profileIf(profile, i == 0 && o.profileOf == "backlog"))
-			if err != nil {
-				return nil, fmt.Errorf("backlog scenario: %w", err)
-			}
-			fmt.Fprintf(o.progress, "bench:   worked down in %.2fs: %.0f steps/s, runner CPU %.0f µs per step, peak RSS %.1f MB\n",
-				b.WorkDownSeconds, b.StepsPerSec, b.RunnerCPUMicrosPerStep, b.Memory.PeakRSSMB)
-			backlogs = append(backlogs, b)
-		}
-		if river != nil && i == o.repeat-1 {
-			if err := river.measure(ctx, env, srv, o, riverAfter); err != nil {
-				return nil, fmt.Errorf("--vs-river, after the backlog scenario: %w", err)
-			}
-		}
-		if !o.skipLatency {
-			fmt.Fprintf(o.progress, "bench: linear-4 latency %d/%d: %.0f steps/s offered for %s (first %s discarded)\n", i+1, o.repeat, o.rate, o.duration, warmupFor(o.duration))
-			l, err := runLatency(ctx, env, srv, o)
-			if err != nil {
-				return nil, fmt.Errorf("latency scenario: %w", err)
-			}
-			fmt.Fprintf(o.progress, "bench:   %d tasks measured: end to end p50 %.2f ms, p99 %.2f ms; enqueue to start p50 %.2f ms, p99 %.2f ms\n",
-				l.TasksMeasured, l.EndToEndMs.P50, l.EndToEndMs.P99, l.EnqueueToStartMs.P50, l.EnqueueToStartMs.P99)
-			latencies = append(latencies, l)
-		}
-		if !o.skipHTTP {
-			fmt.Fprintf(o.progress, "bench: HTTP callouts %d/%d: no-op handler service on loopback, in this process; max_concurrent_steps %d\n", i+1, o.repeat, o.concurrency)
-			profiles := map[string]*os.File{}
-			if i == 0 && profile != nil {
-				profiles[o.profileOf] = profile
-			}
-			h, err := runHTTP(ctx, env, srv, o, profiles)
-			if err != nil {
-				return nil, fmt.Errorf("HTTP callout scenario: %w", err)
-			}
-			https = append(https, h)
-		}
-		if !o.skipBatch {
-			fmt.Fprintf(o.progress, "bench: batch workflow %d/%d: %s rows in %d cursors and %s rows in %d cursors, %d runs each, checkpoint every %d rows\n",
-				i+1, o.repeat, groupThousands(int64(o.batchRows)), o.batchCursors, groupThousands(benchBatchSmallRows), benchBatchSmallCursors, o.batchRuns, o.batchCheckpoint)
-			b, err := runBatchETL(ctx, env, srv, o, profileIf(profile, i == 0 && o.profileOf == "batch"))
-			if err != nil {
-				return nil, fmt.Errorf("batch workflow scenario: %w", err)
-			}
-			batches = append(batches, b)
+	backlogs  []backlogResult
+	latencies []latencyResult
+	https     []httpResult
+	batches   []etlResult
+}
+
+// run runs round i of the scenarios that are not skipped; River's figures
+// are taken before the first backlog run and after the last.
+func (r *benchRounds) run(ctx context.Context, i int) error {
+	o := r.o
+	if r.river != nil && i == 0 {
+		if err := r.river.measure(ctx, r.env, r.srv, o, riverBefore); err != nil {
+			return fmt.Errorf("--vs-river, before the backlog scenario: %w", err)
 		}
 	}
-	if o.soak > 0 {
-		fmt.Fprintf(o.progress, "bench: soak: %.0f steps/s offered for %s (single-step, linear-4 and diamond tasks; first %s is warm-up), memory sampled every %s\n",
-			o.soakRate, o.soak, soakWarmup(o.soak), soakSampleEvery(o.soak))
-		s, err := runSoak(ctx, env, srv, o, profileIf(profile, o.profileOf == "soak"))
-		if err != nil {
-			return nil, fmt.Errorf("soak scenario: %w", err)
+	if !o.skipBacklog {
+		if err := r.backlog(ctx, i); err != nil {
+			return err
 		}
-		fmt.Fprintf(o.progress, "bench:   %d steps completed (%.1f%% of offered); RSS %.1f MB after warm-up, %.1f MB at end, max %.1f MB; live heap slope %.3f MB/min\n",
-			s.StepsCompleted, s.CompletedPct, s.RSSWarmupMB, s.RSSEndMB, s.RSSMaxMB, s.HeapLiveSlopeMBPerMin)
-		res.Soak = &s
 	}
-	if len(backlogs) > 0 {
-		b := medianBacklog(backlogs)
+	if r.river != nil && i == o.repeat-1 {
+		if err := r.river.measure(ctx, r.env, r.srv, o, riverAfter); err != nil {
+			return fmt.Errorf("--vs-river, after the backlog scenario: %w", err)
+		}
+	}
+	if !o.skipLatency {
+		if err := r.latency(ctx, i); err != nil {
+			return err
+		}
+	}
+	if !o.skipHTTP {
+		if err := r.http(ctx, i); err != nil {
+			return err
+		}
+	}
+	if !o.skipBatch {
+		if err := r.batch(ctx, i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *benchRounds) backlog(ctx context.Context, i int) error {
+	o := r.o
+	fmt.Fprintf(o.progress, "bench: backlog work-down %d/%d: %d single-step tasks, max_concurrent_steps %d\n", i+1, o.repeat, o.steps, o.concurrency)
+	b, err := runBacklog(ctx, r.env, r.srv, o, profileIf(r.profile, i == 0 && o.profileOf == "backlog"))
+	if err != nil {
+		return fmt.Errorf("backlog scenario: %w", err)
+	}
+	fmt.Fprintf(o.progress, "bench:   worked down in %.2fs: %.0f steps/s, runner CPU %.0f µs per step, peak RSS %.1f MB\n",
+		b.WorkDownSeconds, b.StepsPerSec, b.RunnerCPUMicrosPerStep, b.Memory.PeakRSSMB)
+	r.backlogs = append(r.backlogs, b)
+	return nil
+}
+
+func (r *benchRounds) latency(ctx context.Context, i int) error {
+	o := r.o
+	fmt.Fprintf(o.progress, "bench: linear-4 latency %d/%d: %.0f steps/s offered for %s (first %s discarded)\n", i+1, o.repeat, o.rate, o.duration, warmupFor(o.duration))
+	l, err := runLatency(ctx, r.env, r.srv, o)
+	if err != nil {
+		return fmt.Errorf("latency scenario: %w", err)
+	}
+	fmt.Fprintf(o.progress, "bench:   %d tasks measured: end to end p50 %.2f ms, p99 %.2f ms; enqueue to start p50 %.2f ms, p99 %.2f ms\n",
+		l.TasksMeasured, l.EndToEndMs.P50, l.EndToEndMs.P99, l.EnqueueToStartMs.P50, l.EnqueueToStartMs.P99)
+	r.latencies = append(r.latencies, l)
+	return nil
+}
+
+func (r *benchRounds) http(ctx context.Context, i int) error {
+	o := r.o
+	fmt.Fprintf(o.progress, "bench: HTTP callouts %d/%d: no-op handler service on loopback, in this process; max_concurrent_steps %d\n", i+1, o.repeat, o.concurrency)
+	profiles := map[string]*os.File{}
+	if i == 0 && r.profile != nil {
+		profiles[o.profileOf] = r.profile
+	}
+	h, err := runHTTP(ctx, r.env, r.srv, o, profiles)
+	if err != nil {
+		return fmt.Errorf("HTTP callout scenario: %w", err)
+	}
+	r.https = append(r.https, h)
+	return nil
+}
+
+func (r *benchRounds) batch(ctx context.Context, i int) error {
+	o := r.o
+	fmt.Fprintf(o.progress, "bench: batch workflow %d/%d: %s rows in %d cursors and %s rows in %d cursors, %d runs each, checkpoint every %d rows\n",
+		i+1, o.repeat, groupThousands(int64(o.batchRows)), o.batchCursors, groupThousands(benchBatchSmallRows), benchBatchSmallCursors, o.batchRuns, o.batchCheckpoint)
+	b, err := runBatchETL(ctx, r.env, r.srv, o, profileIf(r.profile, i == 0 && o.profileOf == "batch"))
+	if err != nil {
+		return fmt.Errorf("batch workflow scenario: %w", err)
+	}
+	r.batches = append(r.batches, b)
+	return nil
+}
+
+// medians reports each scenario's median run, and every run when there
+// was more than one.
+func (r *benchRounds) medians(res *benchResults) {
+	if len(r.backlogs) > 0 {
+		b := medianBacklog(r.backlogs)
 		res.Backlog = &b
-		if len(backlogs) > 1 {
-			res.BacklogRuns = backlogs
+		if len(r.backlogs) > 1 {
+			res.BacklogRuns = r.backlogs
 		}
 	}
-	if len(latencies) > 0 {
-		l := medianLatency(latencies)
+	if len(r.latencies) > 0 {
+		l := medianLatency(r.latencies)
 		res.Latency = &l
-		if len(latencies) > 1 {
-			res.LatencyRuns = latencies
+		if len(r.latencies) > 1 {
+			res.LatencyRuns = r.latencies
 		}
 	}
-	if len(https) > 0 {
-		h := medianHTTP(https)
+	if len(r.https) > 0 {
+		h := medianHTTP(r.https)
 		res.HTTP = &h
-		if len(https) > 1 {
-			res.HTTPRuns = https
+		if len(r.https) > 1 {
+			res.HTTPRuns = r.https
 		}
 	}
-	if len(batches) > 0 {
-		b := medianETL(batches)
+	if len(r.batches) > 0 {
+		b := medianETL(r.batches)
 		res.Batch = &b
-		if len(batches) > 1 {
-			res.BatchRuns = batches
+		if len(r.batches) > 1 {
+			res.BatchRuns = r.batches
 		}
 	}
-	if river != nil {
-		res.River = river.compare(res.Backlog)
+}
+
+// benchSoak runs the soak scenario and prints its summary.
+func benchSoak(ctx context.Context, env *cli.Env, srv *benchServer, o benchOptions, profile *os.File) (*soakResult, error) {
+	fmt.Fprintf(o.progress, "bench: soak: %.0f steps/s offered for %s (single-step, linear-4 and diamond tasks; first %s is warm-up), memory sampled every %s\n",
+		o.soakRate, o.soak, soakWarmup(o.soak), soakSampleEvery(o.soak))
+	s, err := runSoak(ctx, env, srv, o, profileIf(profile, o.profileOf == "soak"))
+	if err != nil {
+		return nil, fmt.Errorf("soak scenario: %w", err)
 	}
-	if err := runMoreScenarios(ctx, env, srv, o, res); err != nil {
-		return nil, err
-	}
-	res.Figures = figures(res)
-	res.Measured = describe(res, srv)
-	res.TotalSeconds = time.Since(started).Seconds()
-	return res, nil
+	fmt.Fprintf(o.progress, "bench:   %d steps completed (%.1f%% of offered); RSS %.1f MB after warm-up, %.1f MB at end, max %.1f MB; live heap slope %.3f MB/min\n",
+		s.StepsCompleted, s.CompletedPct, s.RSSWarmupMB, s.RSSEndMB, s.RSSMaxMB, s.HeapLiveSlopeMBPerMin)
+	return &s, nil
 }
 
 func btoi(b bool) int {
