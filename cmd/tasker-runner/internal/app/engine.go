@@ -15,7 +15,7 @@ import (
 	"github.com/tasker-runner/tasker-runner/runner"
 )
 
-// engine is what `serve` runs besides the API: the handler registry, the
+// Engine is what `serve` runs besides the API: the handler registry, the
 // runner and a client for templates and tasks.
 type Engine struct {
 	funcs    *callout.Funcs
@@ -24,10 +24,10 @@ type Engine struct {
 	Client   *runner.Client
 }
 
-// newEngine builds the engine from the configuration. funcs holds the
+// NewEngine builds the engine from the configuration. funcs holds the
 // in-process Go handlers (the dev example registers some); onEvent, when
 // set, sees every step outcome.
-func newEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *callout.Funcs, onEvent func(runner.Event), metrics *openapi.Metrics) (*Engine, error) {
+func NewEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *callout.Funcs, onEvent func(runner.Event), metrics *openapi.Metrics) (*Engine, error) {
 	if funcs == nil {
 		funcs = &callout.Funcs{}
 	}

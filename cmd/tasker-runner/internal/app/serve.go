@@ -2,8 +2,10 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"github.com/tasker-runner/tasker-runner/config"
 	"github.com/tasker-runner/tasker-runner/openapi"
 	"github.com/tasker-runner/tasker-runner/runner"
+
 	// TODO(#15): front door: the pool and migrate helpers of the runner.
 	"github.com/tasker-runner/tasker-runner/runner/store"
 )
@@ -112,64 +115,128 @@ func Serve(ctx context.Context, env *cli.Env, cfg config.Config, opts ServeOptio
 			cfg.Worker.Callout.SecretDirs = append(slices.Clip(cfg.Worker.Callout.SecretDirs), filepath.Dir(abs))
 		}
 	}
-	// Bad keys and certificates fail before anything starts.
-	if err := checkExposure(cfg, log); err != nil {
-		return err
-	}
-	auth, err := newAuthenticator(cfg)
+	sec, err := newServeSecurity(cfg, log)
 	if err != nil {
 		return err
 	}
-	webTLS, err := listenerTLS("worker.web.tls", cfg.Worker.Web.TLS, log)
+	pool, err := openDatabase(ctx, env, cfg, opts.Migrate)
 	if err != nil {
 		return err
-	}
-	grpcTLS, err := listenerTLS("worker.grpc.tls", cfg.Worker.GRPC.TLS, log)
-	if err != nil {
-		return err
-	}
-	pool, err := OpenPool(ctx, cfg)
-	if err != nil {
-		return StoppedWhileStarting(ctx, env, err)
 	}
 	defer pool.Close()
-	log.Info("connected to database", "url", store.RedactURL(cfg.Database.URL))
+	metrics := openapi.NewMetrics(openapi.MetricsConfig{DB: pool, Logger: log})
+	eng, err := NewEngine(pool, cfg, log, opts.Funcs, opts.OnEvent, metrics)
+	if err != nil {
+		return err
+	}
+	defer eng.Registry.Close()
+	stopRunner, err := eng.start(ctx, env, cfg.Worker.ShutdownTimeout())
+	if err != nil {
+		return err
+	}
+	apiCfg := apiConfig(cfg, pool, eng, log)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler())
+	mux.Handle("/", openapi.New(apiCfg).Handler())
+	web, err := startWeb(cfg, sec.auth.Middleware(mux), sec.webTLS, log)
+	if err != nil {
+		return errors.Join(err, stopRunner())
+	}
+	stopGRPC, grpcAddr, err := startGRPC(ctx, cfg, apiCfg, sec.auth, sec.grpcTLS, log)
+	if err != nil {
+		web.close()
+		return errors.Join(err, stopRunner())
+	}
+	defer func() { _ = stopGRPC(context.Background()) }() // safety net; the explicit call below reports errors
+	if opts.Ready != nil {
+		opts.Ready(web.addr, grpcAddr)
+	}
+	if opts.Started != nil {
+		if err := opts.Started(ctx, eng); err != nil {
+			log.Error("start-up task failed", "err", err)
+		}
+	}
 
-	if opts.Migrate {
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: finishing in-flight steps", "timeout", cfg.Worker.ShutdownTimeout())
+	case err := <-web.errs:
+		return errors.Join(fmt.Errorf("management API: %w", err), stopRunner())
+	}
+	return shutdown(ctx, cfg, log, stopRunner(), web, stopGRPC)
+}
+
+// serveSecurity is what serve checks before anything starts: bad keys and
+// certificates fail at once.
+type serveSecurity struct {
+	auth            *openapi.Authenticator
+	webTLS, grpcTLS *tls.Config
+}
+
+func newServeSecurity(cfg config.Config, log *slog.Logger) (serveSecurity, error) {
+	var sec serveSecurity
+	if err := checkExposure(cfg, log); err != nil {
+		return sec, err
+	}
+	var err error
+	if sec.auth, err = newAuthenticator(cfg); err != nil {
+		return sec, err
+	}
+	if sec.webTLS, err = listenerTLS("worker.web.tls", cfg.Worker.Web.TLS, log); err != nil {
+		return sec, err
+	}
+	sec.grpcTLS, err = listenerTLS("worker.grpc.tls", cfg.Worker.GRPC.TLS, log)
+	return sec, err
+}
+
+// openDatabase connects, then migrates the schema (migrate) or checks that
+// it is current.
+func openDatabase(ctx context.Context, env *cli.Env, cfg config.Config, migrate bool) (*pgxpool.Pool, error) {
+	log := env.Logger
+	pool, err := OpenPool(ctx, cfg)
+	if err != nil {
+		return nil, StoppedWhileStarting(ctx, env, err)
+	}
+	log.Info("connected to database", "url", store.RedactURL(cfg.Database.URL))
+	if migrate {
 		applied, err := store.NewMigrator(pool).Up(ctx)
 		if err != nil {
-			return StoppedWhileStarting(ctx, env, err)
+			pool.Close()
+			return nil, StoppedWhileStarting(ctx, env, err)
 		}
 		for _, m := range applied {
 			log.Info("applied migration", "version", m.Version, "name", m.Name)
 		}
 	} else if err := checkSchema(ctx, pool, log); err != nil {
-		return StoppedWhileStarting(ctx, env, err)
+		pool.Close()
+		return nil, StoppedWhileStarting(ctx, env, err)
 	}
+	return pool, nil
+}
 
-	metrics := openapi.NewMetrics(openapi.MetricsConfig{DB: pool, Logger: log})
-	eng, err := newEngine(pool, cfg, log, opts.Funcs, opts.OnEvent, metrics)
-	if err != nil {
-		return err
-	}
-	defer eng.Registry.Close()
-	// The runner's own context is only cancelled after a graceful Stop:
-	// cancelling it first would be a hard stop that leaves leases behind.
+// start starts the runner and returns the graceful stop, bounded by the
+// shutdown timeout. The runner's own context is only cancelled after a
+// graceful Stop: cancelling it first would be a hard stop that leaves
+// leases behind.
+func (e *Engine) start(ctx context.Context, env *cli.Env, shutdownTimeout time.Duration) (stop func() error, err error) {
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelRun()
-	if err := eng.runner.Start(runCtx); err != nil {
-		return StoppedWhileStarting(ctx, env, err)
-	}
-	stopRunner := func() error {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Worker.ShutdownTimeout()+10*time.Second)
-		defer cancel()
-		err := eng.runner.Stop(stopCtx)
+	if err := e.runner.Start(runCtx); err != nil {
 		cancelRun()
-		eng.runner.Wait()
-		return err
+		return nil, StoppedWhileStarting(ctx, env, err)
 	}
+	return func() error {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout+10*time.Second)
+		defer cancel()
+		err := e.runner.Stop(stopCtx)
+		cancelRun()
+		e.runner.Wait()
+		return err
+	}, nil
+}
 
-	apiCfg := openapi.Config{
+// apiConfig is the management API's configuration (REST and gRPC alike).
+func apiConfig(cfg config.Config, pool *pgxpool.Pool, eng *Engine, log *slog.Logger) openapi.Config {
+	return openapi.Config{
 		Version: cli.BuildVersion(),
 		Checks: []openapi.Check{
 			{Name: "database", Run: pool.Ping},
@@ -190,71 +257,62 @@ func Serve(ctx context.Context, env *cli.Env, cfg config.Config, opts ServeOptio
 		RunnerStats:       eng.runner.Stats,
 		Logger:            log,
 	}
-	api := openapi.New(apiCfg)
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metrics.Handler())
-	mux.Handle("/", api.Handler())
+}
 
-	var (
-		httpSrv *http.Server
-		httpErr = make(chan error, 1)
-		apiAddr string
-	)
-	if cfg.Worker.Web.Enabled {
-		ln, err := net.Listen("tcp", cfg.Worker.Web.Addr())
-		if err != nil {
-			return errors.Join(fmt.Errorf("worker.web: listening on %s: %w", cfg.Worker.Web.Addr(), err), stopRunner())
-		}
-		apiAddr = ln.Addr().String()
-		httpSrv = &http.Server{
-			Handler:           auth.Middleware(mux),
-			TLSConfig:         webTLS,
-			ErrorLog:          serverErrorLog(log),
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-		}
-		go func() {
-			if webTLS != nil {
-				// The certificate comes from TLSConfig.GetCertificate.
-				httpErr <- httpSrv.ServeTLS(ln, "", "")
-				return
-			}
-			httpErr <- httpSrv.Serve(ln)
-		}()
-		log.Info("management API listening", "addr", apiAddr, "tls", webTLS != nil)
+// webServer is the management API's HTTP server; srv is nil when
+// worker.web is disabled.
+type webServer struct {
+	srv  *http.Server
+	errs chan error // what Serve returned
+	addr string     // the bound address, "" when disabled
+}
+
+// startWeb serves handler on worker.web's address, when enabled.
+func startWeb(cfg config.Config, handler http.Handler, webTLS *tls.Config, log *slog.Logger) (*webServer, error) {
+	w := &webServer{errs: make(chan error, 1)}
+	if !cfg.Worker.Web.Enabled {
+		return w, nil
 	}
-	stopGRPC, grpcAddr, err := startGRPC(ctx, cfg, apiCfg, auth, grpcTLS, log)
+	ln, err := net.Listen("tcp", cfg.Worker.Web.Addr())
 	if err != nil {
-		if httpSrv != nil {
-			_ = httpSrv.Close()
+		return nil, fmt.Errorf("worker.web: listening on %s: %w", cfg.Worker.Web.Addr(), err)
+	}
+	w.addr = ln.Addr().String()
+	w.srv = &http.Server{
+		Handler:           handler,
+		TLSConfig:         webTLS,
+		ErrorLog:          serverErrorLog(log),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	go func() {
+		if webTLS != nil {
+			// The certificate comes from TLSConfig.GetCertificate.
+			w.errs <- w.srv.ServeTLS(ln, "", "")
+			return
 		}
-		return errors.Join(err, stopRunner())
-	}
-	defer func() { _ = stopGRPC(context.Background()) }() // safety net; the explicit call below reports errors
-	if opts.Ready != nil {
-		opts.Ready(apiAddr, grpcAddr)
-	}
-	if opts.Started != nil {
-		if err := opts.Started(ctx, eng); err != nil {
-			log.Error("start-up task failed", "err", err)
-		}
-	}
+		w.errs <- w.srv.Serve(ln)
+	}()
+	log.Info("management API listening", "addr", w.addr, "tls", webTLS != nil)
+	return w, nil
+}
 
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down: finishing in-flight steps", "timeout", cfg.Worker.ShutdownTimeout())
-	case err := <-httpErr:
-		return errors.Join(fmt.Errorf("management API: %w", err), stopRunner())
+func (w *webServer) close() {
+	if w.srv != nil {
+		_ = w.srv.Close()
 	}
-	runnerErr := stopRunner()
+}
 
+// shutdown stops the APIs once the runner has stopped (with runnerErr) and
+// reports the first problem.
+func shutdown(ctx context.Context, cfg config.Config, log *slog.Logger, runnerErr error, web *webServer, stopGRPC func(context.Context) error) error {
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Worker.ShutdownTimeout()+5*time.Second)
 	defer cancel()
-	if httpSrv != nil {
-		if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+	if web.srv != nil {
+		if err := web.srv.Shutdown(shutdownCtx); err != nil {
 			return fmt.Errorf("management API: shutting down: %w", err)
 		}
-		if err := <-httpErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := <-web.errs; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("management API: %w", err)
 		}
 	}
