@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -206,144 +203,6 @@ type backlogSpec struct {
 	// from is where the database comes from: fresh and empty unless set
 	// (the history scenario's clones).
 	from scenarioFrom
-}
-
-// runBacklogWith is runBacklog with the given size and handlers.
-func runBacklogWith(ctx context.Context, env *cli.Env, srv *benchServer, o benchOptions, spec backlogSpec, profile *os.File) (backlogResult, error) {
-	o.steps = spec.steps
-	res := backlogResult{Steps: o.steps, InsertBatch: benchSubmitChunk}
-	sc, err := srv.scenarioWith(ctx, env, spec.label, o.poolSize, spec.from)
-	if err != nil {
-		return res, err
-	}
-	defer sc.cleanup()
-
-	client := runner.NewClient(sc.pool, runner.ClientConfig{})
-	tpl, err := client.RegisterTemplate(ctx, []byte(singleStepTemplate(sc.namespace)))
-	if err != nil {
-		return res, err
-	}
-
-	insertStart := time.Now()
-	if err := submitBacklog(ctx, client, tpl, o.steps, benchSubmitChunk, nil); err != nil {
-		return res, err
-	}
-	res.InsertSeconds = time.Since(insertStart).Seconds()
-	res.InsertTasksPerSec = float64(o.steps) / res.InsertSeconds
-	fmt.Fprintf(o.progress, "bench:   inserted in %.2fs (%.0f tasks/s); starting the runner\n", res.InsertSeconds, res.InsertTasksPerSec)
-	// Vacuum and analyse as autovacuum would have by now in a long-lived
-	// database, so the claim plans see real statistics. The figures' how
-	// text says so.
-	if _, err := sc.pool.Exec(ctx, backlogVacuum); err != nil {
-		return res, err
-	}
-
-	// Memory: start the runner's measurement from a clean slate.
-	runtime.GC()
-	debug.FreeOSMemory()
-	res.Memory.BaselineRSSMB = procStatusMB("VmRSS")
-	hwmReset := resetPeakRSS()
-
-	var (
-		completed atomic.Int64
-		failed    atomic.Int64
-		allDone   = make(chan struct{})
-		target    = int64(o.steps)
-	)
-	onEvent := func(ev runner.Event) {
-		if ev.TaskState == "" {
-			if ev.State == app.StateError {
-				failed.Add(1)
-			}
-			return
-		}
-		if ev.TaskState != "complete" {
-			failed.Add(1)
-		}
-		if completed.Add(1) == target {
-			close(allDone)
-		}
-	}
-	r, err := runner.New(sc.pool, runnerConfigWith(env, o, sc, spec.label, spec.handlers, onEvent))
-	if err != nil {
-		return res, err
-	}
-	sampler := startMemSampler(20 * time.Millisecond)
-	stopProfile, err := startProfile(profile)
-	if err != nil {
-		sampler.stop()
-		return res, err
-	}
-	runCtx, cancelRun := context.WithCancel(ctx)
-	defer cancelRun()
-	cpu0 := takeCPUSnapshot(srv.postmaster)
-	start := time.Now()
-	if err := r.Start(runCtx); err != nil {
-		stopProfile()
-		sampler.stop()
-		return res, err
-	}
-	timeout := time.NewTimer(o.scenarioTime)
-	defer timeout.Stop()
-	select {
-	case <-allDone:
-	case <-timeout.C:
-		err = fmt.Errorf("%w after %s with %d of %d tasks complete", errBenchTimeout, o.scenarioTime, completed.Load(), target)
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	elapsed := time.Since(start)
-	cpu1 := takeCPUSnapshot(srv.postmaster)
-	stopProfile()
-	peakHeap, peakRSS := sampler.stop()
-	st := r.Stats()
-	if stopErr := stopRunner(ctx, r); err == nil && stopErr != nil {
-		err = stopErr
-	}
-	cancelRun()
-	r.Wait()
-	if err != nil {
-		return res, err
-	}
-
-	res.WorkDownSeconds = elapsed.Seconds()
-	res.StepsPerSec = float64(o.steps) / elapsed.Seconds()
-	if cpu := cpu1.self - cpu0.self; cpu > 0 {
-		res.RunnerCPUSeconds = cpu.Seconds()
-		res.RunnerCPUMicrosPerStep = float64(cpu.Microseconds()) / float64(o.steps)
-	}
-	if cpu := cpu1.server - cpu0.server; srv.postmaster > 0 && cpu > 0 {
-		res.ServerCPUMicrosPerStep = float64(cpu.Microseconds()) / float64(o.steps)
-	}
-	res.CPU = cpuBetween(cpu0, cpu1)
-	res.ClaimQueries = st.ClaimQueries
-	res.ClaimedWithCompletions = st.ClaimedWithCompletions
-	if st.ClaimQueries > 0 {
-		res.MeanClaimSize = float64(st.Claimed-st.ClaimedWithCompletions) / float64(st.ClaimQueries)
-	}
-	res.Flushes = st.Flushes
-	if st.Flushes > 0 {
-		res.MeanFlushSize = float64(st.Completed+st.Retried+st.Failed) / float64(st.Flushes)
-	}
-	res.Failed = failed.Load()
-	if res.Failed > 0 {
-		return res, fmt.Errorf("%d steps or tasks failed with a no-op handler", res.Failed)
-	}
-
-	hwm := procStatusMB("VmHWM")
-	res.Memory.PeakGoHeapMB = peakHeap
-	switch {
-	case hwm > 0 && hwmReset:
-		res.Memory.PeakRSSMB = max(hwm, peakRSS)
-		res.Memory.PeakRSSSource = "VmHWM of this process (reset just before the runner started; the runner is in-process)"
-	case peakRSS > 0:
-		res.Memory.PeakRSSMB = peakRSS
-		res.Memory.PeakRSSSource = "highest VmRSS of this process sampled every 20ms (the runner is in-process)"
-	default:
-		res.Memory.PeakRSSSource = "unavailable (no /proc)"
-	}
-	res.Memory.Note = "whole bench process during the work-down: the runner plus the bench's own bookkeeping (event counting, samplers); the backlog itself lives in PostgreSQL"
-	return res, nil
 }
 
 // submitBacklog submits n single-step tasks of tpl in chunks of chunk, one
