@@ -14,8 +14,8 @@ import (
 	"github.com/tasker-runner/tasker-runner/runner"
 )
 
-// runBacklogWith is runBacklog with the given size and handlers. It is split into setup (the backlog), drive (the
-// work-down) and measure.
+// runBacklogWith is runBacklog with the given size and handlers, in three
+// steps: setup (the backlog), drive (the work-down) and measure.
 func runBacklogWith(ctx context.Context, env *cli.Env, srv *benchServer, o benchOptions, spec backlogSpec, profile *os.File) (backlogResult, error) {
 	o.steps = spec.steps
 	res := backlogResult{Steps: o.steps, InsertBatch: benchSubmitChunk}
