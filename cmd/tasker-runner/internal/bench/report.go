@@ -217,9 +217,42 @@ func printBenchTable(w io.Writer, r *benchResults) {
 	}
 	fmt.Fprintf(w, "\n%s (%s, %s)\n", title, r.Version, r.Timestamp)
 	fmt.Fprintf(w, "measured: %s\n\n", r.Measured)
+	printFigures(w, r.Figures)
+	fmt.Fprintf(w, "\nhow:\n")
+	for _, f := range r.Figures {
+		if f.How != "as p50" {
+			fmt.Fprintf(w, "  %s: %s\n", f.Name, f.How)
+		}
+	}
+	printCPUs(w, r)
+	printDetails(w, r)
+	if b := r.Batch; b != nil {
+		printCPU(w, fmt.Sprintf("batch workflow, %s rows", groupThousands(int64(b.Large.Rows))), b.Large.CPU)
+		printETLDetail(w, b)
+	}
+	if s := r.Soak; s != nil {
+		printSoakDetail(w, s)
+	}
+	if rv := r.River; rv != nil {
+		printRiverDetail(w, rv)
+	}
+	if h := r.History; h != nil {
+		printHistoryDetail(w, h)
+	}
+	if sc := r.Scale; sc != nil {
+		printScaleDetail(w, sc)
+	}
+	if d := r.DAG; d != nil {
+		printDAGDetail(w, d)
+	}
+	fmt.Fprintln(w)
+}
+
+// printFigures prints the table of figures against their targets.
+func printFigures(w io.Writer, figures []figure) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "FIGURE\tVALUE\tTARGET\t\n")
-	for _, f := range r.Figures {
+	for _, f := range figures {
 		met := ""
 		if f.Met != nil {
 			met = "ok"
@@ -241,12 +274,10 @@ func printBenchTable(w io.Writer, r *benchResults) {
 		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\n", f.Name, value, f.Unit, target, met)
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(w, "\nhow:\n")
-	for _, f := range r.Figures {
-		if f.How != "as p50" {
-			fmt.Fprintf(w, "  %s: %s\n", f.Name, f.How)
-		}
-	}
+}
+
+// printCPUs prints the CPU use of the backlog, latency and HTTP runs.
+func printCPUs(w io.Writer, r *benchResults) {
 	if b := r.Backlog; b != nil {
 		printCPU(w, "backlog work-down", b.CPU)
 	}
@@ -264,6 +295,11 @@ func printBenchTable(w io.Writer, r *benchResults) {
 			printCPU(w, "raw handler run (runner = invoker + handler service)", h.Raw.CPU)
 		}
 	}
+}
+
+// printDetails prints the backlog's, the latency run's and the HTTP runs'
+// details.
+func printDetails(w io.Writer, r *benchResults) {
 	if b := r.Backlog; b != nil {
 		fmt.Fprintf(w, "  backlog detail: insert %.2fs, work-down %.2fs, %d claim queries (%.0f steps each), %d completion writes (%.0f steps each; they claimed %d steps), runner CPU %.0f µs per step",
 			b.InsertSeconds, b.WorkDownSeconds, b.ClaimQueries, b.MeanClaimSize, b.Flushes, b.MeanFlushSize, b.ClaimedWithCompletions, b.RunnerCPUMicrosPerStep)
@@ -300,26 +336,6 @@ func printBenchTable(w io.Writer, r *benchResults) {
 			fmt.Fprintf(w, "  HTTP figures: the median run of %d by its first work-down's steps/s, every figure from it\n", h.MedianOf)
 		}
 	}
-	if b := r.Batch; b != nil {
-		printCPU(w, fmt.Sprintf("batch workflow, %s rows", groupThousands(int64(b.Large.Rows))), b.Large.CPU)
-		printETLDetail(w, b)
-	}
-	if s := r.Soak; s != nil {
-		printSoakDetail(w, s)
-	}
-	if rv := r.River; rv != nil {
-		printRiverDetail(w, rv)
-	}
-	if h := r.History; h != nil {
-		printHistoryDetail(w, h)
-	}
-	if sc := r.Scale; sc != nil {
-		printScaleDetail(w, sc)
-	}
-	if d := r.DAG; d != nil {
-		printDAGDetail(w, d)
-	}
-	fmt.Fprintln(w)
 }
 
 func formatValue(v float64) string {
