@@ -2,6 +2,7 @@ package apiclient
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"strings"
 
@@ -40,20 +41,9 @@ func runHandlers(ctx context.Context, env *cli.Env, args []string) error {
 	fs := cli.NewFlagSet("handlers")
 	o := addClientFlags(env, fs)
 	namespace := fs.String("namespace", "", "the namespace (put: the one the endpoint serves, default every namespace; list: only this namespace)")
-	var (
-		url, protocol, secretRef                  *string
-		batchMax, batchWindow, maxConc, timeoutMs *int64
-		headers                                   = headerFlags{}
-	)
+	var put *handlerPutFlags
 	if sub == "put" || sub == "" {
-		url = fs.String("url", "", "where to call: for http a URL that may contain {callable}; for connect and grpc the service's base URL")
-		protocol = fs.String("protocol", "http", "http, connect, grpc or go")
-		secretRef = fs.String("secret-ref", "", "where the signing secrets are: env:NAME or file:/path")
-		batchMax = fs.Int64("batch-max", 0, "more than 1 sends up to this many steps in one call (0: the server's default)")
-		batchWindow = fs.Int64("batch-window-ms", 0, "how long a batch waits for company, in milliseconds (0: the server's default)")
-		maxConc = fs.Int64("max-concurrency", 0, "calls in flight at most (0: no limit)")
-		timeoutMs = fs.Int64("timeout-ms", 0, "bounds one call, in milliseconds (0: the step's timeout)")
-		fs.Var(headers, "header", "NAME=VALUE sent with every call (repeatable)")
+		put = addHandlerPutFlags(fs)
 	}
 	if err := helpRequested(env, "handlers", sub, fs); err != nil {
 		return err
@@ -74,55 +64,91 @@ func runHandlers(ctx context.Context, env *cli.Env, args []string) error {
 		if len(pos) > 0 {
 			return fmt.Errorf("%w: unexpected argument %q", cli.ErrUsage, pos[0])
 		}
-		res, err := c.ListHandlersWithResponse(ctx, &client.ListHandlersParams{Namespace: ns})
-		if err != nil {
-			return callFailed(err)
-		}
-		if err := apiError(res.HTTPResponse, res.Body); err != nil {
-			return err
-		}
-		if o.json {
-			return printJSON(env.Stdout, res.JSON200)
-		}
-		tw := newTable(env.Stdout)
-		fmt.Fprintln(tw, "PATTERN\tNAMESPACE\tPROTOCOL\tURL\tBATCH\tTIMEOUT\tSIGNED")
-		for _, h := range res.JSON200.Items {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%dms\t%t\n", h.Pattern, orDash(h.Namespace), h.Protocol, orDash(h.Url), h.BatchMax, h.TimeoutMs, h.Signed)
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-		for _, h := range res.JSON200.Items {
-			if h.Error != nil && *h.Error != "" {
-				fmt.Fprintf(env.Stdout, "UNUSABLE %s (namespace %s), its steps wait: %s\n", h.Pattern, orDash(h.Namespace), *h.Error)
-			}
-		}
-		return nil
+		return listHandlers(ctx, env, c, o, ns)
 	}
-
 	if len(pos) != 1 {
 		return fmt.Errorf("%w: handlers put takes one pattern (a callable, a glob such as payments.*, or *)", cli.ErrUsage)
 	}
-	in := client.HandlerEndpointInput{Protocol: client.Ptr(client.HandlerEndpointInputProtocol(*protocol))}
-	if *url != "" {
-		in.Url = url
+	return putHandler(ctx, env, c, o, ns, pos[0], put)
+}
+
+// listHandlers prints the endpoints (of namespace ns, when not nil), then
+// the unusable ones and why.
+func listHandlers(ctx context.Context, env *cli.Env, c *client.ClientWithResponses, o *clientOptions, ns *string) error {
+	res, err := c.ListHandlersWithResponse(ctx, &client.ListHandlersParams{Namespace: ns})
+	if err != nil {
+		return callFailed(err)
 	}
-	if *secretRef != "" {
-		in.SecretRef = secretRef
+	if err := apiError(res.HTTPResponse, res.Body); err != nil {
+		return err
 	}
-	for _, f := range []struct {
-		v   *int64
-		dst **int64
-	}{{batchMax, &in.BatchMax}, {batchWindow, &in.BatchWindowMs}, {maxConc, &in.MaxConcurrency}, {timeoutMs, &in.TimeoutMs}} {
-		if *f.v != 0 {
-			*f.dst = f.v
+	if o.json {
+		return printJSON(env.Stdout, res.JSON200)
+	}
+	tw := newTable(env.Stdout)
+	fmt.Fprintln(tw, "PATTERN\tNAMESPACE\tPROTOCOL\tURL\tBATCH\tTIMEOUT\tSIGNED")
+	for _, h := range res.JSON200.Items {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%dms\t%t\n", h.Pattern, orDash(h.Namespace), h.Protocol, orDash(h.Url), h.BatchMax, h.TimeoutMs, h.Signed)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, h := range res.JSON200.Items {
+		if h.Error != nil && *h.Error != "" {
+			fmt.Fprintf(env.Stdout, "UNUSABLE %s (namespace %s), its steps wait: %s\n", h.Pattern, orDash(h.Namespace), *h.Error)
 		}
 	}
-	if len(headers) > 0 {
-		h := map[string]string(headers)
+	return nil
+}
+
+// handlerPutFlags are the flags of `handlers put`.
+type handlerPutFlags struct {
+	url, protocol, secretRef                  *string
+	batchMax, batchWindow, maxConc, timeoutMs *int64
+	headers                                   headerFlags
+}
+
+func addHandlerPutFlags(fs *flag.FlagSet) *handlerPutFlags {
+	f := &handlerPutFlags{headers: headerFlags{}}
+	f.url = fs.String("url", "", "where to call: for http a URL that may contain {callable}; for connect and grpc the service's base URL")
+	f.protocol = fs.String("protocol", "http", "http, connect, grpc or go")
+	f.secretRef = fs.String("secret-ref", "", "where the signing secrets are: env:NAME or file:/path")
+	f.batchMax = fs.Int64("batch-max", 0, "more than 1 sends up to this many steps in one call (0: the server's default)")
+	f.batchWindow = fs.Int64("batch-window-ms", 0, "how long a batch waits for company, in milliseconds (0: the server's default)")
+	f.maxConc = fs.Int64("max-concurrency", 0, "calls in flight at most (0: no limit)")
+	f.timeoutMs = fs.Int64("timeout-ms", 0, "bounds one call, in milliseconds (0: the step's timeout)")
+	fs.Var(f.headers, "header", "NAME=VALUE sent with every call (repeatable)")
+	return f
+}
+
+// input is the endpoint the flags describe; unset flags are left to the
+// server's defaults.
+func (f *handlerPutFlags) input() client.HandlerEndpointInput {
+	in := client.HandlerEndpointInput{Protocol: client.Ptr(client.HandlerEndpointInputProtocol(*f.protocol))}
+	if *f.url != "" {
+		in.Url = f.url
+	}
+	if *f.secretRef != "" {
+		in.SecretRef = f.secretRef
+	}
+	for _, x := range []struct {
+		v   *int64
+		dst **int64
+	}{{f.batchMax, &in.BatchMax}, {f.batchWindow, &in.BatchWindowMs}, {f.maxConc, &in.MaxConcurrency}, {f.timeoutMs, &in.TimeoutMs}} {
+		if *x.v != 0 {
+			*x.dst = x.v
+		}
+	}
+	if len(f.headers) > 0 {
+		h := map[string]string(f.headers)
 		in.Headers = &h
 	}
-	res, err := c.PutHandlerWithResponse(ctx, pos[0], &client.PutHandlerParams{Namespace: ns}, in)
+	return in
+}
+
+// putHandler registers (or updates) the endpoint of pattern.
+func putHandler(ctx context.Context, env *cli.Env, c *client.ClientWithResponses, o *clientOptions, ns *string, pattern string, f *handlerPutFlags) error {
+	res, err := c.PutHandlerWithResponse(ctx, pattern, &client.PutHandlerParams{Namespace: ns}, f.input())
 	if err != nil {
 		return callFailed(err)
 	}
@@ -157,22 +183,7 @@ func runDLQ(ctx context.Context, env *cli.Env, args []string) error {
 	}
 	fs := cli.NewFlagSet("dlq")
 	o := addClientFlags(env, fs)
-	namespace := fs.String("namespace", "", "only dead letters of this namespace")
-	handler := fs.String("handler", "", "only dead letters of this callable")
-	template := fs.String("template", "", "only dead letters of tasks of this template name")
-	task := fs.String("task", "", "only dead letters of this task (UUID)")
-	limit := fs.Int64("limit", 0, "list: page size (default 50); redrive --all: at most this many (default: the server's)")
-	var cursor, reason *string
-	var all *bool
-	var more *int64
-	if sub == "list" || sub == "" {
-		cursor = fs.String("cursor", "", "list: the next page, from the previous page's cursor")
-	}
-	if sub == "redrive" || sub == "" {
-		all = fs.Bool("all", false, "redrive every dead letter matching the filters (--namespace, --handler, --template, --task)")
-		reason = fs.String("reason", "", "recorded in the audit trail")
-		more = fs.Int64("additional-attempts", 0, "attempts to add (0: the server's default)")
-	}
+	f := addDLQFlags(fs, sub)
 	if err := helpRequested(env, "dlq", sub, fs); err != nil {
 		return err
 	}
@@ -180,19 +191,12 @@ func runDLQ(ctx context.Context, env *cli.Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var taskID *uuid.UUID
-	if *task != "" {
-		id, err := uuid.Parse(*task)
+	if *f.task != "" {
+		id, err := uuid.Parse(*f.task)
 		if err != nil {
-			return fmt.Errorf("%w: --task %q is not a UUID", cli.ErrUsage, *task)
+			return fmt.Errorf("%w: --task %q is not a UUID", cli.ErrUsage, *f.task)
 		}
-		taskID = &id
-	}
-	opt := func(s *string) *string {
-		if *s == "" {
-			return nil
-		}
-		return s
+		f.taskID = &id
 	}
 	c, err := o.client()
 	if err != nil {
@@ -202,55 +206,112 @@ func runDLQ(ctx context.Context, env *cli.Env, args []string) error {
 		if len(pos) > 0 {
 			return fmt.Errorf("%w: unexpected argument %q", cli.ErrUsage, pos[0])
 		}
-		params := client.ListDeadLettersParams{Namespace: opt(namespace), Handler: opt(handler), Template: opt(template), TaskUuid: taskID, Cursor: opt(cursor)}
-		if *limit > 0 {
-			params.Limit = limit
-		}
-		res, err := c.ListDeadLettersWithResponse(ctx, &params)
-		if err != nil {
-			return callFailed(err)
-		}
-		if err := apiError(res.HTTPResponse, res.Body); err != nil {
-			return err
-		}
-		if o.json {
-			return printJSON(env.Stdout, res.JSON200)
-		}
-		tw := newTable(env.Stdout)
-		fmt.Fprintln(tw, "STEP\tTASK\tNAMESPACE\tTEMPLATE\tNAME\tHANDLER\tATTEMPTS\tFAILED\tLAST ERROR")
-		for _, d := range res.JSON200.Items {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.StepUuid, d.TaskUuid, d.Namespace, d.TemplateName, d.Name, d.Handler,
-				fmtAttempts(d.Attempts, d.MaxAttempts, d.Yields), fmtTime(d.LastAttemptedAt), orDash(compactJSON(d.LastError, 80)))
-		}
-		tw.Flush()
-		printMore(env, res.JSON200.NextCursor)
+		return listDeadLetters(ctx, env, c, o, f)
+	}
+	body, err := f.redriveRequest(pos)
+	if err != nil {
+		return err
+	}
+	return redrive(ctx, env, c, o, body)
+}
+
+// dlqFlags are the flags of dlq list and dlq redrive; those of the other
+// subcommand are nil.
+type dlqFlags struct {
+	namespace, handler, template, task *string
+	taskID                             *uuid.UUID // --task, parsed
+	limit                              *int64
+	cursor, reason                     *string
+	all                                *bool
+	more                               *int64
+}
+
+func addDLQFlags(fs *flag.FlagSet, sub string) *dlqFlags {
+	f := &dlqFlags{
+		namespace: fs.String("namespace", "", "only dead letters of this namespace"),
+		handler:   fs.String("handler", "", "only dead letters of this callable"),
+		template:  fs.String("template", "", "only dead letters of tasks of this template name"),
+		task:      fs.String("task", "", "only dead letters of this task (UUID)"),
+		limit:     fs.Int64("limit", 0, "list: page size (default 50); redrive --all: at most this many (default: the server's)"),
+	}
+	if sub == "list" || sub == "" {
+		f.cursor = fs.String("cursor", "", "list: the next page, from the previous page's cursor")
+	}
+	if sub == "redrive" || sub == "" {
+		f.all = fs.Bool("all", false, "redrive every dead letter matching the filters (--namespace, --handler, --template, --task)")
+		f.reason = fs.String("reason", "", "recorded in the audit trail")
+		f.more = fs.Int64("additional-attempts", 0, "attempts to add (0: the server's default)")
+	}
+	return f
+}
+
+// opt is s, or nil when it is empty.
+func opt(s *string) *string {
+	if *s == "" {
 		return nil
 	}
+	return s
+}
 
+// listDeadLetters prints a page of dead letters.
+func listDeadLetters(ctx context.Context, env *cli.Env, c *client.ClientWithResponses, o *clientOptions, f *dlqFlags) error {
+	params := client.ListDeadLettersParams{Namespace: opt(f.namespace), Handler: opt(f.handler), Template: opt(f.template), TaskUuid: f.taskID, Cursor: opt(f.cursor)}
+	if *f.limit > 0 {
+		params.Limit = f.limit
+	}
+	res, err := c.ListDeadLettersWithResponse(ctx, &params)
+	if err != nil {
+		return callFailed(err)
+	}
+	if err := apiError(res.HTTPResponse, res.Body); err != nil {
+		return err
+	}
+	if o.json {
+		return printJSON(env.Stdout, res.JSON200)
+	}
+	tw := newTable(env.Stdout)
+	fmt.Fprintln(tw, "STEP\tTASK\tNAMESPACE\tTEMPLATE\tNAME\tHANDLER\tATTEMPTS\tFAILED\tLAST ERROR")
+	for _, d := range res.JSON200.Items {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.StepUuid, d.TaskUuid, d.Namespace, d.TemplateName, d.Name, d.Handler,
+			fmtAttempts(d.Attempts, d.MaxAttempts, d.Yields), fmtTime(d.LastAttemptedAt), orDash(compactJSON(d.LastError, 80)))
+	}
+	tw.Flush()
+	printMore(env, res.JSON200.NextCursor)
+	return nil
+}
+
+// redriveRequest is what dlq redrive asks for: the step UUIDs pos, or with
+// --all the dead letters the filters match.
+func (f *dlqFlags) redriveRequest(pos []string) (client.RedriveRequest, error) {
 	var body client.RedriveRequest
 	switch {
-	case len(pos) > 0 && *all:
-		return fmt.Errorf("%w: give step UUIDs or --all, not both", cli.ErrUsage)
+	case len(pos) > 0 && *f.all:
+		return body, fmt.Errorf("%w: give step UUIDs or --all, not both", cli.ErrUsage)
 	case len(pos) > 0:
 		for _, p := range pos {
 			if _, err := uuid.Parse(p); err != nil {
-				return fmt.Errorf("%w: %q is not a step UUID", cli.ErrUsage, p)
+				return body, fmt.Errorf("%w: %q is not a step UUID", cli.ErrUsage, p)
 			}
 		}
 		ids := pos
 		body.StepUuids = &ids
-	case *all:
-		body.Filter = &client.DeadLetterFilter{Namespace: opt(namespace), Handler: opt(handler), Template: opt(template), TaskUuid: taskID}
-		if *limit > 0 {
-			body.Limit = limit
+	case *f.all:
+		body.Filter = &client.DeadLetterFilter{Namespace: opt(f.namespace), Handler: opt(f.handler), Template: opt(f.template), TaskUuid: f.taskID}
+		if *f.limit > 0 {
+			body.Limit = f.limit
 		}
 	default:
-		return fmt.Errorf("%w: give the step UUIDs to redrive, or --all (with filters such as --namespace)", cli.ErrUsage)
+		return body, fmt.Errorf("%w: give the step UUIDs to redrive, or --all (with filters such as --namespace)", cli.ErrUsage)
 	}
-	body.Reason = opt(reason)
-	if *more > 0 {
-		body.AdditionalAttempts = more
+	body.Reason = opt(f.reason)
+	if *f.more > 0 {
+		body.AdditionalAttempts = f.more
 	}
+	return body, nil
+}
+
+// redrive redrives the dead letters body names and prints which.
+func redrive(ctx context.Context, env *cli.Env, c *client.ClientWithResponses, o *clientOptions, body client.RedriveRequest) error {
 	res, err := c.RedriveDeadLettersWithResponse(ctx, body)
 	if err != nil {
 		return callFailed(err)
