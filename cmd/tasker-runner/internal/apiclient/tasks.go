@@ -63,26 +63,16 @@ func runSubmit(ctx context.Context, env *cli.Env, args []string) error {
 	if *idem != "" {
 		params.IdempotencyKey = idem
 	}
-	res, err := c.SubmitTaskWithResponse(ctx, &params, body)
+	task, again, err := submitTask(ctx, c, &params, body)
 	if err != nil {
-		return callFailed(err)
-	}
-	if err := apiError(res.HTTPResponse, res.Body); err != nil {
 		return err
-	}
-	task := res.JSON201
-	if task == nil {
-		task = res.JSON200 // an earlier submission under the same key
-	}
-	if task == nil {
-		return fmt.Errorf("unexpected response %s", res.Status())
 	}
 	if !*wait {
 		if o.json {
 			return printJSON(env.Stdout, task)
 		}
 		existing := ""
-		if res.JSON200 != nil && *idem != "" {
+		if again && *idem != "" {
 			// Without --idempotency-key, a 200 is this run's own
 			// submission, found again by a retry.
 			existing = " (already submitted under this idempotency key)"
@@ -90,17 +80,43 @@ func runSubmit(ctx context.Context, env *cli.Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "submitted task %s%s: %s/%s %s, %s\n", task.TaskUuid, existing, task.Namespace, task.Name, task.Version, task.State)
 		return nil
 	}
+	return followTask(ctx, env, c, o, task, *timeout, *interval)
+}
+
+// submitTask submits body; again says the server answered with an earlier
+// submission under the same idempotency key (200, not 201).
+func submitTask(ctx context.Context, c *client.ClientWithResponses, params *client.SubmitTaskParams, body client.SubmitTaskRequest) (task *client.Task, again bool, err error) {
+	res, err := c.SubmitTaskWithResponse(ctx, params, body)
+	if err != nil {
+		return nil, false, callFailed(err)
+	}
+	if err := apiError(res.HTTPResponse, res.Body); err != nil {
+		return nil, false, err
+	}
+	task = res.JSON201
+	if task == nil {
+		task = res.JSON200 // an earlier submission under the same key
+	}
+	if task == nil {
+		return nil, false, fmt.Errorf("unexpected response %s", res.Status())
+	}
+	return task, res.JSON200 != nil, nil
+}
+
+// followTask is submit --wait: it shows the task's progress until it
+// finishes (within timeout, polling every interval), then its results.
+func followTask(ctx context.Context, env *cli.Env, c *client.ClientWithResponses, o *clientOptions, task *client.Task, timeout, interval time.Duration) error {
 	progress := env.Stdout
 	if o.json {
 		progress = env.Stderr // stdout is for the JSON
 	}
 	fmt.Fprintf(progress, "task %s: %s/%s %s\n", task.TaskUuid, task.Namespace, task.Name, task.Version)
-	wctx, cancel := context.WithTimeout(ctx, *timeout)
+	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	final, err := waitTask(wctx, c, task.TaskUuid, *interval, progress)
+	final, err := waitTask(wctx, c, task.TaskUuid, interval, progress)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return fmt.Errorf("task %s did not finish within %s", task.TaskUuid, *timeout)
+			return fmt.Errorf("task %s did not finish within %s", task.TaskUuid, timeout)
 		}
 		return err
 	}
@@ -285,15 +301,14 @@ func runTasks(ctx context.Context, env *cli.Env, args []string) error {
 	}
 	fs := cli.NewFlagSet("tasks")
 	o := addClientFlags(env, fs)
-	var state, namespace, template, correlationID, cursor *string
-	var limit *int64
+	var f taskListFlags
 	if sub == "list" || sub == "" {
-		state = fs.String("state", "", "only tasks in these states (comma-separated: pending, steps_in_process, complete, blocked_by_failures, cancelled, resolved_manually)")
-		namespace = fs.String("namespace", "", "only tasks of this namespace")
-		template = fs.String("template", "", "only tasks of this template name")
-		correlationID = fs.String("correlation-id", "", "only tasks with this correlation id (a UUID)")
-		cursor = fs.String("cursor", "", "the next page, from the previous page's cursor")
-		limit = fs.Int64("limit", 50, "page size (at most 500)")
+		f.state = fs.String("state", "", "only tasks in these states (comma-separated: pending, steps_in_process, complete, blocked_by_failures, cancelled, resolved_manually)")
+		f.namespace = fs.String("namespace", "", "only tasks of this namespace")
+		f.template = fs.String("template", "", "only tasks of this template name")
+		f.correlationID = fs.String("correlation-id", "", "only tasks with this correlation id (a UUID)")
+		f.cursor = fs.String("cursor", "", "the next page, from the previous page's cursor")
+		f.limit = fs.Int64("limit", 50, "page size (at most 500)")
 	}
 	if err := helpRequested(env, "tasks", sub, fs); err != nil {
 		return err
@@ -310,49 +325,65 @@ func runTasks(ctx context.Context, env *cli.Env, args []string) error {
 		if len(pos) != 1 {
 			return fmt.Errorf("%w: tasks get takes one task UUID", cli.ErrUsage)
 		}
-		id, err := uuid.Parse(pos[0])
-		if err != nil {
-			return fmt.Errorf("%w: %q is not a UUID", cli.ErrUsage, pos[0])
-		}
-		res, err := c.GetTaskWithResponse(ctx, id, nil)
-		if err != nil {
-			return callFailed(err)
-		}
-		if err := apiError(res.HTTPResponse, res.Body); err != nil {
-			return err
-		}
-		if o.json {
-			return printJSON(env.Stdout, res.JSON200)
-		}
-		printTask(env.Stdout, res.JSON200)
-		return nil
+		return getTask(ctx, env, c, o, pos[0])
 	}
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", cli.ErrUsage, pos[0])
 	}
-	params := client.ListTasksParams{Limit: limit}
-	if *correlationID != "" {
-		id, err := uuid.Parse(*correlationID)
+	return listTasks(ctx, env, c, o, f)
+}
+
+// getTask prints the task arg names, with its steps.
+func getTask(ctx context.Context, env *cli.Env, c *client.ClientWithResponses, o *clientOptions, arg string) error {
+	id, err := uuid.Parse(arg)
+	if err != nil {
+		return fmt.Errorf("%w: %q is not a UUID", cli.ErrUsage, arg)
+	}
+	res, err := c.GetTaskWithResponse(ctx, id, nil)
+	if err != nil {
+		return callFailed(err)
+	}
+	if err := apiError(res.HTTPResponse, res.Body); err != nil {
+		return err
+	}
+	if o.json {
+		return printJSON(env.Stdout, res.JSON200)
+	}
+	printTask(env.Stdout, res.JSON200)
+	return nil
+}
+
+// taskListFlags are the filters of tasks list.
+type taskListFlags struct {
+	state, namespace, template, correlationID, cursor *string
+	limit                                             *int64
+}
+
+// listTasks prints a page of the tasks the filters match.
+func listTasks(ctx context.Context, env *cli.Env, c *client.ClientWithResponses, o *clientOptions, f taskListFlags) error {
+	params := client.ListTasksParams{Limit: f.limit}
+	if *f.correlationID != "" {
+		id, err := uuid.Parse(*f.correlationID)
 		if err != nil {
-			return fmt.Errorf("%w: --correlation-id: %q is not a UUID", cli.ErrUsage, *correlationID)
+			return fmt.Errorf("%w: --correlation-id: %q is not a UUID", cli.ErrUsage, *f.correlationID)
 		}
 		params.CorrelationId = &id
 	}
-	if *state != "" {
+	if *f.state != "" {
 		var states []client.ListTasksParamsState
-		for s := range strings.SplitSeq(*state, ",") {
+		for s := range strings.SplitSeq(*f.state, ",") {
 			states = append(states, client.ListTasksParamsState(strings.TrimSpace(s)))
 		}
 		params.State = &states
 	}
-	if *namespace != "" {
-		params.Namespace = namespace
+	if *f.namespace != "" {
+		params.Namespace = f.namespace
 	}
-	if *template != "" {
-		params.Template = template
+	if *f.template != "" {
+		params.Template = f.template
 	}
-	if *cursor != "" {
-		params.Cursor = cursor
+	if *f.cursor != "" {
+		params.Cursor = f.cursor
 	}
 	res, err := c.ListTasksWithResponse(ctx, &params)
 	if err != nil {
