@@ -29,6 +29,50 @@ var Command = cli.Command{
 // (package callout/conformance) and prints one line per case. Exit 0 when
 // no case fails, 1 when one does, 2 on usage errors.
 func runConformance(ctx context.Context, env *cli.Env, args []string) error {
+	cfg, jsonOut, err := parseConformanceFlags(env, args)
+	if err != nil {
+		return err
+	}
+	table := &conformanceTable{w: env.Stdout}
+	if !jsonOut {
+		cfg.OnCase = table.row
+	}
+	rep, err := conformance.Run(ctx, cfg)
+	if errors.Is(err, conformance.ErrInvalidConfig) {
+		msg := strings.TrimPrefix(err.Error(), conformance.ErrInvalidConfig.Error()+": ")
+		return fmt.Errorf("%w: %s", cli.ErrUsage, strings.ReplaceAll(msg, "\n", "; "))
+	}
+	if rep == nil {
+		return err
+	}
+	return report(env, rep, err, table, jsonOut)
+}
+
+// report prints the report rep (as JSON, or the table's footer) and
+// returns why the check failed: it was interrupted (err), or a case failed.
+func report(env *cli.Env, rep *conformance.Report, err error, table *conformanceTable, jsonOut bool) error {
+	if jsonOut {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		table.footer(rep)
+	}
+	switch {
+	case err != nil:
+		return fmt.Errorf("interrupted after %d of %d cases: %w", len(rep.Cases), len(conformance.Cases()), err)
+	case !rep.OK():
+		return fmt.Errorf("%d of %d cases failed: the handler does not conform to the handler contract (contracts/README.md)",
+			rep.Failed, rep.Passed+rep.Failed)
+	}
+	return nil
+}
+
+// parseConformanceFlags returns the check's configuration and whether
+// to print JSON.
+func parseConformanceFlags(env *cli.Env, args []string) (conformance.Config, bool, error) {
 	fs := cli.NewFlagSet("conformance")
 	var (
 		cfg         conformance.Config
@@ -50,10 +94,10 @@ func runConformance(ctx context.Context, env *cli.Env, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			printConformanceCases(env.Stdout)
 		}
-		return err
+		return cfg, false, err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", cli.ErrUsage, fs.Arg(0))
+		return cfg, false, fmt.Errorf("%w: unexpected argument %q", cli.ErrUsage, fs.Arg(0))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -76,38 +120,9 @@ func runConformance(ctx context.Context, env *cli.Env, args []string) error {
 		}
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%w: %s", cli.ErrUsage, strings.Join(problems, "; "))
+		return cfg, false, fmt.Errorf("%w: %s", cli.ErrUsage, strings.Join(problems, "; "))
 	}
-
-	table := &conformanceTable{w: env.Stdout}
-	if !jsonOut {
-		cfg.OnCase = table.row
-	}
-	rep, err := conformance.Run(ctx, cfg)
-	if errors.Is(err, conformance.ErrInvalidConfig) {
-		msg := strings.TrimPrefix(err.Error(), conformance.ErrInvalidConfig.Error()+": ")
-		return fmt.Errorf("%w: %s", cli.ErrUsage, strings.ReplaceAll(msg, "\n", "; "))
-	}
-	if rep == nil {
-		return err
-	}
-	if jsonOut {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return err
-		}
-	} else {
-		table.footer(rep)
-	}
-	switch {
-	case err != nil:
-		return fmt.Errorf("interrupted after %d of %d cases: %w", len(rep.Cases), len(conformance.Cases()), err)
-	case !rep.OK():
-		return fmt.Errorf("%d of %d cases failed: the handler does not conform to the handler contract (contracts/README.md)",
-			rep.Failed, rep.Passed+rep.Failed)
-	}
-	return nil
+	return cfg, jsonOut, nil
 }
 
 // conformanceTable prints the report as cases finish.
