@@ -557,30 +557,41 @@ func (er *etlRunner) once(ctx context.Context, e etlExpect) (etlRun, error) {
 	run.WorkersStartedMs = ms(lastStart.Sub(t.analyzeReturned))
 
 	// Verification, outside the timed part.
+	if err := er.verify(ctx, e, t, sub.TaskUUID, &run); err != nil {
+		return run, err
+	}
+	run.Verified = true
+	return run, nil
+}
+
+// verify checks the finished task id of size e against what was computed
+// without the runner: its aggregate, its worker calls and checkpoints, and
+// its steps in the database (their count goes into run).
+func (er *etlRunner) verify(ctx context.Context, e etlExpect, t *etlTrack, id uuid.UUID, run *etlRun) error {
 	var got etlAggregate
 	if err := json.Unmarshal(t.aggregate.Result, &got); err != nil {
-		return run, fmt.Errorf("task %s: the aggregate's result %s: %w", sub.TaskUUID, t.aggregate.Result, err)
+		return fmt.Errorf("task %s: the aggregate's result %s: %w", id, t.aggregate.Result, err)
 	}
 	if want := (etlAggregate{Workers: e.workers, etlTotals: e.totals}); got != want {
-		return run, fmt.Errorf("%w: task %s aggregated %+v, want %+v computed without the runner: work was lost or repeated", errETLVerification, sub.TaskUUID, got, want)
+		return fmt.Errorf("%w: task %s aggregated %+v, want %+v computed without the runner: work was lost or repeated", errETLVerification, id, got, want)
 	}
 	if len(t.firstStart) != e.workers || t.calls != e.calls || t.yields != e.calls-e.workers {
-		return run, fmt.Errorf("%w: task %s: %d workers called %d times with %d yields, want %d workers called %d times",
-			errETLVerification, sub.TaskUUID, len(t.firstStart), t.calls, t.yields, e.workers, e.calls)
+		return fmt.Errorf("%w: task %s: %d workers called %d times with %d yields, want %d workers called %d times",
+			errETLVerification, id, len(t.firstStart), t.calls, t.yields, e.workers, e.calls)
 	}
 	var steps, complete, maxAttempts int
 	if err := er.sc.pool.QueryRow(ctx, `
 		SELECT count(*), count(*) FILTER (WHERE state = 'complete'),
 		       coalesce(sum(jsonb_array_length(checkpoint_history)), 0), coalesce(max(attempts), 0)
-		FROM tasker.steps WHERE task_uuid = $1`, sub.TaskUUID).Scan(&steps, &complete, &run.Checkpoints, &maxAttempts); err != nil {
-		return run, fmt.Errorf("reading task %s's steps: %w", sub.TaskUUID, err)
+		FROM tasker.steps WHERE task_uuid = $1`, id).Scan(&steps, &complete, &run.Checkpoints, &maxAttempts); err != nil {
+		return fmt.Errorf("reading task %s's steps: %w", id, err)
 	}
 	if steps != e.workers+2 || complete != steps || run.Checkpoints != t.yields || maxAttempts != 1 {
-		return run, fmt.Errorf("%w: task %s has %d steps (%d complete), %d checkpoints stored, up to %d attempts; want %d steps, all complete, %d checkpoints, 1 attempt each",
-			errETLVerification, sub.TaskUUID, steps, complete, run.Checkpoints, maxAttempts, e.workers+2, t.yields)
+		return fmt.Errorf("%w: task %s has %d steps (%d complete), %d checkpoints stored, up to %d attempts; want %d steps, all complete, %d checkpoints, 1 attempt each",
+			errETLVerification, id, steps, complete, run.Checkpoints, maxAttempts, e.workers+2, t.yields)
 	}
 	run.Verified = true
-	return run, nil
+	return nil
 }
 
 // medianETL reports the iteration of --repeat with the median main figure
