@@ -282,18 +282,51 @@ func (d *devDemo) run(ctx context.Context, e *app.Engine) error {
 		watching.Wait()
 	}()
 
+	info, infos, err := d.registerTemplates(ctx, e)
+	if err != nil {
+		return app.StoppedWhileStarting(ctx, d.env, err)
+	}
+	if err := d.runExamples(ctx, e, info, infos); err != nil || ctx.Err() != nil {
+		return err
+	}
+	d.printWhere()
+	if d.chaos != "" {
+		if err := d.runChaos(ctx, e, info); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			p.printf("!! chaos: %v\n", err)
+		}
+	}
+	p.printf("Press Ctrl-C to stop.\n")
+	<-ctx.Done()
+	return nil
+}
+
+// registerTemplates registers the order template and the dynamic
+// workflows' templates.
+func (d *devDemo) registerTemplates(ctx context.Context, e *app.Engine) (runner.TemplateInfo, []runner.TemplateInfo, error) {
+	p := d.progress
 	info, err := e.Client.RegisterTemplate(ctx, d.template)
 	if err != nil {
-		return app.StoppedWhileStarting(ctx, d.env, fmt.Errorf("registering the example template %s: %w", filepath.Join(d.examples, devTemplateFile), err))
+		return info, nil, fmt.Errorf("registering the example template %s: %w", filepath.Join(d.examples, devTemplateFile), err)
 	}
 	p.printf("registered the template %s/%s@%s (%s)\n", info.Namespace, info.Name, info.Version, filepath.Join(d.examples, devTemplateFile))
 	infos := make([]runner.TemplateInfo, len(d.workflows))
 	for i, w := range d.workflows {
 		if infos[i], err = e.Client.RegisterTemplate(ctx, w.doc); err != nil {
-			return app.StoppedWhileStarting(ctx, d.env, fmt.Errorf("registering the example template %s: %w", filepath.Join(d.examples, w.file), err))
+			return info, nil, fmt.Errorf("registering the example template %s: %w", filepath.Join(d.examples, w.file), err)
 		}
 		p.printf("registered the template %s/%s@%s (%s)\n", infos[i].Namespace, infos[i].Name, infos[i].Version, filepath.Join(d.examples, w.file))
 	}
+	return info, infos, nil
+}
+
+// runExamples submits the first order, then one task of each dynamic
+// workflow, each after the one before has finished. It returns nil when
+// ctx ends (dev is stopping).
+func (d *devDemo) runExamples(ctx context.Context, e *app.Engine, info runner.TemplateInfo, infos []runner.TemplateInfo) error {
+	p := d.progress
 	p.printf("\n")
 	ids, err := submitOrders(ctx, e.Client, info, p, 1, 1)
 	if err != nil {
@@ -319,17 +352,6 @@ func (d *devDemo) run(ctx context.Context, e *app.Engine) error {
 			p.printf("!! %v\n", err)
 		}
 	}
-	d.printWhere()
-	if d.chaos != "" {
-		if err := d.runChaos(ctx, e, info); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			p.printf("!! chaos: %v\n", err)
-		}
-	}
-	p.printf("Press Ctrl-C to stop.\n")
-	<-ctx.Done()
 	return nil
 }
 
