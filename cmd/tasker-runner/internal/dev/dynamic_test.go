@@ -59,6 +59,15 @@ func getDevTask(t *testing.T, out, addr, label string) devTaskView {
 // computed here.
 func checkDevDynamic(t *testing.T, out, addr string) {
 	t.Helper()
+	service := checkDevDynamicOutput(t, out)
+	checkDevApproval(t, out, addr, service)
+	checkDevETL(t, out, addr, service)
+}
+
+// checkDevDynamicOutput checks the progress lines of the dynamic demos and
+// returns the handler each step's result must name (by template step name).
+func checkDevDynamicOutput(t *testing.T, out string) map[string]string {
+	t.Helper()
 	order := strings.Index(out, "ORD-1001 COMPLETE")
 	if approval := strings.Index(out, "submitting approval request REQ-2001"); order < 0 || approval < order {
 		t.Errorf("the approval does not come after the order:\n%s", out)
@@ -104,6 +113,13 @@ func checkDevDynamic(t *testing.T, out, addr string) {
 		}
 	}
 
+	return service
+}
+
+// checkDevApproval checks the approval task: every step complete in one
+// attempt by its service, and finalize saw the two approvals taken.
+func checkDevApproval(t *testing.T, out, addr string, service map[string]string) {
+	t.Helper()
 	approval := getDevTask(t, out, addr, "REQ-2001")
 	var names []string
 	for _, s := range approval.Steps {
@@ -128,6 +144,12 @@ func checkDevDynamic(t *testing.T, out, addr string) {
 		t.Errorf("REQ-2001 has the steps %v, want %v", names, want)
 	}
 
+}
+
+// checkDevETL checks the batch ETL task: four workers of 2,500 rows in three
+// calls each, and the aggregate equals the totals computed here.
+func checkDevETL(t *testing.T, out, addr string, service map[string]string) {
+	t.Helper()
 	etl := getDevTask(t, out, addr, "ETL-3001")
 	var sum int64
 	for id := range int64(devETLRows) {
