@@ -83,13 +83,21 @@ func TestTemplatesCommands(t *testing.T) {
 	file := writeTemplate(t, cliTaskerTemplate)
 	warnings := `(?s)^warning: loaded_from: ignored, as Tasker ignores it .*\(line 7\)\nwarning: steps\[1\]\.retry\.initial_delay: ignored, as Tasker ignores it.*\(line 16\)\n$`
 
+	broken := writeTemplate(t, strings.Replace(strings.Replace(cliTaskerTemplate, "depends_on: [validate]", "depends_on: [valdate]", 1), "callable: cli.charge", "callabel: cli.charge", 1))
+	checkTemplatesValidate(t, vars, file, broken, warnings)
+	checkTemplatesRegister(t, vars, file, broken, warnings)
+	checkTemplatesList(t, vars)
+	checkTemplatesGet(t, vars)
+}
+
+func checkTemplatesValidate(t *testing.T, vars map[string]string, file, broken, warnings string) {
+	t.Helper()
 	// validate, from a file and from stdin: the warnings go to stderr.
 	check(t, "validate FILE", clitest.Run(t, vars, "templates", "validate", file), 0,
 		`^valid: cli/cli_order@1\.10 \(2 steps\), not registered yet\n$`, warnings)
 	check(t, "validate -", clitest.RunInput(t, vars, cliTaskerTemplate, "templates", "validate", "-"), 0, `^valid: `, warnings)
 
 	// An invalid template: every problem with its path and line, exit 1.
-	broken := writeTemplate(t, strings.Replace(strings.Replace(cliTaskerTemplate, "depends_on: [validate]", "depends_on: [valdate]", 1), "callable: cli.charge", "callabel: cli.charge", 1))
 	check(t, "validate an invalid template", clitest.Run(t, vars, "templates", "validate", broken), 1,
 		`^invalid: 3 problem\(s\)\n  steps\[1\]\.depends_on\[0\]: unknown step "valdate" \(line 14\)\n  steps\[1\]\.handler\.callabel: unknown field; did you mean "callable"\? \(line 15\)\n  steps\[1\]\.handler\.callable: required \(line 15\)\n$`,
 		`(?s)^warning: loaded_from: .*the template is not valid\n$`)
@@ -99,6 +107,10 @@ func TestTemplatesCommands(t *testing.T) {
 		t.Errorf("validate --json of an invalid template: %v", r)
 	}
 
+}
+
+func checkTemplatesRegister(t *testing.T, vars map[string]string, file, broken, warnings string) {
+	t.Helper()
 	// register: created, then identical; from stdin too.
 	check(t, "register FILE", clitest.Run(t, vars, "templates", "register", file), 0,
 		`^registered template cli/cli_order@1\.10 \(2 steps\)\n$`, warnings)
@@ -106,7 +118,7 @@ func TestTemplatesCommands(t *testing.T) {
 		`^already registered, identical: template cli/cli_order@1\.10 \(2 steps\)\n$`, warnings)
 	check(t, "validate once registered", clitest.Run(t, vars, "templates", "validate", file), 0, `registered with this same definition`, warnings)
 	var reg client.TemplateRegistration
-	r = clitest.Run(t, vars, "templates", "register", file, "--json")
+	r := clitest.Run(t, vars, "templates", "register", file, "--json")
 	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &reg) != nil || reg.Name != "cli_order" || len(reg.Warnings) != 2 || r.Stderr != "" {
 		t.Errorf("register --json: %v", r)
 	}
@@ -118,6 +130,10 @@ func TestTemplatesCommands(t *testing.T) {
 	check(t, "register an invalid template", clitest.Run(t, vars, "templates", "register", broken), 1, `^$`,
 		`422 Unprocessable Entity\n.*\n  - body\.steps\[1\]\.depends_on\[0\]: unknown step "valdate" \(line 14\)`)
 
+}
+
+func checkTemplatesList(t *testing.T, vars map[string]string) {
+	t.Helper()
 	// list: a table, filters, --json.
 	if r := clitest.RunInput(t, vars, strings.Replace(orderYAML, "version: 1.0.0", "version: 2.0.0", 1), "templates", "register", "-"); r.Code != 0 {
 		t.Fatalf("register: %v", r)
@@ -130,14 +146,18 @@ func TestTemplatesCommands(t *testing.T) {
 	check(t, "list --namespace", clitest.Run(t, vars, "templates", "list", "--namespace", "cli"), 0, `(?s)^NAMESPACE.*\ncli +cli_order .*\n$`, `^$`)
 	check(t, "list --limit", clitest.Run(t, vars, "templates", "list", "--limit", "1", "--name", "order"), 0, `(?s)^NAMESPACE.*\nshop +order +1\.0\.0 .*\n\nmore: --cursor \S+\n$`, `^$`)
 	var list client.TemplateList
-	r = clitest.Run(t, vars, "templates", "list", "--json")
+	r := clitest.Run(t, vars, "templates", "list", "--json")
 	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &list) != nil || len(list.Items) != 3 {
 		t.Errorf("list --json: %v", r)
 	}
 
+}
+
+func checkTemplatesGet(t *testing.T, vars map[string]string) {
+	t.Helper()
 	// get prints YAML that registers back as the same version, and parses
 	// to the stored definition.
-	r = clitest.Run(t, vars, "templates", "get", "cli", "cli_order", "1.10")
+	r := clitest.Run(t, vars, "templates", "get", "cli", "cli_order", "1.10")
 	if r.Code != 0 || !strings.HasPrefix(r.Stdout, "name: cli_order\nnamespace_name: cli\nversion: \"1.10\"\ndescription: |\n  An order, as Tasker\n  writes it\nsteps:\n") {
 		t.Fatalf("get: %v", r)
 	}
