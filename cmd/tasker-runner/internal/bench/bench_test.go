@@ -313,7 +313,30 @@ func TestBenchSoakJSON(t *testing.T) {
 		t.Errorf("soak parameters: %+v", *s)
 	}
 
-	// Work: everything offered completed, nothing failed, some steps retried.
+	checkSoakWork(t, s)
+	checkSoakSamples(t, s)
+	checkSoakMemory(t, s, prof)
+	names := map[string]bool{}
+	for _, f := range res.Figures {
+		names[f.Name] = true
+		if f.Name == "" || f.Unit == "" || f.How == "" || math.IsNaN(f.Value) {
+			t.Errorf("figure not sane: %+v", f)
+		}
+	}
+	for _, want := range []string{"soak live heap slope", "soak RSS slope", "soak RSS after warm-up", "soak RSS at end", "soak peak RSS", "soak goroutines at end", "soak steps completed"} {
+		if !names[want] {
+			t.Errorf("no figure %q", want)
+		}
+	}
+	if !strings.Contains(r.Stderr, "soak detail: ") || !strings.Contains(r.Stderr, "--soak 3s") {
+		t.Errorf("the table has no soak detail or title:\n%s", r.Stderr)
+	}
+}
+
+// checkSoakWork: everything offered completed, nothing failed, some steps
+// retried.
+func checkSoakWork(t *testing.T, s *soakResult) {
+	t.Helper()
 	if s.TasksSubmitted < 1 || s.StepsOffered < s.TasksSubmitted || s.PlannedSteps < 1 {
 		t.Errorf("offered: %d tasks, %d steps, %d planned", s.TasksSubmitted, s.StepsOffered, s.PlannedSteps)
 	}
@@ -330,7 +353,11 @@ func TestBenchSoakJSON(t *testing.T) {
 		t.Errorf("rate: %.1f%% completed, %.1f steps/s", s.CompletedPct, s.AchievedStepsPerSec)
 	}
 
-	// Samples: present, in time order, and sane.
+}
+
+// checkSoakSamples: present, in time order, and sane.
+func checkSoakSamples(t *testing.T, s *soakResult) {
+	t.Helper()
 	if len(s.Samples) < 3 {
 		t.Fatalf("%d samples", len(s.Samples))
 	}
@@ -348,6 +375,12 @@ func TestBenchSoakJSON(t *testing.T) {
 			}
 		}
 	}
+}
+
+// checkSoakMemory: the end figures are the last sample's, the memory
+// figures and slopes are sane, and the heap profiles were written.
+func checkSoakMemory(t *testing.T, s *soakResult, prof string) {
+	t.Helper()
 	last := s.Samples[len(s.Samples)-1]
 	if last.StepsOffered != s.StepsOffered || last.StepsCompleted != s.StepsCompleted || last.RSSMB != s.RSSEndMB || last.Goroutines != s.GoroutinesEnd {
 		t.Errorf("the end figures are not the last sample's: %+v vs %+v", last, *s)
@@ -373,21 +406,6 @@ func TestBenchSoakJSON(t *testing.T) {
 		}
 	}
 
-	names := map[string]bool{}
-	for _, f := range res.Figures {
-		names[f.Name] = true
-		if f.Name == "" || f.Unit == "" || f.How == "" || math.IsNaN(f.Value) {
-			t.Errorf("figure not sane: %+v", f)
-		}
-	}
-	for _, want := range []string{"soak live heap slope", "soak RSS slope", "soak RSS after warm-up", "soak RSS at end", "soak peak RSS", "soak goroutines at end", "soak steps completed"} {
-		if !names[want] {
-			t.Errorf("no figure %q", want)
-		}
-	}
-	if !strings.Contains(r.Stderr, "soak detail: ") || !strings.Contains(r.Stderr, "--soak 3s") {
-		t.Errorf("the table has no soak detail or title:\n%s", r.Stderr)
-	}
 }
 
 // TestSoakSummary checks the soak's arithmetic on made-up samples: the
