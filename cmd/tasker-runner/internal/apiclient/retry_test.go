@@ -135,23 +135,9 @@ func TestSubmitRetryAfterLostAnswer(t *testing.T) {
 	reg, err := c.RegisterTemplateWithResponse(ctx, client.TemplateDocument{Template: retryTemplate})
 	must(t, "registerTemplate", err, reg.HTTPResponse, reg.Body)
 
-	// checkOnce checks that the proxy saw the lost submission and its
-	// retry under one key, and that one task holds that key.
 	checkOnce := func(what, key, gotUUID string) {
 		t.Helper()
-		seen := proxy.submissions()
-		if len(seen) != 2 || !seen[0].lost || seen[0].status != http.StatusCreated || seen[1].lost || seen[1].status != http.StatusOK {
-			t.Fatalf("%s: submissions seen %+v, want one created (answer lost) and one retry answered 200", what, seen)
-		}
-		if seen[0].key != key || seen[1].key != key {
-			t.Errorf("%s: keys sent %q and %q, want %q for both", what, seen[0].key, seen[1].key, key)
-		}
-		if gotUUID != seen[0].taskUUID || seen[1].taskUUID != seen[0].taskUUID {
-			t.Errorf("%s: got task %s, created %s, retry answered %s", what, gotUUID, seen[0].taskUUID, seen[1].taskUUID)
-		}
-		if n := countTasks(t, pool, key); n != 1 {
-			t.Errorf("%s: %d tasks with idempotency key %q, want 1", what, n, key)
-		}
+		checkSubmittedOnce(t, proxy, pool, what, key, gotUUID)
 	}
 
 	// The Go client with the caller's key.
@@ -212,4 +198,23 @@ func countTasks(t *testing.T, pool *pgxpool.Pool, key string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// checkSubmittedOnce checks that the proxy saw the lost submission and its
+// retry under one key, and that one task holds that key.
+func checkSubmittedOnce(t *testing.T, proxy *lossyProxy, pool *pgxpool.Pool, what, key, gotUUID string) {
+	t.Helper()
+	seen := proxy.submissions()
+	if len(seen) != 2 || !seen[0].lost || seen[0].status != http.StatusCreated || seen[1].lost || seen[1].status != http.StatusOK {
+		t.Fatalf("%s: submissions seen %+v, want one created (answer lost) and one retry answered 200", what, seen)
+	}
+	if seen[0].key != key || seen[1].key != key {
+		t.Errorf("%s: keys sent %q and %q, want %q for both", what, seen[0].key, seen[1].key, key)
+	}
+	if gotUUID != seen[0].taskUUID || seen[1].taskUUID != seen[0].taskUUID {
+		t.Errorf("%s: got task %s, created %s, retry answered %s", what, gotUUID, seen[0].taskUUID, seen[1].taskUUID)
+	}
+	if n := countTasks(t, pool, key); n != 1 {
+		t.Errorf("%s: %d tasks with idempotency key %q, want 1", what, n, key)
+	}
 }

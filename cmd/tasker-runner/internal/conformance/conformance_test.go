@@ -199,88 +199,98 @@ func (g *goExample) stop(t *testing.T) {
 func TestConformanceGoExample(t *testing.T) {
 	t.Parallel()
 	bin := buildGoExample(t)
-
 	t.Run("unsigned", func(t *testing.T) {
 		t.Parallel()
-		g := startGoExample(t, bin, nil)
-		r := clitest.Run(t, nil, "conformance", "--url", g.url+"/{callable}", "--batch")
-		if r.Code != 0 || r.Stderr != "" {
-			t.Errorf("want exit 0 and nothing on stderr: %v", r)
-		}
-		rows := wantConformance(t, r.Stdout, r.String(), "PASS", conformanceSignatureSkips)
-		if !strings.Contains(rows["minimal-envelope"][1], "answered 200 OK: success") {
-			t.Errorf("minimal-envelope: %q", rows["minimal-envelope"][1])
-		}
-		if !strings.Contains(r.Stdout, "(http, callable conformance.echo, batch): 10 passed, 0 failed, 7 skipped: the handler conforms") {
-			t.Errorf("no summary line in\n%s", r.Stdout)
-		}
-
-		// Its decision, batchable and yielding steps.
-		r = clitest.Run(t, nil, append([]string{"conformance", "--url", g.url + "/{callable}", "--batch"}, exampleDynamicArgs...)...)
-		rows = wantConformance(t, r.Stdout, r.String(), "PASS", skipsWith("decision-outcome", "PASS", "batch-outcome", "PASS", "yields", "PASS"))
-		if r.Code != 0 || !strings.Contains(rows["yields"][1], "2 yields (worker inputs from the first batch of batch-outcome)") ||
-			!strings.Contains(r.Stdout, "decision approval.route, batchable etl.analyze, yielding etl.transform): 13 passed, 0 failed, 4 skipped") {
-			t.Errorf("dynamic cases: %v", r)
-		}
-
-		// A business callable: the synthetic envelopes make charge fail
-		// (no valid validate_order), which is a valid answer.
-		r = clitest.Run(t, nil, "conformance", "--url", g.url, "--callable", "order_fulfillment.charge")
-		if r.Code != 0 {
-			t.Errorf("charge: %v", r)
-		}
-		rows = wantConformance(t, r.Stdout, r.String(), "PASS", skipsWith("batch", "SKIP"))
-		if !strings.Contains(rows["minimal-envelope"][1], "failure order_invalid (permanent)") {
-			t.Errorf("charge: %q", rows["minimal-envelope"][1])
-		}
-		// reserve_stock answers 503 + Retry-After on attempt 1: a classified failure.
-		r = clitest.Run(t, nil, "conformance", "--url", g.url, "--callable", "order_fulfillment.reserve_stock", "--batch")
-		rows = wantConformance(t, r.Stdout, r.String(), "PASS", conformanceSignatureSkips)
-		if r.Code != 0 || !strings.Contains(rows["minimal-envelope"][1], "503 Service Unavailable with a failed StepExecutionResult") ||
-			!strings.Contains(rows["retry-attempt"][1], "200 OK: success") {
-			t.Errorf("reserve_stock: %v", r)
-		}
-		// A callable it does not serve: 404s, and the reason says so (a
-		// request past its deadline is refused before the callable is
-		// looked up).
-		r = clitest.Run(t, nil, "conformance", "--url", g.url, "--callable", "payments.refund")
-		rows = wantConformance(t, r.Stdout, r.String(), "FAIL", skipsWith("batch", "SKIP", "deadline-passed", "PASS"))
-		if r.Code != 1 || !strings.Contains(rows["minimal-envelope"][1], `callable "payments.refund"`) {
-			t.Errorf("unknown callable: %v", r)
-		}
-		g.stop(t)
+		checkGoExampleUnsigned(t, bin)
 	})
-
 	t.Run("signed", func(t *testing.T) {
 		t.Parallel()
-		secret := webhook.NewSecret()
-		g := startGoExample(t, bin, map[string]string{"TASKER_WEBHOOK_SECRET": secret})
-		r := clitest.Run(t, nil, append([]string{"conformance", "--url", g.url + "/{callable}", "--secret", secret, "--batch"}, exampleDynamicArgs...)...)
-		if r.Code != 0 || r.Stderr != "" {
-			t.Errorf("want exit 0: %v", r)
-		}
-		rows := wantConformance(t, r.Stdout, r.String(), "PASS", nil)
-		if !strings.Contains(rows["tampered-body-rejected"][1], "401 Unauthorized") {
-			t.Errorf("tampered-body-rejected: %q", rows["tampered-body-rejected"][1])
-		}
-		if !strings.Contains(r.Stdout, "17 passed, 0 failed, 0 skipped: the handler conforms") {
-			t.Errorf("summary:\n%s", r.Stdout)
-		}
-		// The secret from the environment, as the example reads it.
-		r = clitest.Run(t, map[string]string{"TASKER_WEBHOOK_SECRET": secret}, "conformance", "--url", g.url)
-		if r.Code != 0 {
-			t.Errorf("secret from TASKER_WEBHOOK_SECRET: %v", r)
-		}
-		// Without it the handler refuses every call, and the reasons say why.
-		r = clitest.Run(t, nil, "conformance", "--url", g.url)
-		rows = wantConformance(t, r.Stdout, r.String(), "FAIL", skipsWith("batch", "SKIP"))
-		if r.Code != 1 || !strings.Contains(rows["minimal-envelope"][1], "401 Unauthorized") ||
-			!strings.Contains(rows["minimal-envelope"][1], "pass its secret with --secret") ||
-			!strings.Contains(r.Stderr, "tasker-runner conformance: 9 of 9 cases failed") {
-			t.Errorf("without the secret: %v", r)
-		}
-		g.stop(t)
+		checkGoExampleSigned(t, bin)
 	})
+}
+
+// checkGoExampleUnsigned checks the Go example without a secret: the echo
+// callable, its dynamic steps, business callables and an unknown one.
+func checkGoExampleUnsigned(t *testing.T, bin string) {
+	g := startGoExample(t, bin, nil)
+	r := clitest.Run(t, nil, "conformance", "--url", g.url+"/{callable}", "--batch")
+	if r.Code != 0 || r.Stderr != "" {
+		t.Errorf("want exit 0 and nothing on stderr: %v", r)
+	}
+	rows := wantConformance(t, r.Stdout, r.String(), "PASS", conformanceSignatureSkips)
+	if !strings.Contains(rows["minimal-envelope"][1], "answered 200 OK: success") {
+		t.Errorf("minimal-envelope: %q", rows["minimal-envelope"][1])
+	}
+	if !strings.Contains(r.Stdout, "(http, callable conformance.echo, batch): 10 passed, 0 failed, 7 skipped: the handler conforms") {
+		t.Errorf("no summary line in\n%s", r.Stdout)
+	}
+
+	// Its decision, batchable and yielding steps.
+	r = clitest.Run(t, nil, append([]string{"conformance", "--url", g.url + "/{callable}", "--batch"}, exampleDynamicArgs...)...)
+	rows = wantConformance(t, r.Stdout, r.String(), "PASS", skipsWith("decision-outcome", "PASS", "batch-outcome", "PASS", "yields", "PASS"))
+	if r.Code != 0 || !strings.Contains(rows["yields"][1], "2 yields (worker inputs from the first batch of batch-outcome)") ||
+		!strings.Contains(r.Stdout, "decision approval.route, batchable etl.analyze, yielding etl.transform): 13 passed, 0 failed, 4 skipped") {
+		t.Errorf("dynamic cases: %v", r)
+	}
+
+	// A business callable: the synthetic envelopes make charge fail
+	// (no valid validate_order), which is a valid answer.
+	r = clitest.Run(t, nil, "conformance", "--url", g.url, "--callable", "order_fulfillment.charge")
+	if r.Code != 0 {
+		t.Errorf("charge: %v", r)
+	}
+	rows = wantConformance(t, r.Stdout, r.String(), "PASS", skipsWith("batch", "SKIP"))
+	if !strings.Contains(rows["minimal-envelope"][1], "failure order_invalid (permanent)") {
+		t.Errorf("charge: %q", rows["minimal-envelope"][1])
+	}
+	// reserve_stock answers 503 + Retry-After on attempt 1: a classified failure.
+	r = clitest.Run(t, nil, "conformance", "--url", g.url, "--callable", "order_fulfillment.reserve_stock", "--batch")
+	rows = wantConformance(t, r.Stdout, r.String(), "PASS", conformanceSignatureSkips)
+	if r.Code != 0 || !strings.Contains(rows["minimal-envelope"][1], "503 Service Unavailable with a failed StepExecutionResult") ||
+		!strings.Contains(rows["retry-attempt"][1], "200 OK: success") {
+		t.Errorf("reserve_stock: %v", r)
+	}
+	// A callable it does not serve: 404s, and the reason says so (a
+	// request past its deadline is refused before the callable is
+	// looked up).
+	r = clitest.Run(t, nil, "conformance", "--url", g.url, "--callable", "payments.refund")
+	rows = wantConformance(t, r.Stdout, r.String(), "FAIL", skipsWith("batch", "SKIP", "deadline-passed", "PASS"))
+	if r.Code != 1 || !strings.Contains(rows["minimal-envelope"][1], `callable "payments.refund"`) {
+		t.Errorf("unknown callable: %v", r)
+	}
+	g.stop(t)
+}
+
+// checkGoExampleSigned checks the Go example with a signing secret, given
+// as a flag, from the environment, and missing.
+func checkGoExampleSigned(t *testing.T, bin string) {
+	secret := webhook.NewSecret()
+	g := startGoExample(t, bin, map[string]string{"TASKER_WEBHOOK_SECRET": secret})
+	r := clitest.Run(t, nil, append([]string{"conformance", "--url", g.url + "/{callable}", "--secret", secret, "--batch"}, exampleDynamicArgs...)...)
+	if r.Code != 0 || r.Stderr != "" {
+		t.Errorf("want exit 0: %v", r)
+	}
+	rows := wantConformance(t, r.Stdout, r.String(), "PASS", nil)
+	if !strings.Contains(rows["tampered-body-rejected"][1], "401 Unauthorized") {
+		t.Errorf("tampered-body-rejected: %q", rows["tampered-body-rejected"][1])
+	}
+	if !strings.Contains(r.Stdout, "17 passed, 0 failed, 0 skipped: the handler conforms") {
+		t.Errorf("summary:\n%s", r.Stdout)
+	}
+	// The secret from the environment, as the example reads it.
+	r = clitest.Run(t, map[string]string{"TASKER_WEBHOOK_SECRET": secret}, "conformance", "--url", g.url)
+	if r.Code != 0 {
+		t.Errorf("secret from TASKER_WEBHOOK_SECRET: %v", r)
+	}
+	// Without it the handler refuses every call, and the reasons say why.
+	r = clitest.Run(t, nil, "conformance", "--url", g.url)
+	rows = wantConformance(t, r.Stdout, r.String(), "FAIL", skipsWith("batch", "SKIP"))
+	if r.Code != 1 || !strings.Contains(rows["minimal-envelope"][1], "401 Unauthorized") ||
+		!strings.Contains(rows["minimal-envelope"][1], "pass its secret with --secret") ||
+		!strings.Contains(r.Stderr, "tasker-runner conformance: 9 of 9 cases failed") {
+		t.Errorf("without the secret: %v", r)
+	}
+	g.stop(t)
 }
 
 // conformanceEcho is a correct handler written for the test.
