@@ -228,7 +228,7 @@ func TestConfigProblems(t *testing.T) {
 var updateREADME = flag.Bool("update-readme", false, "TestREADMECommands: rewrite README.md's list of commands instead of comparing it")
 
 // readmeCommandsMarker precedes the generated code block in README.md.
-const readmeCommandsMarker = "<!-- commands: generated from each command's usage line (commandReference in cmd/tasker-runner); `make generate` rewrites it -->"
+const readmeCommandsMarker = "<!-- commands: generated from each command's usage line (cli.Reference of the command table in cmd/tasker-runner/main.go); `make generate` rewrites it -->"
 
 // TestREADMECommands: README.md's list of commands is exactly what the
 // commands' --help prints (their usage lines and summaries), so a flag

@@ -84,12 +84,14 @@ type Buffer struct {
 	b  bytes.Buffer
 }
 
+// Write appends p.
 func (l *Buffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
+// String returns what was written so far.
 func (l *Buffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -102,6 +104,7 @@ type Result struct {
 	Stdout, Stderr string
 }
 
+// String shows the exit code and both outputs, for failure messages.
 func (r Result) String() string {
 	return fmt.Sprintf("exit %d\n--- stdout:\n%s--- stderr:\n%s", r.Code, r.Stdout, r.Stderr)
 }
@@ -238,6 +241,7 @@ func Start(t *testing.T, vars map[string]string, args ...string) *Child {
 	return c
 }
 
+// Exited says whether the child has exited.
 func (c *Child) Exited() bool {
 	select {
 	case <-c.done:
@@ -356,6 +360,8 @@ func (c *Child) WaitOutput(s string, timeout time.Duration) string {
 	}
 }
 
+// GetHealth reads GET url (a /health address); a status other than 200 is
+// an error.
 func GetHealth(url string) (HealthBody, error) {
 	var body HealthBody
 	resp, err := NoKeepAlive.Get(url)
