@@ -126,7 +126,7 @@ func prepareTypeScript(ctx context.Context, dir, tmp string) ([]string, error) {
 		h.Write(b)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	shared, unlock, err := procgroup.LockDir(dir)
+	shared, unlock, err := procgroup.LockDir(ctx, dir)
 	if err != nil {
 		return nil, fmt.Errorf("locking %s for npm ci: %w", dir, err)
 	}

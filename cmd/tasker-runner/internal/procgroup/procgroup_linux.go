@@ -4,10 +4,12 @@
 package procgroup
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
 	"syscall"
+	"time"
 )
 
 // Set puts the child in a process group of its own, so that
@@ -38,14 +40,15 @@ func signalGroup(p *os.Process, sig syscall.Signal) error {
 // LockDir takes an exclusive flock(2) on dir, for npm ci: two installs into
 // one node_modules at once (two dev processes, or dev and the polyglot
 // tests) break each other. shared turns it into a shared lock, for
-// readers of what was installed; unlock releases it.
-func LockDir(dir string) (shared, unlock func(), err error) {
+// readers of what was installed; unlock releases it. It waits for the lock
+// until ctx ends (dev stopping while another process holds it).
+func LockDir(ctx context.Context, dir string) (shared, unlock func(), err error) {
 	f, err := os.Open(dir)
 	if err != nil {
 		return nil, nil, err
 	}
 	fd := int(f.Fd())
-	if err := syscall.Flock(fd, syscall.LOCK_EX); err != nil {
+	if err := lockExclusive(ctx, fd); err != nil {
 		_ = f.Close()
 		return nil, nil, err
 	}
@@ -55,4 +58,22 @@ func LockDir(dir string) (shared, unlock func(), err error) {
 		_ = f.Close()
 	}
 	return shared, unlock, nil
+}
+
+// lockExclusive takes an exclusive flock on fd, trying again every 50 ms
+// while another process holds it, until ctx ends.
+func lockExclusive(ctx context.Context, fd int) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return err // nil: locked
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }

@@ -3,6 +3,7 @@
 package procgroup
 
 import (
+	"context"
 	"os"
 	"os/exec"
 )
@@ -31,6 +32,6 @@ func Kill(p *os.Process) error {
 }
 
 // LockDir does nothing here: concurrent installs are only guarded on Linux.
-func LockDir(string) (shared, unlock func(), err error) {
+func LockDir(context.Context, string) (shared, unlock func(), err error) {
 	return func() {}, func() {}, nil
 }
