@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -140,91 +139,6 @@ func startListeningRunner(ctx context.Context, pool *pgxpool.Pool, cfg runner.Co
 		time.Sleep(5 * time.Millisecond)
 	}
 	return r, stop, nil
-}
-
-type backlogResult struct {
-	Steps             int     `json:"steps"`
-	InsertSeconds     float64 `json:"insert_seconds"`
-	InsertTasksPerSec float64 `json:"insert_tasks_per_sec"`
-	InsertBatch       int     `json:"insert_batch"`
-	WorkDownSeconds   float64 `json:"work_down_seconds"`
-	StepsPerSec       float64 `json:"steps_per_sec"`
-	// RunnerCPUSeconds is the CPU time (user+system) this process used
-	// during the work-down: the runner's cost, PostgreSQL's not included.
-	RunnerCPUSeconds       float64 `json:"runner_cpu_seconds"`
-	RunnerCPUMicrosPerStep float64 `json:"runner_cpu_us_per_step"`
-	// ServerCPUMicrosPerStep is PostgreSQL's CPU time per step during the
-	// work-down; 0 (omitted) unless the server is a local throwaway cluster.
-	ServerCPUMicrosPerStep float64  `json:"postgres_cpu_us_per_step,omitempty"`
-	CPU                    cpuUsage `json:"cpu"`
-	ClaimQueries           int64    `json:"claim_queries"`
-	MeanClaimSize          float64  `json:"mean_claim_size"`
-	// ClaimedWithCompletions counts the steps claimed by outcome writes
-	// (claims riding on completions), not by claim queries.
-	ClaimedWithCompletions int64   `json:"claimed_with_completions"`
-	Flushes                int64   `json:"flushes"`
-	MeanFlushSize          float64 `json:"mean_flush_size"`
-	Failed                 int64   `json:"failed_steps"`
-	Memory                 memory  `json:"memory"`
-	// HandlerRequests and MeanBatchSize are what the handler service saw
-	// (HTTP scenarios only).
-	HandlerRequests    int64   `json:"handler_requests,omitempty"`
-	HandlerConnections int64   `json:"handler_connections,omitempty"`
-	MeanBatchSize      float64 `json:"mean_steps_per_request,omitempty"`
-	MedianOf           int     `json:"median_of,omitempty"`
-}
-
-type memory struct {
-	PeakRSSMB     float64 `json:"peak_rss_mb"`
-	PeakRSSSource string  `json:"peak_rss_source"`
-	BaselineRSSMB float64 `json:"baseline_rss_mb"`
-	PeakGoHeapMB  float64 `json:"peak_go_heap_mb"`
-	Note          string  `json:"note"`
-}
-
-// backlogVacuum runs between the insert of a backlog and the start of the
-// runner (runBacklogWith).
-const backlogVacuum = "VACUUM ANALYZE tasker.steps, tasker.tasks"
-
-// runBacklog inserts o.steps single-step tasks, then starts one runner and
-// times it until every task is complete, as reported by the runner's events.
-func runBacklog(ctx context.Context, env *cli.Env, srv *benchServer, o benchOptions, profile *os.File) (backlogResult, error) {
-	funcs := &callout.Funcs{}
-	funcs.Register(noopCallable, noopHandler)
-	return runBacklogWith(ctx, env, srv, o, backlogSpec{label: "backlog", steps: o.steps, handlers: funcs}, profile)
-}
-
-// backlogSpec is what differs between the backlog work-downs: in-process
-// Go handlers (a) or HTTP callouts (d).
-type backlogSpec struct {
-	label    string
-	steps    int
-	handlers callout.Resolver
-	// from is where the database comes from: fresh and empty unless set
-	// (the history scenario's clones).
-	from scenarioFrom
-}
-
-// submitBacklog submits n single-step tasks of tpl in chunks of chunk, one
-// transaction (Client.SubmitMany) each; after calls progress, when set,
-// with the count submitted so far.
-func submitBacklog(ctx context.Context, client *runner.Client, tpl runner.TemplateInfo, n, chunk int, after func(done int)) error {
-	reqs := make([]runner.SubmitRequest, 0, min(chunk, n))
-	for done := 0; done < n; {
-		k := min(chunk, n-done)
-		reqs = reqs[:0]
-		for range k {
-			reqs = append(reqs, runner.SubmitRequest{Namespace: tpl.Namespace, Name: tpl.Name, Version: tpl.Version})
-		}
-		if _, err := client.SubmitMany(ctx, reqs); err != nil {
-			return fmt.Errorf("inserting the backlog (%d of %d tasks in): %w", done, n, err)
-		}
-		done += k
-		if after != nil {
-			after(done)
-		}
-	}
-	return nil
 }
 
 type percentiles struct {
