@@ -21,7 +21,7 @@ postgres: ## make sure PostgreSQL server binaries are present (installs them wit
 	@bash .ci/ensure-postgres
 
 run: build postgres ## the demo: PostgreSQL (or DATABASE_URL), the runner, handlers in 4 languages, an order; CHAOS=go kills one
-	@bash .ci/ensure-runtimes || echo "make: some example runtimes are missing; dev runs their steps in-process in Go instead (see above)"
+	@bash .ci/ensure-runtimes || echo "make: some example runtimes are missing; dev runs their steps in the Go example service instead (see above)"
 	./$(BIN) dev $(if $(CHAOS),--chaos $(CHAOS))
 
 test: lint ## run every test with the race detector against real PostgreSQL, then each fuzz target for 3s (FUZZTIME)

@@ -66,3 +66,14 @@ func Migrations(ctx context.Context, pool *pgxpool.Pool) ([]MigrationStatus, err
 func migration(m store.Migration) Migration {
 	return Migration{Version: m.Version, Name: m.Name, Checksum: m.Checksum}
 }
+
+// EmbeddedMigrations returns every migration this binary embeds, in order,
+// without asking a database.
+func EmbeddedMigrations() ([]Migration, error) {
+	ms, err := store.Migrations()
+	out := make([]Migration, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, migration(m))
+	}
+	return out, err
+}

@@ -8,13 +8,16 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/cli"
+	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/clitest"
 )
 
 // commandNames returns every subcommand; those of issue 2 must be there.
 func commandNames(t *testing.T) []string {
 	var names []string
-	for _, c := range commands() {
-		names = append(names, c.name)
+	for _, c := range commands().Commands {
+		names = append(names, c.Name)
 	}
 	for _, want := range []string{"serve", "migrate", "dev", "version"} {
 		if !slices.Contains(names, want) {
@@ -27,17 +30,17 @@ func commandNames(t *testing.T) []string {
 func TestHelp(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"help"}, {"--help"}, {"-help"}, {"-h"}} {
-		r := runCLI(t, nil, args...)
-		if r.code != 0 || r.stderr != "" {
+		r := clitest.Run(t, nil, args...)
+		if r.Code != 0 || r.Stderr != "" {
 			t.Errorf("%v: want exit 0 and nothing on stderr, got %v", args, r)
 			continue
 		}
-		if !strings.Contains(r.stdout, "Usage:\n  tasker-runner <command>") {
-			t.Errorf("%v: no usage line in\n%s", args, r.stdout)
+		if !strings.Contains(r.Stdout, "Usage:\n  tasker-runner <command>") {
+			t.Errorf("%v: no usage line in\n%s", args, r.Stdout)
 		}
 		for _, name := range commandNames(t) {
-			if !regexp.MustCompile(`(?m)^  ` + name + ` +\S`).MatchString(r.stdout) {
-				t.Errorf("%v: command %s is not listed in\n%s", args, name, r.stdout)
+			if !regexp.MustCompile(`(?m)^  ` + name + ` +\S`).MatchString(r.Stdout) {
+				t.Errorf("%v: command %s is not listed in\n%s", args, name, r.Stdout)
 			}
 		}
 	}
@@ -45,8 +48,8 @@ func TestHelp(t *testing.T) {
 
 func TestNoArgumentsPrintsUsageToStderr(t *testing.T) {
 	t.Parallel()
-	r := runCLI(t, nil)
-	if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "Usage:") {
+	r := clitest.Run(t, nil)
+	if r.Code != 2 || r.Stdout != "" || !strings.Contains(r.Stderr, "Usage:") {
 		t.Errorf("want exit 2 with the usage on stderr, got %v", r)
 	}
 }
@@ -60,29 +63,29 @@ func TestCommandHelp(t *testing.T) {
 	}
 	for _, name := range commandNames(t) {
 		for _, args := range [][]string{{name, "--help"}, {name, "-h"}, {"help", name}} {
-			r := runCLI(t, nil, args...)
-			if r.code != 0 || r.stderr != "" {
+			r := clitest.Run(t, nil, args...)
+			if r.Code != 0 || r.Stderr != "" {
 				t.Errorf("%v: want exit 0 and nothing on stderr, got %v", args, r)
 				continue
 			}
 			usage := "Usage: tasker-runner " + name
-			if !strings.HasPrefix(r.stdout, usage) {
-				t.Errorf("%v: stdout does not start with %q:\n%s", args, usage, r.stdout)
+			if !strings.HasPrefix(r.Stdout, usage) {
+				t.Errorf("%v: stdout does not start with %q:\n%s", args, usage, r.Stdout)
 			}
 			// The flag package calls Usage itself on -h: once is enough.
-			if n := strings.Count(r.stdout, "Usage:"); n != 1 {
-				t.Errorf("%v: usage printed %d times:\n%s", args, n, r.stdout)
+			if n := strings.Count(r.Stdout, "Usage:"); n != 1 {
+				t.Errorf("%v: usage printed %d times:\n%s", args, n, r.Stdout)
 			}
 			for _, f := range flags[name] {
-				if !strings.Contains(r.stdout, f) {
-					t.Errorf("%v: %q not documented in\n%s", args, f, r.stdout)
+				if !strings.Contains(r.Stdout, f) {
+					t.Errorf("%v: %q not documented in\n%s", args, f, r.Stdout)
 				}
 			}
 			// Every flag the usage line shows must exist.
-			line, _, _ := strings.Cut(r.stdout, "\n")
+			line, _, _ := strings.Cut(r.Stdout, "\n")
 			for _, m := range regexp.MustCompile(`--([a-z-]+)`).FindAllStringSubmatch(line, -1) {
-				if !strings.Contains(r.stdout, "  -"+m[1]) {
-					t.Errorf("%v: the usage line shows --%s, which is not a flag:\n%s", args, m[1], r.stdout)
+				if !strings.Contains(r.Stdout, "  -"+m[1]) {
+					t.Errorf("%v: the usage line shows --%s, which is not a flag:\n%s", args, m[1], r.Stdout)
 				}
 			}
 			if strings.HasSuffix(line, " ") {
@@ -96,7 +99,7 @@ func TestCommandHelp(t *testing.T) {
 				}
 				continue
 			}
-			for _, m := range regexp.MustCompile(`(?m)^  -([a-z-]+)`).FindAllStringSubmatch(r.stdout, -1) {
+			for _, m := range regexp.MustCompile(`(?m)^  -([a-z-]+)`).FindAllStringSubmatch(r.Stdout, -1) {
 				if !regexp.MustCompile(`--` + regexp.QuoteMeta(m[1]) + `\b([^-]|$)`).MatchString(line) {
 					t.Errorf("%v: flag -%s is not in the usage line %q", args, m[1], line)
 				}
@@ -127,17 +130,17 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"version", "extra"}, []string{"tasker-runner version:", `unexpected argument "extra"`}},
 	}
 	for _, tt := range tests {
-		r := runCLI(t, nil, tt.args...)
-		if r.code != 2 {
+		r := clitest.Run(t, nil, tt.args...)
+		if r.Code != 2 {
 			t.Errorf("%v: want exit 2, got %v", tt.args, r)
 			continue
 		}
-		if r.stdout != "" {
+		if r.Stdout != "" {
 			t.Errorf("%v: want nothing on stdout, got %v", tt.args, r)
 		}
 		for _, w := range tt.want {
-			if !strings.Contains(r.stderr, w) {
-				t.Errorf("%v: stderr lacks %q:\n%s", tt.args, w, r.stderr)
+			if !strings.Contains(r.Stderr, w) {
+				t.Errorf("%v: stderr lacks %q:\n%s", tt.args, w, r.Stderr)
 			}
 		}
 	}
@@ -145,21 +148,25 @@ func TestUsageErrors(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	t.Parallel()
-	r := runCLI(t, nil, "version")
+	r := clitest.Run(t, nil, "version")
 	want := regexp.MustCompile(`^tasker-runner \S+ \(` + regexp.QuoteMeta(runtime.Version()+", "+runtime.GOOS+"/"+runtime.GOARCH) + `\)\n$`)
-	if r.code != 0 || r.stderr != "" || !want.MatchString(r.stdout) {
+	if r.Code != 0 || r.Stderr != "" || !want.MatchString(r.Stdout) {
 		t.Errorf("want exit 0 and a line matching %s, got %v", want, r)
 	}
 }
 
 // TestVersionFromLinker checks the variable that `make build` sets with
-// -ldflags "-X main.version=...". Not parallel: it changes a global.
+// -ldflags "-X main.version=...", which init hands to cli.Version. Not
+// parallel: it changes a global.
 func TestVersionFromLinker(t *testing.T) {
-	old := version
-	version = "v1.2.3-test"
-	t.Cleanup(func() { version = old })
-	r := runCLI(t, nil, "version")
-	if r.code != 0 || !strings.HasPrefix(r.stdout, "tasker-runner v1.2.3-test (") {
+	if cli.Version != version {
+		t.Fatalf("cli.Version %q, want main.version %q", cli.Version, version)
+	}
+	old := cli.Version
+	cli.Version = "v1.2.3-test"
+	t.Cleanup(func() { cli.Version = old })
+	r := clitest.Run(t, nil, "version")
+	if r.Code != 0 || !strings.HasPrefix(r.Stdout, "tasker-runner v1.2.3-test (") {
 		t.Errorf("want the linker's version, got %v", r)
 	}
 }
@@ -168,9 +175,9 @@ func TestVersionFromLinker(t *testing.T) {
 // starts, exit 1, and name the key or variable.
 func TestConfigProblems(t *testing.T) {
 	t.Parallel()
-	unknownKey := writeConfig(t, "[worker.web]\nprot = 9000\n")
-	badValue := writeConfig(t, "[worker.event_systems.worker]\ndeployment_mode = \"sometimes\"\n")
-	badSyntax := writeConfig(t, "[worker.web\nport = 1\n")
+	unknownKey := clitest.WriteConfig(t, "[worker.web]\nprot = 9000\n")
+	badValue := clitest.WriteConfig(t, "[worker.event_systems.worker]\ndeployment_mode = \"sometimes\"\n")
+	badSyntax := clitest.WriteConfig(t, "[worker.web\nport = 1\n")
 	dbURL := map[string]string{"DATABASE_URL": "postgres://nobody@127.0.0.1:1/nothing"}
 	for _, cmd := range [][]string{{"serve"}, {"migrate", "status"}, {"dev"}} {
 		tests := []struct {
@@ -201,17 +208,17 @@ func TestConfigProblems(t *testing.T) {
 			args = append(args, cmd[0])
 			args = append(args, tt.args...)
 			args = append(args, cmd[1:]...)
-			r := runCLI(t, tt.vars, args...)
-			if r.code != 1 {
+			r := clitest.Run(t, tt.vars, args...)
+			if r.Code != 1 {
 				t.Errorf("%s: %v: want exit 1, got %v", tt.name, args, r)
 				continue
 			}
-			if !strings.Contains(r.stderr, "tasker-runner "+cmd[0]+": ") {
-				t.Errorf("%s: %v: stderr does not name the command:\n%s", tt.name, args, r.stderr)
+			if !strings.Contains(r.Stderr, "tasker-runner "+cmd[0]+": ") {
+				t.Errorf("%s: %v: stderr does not name the command:\n%s", tt.name, args, r.Stderr)
 			}
 			for _, w := range tt.want {
-				if !strings.Contains(r.stderr, w) {
-					t.Errorf("%s: %v: stderr lacks %q:\n%s", tt.name, args, w, r.stderr)
+				if !strings.Contains(r.Stderr, w) {
+					t.Errorf("%s: %v: stderr lacks %q:\n%s", tt.name, args, w, r.Stderr)
 				}
 			}
 		}
@@ -221,7 +228,7 @@ func TestConfigProblems(t *testing.T) {
 var updateREADME = flag.Bool("update-readme", false, "TestREADMECommands: rewrite README.md's list of commands instead of comparing it")
 
 // readmeCommandsMarker precedes the generated code block in README.md.
-const readmeCommandsMarker = "<!-- commands: generated from each command's usage line (commandReference in cmd/tasker-runner); `make generate` rewrites it -->"
+const readmeCommandsMarker = "<!-- commands: generated from each command's usage line (cli.Reference of the command table in cmd/tasker-runner/main.go); `make generate` rewrites it -->"
 
 // TestREADMECommands: README.md's list of commands is exactly what the
 // commands' --help prints (their usage lines and summaries), so a flag
@@ -241,7 +248,7 @@ func TestREADMECommands(t *testing.T) {
 	if !ok {
 		t.Fatal("README.md: the commands' code block does not end")
 	}
-	want := commandReference()
+	want := cli.Reference(commands())
 	if *updateREADME {
 		if block != want {
 			if err := os.WriteFile(path, []byte(before+readmeCommandsMarker+"\n```\n"+want+"```\n"+rest), 0o644); err != nil {
@@ -256,9 +263,9 @@ func TestREADMECommands(t *testing.T) {
 			"(or go test ./cmd/tasker-runner -run TestREADMECommands -args -update-readme).\n--- README.md:\n%s--- want:\n%s", block, want)
 	}
 	// Each entry is what --help prints: the usage line and the summary.
-	for _, c := range commands() {
-		r := runCLI(t, nil, c.name, "--help")
-		usage, _, _ := strings.Cut(strings.TrimPrefix(r.stdout, "Usage: "), "\n")
+	for _, c := range commands().Commands {
+		r := clitest.Run(t, nil, c.Name, "--help")
+		usage, _, _ := strings.Cut(strings.TrimPrefix(r.Stdout, "Usage: "), "\n")
 		if !strings.Contains(strings.Join(strings.Fields(block), " "), usage) {
 			t.Errorf("README.md does not show %q as --help prints it", usage)
 		}
