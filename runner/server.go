@@ -88,6 +88,14 @@ func NewServer(pool *pgxpool.Pool, cfg ServerConfig) (*Server, error) {
 	return s, nil
 }
 
+// RunnerConfig is the [Config] of the [Runner] a Server with this
+// configuration runs, except that handlers resolve every callable and no
+// endpoints are loaded from the database: for a program that runs a Runner
+// itself with its own resolver (a benchmark with in-process functions).
+func (c ServerConfig) RunnerConfig(handlers callout.Resolver) Config {
+	return c.runnerConfig(handlers, nil)
+}
+
 // runnerConfig is the [Config] of the Server's runner.
 func (c *ServerConfig) runnerConfig(handlers callout.Resolver, eps *Endpoints) Config {
 	return Config{

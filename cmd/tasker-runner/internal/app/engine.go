@@ -9,34 +9,28 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/cli"
 	"github.com/tasker-runner/tasker-runner/config"
 	"github.com/tasker-runner/tasker-runner/openapi"
 	"github.com/tasker-runner/tasker-runner/runner"
 )
 
-// Engine is what `serve` runs besides the API: the handler registry, the
-// runner and a client for templates and tasks.
+// Engine is what `serve` runs besides the API: a [runner.Server] built from
+// the configuration, the same front door a Go program embeds.
 type Engine struct {
-	funcs    *callout.Funcs
-	Registry *callout.Registry
-	runner   *runner.Runner
-	Client   *runner.Client
+	Server *runner.Server
+	// Client registers templates and submits tasks (the Server's).
+	Client *runner.Client
 }
 
-// NewEngine builds the engine from the configuration. funcs holds the
-// in-process Go handlers (the dev example registers some); onEvent, when
-// set, sees every step outcome.
-func NewEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *callout.Funcs, onEvent func(runner.Event), metrics *openapi.Metrics) (*Engine, error) {
-	if funcs == nil {
-		funcs = &callout.Funcs{}
-	}
-	w := cfg.Worker
-	policy := urlPolicy(cfg)
+// NewEngine builds the engine from the configuration; onEvent, when set,
+// sees every step outcome.
+func NewEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, onEvent func(runner.Event), metrics *openapi.Metrics) (*Engine, error) {
 	// Endpoints from the file are registrations too: refuse them before
-	// anything starts, as the API would.
+	// anything starts, as the API would, named as the file names them.
+	policy := urlPolicy(cfg)
 	var refused []error
-	for i, h := range w.Handlers {
+	for i, h := range cfg.Worker.Handlers {
 		if h.Protocol != config.ProtocolGo && h.URL != "" {
 			if err := policy.Check(h.URL); err != nil {
 				refused = append(refused, fmt.Errorf("worker.handlers[%d].url: %w", i, err))
@@ -46,25 +40,62 @@ func NewEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *c
 	if err := errors.Join(refused...); err != nil {
 		return nil, err
 	}
-	reg := callout.NewRegistry(callout.RegistryConfig{
-		Funcs:    funcs,
-		Observer: metrics.CalloutObserver(),
-		Client: callout.NewClient(callout.NewTransport(callout.TransportOptions{
+	sc := ServerConfig(cfg, log)
+	sc.OnEvent = onEvent
+	sc.Observer = metrics.RunnerObserver()
+	sc.CallObserver = metrics.CalloutObserver()
+	srv, err := runner.NewServer(pool, sc)
+	if err != nil {
+		return nil, err
+	}
+	metrics.SetRunner(srv)
+	metrics.SetEndpoints(srv)
+	return &Engine{Server: srv, Client: srv.Client()}, nil
+}
+
+// ServerConfig maps the configuration (worker.*) to the front door's: the
+// one mapping serve, dev and the bench share.
+func ServerConfig(cfg config.Config, log *slog.Logger) runner.ServerConfig {
+	w := cfg.Worker
+	es := w.EventSystems.Worker
+	return runner.ServerConfig{
+		WorkerID:           w.WorkerID,
+		Namespaces:         w.Namespaces,
+		Mode:               runnerMode(cfg),
+		MaxConcurrentSteps: es.Metadata.PushConsumer.MaxConcurrentSteps,
+		PollInterval:       es.Metadata.FallbackPoller.Interval(),
+		ReconnectInitial:   es.Metadata.Listener.ReconnectInitial(),
+		ReconnectMax:       es.Metadata.Listener.ReconnectMax(),
+		LeaseFor:           w.Leases.VisibilityTimeout(),
+		HeartbeatInterval:  w.Leases.HeartbeatInterval(),
+		FlushInterval:      w.Completion.FlushInterval(),
+		FlushBatch:         w.Completion.MaxBatch,
+		FlushWriters:       w.Completion.Writers,
+		ShutdownTimeout:    shutdownTimeout(cfg),
+		StepTimeout:        w.Callout.DefaultTimeout(),
+		RetryDefaults:      retryDefaults(cfg),
+		MaxStepsPerOutcome: w.Dynamic.MaxStepsPerOutcome,
+		MaxStepsPerTask:    w.Dynamic.MaxStepsPerTask,
+		MaxYieldsPerStep:   w.Dynamic.MaxYieldsPerStep,
+		Retention:          retention(cfg),
+		Version:            cli.BuildVersion(),
+		Callout: runner.CalloutConfig{
 			MaxIdleConnsPerHost: w.Callout.MaxIdleConnsPerHost,
-			URLPolicy:           policy,
-		})),
-		URLPolicy:        policy,
-		MaxResponseBytes: int64(w.Callout.MaxResponseBytes),
-		Breaker: callout.BreakerSettings{
-			ConsecutiveFailures: uint32(w.Callout.Breaker.ConsecutiveFailures),
-			OpenTimeout:         time.Duration(w.Callout.Breaker.OpenTimeoutSeconds) * time.Second,
-			Interval:            time.Duration(w.Callout.Breaker.IntervalSeconds) * time.Second,
-			MaxRequests:         uint32(w.Callout.Breaker.MaxRequests),
+			URLPolicy:           urlPolicy(cfg),
+			MaxResponseBytes:    int64(w.Callout.MaxResponseBytes),
+			Breaker:             breaker(cfg),
 		},
-	})
-	static := make([]callout.Endpoint, 0, len(w.Handlers))
-	for _, h := range w.Handlers {
-		ep := callout.Endpoint{
+		Endpoints:  staticEndpoints(cfg),
+		SecretDirs: w.Callout.SecretDirs,
+		Logger:     log,
+	}
+}
+
+// staticEndpoints are worker.handlers.
+func staticEndpoints(cfg config.Config) []runner.StaticEndpoint {
+	out := make([]runner.StaticEndpoint, 0, len(cfg.Worker.Handlers))
+	for _, h := range cfg.Worker.Handlers {
+		ep := runner.StaticEndpoint{
 			Namespace:      h.Namespace,
 			Pattern:        h.Pattern,
 			URL:            h.URL,
@@ -78,45 +109,21 @@ func NewEngine(pool *pgxpool.Pool, cfg config.Config, log *slog.Logger, funcs *c
 		if h.Secret != "" {
 			ep.Secrets = []string{h.Secret}
 		}
-		static = append(static, ep)
+		out = append(out, ep)
 	}
-
-	r, err := runner.New(pool, RunnerConfig(cfg, RunnerDeps{
-		Handlers:  reg,
-		Endpoints: &runner.Endpoints{Registry: reg, Static: static, DB: pool, SecretDirs: w.Callout.SecretDirs, Logger: log},
-		Logger:    log,
-		OnEvent:   onEvent,
-		Observer:  metrics.RunnerObserver(),
-	}))
-	if err != nil {
-		reg.Close()
-		return nil, err
-	}
-	client := runner.NewClient(pool, runner.ClientConfig{RetryDefaults: retryDefaults(cfg)})
-	metrics.SetRunner(r)
-	metrics.SetEndpoints(reg)
-	return &Engine{funcs: funcs, Registry: reg, runner: r, Client: client}, nil
+	return out
 }
 
-// urlPolicy builds the handler URL policy of worker.callout.url_policy.
-// serve always has one: the library default (none) is for embedding and
-// tests, the configuration's default is strict.
-func urlPolicy(cfg config.Config) *callout.URLPolicy {
-	u := cfg.Worker.Callout.URLPolicy
-	return &callout.URLPolicy{
-		AllowLoopback:  u.AllowLoopback,
-		AllowHosts:     u.AllowHosts,
-		AllowCIDRs:     u.CIDRs(),
-		AllowedSchemes: u.AllowedSchemes,
+// start starts the server. stop stops it gracefully: claiming stops,
+// running steps get shutdownTimeout, the rest are given back, every result
+// is written.
+func (e *Engine) start(ctx context.Context, env *cli.Env, shutdownTimeout time.Duration) (stop func() error, err error) {
+	if err := e.Server.Start(ctx); err != nil {
+		return nil, errors.Join(StoppedWhileStarting(ctx, env, err), e.Server.Stop(context.WithoutCancel(ctx)))
 	}
-}
-
-// listenerCheck reports the LISTEN connection's health for readiness.
-func (e *Engine) listenerCheck(mode string) func(context.Context) error {
-	return func(context.Context) error {
-		if mode == runner.ModePollingOnly || e.runner.ListenerConnected() {
-			return nil
-		}
-		return fmt.Errorf("LISTEN connection is down (reconnecting; the poller keeps work moving in hybrid mode)")
-	}
+	return func() error {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout+10*time.Second)
+		defer cancel()
+		return e.Server.Stop(stopCtx)
+	}, nil
 }

@@ -5,58 +5,16 @@ import (
 	"time"
 
 	"github.com/tasker-runner/tasker-runner/callout"
-	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/cli"
 	"github.com/tasker-runner/tasker-runner/config"
 	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
 
-// RunnerDeps are what a runner is wired to besides its configuration.
-type RunnerDeps struct {
-	// Handlers resolve callables: serve's handler registry, or the
-	// bench's in-process functions.
-	Handlers callout.Resolver
-	// Endpoints loads the endpoint rows; nil loads none.
-	Endpoints *runner.Endpoints
-	Logger    *slog.Logger
-	// OnEvent, when set, sees every step outcome.
-	OnEvent func(runner.Event)
-	// Observer receives measurements for metrics; nil: none.
-	Observer runner.Observer
-}
-
-// RunnerConfig maps the configuration (worker.*) to the runner's: the one
-// mapping serve, dev and the bench share.
-func RunnerConfig(cfg config.Config, deps RunnerDeps) runner.Config {
-	w := cfg.Worker
-	es := w.EventSystems.Worker
-	return runner.Config{
-		WorkerID:           w.WorkerID,
-		Namespaces:         w.Namespaces,
-		Mode:               runnerMode(cfg),
-		MaxConcurrentSteps: es.Metadata.PushConsumer.MaxConcurrentSteps,
-		PollInterval:       es.Metadata.FallbackPoller.Interval(),
-		ReconnectInitial:   es.Metadata.Listener.ReconnectInitial(),
-		ReconnectMax:       es.Metadata.Listener.ReconnectMax(),
-		LeaseFor:           w.Leases.VisibilityTimeout(),
-		HeartbeatInterval:  w.Leases.HeartbeatInterval(),
-		FlushInterval:      w.Completion.FlushInterval(),
-		FlushBatch:         w.Completion.MaxBatch,
-		FlushWriters:       w.Completion.Writers,
-		ShutdownTimeout:    shutdownTimeout(cfg),
-		StepTimeout:        w.Callout.DefaultTimeout(),
-		RetryDefaults:      retryDefaults(cfg),
-		MaxStepsPerOutcome: w.Dynamic.MaxStepsPerOutcome,
-		MaxStepsPerTask:    w.Dynamic.MaxStepsPerTask,
-		MaxYieldsPerStep:   w.Dynamic.MaxYieldsPerStep,
-		Handlers:           deps.Handlers,
-		Endpoints:          deps.Endpoints,
-		Logger:             deps.Logger,
-		Version:            cli.BuildVersion(),
-		OnEvent:            deps.OnEvent,
-		Observer:           deps.Observer,
-		Retention:          retention(cfg),
-	}
+// RunnerConfig is the runner configuration of [ServerConfig] with handlers
+// resolving every callable, for a program that runs a [runner.Runner]
+// itself (the bench, with its in-process functions).
+func RunnerConfig(cfg config.Config, log *slog.Logger, handlers callout.Resolver) runner.Config {
+	return ServerConfig(cfg, log).RunnerConfig(handlers)
 }
 
 // runnerMode is the deployment mode, less what the file turned off.
@@ -97,5 +55,28 @@ func retention(cfg config.Config) runner.RetentionConfig {
 		BatchSize:        r.BatchSize,
 		BatchMaxSteps:    r.BatchMaxSteps,
 		MaxBatchesPerRun: r.MaxBatchesPerRun,
+	}
+}
+
+func breaker(cfg config.Config) callout.BreakerSettings {
+	b := cfg.Worker.Callout.Breaker
+	return callout.BreakerSettings{
+		ConsecutiveFailures: uint32(b.ConsecutiveFailures),
+		OpenTimeout:         time.Duration(b.OpenTimeoutSeconds) * time.Second,
+		Interval:            time.Duration(b.IntervalSeconds) * time.Second,
+		MaxRequests:         uint32(b.MaxRequests),
+	}
+}
+
+// urlPolicy builds the handler URL policy of worker.callout.url_policy.
+// serve always has one: the library default (none) is for embedding and
+// tests, the configuration's default is strict.
+func urlPolicy(cfg config.Config) *callout.URLPolicy {
+	u := cfg.Worker.Callout.URLPolicy
+	return &callout.URLPolicy{
+		AllowLoopback:  u.AllowLoopback,
+		AllowHosts:     u.AllowHosts,
+		AllowCIDRs:     u.CIDRs(),
+		AllowedSchemes: u.AllowedSchemes,
 	}
 }

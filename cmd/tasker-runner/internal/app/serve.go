@@ -14,7 +14,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tasker-runner/tasker-runner/callout"
 	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/cli"
 	"github.com/tasker-runner/tasker-runner/config"
 	"github.com/tasker-runner/tasker-runner/openapi"
@@ -95,8 +94,7 @@ type ServeOptions struct {
 	// Connect/gRPC APIs ("" when disabled) once they accept connections and
 	// the runner is claiming.
 	Ready func(apiAddr, grpcAddr string)
-	// funcs are in-process Go handlers; onEvent sees every step outcome.
-	Funcs   *callout.Funcs
+	// OnEvent sees every step outcome.
 	OnEvent func(runner.Event)
 	// started, when set, runs once everything is up (dev submits its
 	// example here).
@@ -123,11 +121,10 @@ func Serve(ctx context.Context, env *cli.Env, cfg config.Config, opts ServeOptio
 	}
 	defer pool.Close()
 	metrics := openapi.NewMetrics(openapi.MetricsConfig{Queues: runner.NewClient(pool, runner.ClientConfig{}), Logger: log})
-	eng, err := NewEngine(pool, cfg, log, opts.Funcs, opts.OnEvent, metrics)
+	eng, err := NewEngine(pool, cfg, log, opts.OnEvent, metrics)
 	if err != nil {
 		return err
 	}
-	defer eng.Registry.Close()
 	stopRunner, err := eng.start(ctx, env, cfg.Worker.ShutdownTimeout())
 	if err != nil {
 		return err
@@ -212,46 +209,23 @@ func openDatabase(ctx context.Context, env *cli.Env, cfg config.Config, migrate 
 	return pool, nil
 }
 
-// start starts the runner and returns the graceful stop, bounded by the
-// shutdown timeout. The runner's own context is only cancelled after a
-// graceful Stop: cancelling it first would be a hard stop that leaves
-// leases behind.
-func (e *Engine) start(ctx context.Context, env *cli.Env, shutdownTimeout time.Duration) (stop func() error, err error) {
-	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
-	if err := e.runner.Start(runCtx); err != nil {
-		cancelRun()
-		return nil, StoppedWhileStarting(ctx, env, err)
-	}
-	return func() error {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout+10*time.Second)
-		defer cancel()
-		err := e.runner.Stop(stopCtx)
-		cancelRun()
-		e.runner.Wait()
-		return err
-	}, nil
-}
-
 // apiConfig is the management API's configuration (REST and gRPC alike).
 func apiConfig(cfg config.Config, pool *pgxpool.Pool, eng *Engine, log *slog.Logger) openapi.Config {
 	return openapi.Config{
 		Version: cli.BuildVersion(),
 		Checks: []openapi.Check{
-			{Name: "database", Run: pool.Ping},
-			{Name: "listener", Run: eng.listenerCheck(string(cfg.Worker.EventSystems.Worker.DeploymentMode))},
-			{Name: "event_loop", Run: eng.runner.CheckEventLoop},
+			{Name: "database", Run: eng.Server.CheckDatabase},
+			{Name: "listener", Run: eng.Server.CheckListener},
+			{Name: "event_loop", Run: eng.Server.CheckEventLoop},
 		},
-		PoolStats: func() openapi.PoolStats {
-			st := pool.Stat()
-			return openapi.PoolStats{MaxConns: st.MaxConns(), TotalConns: st.TotalConns(), AcquiredConns: st.AcquiredConns(), IdleConns: st.IdleConns()}
-		},
+		PoolStats:         func() openapi.PoolStats { return openapi.PoolStats(eng.Server.PoolStats()) },
 		Client:            eng.Client,
 		MaxRequestBytes:   int64(cfg.Worker.Web.MaxRequestBytes),
 		HeartbeatInterval: cfg.Worker.Leases.HeartbeatInterval(),
-		Endpoints:         eng.Registry.Endpoints,
+		Endpoints:         eng.Server.Endpoints,
 		URLPolicy:         urlPolicy(cfg),
 		SecretDirs:        cfg.Worker.Callout.SecretDirs,
-		RunnerStats:       eng.runner.Stats,
+		RunnerStats:       eng.Server.Stats,
 		Logger:            log,
 	}
 }

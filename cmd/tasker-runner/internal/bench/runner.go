@@ -50,15 +50,12 @@ func runnerConfig(env *cli.Env, o benchOptions, sc *scenarioDB, label string, on
 }
 
 // runnerConfigWith is runnerConfig with the given handlers. It is serve's
-// wiring (app.RunnerConfig of the configuration's defaults) with the
+// wiring (app.ServerConfig of the configuration's defaults) with the
 // bench's settings, then the tuning flags the configuration file has no
 // key for.
 func runnerConfigWith(env *cli.Env, o benchOptions, sc *scenarioDB, label string, handlers callout.Resolver, onEvent func(runner.Event)) runner.Config {
-	rc := app.RunnerConfig(benchConfig(o, sc, label), app.RunnerDeps{
-		Handlers: handlers,
-		Logger:   slog.New(minLevel{env.Logger.Handler(), slog.LevelWarn}),
-		OnEvent:  onEvent,
-	})
+	rc := app.RunnerConfig(benchConfig(o, sc, label), slog.New(minLevel{env.Logger.Handler(), slog.LevelWarn}), handlers)
+	rc.OnEvent = onEvent
 	if o.flushBatch > 0 {
 		rc.FlushBatch = o.flushBatch
 	}

@@ -276,7 +276,7 @@ func (d *devDemo) run(ctx context.Context, e *app.Engine) error {
 	watching.Add(1)
 	go func() {
 		defer watching.Done()
-		watchBreakers(watchCtx, e.Registry, d.tpl.NamespaceName, p)
+		watchBreakers(watchCtx, e.Server, d.tpl.NamespaceName, p)
 	}()
 	defer func() {
 		stopWatching()
@@ -454,7 +454,7 @@ func (d *devDemo) waitLoaded(ctx context.Context, e *app.Engine, want map[string
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		loaded := 0
-		for _, st := range e.Registry.Endpoints() {
+		for _, st := range e.Server.Endpoints() {
 			// The registry shows the URL with {callable} escaped.
 			if base := want[st.Pattern]; st.Namespace == ns && base != "" && strings.HasPrefix(st.URL, base+"/") {
 				loaded++
@@ -534,7 +534,7 @@ func (d *devDemo) runChaos(ctx context.Context, e *app.Engine, info runner.Templ
 			complete++
 		}
 	}
-	for _, st := range e.Registry.Endpoints() {
+	for _, st := range e.Server.Endpoints() {
 		if st.Namespace == info.Namespace && st.Pattern == l.callable {
 			p.printf("chaos: %d of %d orders COMPLETE; the %s endpoint (%s) failed %d calls and held back %d steps while its breaker was open; it is %s now.\n",
 				complete, len(ids), l.label, l.callable, st.Faults, st.Rejected, st.BreakerState)
