@@ -14,22 +14,6 @@ import (
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
 
-// Event reports one step outcome after it was written.
-type Event struct {
-	Step store.ClaimedStep
-	// State is the step's new state: complete, waiting_for_retry, error, or
-	// enqueued (lease released at shutdown).
-	State StepState
-	// Stale is true when the fence refused the write (the lease was lost).
-	Stale  bool
-	Result contracts.StepResult
-	// Started and Finished bound the handler call.
-	Started, Finished time.Time
-	// TaskState is set when this write finished the task: complete or
-	// blocked_by_failures.
-	TaskState TaskState
-}
-
 type pendingOutcome struct {
 	completion store.Completion
 	step       store.ClaimedStep
@@ -508,7 +492,7 @@ func (c *completer) report(batch []pendingOutcome, res store.CompleteResult) {
 		if c.cfg.OnEvent != nil {
 			c.eventMu.Lock()
 			c.cfg.OnEvent(Event{
-				Step: p.step, State: p.completion.State, Stale: !applied, Result: p.result,
+				Step: eventStep(&p.step), State: p.completion.State, Stale: !applied, Result: p.result,
 				Started: p.started, Finished: p.finished, TaskState: res.TasksFinished[p.step.TaskUUID],
 			})
 			c.eventMu.Unlock()
