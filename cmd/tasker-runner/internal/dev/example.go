@@ -261,7 +261,9 @@ func compact(b []byte) string {
 // watchBreakers prints every change of the example endpoints' breakers
 // until ctx ends. It polls: the registry has no change feed, and a 50 ms
 // poll of an in-memory list costs nothing.
-func watchBreakers(ctx context.Context, reg interface{ Endpoints() []callout.EndpointStatus }, namespace string, p *devProgress) {
+func watchBreakers(ctx context.Context, reg interface {
+	Endpoints() []callout.EndpointStatus
+}, namespace string, p *devProgress) {
 	last := map[string]string{}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
