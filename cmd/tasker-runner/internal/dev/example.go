@@ -258,12 +258,15 @@ func compact(b []byte) string {
 	return string(b)
 }
 
+// endpointLister reports the live handler endpoints ([runner.Server.Endpoints]).
+type endpointLister interface {
+	Endpoints() []callout.EndpointStatus
+}
+
 // watchBreakers prints every change of the example endpoints' breakers
 // until ctx ends. It polls: the registry has no change feed, and a 50 ms
 // poll of an in-memory list costs nothing.
-func watchBreakers(ctx context.Context, reg interface {
-	Endpoints() []callout.EndpointStatus
-}, namespace string, p *devProgress) {
+func watchBreakers(ctx context.Context, reg endpointLister, namespace string, p *devProgress) {
 	last := map[string]string{}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
