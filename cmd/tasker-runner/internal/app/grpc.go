@@ -49,6 +49,9 @@ func startGRPC(_ context.Context, cfg config.Config, api openapi.Config, auth *o
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
+	// Logged before serving, as the REST API's line.
+	addr = ln.Addr().String()
+	log.Info("Connect/gRPC management API listening", "addr", addr, "tls", tlsCfg != nil)
 	done := make(chan error, 1)
 	go func() {
 		var err error
@@ -64,8 +67,6 @@ func startGRPC(_ context.Context, cfg config.Config, api openapi.Config, auth *o
 		}
 		done <- err
 	}()
-	addr = ln.Addr().String()
-	log.Info("Connect/gRPC management API listening", "addr", addr, "tls", tlsCfg != nil)
 	var (
 		once    sync.Once
 		stopErr error

@@ -256,6 +256,9 @@ func startWeb(cfg config.Config, handler http.Handler, webTLS *tls.Config, log *
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
+	// Logged before serving: the socket is bound, and a client that got an
+	// answer must find the line (tests read the log once healthy).
+	log.Info("management API listening", "addr", w.addr, "tls", webTLS != nil)
 	go func() {
 		if webTLS != nil {
 			// The certificate comes from TLSConfig.GetCertificate.
@@ -264,7 +267,6 @@ func startWeb(cfg config.Config, handler http.Handler, webTLS *tls.Config, log *
 		}
 		w.errs <- w.srv.Serve(ln)
 	}()
-	log.Info("management API listening", "addr", w.addr, "tls", webTLS != nil)
 	return w, nil
 }
 
