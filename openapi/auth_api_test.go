@@ -1,6 +1,7 @@
 package openapi_test
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"strings"
@@ -53,7 +54,7 @@ func TestAuthOnTheRealAPI(t *testing.T) {
 		{name: "metrics public", path: "/metrics", want: 200, text: "tasker_"},
 		{name: "spec public", path: "/openapi.json", want: 200, text: `"/v1/status"`},
 	} {
-		method := cmpOr(c.method, http.MethodGet)
+		method := cmp.Or(c.method, http.MethodGet)
 		var body any
 		if method == http.MethodPost {
 			body = register

@@ -1,10 +1,9 @@
 package auth_test
 
 import (
+	"cmp"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,25 +19,24 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/openapi"
 	"github.com/tasker-runner/tasker-runner/openapi/auth"
+	"github.com/tasker-runner/tasker-runner/openapi/auth/authtest"
 )
 
-// hashKey is the configured form of an API key.
-func hashKey(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
 const (
-	readKey   = "read-key-0123456789abcdef"
-	adminKey  = "admin-key-0123456789abcdef"
-	hsSecret  = "an-hs256-secret-of-at-least-32-bytes!"
-	issuer    = "https://issuer.example"
-	audience  = "tasker-runner"
+	readKey   = authtest.ReadKey
+	adminKey  = authtest.AdminKey
+	hsSecret  = authtest.HS256Secret
+	issuer    = authtest.Issuer
+	audience  = authtest.Audience
 	principal = "X-Principal"
 )
 
-// authNow is the injected clock of every authenticator in these tests.
-var authNow = time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)
+var (
+	authNow      = authtest.Now
+	hashKey      = authtest.HashKey
+	claims       = authtest.Claims
+	checkProblem = authtest.CheckProblem
+)
 
 // newAuth builds an authenticator accepting readKey, adminKey and JWTs
 // (HS256 with hsSecret unless noHS, RS256 with the test RSA key, ES256
@@ -82,27 +80,6 @@ var echoPrincipal = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request
 	}
 	_, _ = io.WriteString(w, "ok")
 })
-
-// claims are valid HS256/RS256/ES256 claims with scope, edited by edit
-// (a nil value deletes the claim).
-func claims(scope any, edit map[string]any) map[string]any {
-	c := map[string]any{
-		"iss":   issuer,
-		"aud":   audience,
-		"sub":   "alice",
-		"iat":   authNow.Add(-time.Minute).Unix(),
-		"exp":   authNow.Add(time.Hour).Unix(),
-		"scope": scope,
-	}
-	for k, v := range edit {
-		if v == nil {
-			delete(c, k)
-		} else {
-			c[k] = v
-		}
-	}
-	return c
-}
 
 // middlewareCase is one request through [auth.Authenticator.Middleware]
 // and what it must answer.
@@ -149,7 +126,7 @@ func runMiddlewareCases(t *testing.T, cases []middlewareCase) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			checkMiddlewareCase(t, servers[cmpOr(tc.server, "full")], tc)
+			checkMiddlewareCase(t, servers[cmp.Or(tc.server, "full")], tc)
 		})
 	}
 }
@@ -159,7 +136,7 @@ func runMiddlewareCases(t *testing.T, cases []middlewareCase) {
 // not echo the credential.
 func checkMiddlewareCase(t *testing.T, srv *httptest.Server, tc middlewareCase) {
 	t.Helper()
-	req, err := http.NewRequest(cmpOr(tc.method, "GET"), srv.URL+cmpOr(tc.path, "/v1/tasks"), nil)
+	req, err := http.NewRequest(cmp.Or(tc.method, "GET"), srv.URL+cmp.Or(tc.path, "/v1/tasks"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,39 +289,6 @@ func TestAuthMiddlewareRS256ES256(t *testing.T) {
 	})
 }
 
-// checkProblem checks an RFC 9457 refusal and its challenge.
-func checkProblem(t *testing.T, resp *http.Response, body []byte, status int, detail string) {
-	t.Helper()
-	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
-		t.Fatalf("Content-Type %q, want application/problem+json", ct)
-	}
-	var p struct {
-		Type   string `json:"type"`
-		Title  string `json:"title"`
-		Status int    `json:"status"`
-		Detail string `json:"detail"`
-	}
-	if err := json.Unmarshal(body, &p); err != nil {
-		t.Fatalf("problem %s: %v", body, err)
-	}
-	if p.Type != "about:blank" || p.Status != status || p.Title != http.StatusText(status) {
-		t.Fatalf("problem %+v, want about:blank %d %s", p, status, http.StatusText(status))
-	}
-	if !strings.Contains(p.Detail, detail) {
-		t.Fatalf("detail %q, want it to contain %q", p.Detail, detail)
-	}
-	challenge := resp.Header.Get("WWW-Authenticate")
-	if !strings.HasPrefix(challenge, `Bearer realm="tasker-runner"`) {
-		t.Fatalf("WWW-Authenticate %q, want a Bearer challenge", challenge)
-	}
-	if strings.HasPrefix(p.Detail, "credentials required") && challenge != `Bearer realm="tasker-runner"` {
-		t.Fatalf("WWW-Authenticate %q without a credential, want the bare challenge", challenge)
-	}
-	if status == http.StatusForbidden && !strings.Contains(challenge, `error="insufficient_scope"`) {
-		t.Fatalf("WWW-Authenticate %q on 403, want insufficient_scope", challenge)
-	}
-}
-
 // tamper replaces a token's claims, keeping its header and signature.
 func tamper(token string, claims map[string]any) string {
 	parts := strings.Split(token, ".")
@@ -360,13 +304,6 @@ func relabel(token, alg string) string {
 }
 
 func base64URL(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
 
 func TestAuthPrincipalFrom(t *testing.T) {
 	t.Parallel()
