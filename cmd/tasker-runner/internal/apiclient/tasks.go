@@ -131,57 +131,45 @@ func followTask(ctx context.Context, env *cli.Env, c *client.ClientWithResponses
 	return err
 }
 
-// finished reports whether a task is in a final state for --wait.
-func finished(s client.TaskState) bool {
-	switch s {
-	case client.TaskStateComplete, client.TaskStateBlockedByFailures, client.TaskStateCancelled, client.TaskStateResolvedManually:
-		return true
+// waitTask waits for the task to finish ([client.WaitTask]), printing each
+// step's state changes to w.
+func waitTask(ctx context.Context, c *client.ClientWithResponses, id uuid.UUID, interval time.Duration, w io.Writer) (*client.Task, error) {
+	p := taskProgress{w: w, seen: map[uuid.UUID]client.StepState{}}
+	t, err := client.WaitTask(ctx, c, id, &client.WaitOptions{Interval: interval, OnPoll: p.show})
+	var problem *client.Problem
+	switch {
+	case err == nil, ctx.Err() != nil:
+		return t, err
+	case errors.As(err, &problem):
+		return nil, &problemError{problem}
 	}
-	return false
+	return nil, callFailed(err)
 }
 
-// waitTask polls the task until it finishes, printing each step's state
-// changes to w.
-func waitTask(ctx context.Context, c *client.ClientWithResponses, id uuid.UUID, interval time.Duration, w io.Writer) (*client.Task, error) {
-	seen := map[uuid.UUID]client.StepState{}
-	var taskState client.TaskState
-	for {
-		res, err := c.GetTaskWithResponse(ctx, id, nil)
-		if err != nil {
-			return nil, callFailed(err)
-		}
-		if err := apiError(res.HTTPResponse, res.Body); err != nil {
-			return nil, err
-		}
-		t := res.JSON200
-		if t == nil {
-			return nil, fmt.Errorf("unexpected response %s", res.Status())
-		}
-		for _, s := range t.Steps {
-			if prev, ok := seen[s.StepUuid]; !ok || prev != s.State {
-				line := fmt.Sprintf("  %s  step %-24s %s", time.Now().Format(time.TimeOnly), s.Name, s.State)
-				if s.Attempts > 0 {
-					line += " (attempt " + fmtAttempts(s.Attempts, s.MaxAttempts, s.Yields) + ")"
-				}
-				if s.LastError != nil && s.State != client.StepStateComplete {
-					line += "  " + compactJSON(s.LastError, 120)
-				}
-				fmt.Fprintln(w, line)
-				seen[s.StepUuid] = s.State
+// taskProgress prints what changed in a task since its last read.
+type taskProgress struct {
+	w         io.Writer
+	seen      map[uuid.UUID]client.StepState
+	taskState client.TaskState
+}
+
+func (p *taskProgress) show(t *client.Task) {
+	for _, s := range t.Steps {
+		if prev, ok := p.seen[s.StepUuid]; !ok || prev != s.State {
+			line := fmt.Sprintf("  %s  step %-24s %s", time.Now().Format(time.TimeOnly), s.Name, s.State)
+			if s.Attempts > 0 {
+				line += " (attempt " + fmtAttempts(s.Attempts, s.MaxAttempts, s.Yields) + ")"
 			}
+			if s.LastError != nil && s.State != client.StepStateComplete {
+				line += "  " + compactJSON(s.LastError, 120)
+			}
+			fmt.Fprintln(p.w, line)
+			p.seen[s.StepUuid] = s.State
 		}
-		if t.State != taskState {
-			fmt.Fprintf(w, "  %s  task %s (%d/%d steps done)\n", time.Now().Format(time.TimeOnly), t.State, t.StepsDone, t.StepsTotal)
-			taskState = t.State
-		}
-		if finished(t.State) {
-			return t, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(interval):
-		}
+	}
+	if t.State != p.taskState {
+		fmt.Fprintf(p.w, "  %s  task %s (%d/%d steps done)\n", time.Now().Format(time.TimeOnly), t.State, t.StepsDone, t.StepsTotal)
+		p.taskState = t.State
 	}
 }
 
