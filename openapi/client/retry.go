@@ -77,6 +77,10 @@ func WithRetry(doer HttpRequestDoer, p RetryPolicy) ClientOption {
 //   - requests idempotent by method (GET, HEAD, OPTIONS, PUT, DELETE) and
 //     requests that carry an idempotency key (the Idempotency-Key header,
 //     or a submission body's idempotency_key);
+//   - template registration and validation (POST .../v1/templates and
+//     .../v1/templates/validate): registering the same document again
+//     answers the version already registered (200), and validating stores
+//     nothing;
 //   - a task submission (POST .../v1/tasks) without an idempotency key
 //     first gets one ([NewIdempotencyKey], sent as the Idempotency-Key
 //     header; the task's idempotency_key shows it), so that retrying a
@@ -270,7 +274,14 @@ func isIdempotent(req *http.Request, body []byte) bool {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
 		return true
 	}
-	return req.Header.Get("Idempotency-Key") != "" || (isSubmit(req) && bodyHasKey(body))
+	return req.Header.Get("Idempotency-Key") != "" || isTemplateWrite(req) || (isSubmit(req) && bodyHasKey(body))
+}
+
+// isTemplateWrite reports whether req registers or validates a template,
+// which a retry cannot do twice.
+func isTemplateWrite(req *http.Request) bool {
+	path := strings.TrimRight(req.URL.Path, "/")
+	return req.Method == http.MethodPost && (strings.HasSuffix(path, "/v1/templates") || strings.HasSuffix(path, "/v1/templates/validate"))
 }
 
 // bodyHasKey reports whether a JSON body has a non-empty idempotency_key.

@@ -204,3 +204,22 @@ func TestRetryLeavesOtherWritesAlone(t *testing.T) {
 		t.Fatalf("refused connections: %v after %d waits, want %d retries", err, len(waits), RetryMaxAttemptsDefault-1)
 	}
 }
+
+// Registering or validating a template is retried: the same document
+// registered again answers the version already there.
+func TestRetryTemplateWrites(t *testing.T) {
+	for _, path := range []string{"/v1/templates", "/v1/templates/validate"} {
+		a := &attempts{statuses: []int{503, 502, 201}}
+		srv := a.serve(t)
+		var waits []time.Duration
+		res, err := send(t, doer(RetryPolicy{}, &waits), http.MethodPost, srv.URL+path, `{"template":"name: x"}`)
+		if err != nil || res.StatusCode != 201 || a.count() != 3 {
+			t.Fatalf("POST %s: got %v %v after %d attempts, want 201 after 3", path, res, err, a.count())
+		}
+		for i, b := range a.bodies {
+			if b != `{"template":"name: x"}` {
+				t.Errorf("POST %s attempt %d sent %q", path, i+1, b)
+			}
+		}
+	}
+}
