@@ -119,7 +119,7 @@ func NewConnect(cfg ConnectConfig) (*ConnectInvoker, error) {
 	}
 	c := &ConnectInvoker{
 		baseURL:  base,
-		display:  redactURL(base),
+		display:  RedactURL(base),
 		protocol: protocol,
 		timeout:  cfg.Timeout,
 		maxBytes: cmp.Or(cfg.MaxResponseBytes, DefaultMaxResponseBytes),
@@ -171,7 +171,7 @@ func parseServiceURL(raw string) (string, error) {
 	}
 	if strings.Contains(raw, CallablePlaceholder) {
 		return "", fmt.Errorf("handler URL %s: Connect and gRPC services are called at fixed procedure paths, so %s is not supported (the service dispatches on step_definition.handler.callable)",
-			redactURL(strings.ReplaceAll(raw, CallablePlaceholder, "callable")), CallablePlaceholder)
+			RedactURL(strings.ReplaceAll(raw, CallablePlaceholder, "callable")), CallablePlaceholder)
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -181,7 +181,7 @@ func parseServiceURL(raw string) (string, error) {
 		}
 		return "", fmt.Errorf("handler URL is not a valid URL: %v", err)
 	}
-	shown := redactURL(raw)
+	shown := RedactURL(raw)
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
 		return "", fmt.Errorf("handler URL %s: the scheme must be http (h2c) or https", shown)

@@ -116,7 +116,7 @@ func NewHTTP(cfg HTTPConfig) (*HTTPInvoker, error) {
 		now:      cfg.Now,
 	}
 	if len(parts) == 1 {
-		h.display = redactURL(parts[0])
+		h.display = RedactURL(parts[0])
 	}
 	if h.maxBytes == 0 {
 		h.maxBytes = DefaultMaxResponseBytes
@@ -161,7 +161,7 @@ func parseEndpointURL(raw string) ([]string, error) {
 	}
 	rest := strings.ReplaceAll(raw, CallablePlaceholder, "")
 	if i := strings.IndexAny(rest, "{}"); i >= 0 {
-		return nil, fmt.Errorf("handler URL %s: only the %s placeholder is supported", redactURL(strings.ReplaceAll(raw, CallablePlaceholder, "callable")), CallablePlaceholder)
+		return nil, fmt.Errorf("handler URL %s: only the %s placeholder is supported", RedactURL(strings.ReplaceAll(raw, CallablePlaceholder, "callable")), CallablePlaceholder)
 	}
 	// Check the URL with a sentinel in place of the placeholder, then check
 	// the sentinel only landed in the path.
@@ -175,7 +175,7 @@ func parseEndpointURL(raw string) ([]string, error) {
 		}
 		return nil, fmt.Errorf("handler URL is not a valid URL: %v", err)
 	}
-	shown := redactURL(raw)
+	shown := RedactURL(raw)
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
 		return nil, fmt.Errorf("handler URL %s: the scheme must be http or https", shown)
@@ -187,10 +187,11 @@ func parseEndpointURL(raw string) ([]string, error) {
 	return strings.Split(raw, CallablePlaceholder), nil
 }
 
-// redactURL shows a URL without credentials or query values. The
-// {callable} placeholder is shown as written, not percent-encoded
-// (%7Bcallable%7D), so /v1/status and errors show the URL as registered.
-func redactURL(raw string) string {
+// RedactURL shows a handler URL without credentials or query values, for
+// logs, errors and status pages. The {callable} placeholder is shown as
+// written, not percent-encoded (%7Bcallable%7D), so a URL reads as it was
+// registered.
+func RedactURL(raw string) string {
 	const sentinel = "tasker-callable-placeholder"
 	u, err := url.Parse(strings.ReplaceAll(raw, CallablePlaceholder, sentinel))
 	if err != nil {
@@ -232,7 +233,7 @@ func (h *HTTPInvoker) urls(callable string) (target, shown string) {
 		return h.parts[0], h.display
 	}
 	target = strings.Join(h.parts, url.PathEscape(callable))
-	return target, redactURL(target)
+	return target, RedactURL(target)
 }
 
 // Invoke implements [Invoker]: one POST of the envelope.

@@ -416,7 +416,7 @@ func (r *Registry) Endpoints() []EndpointStatus {
 	r.mu.RUnlock()
 	out := make([]EndpointStatus, 0, len(all))
 	for _, e := range all {
-		s := EndpointStatus{Namespace: e.ep.Namespace, Pattern: e.ep.Pattern, URL: redactURL(e.ep.URL), Protocol: e.ep.Protocol, BreakerState: "closed", Error: e.ep.Unusable}
+		s := EndpointStatus{Namespace: e.ep.Namespace, Pattern: e.ep.Pattern, URL: RedactURL(e.ep.URL), Protocol: e.ep.Protocol, BreakerState: "closed", Error: e.ep.Unusable}
 		if g := e.guard; g != nil {
 			s.BreakerState = g.cb.State().String()
 			s.ConsecutiveFailures = g.cb.Counts().ConsecutiveFailures

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -163,7 +162,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer s.close()
 	rep := &Report{
-		URL: redact(s.cfg.URL), Protocol: s.cfg.Protocol, Callable: s.cfg.Callable,
+		URL: callout.RedactURL(s.cfg.URL), Protocol: s.cfg.Protocol, Callable: s.cfg.Callable,
 		Signed: s.signer != nil, Batch: s.cfg.Batch, Cases: []CaseResult{},
 		Decision: s.cfg.Decision, Batchable: s.cfg.Batchable, Yielding: s.cfg.Yielding,
 	}
@@ -275,17 +274,4 @@ func (s *suite) close() { s.base.CloseIdleConnections() }
 func isJSONObject(b []byte) bool {
 	var m map[string]json.RawMessage
 	return json.Unmarshal(b, &m) == nil && m != nil
-}
-
-// redact shows a URL without credentials or query values.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return raw
-	}
-	s := u.Scheme + "://" + u.Host + u.EscapedPath()
-	if u.RawQuery != "" {
-		s += "?..."
-	}
-	return strings.ReplaceAll(s, "%7Bcallable%7D", "{callable}")
 }

@@ -53,7 +53,7 @@ type recorder struct {
 }
 
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
-	ex := &exchange{method: req.Method, url: redact(req.URL.String())}
+	ex := &exchange{method: req.Method, url: callout.RedactURL(req.URL.String())}
 	r.mu.Lock()
 	r.calls = append(r.calls, ex)
 	r.mu.Unlock()
