@@ -34,7 +34,7 @@ type listenerConfig struct {
 
 func (c *listenerConfig) withDefaults() {
 	if c.Jitter == nil {
-		c.Jitter = func(d time.Duration, _ float64) time.Duration { return d }
+		c.Jitter = noJitter
 	}
 	c.ReconnectInitial = cmp.Or(c.ReconnectInitial, ReconnectInitialDefault)
 	c.ReconnectMax = cmp.Or(c.ReconnectMax, ReconnectMaxDefault)
