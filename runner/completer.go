@@ -67,9 +67,10 @@ type completerPermits interface {
 	running() int
 }
 
-// claimWaker makes the claimer claim now, or at a time: the [claimer].
+// claimWaker makes the claimer claim now ([waker]), or at a time: the
+// [claimer].
 type claimWaker interface {
-	wake()
+	waker
 	scheduleWake(t time.Time)
 }
 

@@ -194,6 +194,9 @@ func (c *Config) validate() error {
 func (c *Config) polls() bool   { return c.Mode != ModeEventDrivenOnly }
 func (c *Config) listens() bool { return c.Mode != ModePollingOnly }
 
+// noJitter is the jitter of a service config that sets none: d itself.
+func noJitter(d time.Duration, _ float64) time.Duration { return d }
+
 // jitter returns d scaled by a random factor in [1-f, 1+f).
 func (c *Config) jitter(d time.Duration, f float64) time.Duration {
 	return time.Duration(float64(d) * (1 - f + 2*f*c.Rand()))

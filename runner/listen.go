@@ -34,7 +34,7 @@ type listenerConfig struct {
 
 func (c *listenerConfig) withDefaults() {
 	if c.Jitter == nil {
-		c.Jitter = func(d time.Duration, _ float64) time.Duration { return d }
+		c.Jitter = noJitter
 	}
 	c.ReconnectInitial = cmp.Or(c.ReconnectInitial, ReconnectInitialDefault)
 	c.ReconnectMax = cmp.Or(c.ReconnectMax, ReconnectMaxDefault)
@@ -147,11 +147,7 @@ func (l *listener) subscribe(ctx context.Context, conn *pgx.Conn) error {
 			return fmt.Errorf("LISTEN: %w", err)
 		}
 		// Namespaces created while we were away.
-		if ns, err := store.ListNamespaces(ctx, conn); err == nil {
-			for _, n := range ns {
-				l.namespaces.add(n)
-			}
-		}
+		l.namespaces.discover(ctx, conn)
 	}
 	for _, ns := range l.namespaces.snapshot() {
 		if err := listenTo(ctx, conn, store.Channel(ns)); err != nil {

@@ -1,8 +1,11 @@
 package runner
 
 import (
+	"context"
 	"slices"
 	"sync"
+
+	"github.com/tasker-runner/tasker-runner/runner/store"
 )
 
 // namespaces is the set of namespaces a runner serves. Configured
@@ -50,4 +53,14 @@ func (n *namespaces) add(ns string) bool {
 	// holders see: copy on growth.
 	n.list = append(slices.Clip(n.list), ns)
 	return true
+}
+
+// discover adds the namespaces created since the last look; a failed look
+// changes nothing (the next one catches up).
+func (n *namespaces) discover(ctx context.Context, db store.DB) {
+	if ns, err := store.ListNamespaces(ctx, db); err == nil {
+		for _, name := range ns {
+			n.add(name)
+		}
+	}
 }

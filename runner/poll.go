@@ -18,7 +18,7 @@ type pollerConfig struct {
 
 func (c *pollerConfig) withDefaults() {
 	if c.Jitter == nil {
-		c.Jitter = func(d time.Duration, _ float64) time.Duration { return d }
+		c.Jitter = noJitter
 	}
 	c.Interval = cmp.Or(c.Interval, PollIntervalDefault)
 }

@@ -1,6 +1,7 @@
 package runner_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -25,7 +26,7 @@ func newServer(t testing.TB, pool *pgxpool.Pool, cfg runner.ServerConfig) *runne
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
 	}
-	cfg.PollInterval = cmpOr(cfg.PollInterval, 50*time.Millisecond)
+	cfg.PollInterval = cmp.Or(cfg.PollInterval, 50*time.Millisecond)
 	srv, err := runner.NewServer(pool, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -36,13 +37,6 @@ func newServer(t testing.TB, pool *pgxpool.Pool, cfg runner.ServerConfig) *runne
 		}
 	})
 	return srv
-}
-
-func cmpOr(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
 }
 
 // Go handlers registered by name run the steps that call them, and see

@@ -84,13 +84,7 @@ func (r *Runner) ridingClaim() ([]string, bool) {
 }
 
 // discoverNamespaces adds the namespaces created since the last look.
-func (r *Runner) discoverNamespaces(ctx context.Context) {
-	if ns, err := store.ListNamespaces(ctx, r.pool); err == nil {
-		for _, n := range ns {
-			r.namespaces.add(n)
-		}
-	}
-}
+func (r *Runner) discoverNamespaces(ctx context.Context) { r.namespaces.discover(ctx, r.pool) }
 
 func (r *Runner) reloadEndpoints(ctx context.Context) {
 	if err := r.cfg.Endpoints.Reload(ctx); err != nil && ctx.Err() == nil {
