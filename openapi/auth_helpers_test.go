@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tasker-runner/tasker-runner/openapi"
+	"github.com/tasker-runner/tasker-runner/openapi/auth"
 	"github.com/tasker-runner/tasker-runner/openapi/auth/authtest"
 )
 
@@ -37,7 +38,7 @@ func newAuth(t testing.TB, edit func(*openapi.AuthConfig)) *openapi.Authenticato
 		PublicHealth:  true,
 		PublicMetrics: true,
 		APIKeys: []openapi.APIKey{
-			{Name: "reader", Hash: hashKey(readKey), Scope: openapi.ScopeRead},
+			{Name: "reader", Hash: hashKey(readKey), Scope: auth.ScopeRead},
 			{Name: "admin", Hash: hashKey(adminKey), Scope: openapi.ScopeAdmin},
 		},
 		JWT: openapi.JWTConfig{

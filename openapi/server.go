@@ -11,6 +11,7 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/openapi/auth"
 	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
@@ -143,7 +144,7 @@ func New(cfg Config) *Server {
 	s.registerDocs()
 	// The document declares the credentials whether or not auth is on, so
 	// the exported spec does not depend on configuration.
-	DocumentAuth(s.api.OpenAPI())
+	auth.Document(s.api.OpenAPI())
 	return s
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tasker-runner/tasker-runner/contracts"
+	"github.com/tasker-runner/tasker-runner/openapi/auth"
 	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
@@ -393,7 +394,7 @@ func typedTaskStates(in []string) []runner.TaskState {
 
 func (s *Server) manual(ctx context.Context, reason string) runner.Manual {
 	m := runner.Manual{Actor: "api", Reason: reason, Now: s.cfg.Now()}
-	if p, ok := PrincipalFrom(ctx); ok {
+	if p, ok := auth.PrincipalFrom(ctx); ok {
 		m.Principal = string(p.Kind) + ":" + p.Name
 	}
 	return m
