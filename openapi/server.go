@@ -90,6 +90,9 @@ type Server struct {
 	mux     *http.ServeMux
 	api     huma.API
 	started time.Time
+	// ops are the registered operations by id, for the mirror's
+	// [Server.checkParams].
+	ops map[string]*huma.Operation
 }
 
 // New builds a [Server] and registers its operations. It touches no
@@ -145,6 +148,7 @@ func New(cfg Config) *Server {
 	// The document declares the credentials whether or not auth is on, so
 	// the exported spec does not depend on configuration.
 	auth.Document(s.api.OpenAPI())
+	s.ops = operationsByID(s.api.OpenAPI())
 	return s
 }
 
