@@ -1,16 +1,14 @@
 package openapi
 
 import (
-	"context"
 	"crypto"
-
-	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/tasker-runner/tasker-runner/openapi/auth"
 )
 
 // The API's authentication lives in package [auth]. These names forward to
-// it for the programs that configure the API through this package.
+// it for the programs that configure the API through this package (the
+// serve command); code inside this package calls [auth] itself.
 
 // Authenticator checks the credentials of API requests; see
 // [auth.Authenticator].
@@ -28,14 +26,8 @@ type JWTConfig = auth.JWTConfig
 // Scope is what a credential may do; see [auth.Scope].
 type Scope = auth.Scope
 
-// Principal is the authenticated caller of a request; see [auth.Principal].
-type Principal = auth.Principal
-
-// Scopes; see [auth.ScopeRead] and [auth.ScopeAdmin].
-const (
-	ScopeRead  = auth.ScopeRead
-	ScopeAdmin = auth.ScopeAdmin
-)
+// ScopeAdmin allows every operation; see [auth.ScopeAdmin].
+const ScopeAdmin = auth.ScopeAdmin
 
 // NewAuthenticator checks cfg and parses its keys; see [auth.New].
 func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) { return auth.New(cfg) }
@@ -45,11 +37,3 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) { return auth.New(
 func ParsePublicKeysPEM(data []byte) ([]crypto.PublicKey, error) {
 	return auth.ParsePublicKeysPEM(data)
 }
-
-// PrincipalFrom returns the principal that authenticated the request of
-// ctx; see [auth.PrincipalFrom].
-func PrincipalFrom(ctx context.Context) (Principal, bool) { return auth.PrincipalFrom(ctx) }
-
-// DocumentAuth declares the credentials in the OpenAPI document; see
-// [auth.Document].
-func DocumentAuth(o *huma.OpenAPI) { auth.Document(o) }

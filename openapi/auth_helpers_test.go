@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tasker-runner/tasker-runner/openapi"
+	"github.com/tasker-runner/tasker-runner/openapi/auth"
 	"github.com/tasker-runner/tasker-runner/openapi/auth/authtest"
 )
 
@@ -30,17 +30,17 @@ var (
 
 // newAuth builds an authenticator accepting readKey, adminKey and HS256
 // JWTs signed with hsSecret, edited by edit.
-func newAuth(t testing.TB, edit func(*openapi.AuthConfig)) *openapi.Authenticator {
+func newAuth(t testing.TB, edit func(*auth.Config)) *auth.Authenticator {
 	t.Helper()
-	cfg := openapi.AuthConfig{
+	cfg := auth.Config{
 		Enabled:       true,
 		PublicHealth:  true,
 		PublicMetrics: true,
-		APIKeys: []openapi.APIKey{
-			{Name: "reader", Hash: hashKey(readKey), Scope: openapi.ScopeRead},
-			{Name: "admin", Hash: hashKey(adminKey), Scope: openapi.ScopeAdmin},
+		APIKeys: []auth.APIKey{
+			{Name: "reader", Hash: hashKey(readKey), Scope: auth.ScopeRead},
+			{Name: "admin", Hash: hashKey(adminKey), Scope: auth.ScopeAdmin},
 		},
-		JWT: openapi.JWTConfig{
+		JWT: auth.JWTConfig{
 			Enabled:     true,
 			Issuer:      issuer,
 			Audience:    audience,
@@ -51,7 +51,7 @@ func newAuth(t testing.TB, edit func(*openapi.AuthConfig)) *openapi.Authenticato
 	if edit != nil {
 		edit(&cfg)
 	}
-	a, err := openapi.NewAuthenticator(cfg)
+	a, err := auth.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 
 	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/openapi/auth"
 )
 
 // A failure made from a reply that is not a step result keeps the reply's
@@ -19,8 +20,8 @@ const excerptHiddenNote = " (reply excerpt hidden: needs admin scope)"
 
 // showsExcerpts reports whether the caller of ctx may read reply excerpts.
 func showsExcerpts(ctx context.Context) bool {
-	p, ok := PrincipalFrom(ctx)
-	return !ok || p.Scope == ScopeAdmin
+	p, ok := auth.PrincipalFrom(ctx)
+	return !ok || p.Scope == auth.ScopeAdmin
 }
 
 // hideExcerpt returns a stored step result (last_error, or the results of

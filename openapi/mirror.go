@@ -148,18 +148,8 @@ func bodyFromJSON[T any](s *Server, b []byte) (T, error) {
 	pb.Push("body")
 	res := &huma.ValidateResult{}
 	huma.Validate(registry, schema, pb, huma.ModeWriteToServer, data, res)
-	if len(res.Errors) > 0 {
-		details := make([]*huma.ErrorDetail, 0, len(res.Errors))
-		for _, e := range res.Errors {
-			var d *huma.ErrorDetail
-			if errors.As(e, &d) {
-				details = append(details, d)
-			} else {
-				details = append(details, fieldError("body", e.Error()))
-			}
-		}
-		rewordRanges(details)
-		return out, invalid("validation failed", details...)
+	if err := validationProblem(res, "body"); err != nil {
+		return out, err
 	}
 	if err := json.Unmarshal(b, &out); err != nil {
 		return out, invalid("validation failed", fieldError("body", err.Error()))

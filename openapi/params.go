@@ -1,6 +1,7 @@
 package openapi
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -42,16 +43,18 @@ func optInt(v int32) []string {
 	return []string{strconv.Itoa(int(v))}
 }
 
-// operation returns the REST operation with the given id.
-func (s *Server) operation(id string) *huma.Operation {
-	for _, item := range s.api.OpenAPI().Paths {
+// operationsByID indexes the operations of o by id, once when the
+// [Server] is built rather than on every mirror call.
+func operationsByID(o *huma.OpenAPI) map[string]*huma.Operation {
+	out := map[string]*huma.Operation{}
+	for _, item := range o.Paths {
 		for _, op := range []*huma.Operation{item.Get, item.Put, item.Post, item.Delete, item.Patch} {
-			if op != nil && op.OperationID == id {
-				return op
+			if op != nil {
+				out[op.OperationID] = op
 			}
 		}
 	}
-	return nil
+	return out
 }
 
 // paramText returns the problem with the first parameter value of op the
@@ -77,7 +80,7 @@ func paramText(op *huma.Operation, values func(p *huma.Param) []string) *huma.Er
 // present and not empty (a URL's path segment cannot be). Problems are at
 // the REST locations (query.namespace), with REST's wording of ranges.
 func (s *Server) checkParams(operationID string, raw rawParams) error {
-	op := s.operation(operationID)
+	op := s.ops[operationID]
 	if op == nil {
 		return fmt.Errorf("openapi: no operation %q", operationID)
 	}
@@ -106,15 +109,24 @@ func (s *Server) checkParams(operationID string, raw rawParams) error {
 			validateParam(registry, p.Schema.Items, loc+"["+strconv.Itoa(i)+"]", v, res)
 		}
 	}
+	return validationProblem(res, "")
+}
+
+// validationProblem is the problem listing the errors of res (REST's
+// wording of ranges; an error that is not an [huma.ErrorDetail] is at
+// loc), or nil when there are none. Parameters and mirrored bodies share
+// it.
+func validationProblem(res *huma.ValidateResult, loc string) error {
 	if len(res.Errors) == 0 {
 		return nil
 	}
 	details := make([]*huma.ErrorDetail, 0, len(res.Errors))
 	for _, e := range res.Errors {
-		if d, ok := e.(*huma.ErrorDetail); ok {
+		var d *huma.ErrorDetail
+		if errors.As(e, &d) {
 			details = append(details, d)
 		} else {
-			details = append(details, fieldError("", e.Error()))
+			details = append(details, fieldError(loc, e.Error()))
 		}
 	}
 	rewordRanges(details)

@@ -11,6 +11,7 @@ import (
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/tasker-runner/tasker-runner/callout"
+	"github.com/tasker-runner/tasker-runner/openapi/auth"
 	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
@@ -89,6 +90,9 @@ type Server struct {
 	mux     *http.ServeMux
 	api     huma.API
 	started time.Time
+	// ops are the registered operations by id, for the mirror's
+	// [Server.checkParams].
+	ops map[string]*huma.Operation
 }
 
 // New builds a [Server] and registers its operations. It touches no
@@ -143,7 +147,8 @@ func New(cfg Config) *Server {
 	s.registerDocs()
 	// The document declares the credentials whether or not auth is on, so
 	// the exported spec does not depend on configuration.
-	DocumentAuth(s.api.OpenAPI())
+	auth.Document(s.api.OpenAPI())
+	s.ops = operationsByID(s.api.OpenAPI())
 	return s
 }
 

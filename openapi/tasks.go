@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tasker-runner/tasker-runner/contracts"
+	"github.com/tasker-runner/tasker-runner/openapi/auth"
 	"github.com/tasker-runner/tasker-runner/runner"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
@@ -380,8 +381,6 @@ func (s *Server) listTasks(ctx context.Context, in *listTasksInput) (*listTasksO
 	return out, nil
 }
 
-// manual describes a manual change for the audit trail: the actor "api",
-// the authenticated caller when auth is on, and the reason given.
 // typedTaskStates types the state filter (already checked against the enum).
 func typedTaskStates(in []string) []runner.TaskState {
 	out := make([]runner.TaskState, len(in))
@@ -391,9 +390,11 @@ func typedTaskStates(in []string) []runner.TaskState {
 	return out
 }
 
+// manual describes a manual change for the audit trail: the actor "api",
+// the authenticated caller when auth is on, and the reason given.
 func (s *Server) manual(ctx context.Context, reason string) runner.Manual {
 	m := runner.Manual{Actor: "api", Reason: reason, Now: s.cfg.Now()}
-	if p, ok := PrincipalFrom(ctx); ok {
+	if p, ok := auth.PrincipalFrom(ctx); ok {
 		m.Principal = string(p.Kind) + ":" + p.Name
 	}
 	return m
