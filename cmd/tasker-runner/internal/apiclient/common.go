@@ -197,6 +197,35 @@ func readJSONArg(arg string, stdin io.Reader) (any, error) {
 	return v, nil
 }
 
+// parseSubcommand parses the command line of client command name: its
+// subcommand (one of subs; "" for --help), then the client flags and those
+// addFlags registers for that subcommand, wherever they come among the
+// positional arguments, which it returns. For --help it prints the usage,
+// with every subcommand's flags, and returns [flag.ErrHelp].
+func parseSubcommand(env *cli.Env, name string, args []string, subs []string, addFlags func(fs *flag.FlagSet, sub string)) (sub string, o *clientOptions, pos []string, err error) {
+	sub, args, err = subcommand(env, name, args, subs...)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	fs := cli.NewFlagSet(name)
+	o = addClientFlags(env, fs)
+	addFlags(fs, sub)
+	if err := helpRequested(env, name, sub, fs); err != nil {
+		return "", nil, nil, err
+	}
+	pos, err = parseInterspersed(env, fs, args)
+	return sub, o, pos, err
+}
+
+// noArguments is a usage error naming the first of pos, for a command that
+// takes no positional arguments; nil when there are none.
+func noArguments(pos []string) error {
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", cli.ErrUsage, pos[0])
+	}
+	return nil
+}
+
 // helpRequested prints the usage of command name with the flags of fs
 // when sub is "" (--help before any subcommand).
 func helpRequested(env *cli.Env, name, sub string, fs *flag.FlagSet) error {

@@ -34,21 +34,14 @@ var HandlersCommand = cli.Command{
 }
 
 func runHandlers(ctx context.Context, env *cli.Env, args []string) error {
-	sub, args, err := subcommand(env, "handlers", args, "list", "put")
-	if err != nil {
-		return err
-	}
-	fs := cli.NewFlagSet("handlers")
-	o := addClientFlags(env, fs)
-	namespace := fs.String("namespace", "", "the namespace (put: the one the endpoint serves, default every namespace; list: only this namespace)")
+	var namespace *string
 	var put *handlerPutFlags
-	if sub == "put" || sub == "" {
-		put = addHandlerPutFlags(fs)
-	}
-	if err := helpRequested(env, "handlers", sub, fs); err != nil {
-		return err
-	}
-	pos, err := parseInterspersed(env, fs, args)
+	sub, o, pos, err := parseSubcommand(env, "handlers", args, []string{"list", "put"}, func(fs *flag.FlagSet, sub string) {
+		namespace = fs.String("namespace", "", "the namespace (put: the one the endpoint serves, default every namespace; list: only this namespace)")
+		if sub == "put" || sub == "" {
+			put = addHandlerPutFlags(fs)
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -61,8 +54,8 @@ func runHandlers(ctx context.Context, env *cli.Env, args []string) error {
 		ns = namespace
 	}
 	if sub == "list" {
-		if len(pos) > 0 {
-			return fmt.Errorf("%w: unexpected argument %q", cli.ErrUsage, pos[0])
+		if err := noArguments(pos); err != nil {
+			return err
 		}
 		return listHandlers(ctx, env, c, o, ns)
 	}
@@ -177,17 +170,10 @@ var DLQCommand = cli.Command{
 }
 
 func runDLQ(ctx context.Context, env *cli.Env, args []string) error {
-	sub, args, err := subcommand(env, "dlq", args, "list", "redrive")
-	if err != nil {
-		return err
-	}
-	fs := cli.NewFlagSet("dlq")
-	o := addClientFlags(env, fs)
-	f := addDLQFlags(fs, sub)
-	if err := helpRequested(env, "dlq", sub, fs); err != nil {
-		return err
-	}
-	pos, err := parseInterspersed(env, fs, args)
+	var f *dlqFlags
+	sub, o, pos, err := parseSubcommand(env, "dlq", args, []string{"list", "redrive"}, func(fs *flag.FlagSet, sub string) {
+		f = addDLQFlags(fs, sub)
+	})
 	if err != nil {
 		return err
 	}
@@ -203,8 +189,8 @@ func runDLQ(ctx context.Context, env *cli.Env, args []string) error {
 		return err
 	}
 	if sub == "list" {
-		if len(pos) > 0 {
-			return fmt.Errorf("%w: unexpected argument %q", cli.ErrUsage, pos[0])
+		if err := noArguments(pos); err != nil {
+			return err
 		}
 		return listDeadLetters(ctx, env, c, o, f)
 	}

@@ -3,6 +3,7 @@ package apiclient
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -41,8 +42,8 @@ func runSubmit(ctx context.Context, env *cli.Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", cli.ErrUsage, pos[0])
+	if err := noArguments(pos); err != nil {
+		return err
 	}
 	if *namespace == "" || *name == "" {
 		return fmt.Errorf("%w: --namespace and --name are required", cli.ErrUsage)
@@ -210,8 +211,8 @@ func runStatus(ctx context.Context, env *cli.Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", cli.ErrUsage, pos[0])
+	if err := noArguments(pos); err != nil {
+		return err
 	}
 	c, err := o.client()
 	if err != nil {
@@ -283,25 +284,17 @@ var TasksCommand = cli.Command{
 }
 
 func runTasks(ctx context.Context, env *cli.Env, args []string) error {
-	sub, args, err := subcommand(env, "tasks", args, "get", "list")
-	if err != nil {
-		return err
-	}
-	fs := cli.NewFlagSet("tasks")
-	o := addClientFlags(env, fs)
 	var f taskListFlags
-	if sub == "list" || sub == "" {
-		f.state = fs.String("state", "", "only tasks in these states (comma-separated: pending, steps_in_process, complete, blocked_by_failures, cancelled, resolved_manually)")
-		f.namespace = fs.String("namespace", "", "only tasks of this namespace")
-		f.template = fs.String("template", "", "only tasks of this template name")
-		f.correlationID = fs.String("correlation-id", "", "only tasks with this correlation id (a UUID)")
-		f.cursor = fs.String("cursor", "", "the next page, from the previous page's cursor")
-		f.limit = fs.Int64("limit", 50, "page size (at most 500)")
-	}
-	if err := helpRequested(env, "tasks", sub, fs); err != nil {
-		return err
-	}
-	pos, err := parseInterspersed(env, fs, args)
+	sub, o, pos, err := parseSubcommand(env, "tasks", args, []string{"get", "list"}, func(fs *flag.FlagSet, sub string) {
+		if sub == "list" || sub == "" {
+			f.state = fs.String("state", "", "only tasks in these states (comma-separated: pending, steps_in_process, complete, blocked_by_failures, cancelled, resolved_manually)")
+			f.namespace = fs.String("namespace", "", "only tasks of this namespace")
+			f.template = fs.String("template", "", "only tasks of this template name")
+			f.correlationID = fs.String("correlation-id", "", "only tasks with this correlation id (a UUID)")
+			f.cursor = fs.String("cursor", "", "the next page, from the previous page's cursor")
+			f.limit = fs.Int64("limit", 50, "page size (at most 500)")
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -315,8 +308,8 @@ func runTasks(ctx context.Context, env *cli.Env, args []string) error {
 		}
 		return getTask(ctx, env, c, o, pos[0])
 	}
-	if len(pos) > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", cli.ErrUsage, pos[0])
+	if err := noArguments(pos); err != nil {
+		return err
 	}
 	return listTasks(ctx, env, c, o, f)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -31,24 +32,16 @@ var TemplatesCommand = cli.Command{
 }
 
 func runTemplates(ctx context.Context, env *cli.Env, args []string) error {
-	sub, args, err := subcommand(env, "templates", args, "register", "validate", "list", "get")
-	if err != nil {
-		return err
-	}
-	fs := cli.NewFlagSet("templates")
-	o := addClientFlags(env, fs)
 	var namespace, name, cursor *string
 	var limit *int64
-	if sub == "list" || sub == "" {
-		namespace = fs.String("namespace", "", "list: only templates of this namespace")
-		name = fs.String("name", "", "list: only the versions of this template name")
-		limit = fs.Int64("limit", 0, "list: page size (default 50)")
-		cursor = fs.String("cursor", "", "list: the next page, from the previous page's cursor")
-	}
-	if err := helpRequested(env, "templates", sub, fs); err != nil {
-		return err
-	}
-	pos, err := parseInterspersed(env, fs, args)
+	sub, o, pos, err := parseSubcommand(env, "templates", args, []string{"register", "validate", "list", "get"}, func(fs *flag.FlagSet, sub string) {
+		if sub == "list" || sub == "" {
+			namespace = fs.String("namespace", "", "list: only templates of this namespace")
+			name = fs.String("name", "", "list: only the versions of this template name")
+			limit = fs.Int64("limit", 0, "list: page size (default 50)")
+			cursor = fs.String("cursor", "", "list: the next page, from the previous page's cursor")
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -63,8 +56,8 @@ func runTemplates(ctx context.Context, env *cli.Env, args []string) error {
 			return err
 		}
 	case "list":
-		if len(pos) > 0 {
-			return fmt.Errorf("%w: unexpected argument %q", cli.ErrUsage, pos[0])
+		if err := noArguments(pos); err != nil {
+			return err
 		}
 	case "get":
 		if len(pos) < 2 || len(pos) > 3 {

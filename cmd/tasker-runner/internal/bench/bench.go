@@ -373,33 +373,22 @@ func (r *benchRounds) batch(ctx context.Context, i int) error {
 // medians reports each scenario's median run, and every run when there
 // was more than one.
 func (r *benchRounds) medians(res *benchResults) {
-	if len(r.backlogs) > 0 {
-		b := medianBacklog(r.backlogs)
-		res.Backlog = &b
-		if len(r.backlogs) > 1 {
-			res.BacklogRuns = r.backlogs
-		}
+	reportRuns(r.backlogs, medianBacklog, &res.Backlog, &res.BacklogRuns)
+	reportRuns(r.latencies, medianLatency, &res.Latency, &res.LatencyRuns)
+	reportRuns(r.https, medianHTTP, &res.HTTP, &res.HTTPRuns)
+	reportRuns(r.batches, medianETL, &res.Batch, &res.BatchRuns)
+}
+
+// reportRuns sets *median to the median of runs (by medianOf) and, when
+// there is more than one, *all to runs; with no runs it sets neither.
+func reportRuns[T any](runs []T, medianOf func([]T) T, median **T, all *[]T) {
+	if len(runs) == 0 {
+		return
 	}
-	if len(r.latencies) > 0 {
-		l := medianLatency(r.latencies)
-		res.Latency = &l
-		if len(r.latencies) > 1 {
-			res.LatencyRuns = r.latencies
-		}
-	}
-	if len(r.https) > 0 {
-		h := medianHTTP(r.https)
-		res.HTTP = &h
-		if len(r.https) > 1 {
-			res.HTTPRuns = r.https
-		}
-	}
-	if len(r.batches) > 0 {
-		b := medianETL(r.batches)
-		res.Batch = &b
-		if len(r.batches) > 1 {
-			res.BatchRuns = r.batches
-		}
+	m := medianOf(runs)
+	*median = &m
+	if len(runs) > 1 {
+		*all = runs
 	}
 }
 

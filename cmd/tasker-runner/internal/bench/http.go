@@ -34,9 +34,6 @@ const (
 	benchBatchWindowDefault = 2 * time.Millisecond
 )
 
-// Targets of the README's performance section.
-const ()
-
 // noopService is the no-op handler service: it decodes each request body
 // as a handler would and answers success for every step.
 type noopService struct {
