@@ -13,7 +13,6 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/cli"
 	"github.com/tasker-runner/tasker-runner/runner"
-	// TODO(#15): front door: the pool and migrate helpers of the runner.
 )
 
 // MigrateCommand applies or shows the schema migrations.

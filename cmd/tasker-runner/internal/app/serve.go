@@ -18,7 +18,6 @@ import (
 	"github.com/tasker-runner/tasker-runner/config"
 	"github.com/tasker-runner/tasker-runner/openapi"
 	"github.com/tasker-runner/tasker-runner/runner"
-	// TODO(#15): front door: the pool and migrate helpers of the runner.
 )
 
 // ServeCommand runs the runner and its API against PostgreSQL.

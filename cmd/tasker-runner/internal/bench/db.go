@@ -18,8 +18,6 @@ import (
 
 	"github.com/tasker-runner/tasker-runner/cmd/tasker-runner/internal/cli"
 	"github.com/tasker-runner/tasker-runner/runner"
-	// TODO(#15): front door: pgcluster (a throwaway PostgreSQL) sits under
-	// runner/store; move it out, or allow it, when cmd may not import store.
 	"github.com/tasker-runner/tasker-runner/runner/store/pgcluster"
 )
 

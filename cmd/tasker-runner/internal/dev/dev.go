@@ -24,8 +24,6 @@ import (
 	"github.com/tasker-runner/tasker-runner/config"
 	"github.com/tasker-runner/tasker-runner/runner"
 
-	// TODO(#15): front door: pgcluster (a throwaway PostgreSQL) sits under
-	// runner/store; move it out, or allow it, when cmd may not import store.
 	"github.com/tasker-runner/tasker-runner/runner/store/pgcluster"
 	"github.com/tasker-runner/tasker-runner/runner/workflow"
 )
