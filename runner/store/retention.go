@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -293,31 +294,8 @@ func DeleteExpiredTasks(ctx context.Context, db DB, p RetentionParams) (Retentio
 		if len(expired) == 0 {
 			return nil
 		}
-		if len(blocked) > 0 {
-			rows, err := tx.Query(ctx, retentionBusySQL, blocked)
-			if err != nil {
-				return err
-			}
-			busy, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-			if err != nil {
-				return err
-			}
-			if len(busy) > 0 {
-				skip := make(map[uuid.UUID]bool, len(busy))
-				for _, b := range busy {
-					skip[b] = true
-				}
-				kept := expired[:0]
-				for _, e := range expired {
-					if !skip[e] {
-						kept = append(kept, e)
-					}
-				}
-				expired = kept
-			}
-		}
-		if len(expired) == 0 {
-			return nil
+		if expired, err = dropBusy(ctx, tx, expired, blocked); err != nil || len(expired) == 0 {
+			return err
 		}
 		rows, err := tx.Query(ctx, retentionDeleteSQL, expired, complete, failed, cancelled)
 		if err != nil {
@@ -334,4 +312,26 @@ func DeleteExpiredTasks(ctx context.Context, db DB, p RetentionParams) (Retentio
 		return RetentionResult{Deleted: map[contracts.TaskState]int{}, Next: p.After}, fmt.Errorf("store: deleting expired tasks: %w", err)
 	}
 	return res, nil
+}
+
+// dropBusy returns expired without the blocked_by_failures tasks among
+// blocked that have a step still running or due to run, locking their steps
+// as [retentionBusySQL] says. It reuses expired's array.
+func dropBusy(ctx context.Context, tx pgx.Tx, expired, blocked []uuid.UUID) ([]uuid.UUID, error) {
+	if len(blocked) == 0 {
+		return expired, nil
+	}
+	rows, err := tx.Query(ctx, retentionBusySQL, blocked)
+	if err != nil {
+		return nil, err
+	}
+	busy, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, err
+	}
+	skip := make(map[uuid.UUID]bool, len(busy))
+	for _, b := range busy {
+		skip[b] = true
+	}
+	return slices.DeleteFunc(expired, func(e uuid.UUID) bool { return skip[e] }), nil
 }
