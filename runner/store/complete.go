@@ -173,7 +173,8 @@ func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []C
 }
 
 // CompleteAndClaim is [Complete] followed, in the same transaction and
-// round trip, by [Claim] with claim (skipped when claim.Limit is 0): the
+// round trip, by [Claim] with claim (skipped when it asks for none, as
+// [Claim] would): the
 // runner hands the permits of the steps it completes to the steps it claims,
 // and the children this completion makes ready are claimable at once. The
 // claim's WorkerID is workerID.
@@ -187,7 +188,7 @@ func CompleteAndClaim(ctx context.Context, db DB, workerID string, now time.Time
 		return res, nil, err
 	}
 	claim.WorkerID = workerID
-	claiming := claim.Limit > 0 && len(claim.Namespaces) > 0
+	claiming := claim.claims()
 	var (
 		b       pgx.Batch
 		claimed []ClaimedStep
