@@ -173,11 +173,10 @@ func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []C
 }
 
 // CompleteAndClaim is [Complete] followed, in the same transaction and
-// round trip, by [Claim] with claim (skipped when it asks for none, as
-// [Claim] would): the
-// runner hands the permits of the steps it completes to the steps it claims,
-// and the children this completion makes ready are claimable at once. The
-// claim's WorkerID is workerID.
+// round trip, by [Claim] with claim (skipped when it asks for no step, as
+// [Claim] would be): the runner hands the permits of the steps it completes
+// to the steps it claims, and the children this completion makes ready are
+// claimable at once. The claim's WorkerID is workerID.
 func CompleteAndClaim(ctx context.Context, db DB, workerID string, now time.Time, cs []Completion, claim ClaimParams) (CompleteResult, []ClaimedStep, error) {
 	res := CompleteResult{Applied: make(map[uuid.UUID]contracts.StepState, len(cs))}
 	if len(cs) == 0 {
