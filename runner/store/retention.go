@@ -164,13 +164,6 @@ SELECT (SELECT count(*)::int FROM taken),
        ARRAY(SELECT task_uuid FROM taken WHERE expired),
        ARRAY(SELECT task_uuid FROM taken WHERE expired AND state = 'blocked_by_failures')`
 
-// retentionPlanSQL makes the rest of the transaction use custom plans, and
-// returns the setting it replaces. A generic plan knows neither the range
-// nor the limit; on the tasks table it was a bitmap scan of the whole range
-// and a sort (PostgreSQL 15, 20,000 tasks), where the custom plan walks the
-// primary key and stops at the limit.
-const retentionPlanSQL = `SELECT current_setting('plan_cache_mode'), set_config('plan_cache_mode', 'force_custom_plan', true)`
-
 // retentionBusySQL locks, in key order, the steps of blocked_by_failures
 // tasks ($1) that are in error or may still run, and returns the tasks
 // with a step that may still run. Locking the steps in error orders this
@@ -266,16 +259,19 @@ func DeleteExpiredTasks(ctx context.Context, db DB, p RetentionParams) (Retentio
 		var (
 			last             pgtype.UUID
 			expired, blocked []uuid.UUID
-			planMode         string
 		)
-		if err := tx.QueryRow(ctx, retentionPlanSQL).Scan(&planMode, nil); err != nil {
+		// A generic plan knows neither the range nor the limit; on the
+		// tasks table it was a bitmap scan of the whole range and a sort
+		// (PostgreSQL 15, 20,000 tasks), where the custom plan walks the
+		// primary key and stops at the limit.
+		if _, err := tx.Exec(ctx, forceCustomPlansSQL); err != nil {
 			return err
 		}
 		defer func() {
 			// Within a caller's transaction the setting would outlive
 			// this savepoint.
 			if err == nil {
-				_, err = tx.Exec(ctx, `SELECT set_config('plan_cache_mode', $1, true)`, planMode)
+				_, err = tx.Exec(ctx, restorePlanCacheModeSQL)
 			}
 		}()
 		maxSteps := int64(math.MaxInt64)
