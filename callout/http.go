@@ -163,11 +163,10 @@ func parseEndpointURL(raw string) ([]string, error) {
 	if i := strings.IndexAny(rest, "{}"); i >= 0 {
 		return nil, fmt.Errorf("handler URL %s: only the %s placeholder is supported", RedactURL(strings.ReplaceAll(raw, CallablePlaceholder, "callable")), CallablePlaceholder)
 	}
-	// Check the URL with a sentinel in place of the placeholder, then check
-	// the sentinel only landed in the path.
-	const sentinel = "tasker-callable-placeholder"
+	// Check the URL with the sentinel in place of the placeholder, then
+	// check the sentinel only landed in the path.
 	n := strings.Count(raw, CallablePlaceholder)
-	u, err := url.Parse(strings.ReplaceAll(raw, CallablePlaceholder, sentinel))
+	u, err := parseWithSentinel(raw)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
@@ -181,7 +180,7 @@ func parseEndpointURL(raw string) ([]string, error) {
 		return nil, fmt.Errorf("handler URL %s: the scheme must be http or https", shown)
 	case u.Opaque != "" || u.Host == "":
 		return nil, fmt.Errorf("handler URL %s: must be absolute, like https://host/path", shown)
-	case strings.Count(u.Path, sentinel) != n:
+	case strings.Count(u.Path, callableSentinel) != n:
 		return nil, fmt.Errorf("handler URL %s: %s may only appear in the path", shown, CallablePlaceholder)
 	}
 	return strings.Split(raw, CallablePlaceholder), nil
@@ -192,8 +191,7 @@ func parseEndpointURL(raw string) ([]string, error) {
 // written, not percent-encoded (%7Bcallable%7D), so a URL reads as it was
 // registered.
 func RedactURL(raw string) string {
-	const sentinel = "tasker-callable-placeholder"
-	u, err := url.Parse(strings.ReplaceAll(raw, CallablePlaceholder, sentinel))
+	u, err := parseWithSentinel(raw)
 	if err != nil {
 		return "(invalid URL)"
 	}
@@ -201,7 +199,18 @@ func RedactURL(raw string) string {
 	if u.RawQuery != "" {
 		s += "?..."
 	}
-	return strings.ReplaceAll(s, sentinel, CallablePlaceholder)
+	return strings.ReplaceAll(s, callableSentinel, CallablePlaceholder)
+}
+
+// callableSentinel stands in for [CallablePlaceholder] while a handler URL
+// is parsed, so that it can be found in the parsed URL and shown as written
+// (a parsed URL shows the braces percent-encoded).
+const callableSentinel = "tasker-callable-placeholder"
+
+// parseWithSentinel parses raw with each [CallablePlaceholder] replaced by
+// callableSentinel.
+func parseWithSentinel(raw string) (*url.URL, error) {
+	return url.Parse(strings.ReplaceAll(raw, CallablePlaceholder, callableSentinel))
 }
 
 func validHeaderName(s string) bool {

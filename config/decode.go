@@ -245,12 +245,11 @@ func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys
 // is close enough to be a likely typo.
 func closestKey(unknown string, fields []tomlField) string {
 	unknown = strings.ToLower(unknown)
-	best, bestDist := "", math.MaxInt
-	for _, f := range fields {
-		if d := suggest.Distance(unknown, f.name); d < bestDist {
-			best, bestDist = f.name, d
-		}
+	names := make([]string, len(fields))
+	for i, f := range fields {
+		names[i] = f.name
 	}
+	best, bestDist := suggest.Closest(unknown, names)
 	// Allow about one edit per five characters: short keys are too alike for
 	// more ("url" is two edits from "uri" and from "urn").
 	if best != "" && bestDist <= max(1, len(best)/5) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
 	"slices"
 	"strconv"
@@ -276,6 +277,12 @@ type EnvTypo struct {
 // prefix stay quiet.
 func EnvTypos(environ []string) []EnvTypo {
 	known := envLeafByName()
+	// Without the prefix, in name order: of equally near names the first
+	// is suggested.
+	names := make([]string, 0, len(known))
+	for _, env := range slices.Sorted(maps.Keys(known)) {
+		names = append(names, strings.TrimPrefix(env, EnvPrefix))
+	}
 	var out []EnvTypo
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
@@ -283,14 +290,8 @@ func EnvTypos(environ []string) []EnvTypo {
 		if !ok || name == PathEnv || known[name].env != "" {
 			continue
 		}
-		best, bestDist := "", -1
-		for env := range known {
-			if d := suggest.Distance(rest, strings.TrimPrefix(env, EnvPrefix)); bestDist < 0 || d < bestDist || d == bestDist && env < best {
-				best, bestDist = env, d
-			}
-		}
-		if best != "" && bestDist <= max(1, len(best)/10) {
-			out = append(out, EnvTypo{Name: name, Suggest: best})
+		if best, dist := suggest.Closest(rest, names); best != "" && dist <= max(1, len(EnvPrefix+best)/10) {
+			out = append(out, EnvTypo{Name: name, Suggest: EnvPrefix + best})
 		}
 	}
 	slices.SortFunc(out, func(a, b EnvTypo) int { return strings.Compare(a.Name, b.Name) })

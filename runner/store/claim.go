@@ -137,7 +137,7 @@ FROM claimed c JOIN tasker.tasks t ON t.task_uuid = c.task_uuid
 // Claim leases up to p.Limit claimable steps for p.WorkerID and returns them
 // hydrated. It is one statement and one round trip whatever the count.
 func Claim(ctx context.Context, db DB, p ClaimParams) ([]ClaimedStep, error) {
-	if p.Limit <= 0 || len(p.Namespaces) == 0 {
+	if !p.claims() {
 		return nil, nil
 	}
 	rows, err := db.Query(ctx, claimSQL, p.args()...)
@@ -150,6 +150,10 @@ func Claim(ctx context.Context, db DB, p ClaimParams) ([]ClaimedStep, error) {
 	}
 	return out, nil
 }
+
+// claims reports whether p asks for any step: a positive limit and at
+// least one namespace.
+func (p ClaimParams) claims() bool { return p.Limit > 0 && len(p.Namespaces) > 0 }
 
 func (p ClaimParams) args() []any {
 	return []any{p.WorkerID, p.Namespaces, p.Limit, p.Now, p.LeaseFor}

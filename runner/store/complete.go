@@ -173,10 +173,10 @@ func Complete(ctx context.Context, db DB, workerID string, now time.Time, cs []C
 }
 
 // CompleteAndClaim is [Complete] followed, in the same transaction and
-// round trip, by [Claim] with claim (skipped when claim.Limit is 0): the
-// runner hands the permits of the steps it completes to the steps it claims,
-// and the children this completion makes ready are claimable at once. The
-// claim's WorkerID is workerID.
+// round trip, by [Claim] with claim (skipped when it asks for no step, as
+// [Claim] would be): the runner hands the permits of the steps it completes
+// to the steps it claims, and the children this completion makes ready are
+// claimable at once. The claim's WorkerID is workerID.
 func CompleteAndClaim(ctx context.Context, db DB, workerID string, now time.Time, cs []Completion, claim ClaimParams) (CompleteResult, []ClaimedStep, error) {
 	res := CompleteResult{Applied: make(map[uuid.UUID]contracts.StepState, len(cs))}
 	if len(cs) == 0 {
@@ -187,7 +187,7 @@ func CompleteAndClaim(ctx context.Context, db DB, workerID string, now time.Time
 		return res, nil, err
 	}
 	claim.WorkerID = workerID
-	claiming := claim.Limit > 0 && len(claim.Namespaces) > 0
+	claiming := claim.claims()
 	var (
 		b       pgx.Batch
 		claimed []ClaimedStep

@@ -6,5 +6,5 @@ var (
 	RetentionDeleteSQL = retentionDeleteSQL
 	// RetentionPlanSettingSQL plans the rest of the transaction as
 	// DeleteExpiredTasks does.
-	RetentionPlanSettingSQL = retentionPlanSQL
+	RetentionPlanSettingSQL = forceCustomPlansSQL
 )

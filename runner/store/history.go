@@ -16,31 +16,21 @@ import (
 // ListTaskTransitions returns the history of a task and all of its steps,
 // oldest first.
 func ListTaskTransitions(ctx context.Context, db DB, task uuid.UUID) ([]Transition, error) {
-	rows, err := db.Query(ctx, `
+	taskRows, err := queryTransitions(ctx, db, task, `
 		SELECT NULL::uuid, coalesce(id, 0), coalesce(from_state, ''), to_state, 0, coalesce(worker_id, ''), metadata, created_at
 		FROM tasker.task_history WHERE task_uuid = $1
-		ORDER BY seq, id`, task)
+		ORDER BY seq, id`)
 	if err != nil {
-		return nil, fmt.Errorf("store: listing transitions of %s: %w", task, err)
-	}
-	taskRows, err := collectTransitions(rows)
-	if err != nil {
-		return nil, fmt.Errorf("store: listing transitions of %s: %w", task, err)
+		return nil, err
 	}
 	// Through the task's steps (by step_uuid), so the step_transitions_step
 	// index serves it: the history table has no index on task_uuid, one
 	// fewer to maintain.
-	rows, err = db.Query(ctx, `
-		SELECT step_uuid, coalesce(id, 0), coalesce(from_state, ''), to_state, attempt, coalesce(worker_id, ''), metadata, created_at
-		FROM tasker.step_history
+	stepRows, err := queryTransitions(ctx, db, task, stepHistorySQL+`
 		WHERE step_uuid IN (SELECT step_uuid FROM tasker.steps WHERE task_uuid = $1)
-		ORDER BY step_uuid, seq, id`, task)
+		ORDER BY step_uuid, seq, id`)
 	if err != nil {
-		return nil, fmt.Errorf("store: listing transitions of %s: %w", task, err)
-	}
-	stepRows, err := collectTransitions(rows)
-	if err != nil {
-		return nil, fmt.Errorf("store: listing transitions of %s: %w", task, err)
+		return nil, err
 	}
 	seqs := [][]Transition{taskRows}
 	for i := 0; i < len(stepRows); {
@@ -56,25 +46,31 @@ func ListTaskTransitions(ctx context.Context, db DB, task uuid.UUID) ([]Transiti
 
 // ListStepTransitions returns the history of one step, oldest first.
 func ListStepTransitions(ctx context.Context, db DB, step uuid.UUID) ([]Transition, error) {
-	rows, err := db.Query(ctx, `
-		SELECT step_uuid, coalesce(id, 0), coalesce(from_state, ''), to_state, attempt, coalesce(worker_id, ''), metadata, created_at
-		FROM tasker.step_history WHERE step_uuid = $1 ORDER BY seq, id`, step)
-	if err != nil {
-		return nil, fmt.Errorf("store: listing transitions of %s: %w", step, err)
-	}
-	out, err := collectTransitions(rows)
-	if err != nil {
-		return nil, fmt.Errorf("store: listing transitions of %s: %w", step, err)
-	}
-	return out, nil
+	return queryTransitions(ctx, db, step, stepHistorySQL+` WHERE step_uuid = $1 ORDER BY seq, id`)
 }
 
-func collectTransitions(rows pgx.Rows) ([]Transition, error) {
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Transition, error) {
+// stepHistorySQL selects a [Transition] from tasker.step_history; the
+// callers add the WHERE and ORDER BY clauses.
+const stepHistorySQL = `
+		SELECT step_uuid, coalesce(id, 0), coalesce(from_state, ''), to_state, attempt, coalesce(worker_id, ''), metadata, created_at
+		FROM tasker.step_history`
+
+// queryTransitions runs query, whose $1 is id, and collects its rows as
+// transitions of id (a task's or a step's).
+func queryTransitions(ctx context.Context, db DB, id uuid.UUID, query string) ([]Transition, error) {
+	rows, err := db.Query(ctx, query, id)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing transitions of %s: %w", id, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Transition, error) {
 		var tr Transition
 		err := r.Scan(&tr.StepUUID, &tr.ID, &tr.FromState, &tr.ToState, &tr.Attempt, &tr.WorkerID, &tr.Metadata, &tr.CreatedAt)
 		return tr, err
 	})
+	if err != nil {
+		return nil, fmt.Errorf("store: listing transitions of %s: %w", id, err)
+	}
+	return out, nil
 }
 
 // mergeHistories merges histories, each in order, into one ordered by time;

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -163,13 +164,6 @@ SELECT (SELECT count(*)::int FROM taken),
        ARRAY(SELECT task_uuid FROM taken WHERE expired),
        ARRAY(SELECT task_uuid FROM taken WHERE expired AND state = 'blocked_by_failures')`
 
-// retentionPlanSQL makes the rest of the transaction use custom plans, and
-// returns the setting it replaces. A generic plan knows neither the range
-// nor the limit; on the tasks table it was a bitmap scan of the whole range
-// and a sort (PostgreSQL 15, 20,000 tasks), where the custom plan walks the
-// primary key and stops at the limit.
-const retentionPlanSQL = `SELECT current_setting('plan_cache_mode'), set_config('plan_cache_mode', 'force_custom_plan', true)`
-
 // retentionBusySQL locks, in key order, the steps of blocked_by_failures
 // tasks ($1) that are in error or may still run, and returns the tasks
 // with a step that may still run. Locking the steps in error orders this
@@ -265,16 +259,19 @@ func DeleteExpiredTasks(ctx context.Context, db DB, p RetentionParams) (Retentio
 		var (
 			last             pgtype.UUID
 			expired, blocked []uuid.UUID
-			planMode         string
 		)
-		if err := tx.QueryRow(ctx, retentionPlanSQL).Scan(&planMode, nil); err != nil {
+		// A generic plan knows neither the range nor the limit; on the
+		// tasks table it was a bitmap scan of the whole range and a sort
+		// (PostgreSQL 15, 20,000 tasks), where the custom plan walks the
+		// primary key and stops at the limit.
+		if _, err := tx.Exec(ctx, forceCustomPlansSQL); err != nil {
 			return err
 		}
 		defer func() {
 			// Within a caller's transaction the setting would outlive
 			// this savepoint.
 			if err == nil {
-				_, err = tx.Exec(ctx, `SELECT set_config('plan_cache_mode', $1, true)`, planMode)
+				_, err = tx.Exec(ctx, restorePlanCacheModeSQL)
 			}
 		}()
 		maxSteps := int64(math.MaxInt64)
@@ -293,31 +290,8 @@ func DeleteExpiredTasks(ctx context.Context, db DB, p RetentionParams) (Retentio
 		if len(expired) == 0 {
 			return nil
 		}
-		if len(blocked) > 0 {
-			rows, err := tx.Query(ctx, retentionBusySQL, blocked)
-			if err != nil {
-				return err
-			}
-			busy, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-			if err != nil {
-				return err
-			}
-			if len(busy) > 0 {
-				skip := make(map[uuid.UUID]bool, len(busy))
-				for _, b := range busy {
-					skip[b] = true
-				}
-				kept := expired[:0]
-				for _, e := range expired {
-					if !skip[e] {
-						kept = append(kept, e)
-					}
-				}
-				expired = kept
-			}
-		}
-		if len(expired) == 0 {
-			return nil
+		if expired, err = dropBusy(ctx, tx, expired, blocked); err != nil || len(expired) == 0 {
+			return err
 		}
 		rows, err := tx.Query(ctx, retentionDeleteSQL, expired, complete, failed, cancelled)
 		if err != nil {
@@ -334,4 +308,26 @@ func DeleteExpiredTasks(ctx context.Context, db DB, p RetentionParams) (Retentio
 		return RetentionResult{Deleted: map[contracts.TaskState]int{}, Next: p.After}, fmt.Errorf("store: deleting expired tasks: %w", err)
 	}
 	return res, nil
+}
+
+// dropBusy returns expired without the blocked_by_failures tasks among
+// blocked that have a step still running or due to run, locking their steps
+// as [retentionBusySQL] says. It reuses expired's array.
+func dropBusy(ctx context.Context, tx pgx.Tx, expired, blocked []uuid.UUID) ([]uuid.UUID, error) {
+	if len(blocked) == 0 {
+		return expired, nil
+	}
+	rows, err := tx.Query(ctx, retentionBusySQL, blocked)
+	if err != nil {
+		return nil, err
+	}
+	busy, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, err
+	}
+	skip := make(map[uuid.UUID]bool, len(busy))
+	for _, b := range busy {
+		skip[b] = true
+	}
+	return slices.DeleteFunc(expired, func(e uuid.UUID) bool { return skip[e] }), nil
 }

@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,22 +17,13 @@ import (
 	"github.com/tasker-runner/tasker-runner/runner/store/pgtest"
 )
 
-// uuidV7At returns a random version 7 uuid of time at.
-func uuidV7At(at time.Time) uuid.UUID {
-	u := store.UUIDv7Floor(at)
-	_, _ = rand.Read(u[6:])
-	u[6] = 0x70 | u[6]&0x0f
-	u[8] = 0x80 | u[8]&0x3f
-	return u
-}
-
 // retentionTask creates a task at created, with a uuid of that time and
 // three steps: a and b ready, c waiting for both (two edges). It returns
 // the task and its steps a, b, c.
 func retentionTask(t *testing.T, pool *pgxpool.Pool, tpl int64, created time.Time) (uuid.UUID, []uuid.UUID) {
 	t.Helper()
-	task := uuidV7At(created)
-	steps := []uuid.UUID{uuidV7At(created), uuidV7At(created), uuidV7At(created)}
+	task := pgtest.UUIDv7At(created)
+	steps := []uuid.UUID{pgtest.UUIDv7At(created), pgtest.UUIDv7At(created), pgtest.UUIDv7At(created)}
 	mk := func(i int, name string, parents []int) store.NewStep {
 		return store.NewStep{StepUUID: steps[i], Name: name, TemplateStepName: name, Handler: "h." + name,
 			Parents: parents, MaxAttempts: 1}

@@ -357,13 +357,7 @@ func (d *decoder) fields(n *yaml.Node, path string, allowed []string, fn func(ke
 }
 
 func unknownField(key string, allowed []string) string {
-	best, bestDist := "", 3
-	for _, a := range allowed {
-		if dist := suggest.Distance(strings.ToLower(key), a); dist < bestDist {
-			best, bestDist = a, dist
-		}
-	}
-	if best != "" {
+	if best, dist := suggest.Closest(strings.ToLower(key), allowed); best != "" && dist < 3 {
 		return fmt.Sprintf("unknown field; did you mean %q?", best)
 	}
 	return "unknown field; allowed: " + strings.Join(allowed, ", ")

@@ -23,10 +23,10 @@ func CancelledTask(t testing.TB, db store.DB, namespace string, created, cancell
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := uuidV7At(created)
+	id := UUIDv7At(created)
 	if _, err := store.CreateTasks(ctx, db, created, []store.NewTask{{
 		TaskUUID: id, TemplateID: tpl, Namespace: namespace, TemplateName: "seed", TemplateVersion: "1", CorrelationID: uuid.New(),
-		Steps: []store.NewStep{{StepUUID: uuidV7At(created), Name: "a", TemplateStepName: "a", Handler: "h", MaxAttempts: 1}},
+		Steps: []store.NewStep{{StepUUID: UUIDv7At(created), Name: "a", TemplateStepName: "a", Handler: "h", MaxAttempts: 1}},
 	}}); err != nil {
 		t.Fatal(err)
 	}
@@ -36,8 +36,11 @@ func CancelledTask(t testing.TB, db store.DB, namespace string, created, cancell
 	return id
 }
 
-// uuidV7At is a random version 7 uuid of time at.
-func uuidV7At(at time.Time) uuid.UUID {
+// UUIDv7At returns a random version 7 uuid of time at, as the runner's
+// client would have made at that time: seeds that must look as old as at
+// (to retention, to time-ordered listings) take their ids from it. It is
+// [store.UUIDv7Floor] with the random bits filled in.
+func UUIDv7At(at time.Time) uuid.UUID {
 	u := store.UUIDv7Floor(at)
 	_, _ = rand.Read(u[6:])
 	u[6], u[8] = 0x70|u[6]&0x0f, 0x80|u[8]&0x3f
